@@ -1,0 +1,16 @@
+//! The engine's vocabulary and pure logic: records, cursors, outcomes and error classes; the
+//! `Source` / `Sink` / `Transform` traits; the mapping and validation transforms; and the
+//! pipeline runner that ties them to a state store. No network, database or file IO happens here.
+
+pub mod error;
+pub mod record;
+pub mod runner;
+pub mod traits;
+pub mod transform;
+pub mod value;
+
+pub use error::{ConnectorError, ErrorClass, RecordError};
+pub use record::{Cursor, Page, Record};
+pub use runner::{Checkpoint, Progress, RunMode, RunOptions, RunSummary, Runner};
+pub use traits::{Outcome, Sink, Source, Transform};
+pub use value::Value;

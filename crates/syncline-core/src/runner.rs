@@ -1,0 +1,470 @@
+//! The pipeline runner: source pages → transforms → change detection → sink batches → one
+//! checkpoint commit per page. The cursor of a page is committed only after every record of the
+//! page has an outcome, in the same store transaction as the page's dead letters.
+
+use crate::error::{ConnectorError, ErrorClass, RecordError};
+use crate::record::{Cursor, Page, Record};
+use crate::traits::{Outcome, Sink, Source, Transform};
+use crate::value::Value;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a run reads and whether it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Full,
+    Incremental,
+    DryRun,
+    Replay,
+}
+
+impl RunMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMode::Full => "full",
+            RunMode::Incremental => "incremental",
+            RunMode::DryRun => "dry-run",
+            RunMode::Replay => "replay",
+        }
+    }
+}
+
+/// Record counts of a run or of one page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub read: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.read += other.read;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.rejected += other.rejected;
+        self.failed += other.failed;
+    }
+}
+
+/// A record that could not be written, with why; stored until replayed, resolved or ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub record_key: String,
+    pub class: ErrorClass,
+    pub field: String,
+    pub rule: String,
+    pub message: String,
+    /// The record as the source gave it, so a replay runs it through the current transforms.
+    pub payload: serde_json::Value,
+}
+
+/// Everything one page changes in the state store, committed in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCommit {
+    pub run_id: String,
+    pub pipeline: String,
+    /// Advance the pipeline's cursor to this (None: leave it).
+    pub cursor: Option<Cursor>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Destination key → fingerprint of what was written.
+    pub fingerprints: Vec<(String, String)>,
+    /// Source keys that went through: their open dead letters are closed.
+    pub passed_keys: Vec<String>,
+    /// The status those dead letters get: `resolved` on a run, `replayed` on a replay.
+    pub passed_status: &'static str,
+    pub counts: Counts,
+}
+
+/// The state store as the runner sees it.
+pub trait Checkpoint: Send + Sync {
+    /// The stored fingerprints of these destination keys (missing keys are absent).
+    fn fingerprints(
+        &self,
+        pipeline: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
+
+    fn commit(&self, batch: BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+}
+
+/// One line of a dry-run plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanEntry {
+    pub key: String,
+    /// `create`, `update`, `unchanged` or `rejected`.
+    pub action: &'static str,
+    /// Field → [old, new] for updates (and [null, new] for creates), where the sink can read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<(String, serde_json::Value, serde_json::Value)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Told about progress after every page.
+pub trait Progress: Send {
+    fn update(&mut self, total: &Counts);
+}
+
+impl Progress for () {
+    fn update(&mut self, _: &Counts) {}
+}
+
+/// How one run behaves.
+pub struct RunOptions {
+    pub run_id: String,
+    pub pipeline: String,
+    pub mode: RunMode,
+    /// Records per sink call.
+    pub batch_size: usize,
+    /// Stop after reading this many records.
+    pub limit: Option<u64>,
+    /// The mapped field that identifies a record at the destination.
+    pub sink_key: Arc<str>,
+    /// Skip records whose fingerprint equals the last one written.
+    pub change_detection: bool,
+    /// How long transient source/sink failures are retried before the run fails.
+    pub retry_for: Duration,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub counts: Counts,
+    pub plan: Vec<PlanEntry>,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading the source failed: {0}")]
+    Source(#[source] ConnectorError),
+    #[error("writing to the sink failed: {0}")]
+    Sink(#[source] ConnectorError),
+    #[error("committing to the state store failed: {0}")]
+    State(#[source] ConnectorError),
+}
+
+/// Drives one pipeline run.
+pub struct Runner<'a, K: Sink, C: Checkpoint> {
+    pub options: RunOptions,
+    pub transform: &'a dyn Transform,
+    pub sink: K,
+    pub checkpoint: &'a C,
+    pub progress: Box<dyn Progress + 'a>,
+    /// Receives the plan lines of a dry run as they are made.
+    pub plan: Option<Box<dyn FnMut(&PlanEntry) + Send + 'a>>,
+    pub total: Counts,
+}
+
+/// A record that passed the transforms, with what is needed to account for it.
+struct Mapped {
+    source: Record,
+    mapped: Record,
+    dest_key: String,
+    fingerprint: String,
+}
+
+impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
+    pub fn new(options: RunOptions, transform: &'a dyn Transform, sink: K, checkpoint: &'a C) -> Self {
+        Runner { options, transform, sink, checkpoint, progress: Box::new(()), plan: None, total: Counts::default() }
+    }
+
+    /// Reads the source from `start` to its end, writing and committing page by page. The next
+    /// page is read while the current one is written.
+    pub async fn run<S: Source>(&mut self, source: &mut S, start: Option<Cursor>) -> Result<Counts, RunError> {
+        let retry_for = self.options.retry_for;
+        let mut page = retry_transient(retry_for, async || source.next_page(start.as_ref()).await).await.map_err(RunError::Source)?;
+        while let Some(mut current) = page.take() {
+            if current.records.is_empty() {
+                break;
+            }
+            let mut stop = false;
+            if let Some(limit) = self.options.limit {
+                let room = limit.saturating_sub(self.total.read) as usize;
+                if current.records.len() >= room {
+                    stop = true;
+                    if current.records.len() > room {
+                        // the page's cursor would skip the records cut off: leave the cursor
+                        current.records.truncate(room);
+                        current.cursor = None;
+                    }
+                }
+            }
+            let next_cursor = current.cursor.clone();
+            if stop || next_cursor.is_none() {
+                self.process_page(current).await?;
+                break;
+            }
+            let (next, processed) = tokio_join(
+                retry_transient(retry_for, async || source.next_page(next_cursor.as_ref()).await),
+                self.process_page(current),
+            )
+            .await;
+            processed?;
+            page = next.map_err(RunError::Source)?;
+        }
+        Ok(self.total)
+    }
+
+    /// Runs stored dead-letter payloads again; those that pass are marked `replayed`.
+    pub async fn replay(&mut self, records: Vec<Record>) -> Result<Counts, RunError> {
+        for chunk in records.chunks(self.options.batch_size.max(1) * 10) {
+            self.process_page(Page { records: chunk.to_vec(), cursor: None }).await?;
+        }
+        Ok(self.total)
+    }
+
+    async fn process_page(&mut self, page: Page) -> Result<(), RunError> {
+        let dry_run = self.options.mode == RunMode::DryRun;
+        let mut commit = BatchCommit {
+            run_id: self.options.run_id.clone(),
+            pipeline: self.options.pipeline.clone(),
+            cursor: page.cursor,
+            passed_status: if self.options.mode == RunMode::Replay { "replayed" } else { "resolved" },
+            ..BatchCommit::default()
+        };
+        commit.counts.read = page.records.len() as u64;
+
+        let mut mapped = Vec::with_capacity(page.records.len());
+        for source in page.records {
+            match self.map_one(source) {
+                Ok(m) => mapped.push(m),
+                Err((source, error)) => {
+                    commit.counts.rejected += 1;
+                    self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
+                    commit.dead_letters.push(dead_letter(&source, &error));
+                }
+            }
+        }
+
+        let mut stored = HashMap::new();
+        if self.options.change_detection && !mapped.is_empty() {
+            let keys: Vec<String> = mapped.iter().map(|m| m.dest_key.clone()).collect();
+            stored = self.checkpoint.fingerprints(&self.options.pipeline, &keys).await.map_err(RunError::State)?;
+            let mut changed = Vec::with_capacity(mapped.len());
+            for m in mapped {
+                if stored.get(&m.dest_key) == Some(&m.fingerprint) {
+                    commit.counts.unchanged += 1;
+                    self.emit_plan(&m.dest_key, "unchanged", Vec::new(), None);
+                    commit.passed_keys.push(m.source.key);
+                } else {
+                    changed.push(m);
+                }
+            }
+            mapped = changed;
+        }
+
+        if dry_run {
+            self.plan_against_sink(mapped, &stored, &mut commit).await?;
+        } else {
+            for chunk in mapped.chunks(self.options.batch_size.max(1)) {
+                let batch: Vec<Record> = chunk.iter().map(|m| m.mapped.clone()).collect();
+                let outcomes = write_isolating(&mut self.sink, &batch, self.options.retry_for).await.map_err(RunError::Sink)?;
+                for (m, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        Outcome::Created | Outcome::Updated | Outcome::Unchanged => {
+                            match outcome {
+                                Outcome::Created => commit.counts.created += 1,
+                                Outcome::Updated => commit.counts.updated += 1,
+                                _ => commit.counts.unchanged += 1,
+                            }
+                            commit.passed_keys.push(m.source.key.clone());
+                            if self.options.change_detection {
+                                commit.fingerprints.push((m.dest_key.clone(), m.fingerprint.clone()));
+                            }
+                        }
+                        Outcome::Rejected(error) => {
+                            commit.counts.rejected += 1;
+                            commit.dead_letters.push(dead_letter(&m.source, &error));
+                        }
+                        Outcome::Failed(error) => {
+                            commit.counts.failed += 1;
+                            commit.dead_letters.push(dead_letter(&m.source, &error));
+                        }
+                    }
+                }
+            }
+        }
+
+        let counts = commit.counts;
+        if !dry_run {
+            let checkpoint = self.checkpoint;
+            retry_transient(self.options.retry_for, async || checkpoint.commit(commit.clone()).await).await.map_err(RunError::State)?;
+        }
+        self.total.add(&counts);
+        self.progress.update(&self.total);
+        Ok(())
+    }
+
+    /// Dry run: compare with the sink's current values where it can read them.
+    async fn plan_against_sink(&mut self, mapped: Vec<Mapped>, stored: &HashMap<String, String>, commit: &mut BatchCommit) -> Result<(), RunError> {
+        if mapped.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = mapped.iter().map(|m| m.dest_key.clone()).collect();
+        let current = retry_transient(self.options.retry_for, async || self.sink.current(&keys).await).await.map_err(RunError::Sink)?;
+        let Some(current) = current else {
+            // the sink cannot be read: a stored fingerprint is the best evidence of existence
+            for m in &mapped {
+                if stored.contains_key(&m.dest_key) {
+                    commit.counts.updated += 1;
+                    self.emit_plan(&m.dest_key, "update", Vec::new(), None);
+                } else {
+                    commit.counts.created += 1;
+                    self.emit_plan(&m.dest_key, "create", Vec::new(), None);
+                }
+            }
+            return Ok(());
+        };
+        let by_key: HashMap<&str, &Record> = current.iter().map(|r| (r.key.as_str(), r)).collect();
+        for m in &mapped {
+            match by_key.get(m.dest_key.as_str()) {
+                None => {
+                    let changes = m.mapped.fields.iter().map(|(n, v)| (n.to_string(), serde_json::Value::Null, v.to_json())).collect();
+                    commit.counts.created += 1;
+                    self.emit_plan(&m.dest_key, "create", changes, None);
+                }
+                Some(old) => {
+                    let changes: Vec<_> = m
+                        .mapped
+                        .fields
+                        .iter()
+                        .filter_map(|(n, new)| {
+                            let old = old.get(n).cloned().unwrap_or(Value::Null);
+                            (!same_value(&old, new)).then(|| (n.to_string(), old.to_json(), new.to_json()))
+                        })
+                        .collect();
+                    if changes.is_empty() {
+                        commit.counts.unchanged += 1;
+                        self.emit_plan(&m.dest_key, "unchanged", Vec::new(), None);
+                    } else {
+                        commit.counts.updated += 1;
+                        self.emit_plan(&m.dest_key, "update", changes, None);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn map_one(&self, source: Record) -> Result<Mapped, (Record, RecordError)> {
+        let mapped = match self.transform.apply(source.clone()) {
+            Ok(mapped) => mapped,
+            Err(error) => return Err((source, error)),
+        };
+        let dest_key = match mapped.get(&self.options.sink_key).and_then(Value::as_text) {
+            Some(key) if !key.trim().is_empty() => key.into_owned(),
+            _ => {
+                let error = RecordError::data(&self.options.sink_key, "key", "the destination key is empty");
+                return Err((source, error));
+            }
+        };
+        let fingerprint = if self.options.change_detection { fingerprint(&mapped) } else { String::new() };
+        let mut mapped = mapped;
+        mapped.key = dest_key.clone();
+        Ok(Mapped { source, mapped, dest_key, fingerprint })
+    }
+
+    fn emit_plan(&mut self, key: &str, action: &'static str, changes: Vec<(String, serde_json::Value, serde_json::Value)>, reason: Option<String>) {
+        if let Some(plan) = self.plan.as_mut() {
+            plan(&PlanEntry { key: key.to_owned(), action, changes, reason });
+        }
+    }
+}
+
+/// Values that a sink stores alike compare equal (an integer read back from a TEXT column…).
+fn same_value(old: &Value, new: &Value) -> bool {
+    old == new || old.as_text() == new.as_text()
+}
+
+fn dead_letter(source: &Record, error: &RecordError) -> DeadLetter {
+    DeadLetter {
+        record_key: source.key.clone(),
+        class: error.class.clone(),
+        field: error.field.clone(),
+        rule: error.rule.clone(),
+        message: error.message.clone(),
+        payload: source.to_json(),
+    }
+}
+
+/// A stable fingerprint of a record's fields (names and values, in order).
+pub fn fingerprint(record: &Record) -> String {
+    let mut hasher = Sha256::new();
+    for (name, value) in &record.fields {
+        hasher.update(name.as_bytes());
+        hasher.update([0x1f, value_tag(value)]);
+        if let Some(text) = value.as_text() {
+            hasher.update(text.as_bytes());
+        }
+        hasher.update([0x1e]);
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn value_tag(value: &Value) -> u8 {
+    match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(_) | Value::Float(_) | Value::Decimal(_) => 2,
+        _ => 3,
+    }
+}
+
+/// Writes a batch; when the sink rejects the whole batch for one bad record (a `Data` or
+/// `Conflict` error), splits it in halves until the bad records are isolated and rejected alone.
+async fn write_isolating<K: Sink>(sink: &mut K, batch: &[Record], retry_for: Duration) -> Result<Vec<Outcome>, ConnectorError> {
+    match retry_transient(retry_for, async || sink.write(batch).await).await {
+        Ok(outcomes) => Ok(outcomes),
+        Err(error) if matches!(error.class, ErrorClass::Data | ErrorClass::Conflict) => {
+            if batch.len() == 1 {
+                let rule = if error.class == ErrorClass::Conflict { "conflict" } else { "sink" };
+                return Ok(vec![Outcome::Rejected(RecordError { class: error.class.clone(), field: "-".into(), rule: rule.into(), message: error.message })]);
+            }
+            let (left, right) = batch.split_at(batch.len() / 2);
+            let mut outcomes = Box::pin(write_isolating(sink, left, retry_for)).await?;
+            outcomes.extend(Box::pin(write_isolating(sink, right, retry_for)).await?);
+            Ok(outcomes)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Retries transient failures with capped exponential backoff for up to `retry_for`; any other
+/// class is returned at once. (The HTTP connectors get the full resilience Policy; this is the
+/// SQL-side equivalent: a database that is down pauses the run instead of failing it.)
+pub async fn retry_transient<T, F>(retry_for: Duration, mut call: F) -> Result<T, ConnectorError>
+where
+    F: AsyncFnMut() -> Result<T, ConnectorError>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match call().await {
+            Err(error) if matches!(error.class, ErrorClass::Transient { .. }) && started.elapsed() + delay <= retry_for => {
+                let wait = match &error.class {
+                    ErrorClass::Transient { retry_after: Some(after) } => (*after).max(delay),
+                    _ => delay,
+                };
+                tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
+                tokio::time::sleep(wait).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn tokio_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}

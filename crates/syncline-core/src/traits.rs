@@ -1,0 +1,48 @@
+//! The three small traits every connector and transform implements.
+
+use crate::error::{ConnectorError, RecordError};
+use crate::record::{Cursor, Page, Record};
+use std::future::Future;
+
+/// Reads one stream page by page; the cursor is opaque to all but this source.
+pub trait Source: Send {
+    fn next_page(
+        &mut self,
+        after: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Option<Page>, ConnectorError>> + Send;
+}
+
+/// What happened to one record at the sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// The destination refused this record (invalid data, conflict): keep it as a dead letter.
+    Rejected(RecordError),
+    /// The write failed for a transient reason and retries are exhausted.
+    Failed(RecordError),
+}
+
+/// Writes a batch; `Ok` holds exactly one outcome per record, in input order.
+pub trait Sink: Send {
+    fn write(
+        &mut self,
+        batch: &[Record],
+    ) -> impl Future<Output = Result<Vec<Outcome>, ConnectorError>> + Send;
+
+    /// The destination's current values for these keys (for dry-run diffs). A sink that cannot
+    /// read returns `None`, and the plan falls back to the stored fingerprints.
+    fn current(
+        &mut self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Option<Vec<Record>>, ConnectorError>> + Send {
+        let _ = keys;
+        async { Ok(None) }
+    }
+}
+
+/// Mapping and validation are transforms: pure, synchronous, trivially testable.
+pub trait Transform: Send + Sync {
+    fn apply(&self, record: Record) -> Result<Record, RecordError>;
+}

@@ -1,0 +1,195 @@
+//! Validation rules: presence, email, names, numeric ranges, enums and JSON Schema.
+
+use super::present_text;
+use crate::error::RecordError;
+use crate::record::Record;
+use crate::traits::Transform;
+use crate::value::Value;
+
+/// The listed fields must be present and not blank.
+pub struct Require {
+    pub fields: Vec<String>,
+}
+
+impl Transform for Require {
+    fn apply(&self, record: Record) -> Result<Record, RecordError> {
+        for field in &self.fields {
+            if present_text(&record, field).is_none() {
+                let what = if record.get(field).is_none() { "is missing" } else { "is empty" };
+                return Err(RecordError::data(field, "require", what));
+            }
+        }
+        Ok(record)
+    }
+}
+
+/// Email addresses: trimmed, lowercased, checked against RFC 5322 (the `email_address` crate)
+/// plus a dot in the domain, since a dotless domain is never deliverable from a CRM.
+pub struct Email {
+    pub fields: Vec<String>,
+}
+
+impl Transform for Email {
+    fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
+        for field in &self.fields {
+            let Some(text) = present_text(&record, field) else { continue };
+            let email = text.to_lowercase();
+            let domain_ok = email.rsplit_once('@').is_some_and(|(_, d)| d.contains('.') && !d.ends_with('.'));
+            if !domain_ok || !email_address::EmailAddress::is_valid(&email) {
+                return Err(RecordError::data(field, "email", format!("{} is not a valid email address", RecordError::quote(&text))));
+            }
+            record.set(field, Value::Text(email));
+        }
+        Ok(record)
+    }
+}
+
+/// Person names: trimmed, inner whitespace collapsed, and not empty.
+pub struct Name {
+    pub fields: Vec<String>,
+}
+
+impl Transform for Name {
+    fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
+        for field in &self.fields {
+            let text = record.get(field).and_then(Value::as_text).unwrap_or_default();
+            let clean = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            if clean.is_empty() {
+                return Err(RecordError::data(field, "name", "is empty"));
+            }
+            if clean.chars().any(|c| c.is_control() || c.is_ascii_digit()) {
+                return Err(RecordError::data(field, "name", format!("{} contains digits or control characters", RecordError::quote(&clean))));
+            }
+            record.set(field, Value::Text(clean));
+        }
+        Ok(record)
+    }
+}
+
+/// A numeric field within `[min, max]` (either bound optional).
+pub struct Range {
+    pub field: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Transform for Range {
+    fn apply(&self, record: Record) -> Result<Record, RecordError> {
+        let Some(text) = present_text(&record, &self.field) else { return Ok(record) };
+        let n: f64 = text.parse().map_err(|_| {
+            RecordError::data(&self.field, "range", format!("{} is not a number", RecordError::quote(&text)))
+        })?;
+        let below = self.min.is_some_and(|min| n < min);
+        let above = self.max.is_some_and(|max| n > max);
+        if below || above {
+            let bound = |b: Option<f64>| b.map_or("…".to_owned(), |b| b.to_string());
+            return Err(RecordError::data(
+                &self.field,
+                "range",
+                format!("{n} is outside {}..={}", bound(self.min), bound(self.max)),
+            ));
+        }
+        Ok(record)
+    }
+}
+
+/// The field's value must be one of a list (provincias, cantones…). With `ignore_case`, the
+/// value is rewritten to the list's spelling.
+pub struct Enum {
+    pub field: String,
+    pub values: Vec<String>,
+    pub ignore_case: bool,
+}
+
+impl Transform for Enum {
+    fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
+        let Some(text) = present_text(&record, &self.field) else { return Ok(record) };
+        let found = if self.ignore_case {
+            let folded = text.to_lowercase();
+            self.values.iter().find(|v| v.to_lowercase() == folded)
+        } else {
+            self.values.iter().find(|v| **v == text)
+        };
+        match found {
+            Some(canonical) => {
+                record.set(&self.field, Value::Text(canonical.clone()));
+                Ok(record)
+            }
+            None => {
+                let listed = if self.values.len() <= 8 {
+                    self.values.join(", ")
+                } else {
+                    format!("{}, … ({} values)", self.values[..8].join(", "), self.values.len())
+                };
+                Err(RecordError::data(&self.field, "enum", format!("{} is not one of: {listed}", RecordError::quote(&text))))
+            }
+        }
+    }
+}
+
+/// Validates the whole mapped record against a JSON Schema.
+pub struct JsonSchema {
+    pub validator: jsonschema::Validator,
+}
+
+impl Transform for JsonSchema {
+    fn apply(&self, record: Record) -> Result<Record, RecordError> {
+        let json = record.to_json();
+        if let Some(error) = self.validator.iter_errors(&json).next() {
+            let path = error.instance_path().to_string();
+            let field = path.trim_start_matches('/');
+            let field = if field.is_empty() { "-" } else { field };
+            let mut message = error.to_string();
+            if message.len() > 200 {
+                message = RecordError::quote(&message);
+            }
+            return Err(RecordError::data(field, "json_schema", message));
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        let rule = Email { fields: vec!["email".into()] };
+        let out = rule.apply(Record::new("k").with("email", "  Ana.Mora@Example.CR ")).unwrap();
+        assert_eq!(out.get("email"), Some(&Value::Text("ana.mora@example.cr".into())));
+        for bad in ["ana@", "ana.example.cr", "ana@localhost", "ana mora@example.cr", "ana@@x.cr"] {
+            let err = rule.apply(Record::new("k").with("email", bad)).unwrap_err();
+            assert_eq!(err.rule, "email", "{bad}");
+            assert!(err.message.contains("not a valid email"), "{bad}: {err}");
+        }
+        assert!(rule.apply(Record::new("k").with("email", "")).is_ok(), "blank is require's job");
+    }
+
+    #[test]
+    fn names_require_ranges_enums() {
+        let out = Name { fields: vec!["n".into()] }.apply(Record::new("k").with("n", "  Ana   María ")).unwrap();
+        assert_eq!(out.get("n"), Some(&Value::Text("Ana María".into())));
+        assert!(Name { fields: vec!["n".into()] }.apply(Record::new("k").with("n", "   ")).is_err());
+        let err = Require { fields: vec!["x".into()] }.apply(Record::new("k")).unwrap_err();
+        assert_eq!(err.to_string(), "x: require: is missing");
+        let range = Range { field: "s".into(), min: Some(0.0), max: Some(100.0) };
+        assert!(range.apply(Record::new("k").with("s", Value::Int(100))).is_ok());
+        let err = range.apply(Record::new("k").with("s", Value::Float(100.5))).unwrap_err();
+        assert!(err.message.contains("outside 0..=100"), "{err}");
+        let provincia = Enum { field: "p".into(), values: vec!["San José".into(), "Limón".into()], ignore_case: true };
+        let out = provincia.apply(Record::new("k").with("p", "san josé")).unwrap();
+        assert_eq!(out.get("p"), Some(&Value::Text("San José".into())));
+        let err = provincia.apply(Record::new("k").with("p", "Madrid")).unwrap_err();
+        assert_eq!(err.to_string(), "p: enum: \"Madrid\" is not one of: San José, Limón");
+    }
+
+    #[test]
+    fn json_schema_names_the_field() {
+        let schema = serde_json::json!({"type": "object", "properties": {"age": {"type": "integer", "minimum": 18}}});
+        let rule = JsonSchema { validator: jsonschema::validator_for(&schema).unwrap() };
+        assert!(rule.apply(Record::new("k").with("age", Value::Int(30))).is_ok());
+        let err = rule.apply(Record::new("k").with("age", Value::Int(3))).unwrap_err();
+        assert_eq!((err.field.as_str(), err.rule.as_str()), ("age", "json_schema"));
+    }
+}

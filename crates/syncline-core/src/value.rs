@@ -1,0 +1,171 @@
+//! A field value as it travels between sources, transforms and sinks.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A single field value. Sources produce the richest variant they can decode; transforms coerce
+/// to the types a sink needs. Dates travel as chrono values so a watermark keeps its SQL type
+/// when it is bound back into a keyset query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// An exact decimal kept as its canonical text (`-12.50`), so no precision is lost.
+    Decimal(String),
+    Text(String),
+    Date(NaiveDate),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as text, as a person would write it; `None` for null.
+    pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match self {
+            Value::Null => None,
+            Value::Text(s) | Value::Decimal(s) => Some(Cow::Borrowed(s)),
+            other => Some(Cow::Owned(other.to_string())),
+        }
+    }
+
+    /// A short name of the variant, used in error messages and in the tagged cursor encoding.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Date(_) => "date",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamptz",
+        }
+    }
+
+    /// Encodes the value with its kind, so it can be decoded back to the same variant
+    /// (cursors must bind with their original SQL type).
+    pub fn to_tagged(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": self.kind(), "value": self.to_json() })
+    }
+
+    pub fn from_tagged(tagged: &serde_json::Value) -> Option<Value> {
+        let kind = tagged.get("kind")?.as_str()?;
+        let value = tagged.get("value")?;
+        Some(match kind {
+            "null" => Value::Null,
+            "bool" => Value::Bool(value.as_bool()?),
+            "int" => Value::Int(value.as_i64()?),
+            "float" => Value::Float(value.as_f64()?),
+            "decimal" => Value::Decimal(value.as_str()?.to_owned()),
+            "text" => Value::Text(value.as_str()?.to_owned()),
+            "date" => Value::Date(value.as_str()?.parse().ok()?),
+            "timestamp" => Value::Timestamp(value.as_str()?.parse().ok()?),
+            "timestamptz" => Value::TimestampTz(value.as_str()?.parse().ok()?),
+            _ => return None,
+        })
+    }
+
+    /// Plain JSON: numbers stay numbers, decimals and dates become strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            other => serde_json::Value::String(other.to_string()),
+        }
+    }
+
+    pub fn from_json(json: &serde_json::Value) -> Value {
+        match json {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::Text(s.clone()),
+            other => Value::Text(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Decimal(s) | Value::Text(s) => f.write_str(s),
+            Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            Value::Timestamp(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.f")),
+            Value::TimestampTz(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.fZ")),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(|json| Value::from_json(&json))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_round_trip_keeps_the_variant() {
+        let ts = NaiveDate::from_ymd_opt(2024, 5, 1)
+            .unwrap()
+            .and_hms_milli_opt(10, 0, 0, 250)
+            .unwrap();
+        for v in [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-7),
+            Value::Float(1.5),
+            Value::Decimal("12.50".into()),
+            Value::Text("x".into()),
+            Value::Date(ts.date()),
+            Value::Timestamp(ts),
+            Value::TimestampTz(ts.and_utc()),
+        ] {
+            assert_eq!(Value::from_tagged(&v.to_tagged()), Some(v.clone()), "{v:?}");
+        }
+    }
+}

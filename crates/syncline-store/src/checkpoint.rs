@@ -1,0 +1,126 @@
+//! The runner's view of the store: fingerprints and the one-transaction page commit.
+
+use crate::{Store, StoreError, now, placeholders};
+use std::collections::HashMap;
+use syncline_core::ConnectorError;
+use syncline_core::runner::{BatchCommit, Checkpoint};
+
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
+const CHUNK: usize = 500;
+
+impl Checkpoint for Store {
+    async fn fingerprints(&self, pipeline: &str, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
+        self.load_fingerprints(pipeline, keys).await.map_err(StoreError::into_connector_error)
+    }
+
+    async fn commit(&self, batch: BatchCommit) -> Result<(), ConnectorError> {
+        self.commit_batch(&batch).await.map_err(StoreError::into_connector_error)
+    }
+}
+
+impl Store {
+    async fn load_fingerprints(&self, pipeline: &str, keys: &[String]) -> Result<HashMap<String, String>, StoreError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!("SELECT record_key, fingerprint FROM record_hashes WHERE pipeline = $1 AND record_key IN ({})", placeholders(2, chunk.len()));
+            let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(pipeline);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            found.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(found)
+    }
+
+    /// Commits one page: cursor, dead letters, fingerprints, closed dead letters and the run's
+    /// counters, all or nothing.
+    pub async fn commit_batch(&self, batch: &BatchCommit) -> Result<(), StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+
+        if let Some(cursor) = &batch.cursor {
+            sqlx::query(
+                "INSERT INTO cursors (pipeline, cursor, run_id, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (pipeline) DO UPDATE SET cursor = excluded.cursor, run_id = excluded.run_id, updated_at = excluded.updated_at",
+            )
+            .bind(&batch.pipeline)
+            .bind(cursor.0.to_string())
+            .bind(&batch.run_id)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        // close first, so a record that passes and is rejected again in one page ends open
+        for chunk in batch.passed_keys.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE dead_letters SET status = $1, closed_at = $2 WHERE pipeline = $3 AND status = 'open' AND record_key IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch.passed_status).bind(&at).bind(&batch.pipeline);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        for chunk in batch.dead_letters.chunks(CHUNK / 10) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
+            let sql = format!(
+                "INSERT INTO dead_letters (pipeline, record_key, class, field, rule, message, payload, run_id, first_seen_at, last_seen_at) VALUES {}
+                 ON CONFLICT (pipeline, record_key) WHERE status = 'open' DO UPDATE SET
+                   class = excluded.class, field = excluded.field, rule = excluded.rule, message = excluded.message,
+                   payload = excluded.payload, run_id = excluded.run_id, last_seen_at = excluded.last_seen_at,
+                   attempts = dead_letters.attempts + 1",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for dl in chunk {
+                query = query
+                    .bind(&batch.pipeline)
+                    .bind(&dl.record_key)
+                    .bind(dl.class.name())
+                    .bind(&dl.field)
+                    .bind(&dl.rule)
+                    .bind(&dl.message)
+                    .bind(dl.payload.to_string())
+                    .bind(&batch.run_id)
+                    .bind(&at)
+                    .bind(&at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        for chunk in batch.fingerprints.chunks(CHUNK) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 4, 4))).collect();
+            let sql = format!(
+                "INSERT INTO record_hashes (pipeline, record_key, fingerprint, updated_at) VALUES {}
+                 ON CONFLICT (pipeline, record_key) DO UPDATE SET fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (key, fingerprint) in chunk {
+                query = query.bind(&batch.pipeline).bind(key).bind(fingerprint).bind(&at);
+            }
+            query.execute(&mut *tx).await?;
+        }
+
+        let c = &batch.counts;
+        sqlx::query(
+            "UPDATE runs SET read_count = read_count + $1, created_count = created_count + $2, updated_count = updated_count + $3,
+               unchanged_count = unchanged_count + $4, rejected_count = rejected_count + $5, failed_count = failed_count + $6 WHERE id = $7",
+        )
+        .bind(c.read as i64)
+        .bind(c.created as i64)
+        .bind(c.updated as i64)
+        .bind(c.unchanged as i64)
+        .bind(c.rejected as i64)
+        .bind(c.failed as i64)
+        .bind(&batch.run_id)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        Ok(())
+    }
+}

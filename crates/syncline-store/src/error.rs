@@ -1,0 +1,33 @@
+//! Store errors.
+
+use syncline_core::{ConnectorError, ErrorClass};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported state store url {0:?}: use sqlite://PATH or postgres://…")]
+    Url(String),
+    #[error("cannot open the state store at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("state store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl StoreError {
+    pub(crate) fn connect(url: &str, source: sqlx::Error) -> Self {
+        StoreError::Connect { url: crate::redact_url(url), source }
+    }
+
+    /// Store trouble seen by the runner: a lost connection is worth waiting out.
+    pub fn into_connector_error(self) -> ConnectorError {
+        let class = match &self {
+            StoreError::Query(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => ErrorClass::Transient { retry_after: None },
+            StoreError::Query(sqlx::Error::Database(db)) if db.message().contains("locked") || db.message().contains("busy") => ErrorClass::Transient { retry_after: None },
+            _ => ErrorClass::Internal,
+        };
+        ConnectorError::new(class, self.to_string())
+    }
+}

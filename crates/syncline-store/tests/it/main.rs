@@ -1,0 +1,160 @@
+//! The state-store conformance suite: every check runs against SQLite and PostgreSQL.
+
+use serde_json::json;
+use syncline_core::runner::{BatchCommit, Checkpoint, Counts, DeadLetter};
+use syncline_core::{Cursor, ErrorClass};
+use syncline_store::{DeadLetterFilter, Store};
+
+/// Runs `check` against a fresh SQLite store and a fresh PostgreSQL store.
+async fn on_every_backend<F>(check: F)
+where
+    F: AsyncFn(Store, String),
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    check(Store::connect(&url).await.unwrap(), url).await;
+    if let Some(db) = syncline_testkit::postgres().await {
+        check(Store::connect(&db.url).await.unwrap(), db.url.clone()).await;
+        db.drop().await;
+    }
+}
+
+fn dead_letter(key: &str, message: &str) -> DeadLetter {
+    DeadLetter {
+        record_key: key.into(),
+        class: ErrorClass::Data,
+        field: "email".into(),
+        rule: "email".into(),
+        message: message.into(),
+        payload: json!({"id": key, "email": "nope"}),
+    }
+}
+
+fn commit(run: &str, cursor: Option<i64>) -> BatchCommit {
+    BatchCommit {
+        run_id: run.into(),
+        pipeline: "members".into(),
+        cursor: cursor.map(|c| Cursor(json!({ "at": c }))),
+        passed_status: "resolved",
+        ..BatchCommit::default()
+    }
+}
+
+#[tokio::test]
+async fn conformance() {
+    on_every_backend(async |store: Store, url: String| {
+        runs_and_cursors(&store).await;
+        dead_letters_are_unique_while_open(&store).await;
+        fingerprints_round_trip(&store).await;
+        reset_forgets_cursor_and_fingerprints(&store).await;
+        idempotency_keeps_the_first_result(&store).await;
+        events_are_appended_in_order(&store).await;
+        reopening_keeps_everything(&url).await;
+    })
+    .await;
+}
+
+async fn runs_and_cursors(store: &Store) {
+    store.start_run("r1", "members", "full").await.unwrap();
+    assert_eq!(store.cursor("members").await.unwrap(), None);
+    let mut page = commit("r1", Some(10));
+    page.counts = Counts { read: 5, created: 3, updated: 1, rejected: 1, ..Counts::default() };
+    store.commit(page.clone()).await.unwrap();
+    store.commit(commit("r1", Some(20))).await.unwrap();
+    assert_eq!(store.cursor("members").await.unwrap(), Some(Cursor(json!({"at": 20}))));
+    store.finish_run("r1", "rejects", None, None).await.unwrap();
+    let run = store.run("r1").await.unwrap();
+    assert_eq!((run.status.as_str(), run.read_count, run.created_count, run.updated_count, run.rejected_count), ("rejects", 5, 3, 1, 1));
+    assert!(run.finished_at.is_some());
+    store.start_run("r2", "other", "incremental").await.unwrap();
+    assert_eq!(store.mark_interrupted("other").await.unwrap(), 1);
+    let all = store.runs(None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let members = store.runs(Some("members"), 10).await.unwrap();
+    assert_eq!(members.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
+    assert_eq!(store.run("r2").await.unwrap().status, "interrupted");
+    let cursors = store.cursors().await.unwrap();
+    assert_eq!(cursors.len(), 1);
+    assert_eq!(cursors[0].run_id.as_deref(), Some("r1"));
+}
+
+async fn dead_letters_are_unique_while_open(store: &Store) {
+    store.start_run("d1", "members", "full").await.unwrap();
+    let mut page = commit("d1", None);
+    page.dead_letters = vec![dead_letter("a", "first"), dead_letter("b", "first")];
+    store.commit(page).await.unwrap();
+    // the same record rejected again (a re-read after a crash): still one open row
+    let mut again = commit("d1", None);
+    again.dead_letters = vec![dead_letter("a", "second")];
+    store.commit(again).await.unwrap();
+    let open = store.dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), status: Some("open".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(open.len(), 2);
+    let a = open.iter().find(|d| d.record_key == "a").unwrap();
+    assert_eq!((a.attempts, a.message.as_str(), a.class.as_str()), (2, "second", "data"));
+    assert_eq!(a.record().get("email"), Some(&"nope".into()));
+    // a later pass of "a" resolves it; "b" is ignored; both keep their rows
+    let mut pass = commit("d1", None);
+    pass.passed_keys = vec!["a".into()];
+    store.commit(pass).await.unwrap();
+    let b = open.iter().find(|d| d.record_key == "b").unwrap();
+    assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 1);
+    assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 0, "only open ones change");
+    let all = store.dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), ..Default::default() }).await.unwrap();
+    let statuses: Vec<_> = all.iter().map(|d| (d.record_key.as_str(), d.status.as_str())).collect();
+    assert_eq!(statuses, [("a", "resolved"), ("b", "ignored")]);
+    // rejected once more after being resolved: a new open row, the history stays
+    let mut third = commit("d1", None);
+    third.dead_letters = vec![dead_letter("a", "third")];
+    store.commit(third).await.unwrap();
+    let by_id = store.dead_letters(&DeadLetterFilter { ids: vec![a.id], ..Default::default() }).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(store.dead_letter(a.id).await.unwrap().status, "resolved");
+    assert_eq!(store.open_dead_letter_counts().await.unwrap(), vec![("members".to_string(), 1)]);
+    assert!(store.dead_letter(999_999).await.is_err());
+}
+
+async fn fingerprints_round_trip(store: &Store) {
+    store.start_run("f1", "members", "full").await.unwrap();
+    let mut page = commit("f1", None);
+    page.fingerprints = (0..1200).map(|i| (format!("k{i}"), format!("h{i}"))).collect();
+    store.commit(page).await.unwrap();
+    let keys: Vec<String> = (1100..1300).map(|i| format!("k{i}")).collect();
+    let found = store.fingerprints("members", &keys).await.unwrap();
+    assert_eq!(found.len(), 100);
+    assert_eq!(found.get("k1150").map(String::as_str), Some("h1150"));
+    assert!(store.fingerprints("other", &keys).await.unwrap().is_empty());
+}
+
+async fn reset_forgets_cursor_and_fingerprints(store: &Store) {
+    let (cursors, hashes) = store.reset("members").await.unwrap();
+    assert_eq!((cursors, hashes), (1, 1200));
+    assert_eq!(store.cursor("members").await.unwrap(), None);
+    let events = store.events("members").await.unwrap();
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("state_reset"));
+}
+
+async fn idempotency_keeps_the_first_result(store: &Store) {
+    let ttl = std::time::Duration::from_secs(60);
+    let first = store.remember("stripe:evt_1", &json!({"item": 1}), ttl).await.unwrap();
+    let second = store.remember("stripe:evt_1", &json!({"item": 2}), ttl).await.unwrap();
+    assert_eq!((first, second), (json!({"item": 1}), json!({"item": 1})));
+    // an expired record gives way
+    store.remember("k", &json!(1), std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(store.remember("k", &json!(2), ttl).await.unwrap(), json!(2));
+}
+
+async fn events_are_appended_in_order(store: &Store) {
+    for i in 0..3 {
+        store.append_event("decision", "prod_1", None, &json!({ "step": i })).await.unwrap();
+    }
+    let steps: Vec<_> = store.events("prod_1").await.unwrap().into_iter().map(|e| e.2["step"].clone()).collect();
+    assert_eq!(steps, [json!(0), json!(1), json!(2)]);
+}
+
+async fn reopening_keeps_everything(url: &str) {
+    // connecting again runs the migrations again, which must be a no-op that keeps the data
+    let again = Store::connect(url).await.unwrap();
+    again.ping().await.unwrap();
+    assert_eq!(again.run("r1").await.unwrap().read_count, 5);
+    assert_eq!(again.open_dead_letter_counts().await.unwrap(), vec![("members".to_string(), 1)]);
+}
