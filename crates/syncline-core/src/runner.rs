@@ -468,3 +468,9 @@ where
 async fn tokio_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     tokio::join!(a, b)
 }
+
+impl<P: Progress + ?Sized> Progress for &mut P {
+    fn update(&mut self, total: &Counts) {
+        (**self).update(total)
+    }
+}

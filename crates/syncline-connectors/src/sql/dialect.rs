@@ -1,0 +1,174 @@
+//! The SQL that differs between databases: quoting, placeholders, upserts and column types.
+
+/// The three SQL dialects spoken through sqlx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Dialect> {
+        let scheme = url.split(':').next()?;
+        match scheme {
+            "sqlite" => Some(Dialect::Sqlite),
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::MySql),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL/MariaDB",
+        }
+    }
+
+    /// Quotes an identifier; a dotted name (`schema.table`) is quoted part by part.
+    pub fn quote(self, ident: &str) -> String {
+        ident
+            .split('.')
+            .map(|part| match self {
+                Dialect::MySql => format!("`{}`", part.replace('`', "``")),
+                _ => format!("\"{}\"", part.replace('"', "\"\"")),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The n-th (1-based) bind placeholder.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            _ => "?".to_owned(),
+        }
+    }
+
+    /// `INSERT … VALUES (…), (…) <upsert clause>` updating every non-key column.
+    pub fn upsert(self, table: &str, key: &str, columns: &[String], rows: usize) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        let mut n = 0;
+        let values: Vec<String> = (0..rows)
+            .map(|_| {
+                let row: Vec<String> = columns
+                    .iter()
+                    .map(|_| {
+                        n += 1;
+                        self.placeholder(n)
+                    })
+                    .collect();
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| *c != key)
+            .map(|c| {
+                let q = self.quote(c);
+                match self {
+                    Dialect::MySql => format!("{q} = VALUES({q})"),
+                    _ => format!("{q} = excluded.{q}"),
+                }
+            })
+            .collect();
+        let head = format!("INSERT INTO {} ({}) VALUES {}", self.quote(table), cols.join(", "), values.join(", "));
+        match (self, updates.is_empty()) {
+            (Dialect::MySql, true) => format!("INSERT IGNORE{}", &head["INSERT".len()..]),
+            (Dialect::MySql, false) => format!("{head} ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
+            (_, true) => format!("{head} ON CONFLICT ({}) DO NOTHING", self.quote(key)),
+            (_, false) => format!("{head} ON CONFLICT ({}) DO UPDATE SET {}", self.quote(key), updates.join(", ")),
+        }
+    }
+
+    /// Bind parameters one statement may carry.
+    pub fn max_params(self) -> usize {
+        match self {
+            Dialect::Sqlite => 32_000,
+            Dialect::Postgres | Dialect::MySql => 65_000,
+        }
+    }
+
+    /// The column type `create_table` uses for a family of values.
+    pub fn column_type(self, family: ColumnFamily, is_key: bool) -> &'static str {
+        use ColumnFamily::*;
+        match (self, family) {
+            (Dialect::MySql, Text) if is_key => "VARCHAR(191)",
+            (_, Text) => "TEXT",
+            (_, Int) => "BIGINT",
+            (Dialect::Postgres, Float) => "DOUBLE PRECISION",
+            (_, Float) => "DOUBLE",
+            (Dialect::MySql, Decimal) => "DECIMAL(30,8)",
+            (_, Decimal) => "NUMERIC",
+            (_, Bool) => "BOOLEAN",
+            (_, Date) => "DATE",
+            (Dialect::MySql, Timestamp) => "DATETIME(6)",
+            (_, Timestamp) => "TIMESTAMP",
+            (Dialect::Postgres, TimestampTz) => "TIMESTAMPTZ",
+            (Dialect::MySql, TimestampTz) => "DATETIME(6)",
+            (_, TimestampTz) => "TIMESTAMP",
+        }
+    }
+}
+
+/// The kinds of column a sink binds values for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnFamily {
+    Text,
+    Int,
+    Float,
+    Decimal,
+    Bool,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+impl ColumnFamily {
+    /// The family of a database type name as sqlx reports it.
+    pub fn from_type_name(name: &str) -> ColumnFamily {
+        let upper = name.to_ascii_uppercase();
+        let base = upper.split(['(', ' ']).next().unwrap_or("");
+        match base {
+            "BOOL" | "BOOLEAN" => ColumnFamily::Bool,
+            "INT" | "INT2" | "INT4" | "INT8" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "MEDIUMINT" | "SERIAL" | "BIGSERIAL" => ColumnFamily::Int,
+            "REAL" | "FLOAT" | "FLOAT4" | "FLOAT8" | "DOUBLE" => ColumnFamily::Float,
+            "NUMERIC" | "DECIMAL" => ColumnFamily::Decimal,
+            "DATE" => ColumnFamily::Date,
+            "TIMESTAMPTZ" => ColumnFamily::TimestampTz,
+            "TIMESTAMP" | "DATETIME" => ColumnFamily::Timestamp,
+            _ => ColumnFamily::Text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upserts() {
+        let cols = ["id".to_string(), "name".to_string()];
+        assert_eq!(
+            Dialect::Postgres.upsert("t", "id", &cols, 2),
+            "INSERT INTO \"t\" (\"id\", \"name\") VALUES ($1, $2), ($3, $4) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\""
+        );
+        assert_eq!(
+            Dialect::MySql.upsert("db.t", "id", &cols, 1),
+            "INSERT INTO `db`.`t` (`id`, `name`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `name` = VALUES(`name`)"
+        );
+        assert_eq!(Dialect::Sqlite.upsert("t", "id", &cols[..1], 1), "INSERT INTO \"t\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING");
+        assert_eq!(Dialect::Sqlite.quote("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(ColumnFamily::from_type_name("INT8"), ColumnFamily::Int);
+        assert_eq!(ColumnFamily::from_type_name("DECIMAL(30,8)"), ColumnFamily::Decimal);
+        assert_eq!(ColumnFamily::from_type_name("TIMESTAMPTZ"), ColumnFamily::TimestampTz);
+        assert_eq!(ColumnFamily::from_type_name("VARCHAR"), ColumnFamily::Text);
+        assert_eq!(ColumnFamily::from_type_name("BIGINT UNSIGNED"), ColumnFamily::Int);
+    }
+}

@@ -1,0 +1,373 @@
+//! One connection pool per SQL database, with row decoding into `Value`s, typed parameter
+//! binding and error classification for each driver.
+
+use super::dialect::{ColumnFamily, Dialect};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, TypeInfo, ValueRef};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use syncline_core::{ConnectorError, ErrorClass, Value};
+
+/// A pool on one of the three databases sqlx speaks.
+#[derive(Clone, Debug)]
+pub enum SqlPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// A parameter converted to the type of the column it is bound to (`None` is a typed NULL).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Decimal(Option<Decimal>),
+    Bool(Option<bool>),
+    Text(Option<String>),
+    Date(Option<NaiveDate>),
+    Timestamp(Option<NaiveDateTime>),
+    TimestampTz(Option<DateTime<Utc>>),
+}
+
+/// Rows as read: shared column names, then one value per column.
+pub struct Rows {
+    pub names: Arc<[Arc<str>]>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Opens a pool and checks it answers (for `syncline check`).
+pub async fn probe(url: &str) -> Result<Dialect, ConnectorError> {
+    let pool = SqlPool::connect(url, 1).await?;
+    pool.fetch("SELECT 1", &[]).await?;
+    Ok(pool.dialect())
+}
+
+impl SqlPool {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqlPool, ConnectorError> {
+        let dialect = Dialect::from_url(url)
+            .ok_or_else(|| ConnectorError::new(ErrorClass::Config, format!("unsupported database url {:?}: use sqlite://, postgres:// or mysql://", redact(url))))?;
+        let timeout = Duration::from_secs(10);
+        let failed = |e: sqlx::Error| {
+            let class = classify(&e);
+            ConnectorError::with_source(class, format!("cannot connect to {} at {}: {e}", dialect.name(), redact(url)), e)
+        };
+        Ok(match dialect {
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(failed)?
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10));
+                SqlPool::Sqlite(SqlitePoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect_with(options).await.map_err(failed)?)
+            }
+            Dialect::Postgres => SqlPool::Postgres(PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?),
+            Dialect::MySql => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                SqlPool::MySql(MySqlPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(&url).await.map_err(failed)?)
+            }
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            SqlPool::Sqlite(_) => Dialect::Sqlite,
+            SqlPool::Postgres(_) => Dialect::Postgres,
+            SqlPool::MySql(_) => Dialect::MySql,
+        }
+    }
+
+    /// Runs a query and decodes every row.
+    pub async fn fetch(&self, sql: &str, params: &[Param]) -> Result<Rows, ConnectorError> {
+        macro_rules! fetch_with {
+            ($pool:expr, $decode:path) => {{
+                let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+                for p in params {
+                    query = bind!(query, p);
+                }
+                let rows = query.fetch_all($pool).await.map_err(|e| query_error(sql, e))?;
+                let names: Arc<[Arc<str>]> = rows.first().map(|r| r.columns().iter().map(|c| Arc::from(c.name())).collect()).unwrap_or_else(|| Arc::from(Vec::new()));
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let mut values = Vec::with_capacity(names.len());
+                    for i in 0..names.len() {
+                        values.push($decode(row, i)?);
+                    }
+                    out.push(values);
+                }
+                Ok(Rows { names, rows: out })
+            }};
+        }
+        match self {
+            SqlPool::Sqlite(pool) => fetch_with!(pool, decode_sqlite),
+            SqlPool::Postgres(pool) => fetch_with!(pool, decode_postgres),
+            SqlPool::MySql(pool) => fetch_with!(pool, decode_mysql),
+        }
+    }
+
+    /// Runs statements in one transaction.
+    pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<(), ConnectorError> {
+        macro_rules! execute_with {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
+                for (sql, params) in &statements {
+                    let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+                    for p in params {
+                        query = bind!(query, p);
+                    }
+                    query.execute(&mut *tx).await.map_err(|e| query_error(sql, e))?;
+                }
+                tx.commit().await.map_err(|e| query_error("COMMIT", e))
+            }};
+        }
+        match self {
+            SqlPool::Sqlite(pool) => execute_with!(pool),
+            SqlPool::Postgres(pool) => execute_with!(pool),
+            SqlPool::MySql(pool) => execute_with!(pool),
+        }
+    }
+
+    /// Runs one statement without parameters (DDL).
+    pub async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
+        let result = match self {
+            SqlPool::Sqlite(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
+            SqlPool::Postgres(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
+            SqlPool::MySql(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
+        };
+        result.map_err(|e| query_error(sql, e))
+    }
+
+    /// The columns of a table and their families, or `None` when the table does not exist.
+    pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
+        let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.dialect().quote(table));
+        macro_rules! describe_with {
+            ($pool:expr) => {{
+                match $pool.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await {
+                    Ok(statement) => {
+                        use sqlx::Statement;
+                        Ok(Some(statement.columns().iter().map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name()))).collect()))
+                    }
+                    Err(e) if is_missing_table(&e) => Ok(None),
+                    Err(e) => Err(query_error(&sql, e)),
+                }
+            }};
+        }
+        match self {
+            SqlPool::Sqlite(pool) => describe_with!(pool),
+            SqlPool::Postgres(pool) => describe_with!(pool),
+            SqlPool::MySql(pool) => describe_with!(pool),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            SqlPool::Sqlite(pool) => pool.close().await,
+            SqlPool::Postgres(pool) => pool.close().await,
+            SqlPool::MySql(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Binds one `Param` with the type its column has.
+macro_rules! bind {
+    ($query:expr, $param:expr) => {{
+        match $param.clone() {
+            Param::Int(v) => $query.bind(v),
+            Param::Float(v) => $query.bind(v),
+            Param::Bool(v) => $query.bind(v),
+            Param::Text(v) => $query.bind(v),
+            Param::Decimal(v) => TypedBind::decimal($query, v),
+            Param::Date(v) => TypedBind::date($query, v),
+            Param::Timestamp(v) => TypedBind::timestamp($query, v),
+            Param::TimestampTz(v) => TypedBind::timestamptz($query, v),
+        }
+    }};
+}
+use bind;
+
+/// The binds whose Rust type differs by database: SQLite has no decimal, date or time types,
+/// so those go as text there (ISO 8601 text sorts and compares correctly).
+trait TypedBind<'q>: Sized {
+    fn decimal(self, v: Option<Decimal>) -> Self;
+    fn date(self, v: Option<NaiveDate>) -> Self;
+    fn timestamp(self, v: Option<NaiveDateTime>) -> Self;
+    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self;
+}
+
+type Q<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+impl<'q> TypedBind<'q> for Q<'q, sqlx::Postgres> {
+    fn decimal(self, v: Option<Decimal>) -> Self {
+        self.bind(v)
+    }
+    fn date(self, v: Option<NaiveDate>) -> Self {
+        self.bind(v)
+    }
+    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
+        self.bind(v)
+    }
+    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
+        self.bind(v)
+    }
+}
+
+impl<'q> TypedBind<'q> for Q<'q, sqlx::MySql> {
+    fn decimal(self, v: Option<Decimal>) -> Self {
+        self.bind(v)
+    }
+    fn date(self, v: Option<NaiveDate>) -> Self {
+        self.bind(v)
+    }
+    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
+        self.bind(v)
+    }
+    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
+        self.bind(v)
+    }
+}
+
+impl<'q> TypedBind<'q> for Q<'q, sqlx::Sqlite> {
+    fn decimal(self, v: Option<Decimal>) -> Self {
+        self.bind(v.map(|d| d.to_string()))
+    }
+    fn date(self, v: Option<NaiveDate>) -> Self {
+        self.bind(v.map(|d| d.format("%Y-%m-%d").to_string()))
+    }
+    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
+        self.bind(v.map(|t| t.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
+    }
+    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
+        self.bind(v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()))
+    }
+}
+
+fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::new(
+        ErrorClass::Config,
+        format!("cannot read column {row_column:?} of type {type_name}: {e}; cast it in the source query (e.g. CAST({row_column} AS TEXT))"),
+    )
+}
+
+fn decode_sqlite(row: &SqliteRow, i: usize) -> Result<Value, ConnectorError> {
+    let raw = row.try_get_raw(i).map_err(|e| decode_error(row.columns()[i].name(), "?", e))?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    // SQLite types each value, not the column: decode by the value's storage class
+    let storage = raw.type_info().name().to_owned();
+    let name = row.columns()[i].name();
+    let err = |e: sqlx::Error| decode_error(name, &storage, e);
+    Ok(match storage.as_str() {
+        "INTEGER" => Value::Int(row.try_get(i).map_err(err)?),
+        "REAL" => Value::Float(row.try_get(i).map_err(err)?),
+        "BLOB" => Value::Text(String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i).map_err(err)?).into_owned()),
+        _ => Value::Text(row.try_get(i).map_err(err)?),
+    })
+}
+
+fn decode_postgres(row: &PgRow, i: usize) -> Result<Value, ConnectorError> {
+    let column = &row.columns()[i];
+    let type_name = column.type_info().name().to_owned();
+    let err = |e: sqlx::Error| decode_error(column.name(), &type_name, e);
+    let value = match type_name.as_str() {
+        "BOOL" => row.try_get::<Option<bool>, _>(i).map_err(err)?.map(Value::Bool),
+        "INT2" => row.try_get::<Option<i16>, _>(i).map_err(err)?.map(|v| Value::Int(v.into())),
+        "INT4" => row.try_get::<Option<i32>, _>(i).map_err(err)?.map(|v| Value::Int(v.into())),
+        "INT8" => row.try_get::<Option<i64>, _>(i).map_err(err)?.map(Value::Int),
+        "FLOAT4" => row.try_get::<Option<f32>, _>(i).map_err(err)?.map(|v| Value::Float(v.into())),
+        "FLOAT8" => row.try_get::<Option<f64>, _>(i).map_err(err)?.map(Value::Float),
+        "NUMERIC" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_string())),
+        "DATE" => row.try_get::<Option<NaiveDate>, _>(i).map_err(err)?.map(Value::Date),
+        "TIMESTAMP" => row.try_get::<Option<NaiveDateTime>, _>(i).map_err(err)?.map(Value::Timestamp),
+        "TIMESTAMPTZ" => row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(err)?.map(Value::TimestampTz),
+        "JSON" | "JSONB" | "UUID" => return Err(decode_error(column.name(), &type_name, "unsupported type")),
+        _ => row.try_get::<Option<String>, _>(i).map_err(err)?.map(Value::Text),
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+fn decode_mysql(row: &MySqlRow, i: usize) -> Result<Value, ConnectorError> {
+    let column = &row.columns()[i];
+    let type_name = column.type_info().name().to_owned();
+    let err = |e: sqlx::Error| decode_error(column.name(), &type_name, e);
+    let value = match type_name.as_str() {
+        "BOOLEAN" => row.try_get::<Option<bool>, _>(i).map_err(err)?.map(Value::Bool),
+        "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" => row.try_get::<Option<i64>, _>(i).map_err(err)?.map(Value::Int),
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" | "BIGINT UNSIGNED" => {
+            row.try_get::<Option<u64>, _>(i).map_err(err)?.map(|v| i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_string())))
+        }
+        "FLOAT" => row.try_get::<Option<f32>, _>(i).map_err(err)?.map(|v| Value::Float(v.into())),
+        "DOUBLE" => row.try_get::<Option<f64>, _>(i).map_err(err)?.map(Value::Float),
+        "DECIMAL" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_string())),
+        "DATE" => row.try_get::<Option<NaiveDate>, _>(i).map_err(err)?.map(Value::Date),
+        "DATETIME" => row.try_get::<Option<NaiveDateTime>, _>(i).map_err(err)?.map(Value::Timestamp),
+        "TIMESTAMP" => row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(err)?.map(Value::TimestampTz),
+        "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "VARBINARY" | "BINARY" => {
+            row.try_get::<Option<Vec<u8>>, _>(i).map_err(err)?.map(|b| Value::Text(String::from_utf8_lossy(&b).into_owned()))
+        }
+        _ => row.try_get::<Option<String>, _>(i).map_err(err)?.map(Value::Text),
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+/// Decides what a database error means for the run: connection trouble and lock conflicts are
+/// transient; constraint and data errors reject records; the rest is a configuration problem
+/// (a missing table or column, a syntax error in the configured query).
+pub fn classify(error: &sqlx::Error) -> ErrorClass {
+    use sqlx::Error::*;
+    let transient = ErrorClass::Transient { retry_after: None };
+    match error {
+        Io(_) | Tls(_) | PoolTimedOut | PoolClosed | WorkerCrashed | Protocol(_) => transient,
+        Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // PostgreSQL SQLSTATE classes 08 (connection), 40 (rollback), 53 (resources), 57P (shutdown)
+                c if c.starts_with("08") || c.starts_with("40") || c.starts_with("53") || c.starts_with("57P") => transient,
+                c if c.starts_with("23") || c.starts_with("22") => ErrorClass::Data,
+                // MySQL: deadlock, lock wait timeout, too many connections, server gone
+                "1213" | "1205" | "1040" | "2006" | "2013" => transient,
+                "1062" | "1048" | "1264" | "1265" | "1366" | "1406" | "1292" => ErrorClass::Data,
+                // SQLite: BUSY, LOCKED (extended codes keep the primary code in the low byte)
+                c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) && matches!(db.kind(), sqlx::error::ErrorKind::Other) => transient,
+                _ => match db.kind() {
+                    sqlx::error::ErrorKind::UniqueViolation | sqlx::error::ErrorKind::NotNullViolation | sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::ForeignKeyViolation => ErrorClass::Data,
+                    _ => ErrorClass::Config,
+                },
+            }
+        }
+        _ => ErrorClass::Internal,
+    }
+}
+
+fn is_missing_table(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code == "42P01" || code == "1146" || db.message().contains("no such table")
+        }
+        _ => false,
+    }
+}
+
+fn query_error(sql: &str, e: sqlx::Error) -> ConnectorError {
+    let mut shown: String = sql.chars().take(120).collect();
+    if shown.len() < sql.len() {
+        shown.push('…');
+    }
+    ConnectorError::with_source(classify(&e), format!("{e} (in: {shown})"), e)
+}
+
+/// A database URL with its password hidden.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,256 @@
+//! Upserts batches by key into a table, creating it from the first batch when asked. Values are
+//! converted to each column's type before binding, so one bad value rejects its record, not
+//! the batch.
+
+use super::config::SqlSinkSettings;
+use super::dialect::{ColumnFamily, Dialect};
+use super::pool::{Param, SqlPool};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Sink, Value};
+
+pub struct SqlSink {
+    pool: SqlPool,
+    settings: SqlSinkSettings,
+    /// The table's columns, once known.
+    columns: Option<HashMap<String, ColumnFamily>>,
+}
+
+impl SqlSink {
+    pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
+        let pool = SqlPool::connect(&settings.url, 2).await?;
+        Ok(SqlSink { pool, settings, columns: None })
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.pool.dialect()
+    }
+
+    pub fn pool(&self) -> &SqlPool {
+        &self.pool
+    }
+
+    /// Learns the table's columns, creating the table from `sample` when it is missing and
+    /// `create_table` is set.
+    async fn ensure_table(&mut self, sample: &[Record]) -> Result<(), ConnectorError> {
+        if self.columns.is_some() {
+            return Ok(());
+        }
+        let table = &self.settings.table;
+        let mut found = self.pool.columns(table).await?;
+        if found.is_none() && self.settings.create_table && !sample.is_empty() {
+            let d = self.dialect();
+            let mut defs = Vec::new();
+            for (name, _) in &sample[0].fields {
+                let family = sample.iter().find_map(|r| r.get(name).and_then(family_of)).unwrap_or(ColumnFamily::Text);
+                let is_key = **name == *self.settings.key;
+                let not_null = if is_key { " NOT NULL PRIMARY KEY" } else { "" };
+                defs.push(format!("{} {}{not_null}", d.quote(name), d.column_type(family, is_key)));
+            }
+            self.pool.execute(&format!("CREATE TABLE IF NOT EXISTS {} ({})", d.quote(table), defs.join(", "))).await?;
+            tracing::info!(table = %table, "created the sink table");
+            found = self.pool.columns(table).await?;
+        }
+        let columns = found.ok_or_else(|| {
+            ConnectorError::new(ErrorClass::Config, format!("sink table {table:?} does not exist; create it or set create_table: true"))
+        })?;
+        let columns: HashMap<String, ColumnFamily> = columns.into_iter().collect();
+        if !columns.contains_key(&self.settings.key) {
+            return Err(ConnectorError::new(ErrorClass::Config, format!("sink table {table:?} has no key column {:?}", self.settings.key)));
+        }
+        self.columns = Some(columns);
+        Ok(())
+    }
+
+    /// Keys of the batch that already exist at the destination.
+    async fn existing(&self, keys: &[&str]) -> Result<HashSet<String>, ConnectorError> {
+        let d = self.dialect();
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(1000) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
+            let sql = format!("SELECT {key} FROM {} WHERE {key} IN ({})", d.quote(&self.settings.table), marks.join(", "), key = d.quote(&self.settings.key));
+            let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
+            let params: Vec<Param> = chunk.iter().map(|k| convert(&Value::Text((*k).to_owned()), key_family)).collect::<Result<_, _>>().map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
+            let rows = self.pool.fetch(&sql, &params).await?;
+            found.extend(rows.rows.into_iter().filter_map(|r| r.into_iter().next()).map(|v| v.to_string()));
+        }
+        Ok(found)
+    }
+}
+
+impl Sink for SqlSink {
+    async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
+        self.ensure_table(batch).await?;
+        let columns = self.columns.as_ref().expect("known after ensure_table");
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+
+        // the last record of a key wins; earlier ones in the batch are superseded
+        let mut last_of: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+        for (i, record) in batch.iter().enumerate() {
+            if let Some(earlier) = last_of.insert(record.key.as_str(), i) {
+                outcomes[earlier] = Some(Outcome::Updated);
+            }
+        }
+
+        // convert every record's values to its columns' types; a bad value rejects that record
+        let names: Vec<String> = batch.first().map(|r| r.fields.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
+        if let Some(unknown) = names.iter().find(|n| !columns.contains_key(*n)) {
+            return Err(ConnectorError::new(
+                ErrorClass::Config,
+                format!("sink table {:?} has no column {unknown:?}; add it, or drop the field with a select transform", self.settings.table),
+            ));
+        }
+        let mut rows: Vec<(usize, Vec<Param>)> = Vec::with_capacity(batch.len());
+        for (i, record) in batch.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let mut params = Vec::with_capacity(names.len());
+            let mut rejected = None;
+            for name in &names {
+                let value = record.get(name).unwrap_or(&Value::Null);
+                match convert(value, columns[name]) {
+                    Ok(p) => params.push(p),
+                    Err(why) => {
+                        rejected = Some(RecordError::data(name, "sink_type", why));
+                        break;
+                    }
+                }
+            }
+            match rejected {
+                Some(error) => outcomes[i] = Some(Outcome::Rejected(error)),
+                None => rows.push((i, params)),
+            }
+        }
+
+        let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
+        let existing = if keys.is_empty() { HashSet::new() } else { self.existing(&keys).await? };
+
+        let per_statement = (self.dialect().max_params() / names.len().max(1)).clamp(1, 1000);
+        let mut statements = Vec::new();
+        for chunk in rows.chunks(per_statement) {
+            let sql = self.dialect().upsert(&self.settings.table, &self.settings.key, &names, chunk.len());
+            statements.push((sql, chunk.iter().flat_map(|(_, p)| p.iter().cloned()).collect()));
+        }
+        if !statements.is_empty() {
+            self.pool.execute_all(statements).await?;
+        }
+        for (i, _) in &rows {
+            let created = !existing.contains(&batch[*i].key);
+            outcomes[*i] = Some(if created { Outcome::Created } else { Outcome::Updated });
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect())
+    }
+
+    async fn current(&mut self, keys: &[String]) -> Result<Option<Vec<Record>>, ConnectorError> {
+        if self.columns.is_none() {
+            match self.pool.columns(&self.settings.table).await? {
+                Some(found) => self.columns = Some(found.into_iter().collect()),
+                None => return Ok(Some(Vec::new())), // no table yet: everything is a create
+            }
+        }
+        let d = self.dialect();
+        let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
+        let mut out = Vec::new();
+        for chunk in keys.chunks(1000) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
+            let sql = format!("SELECT * FROM {} WHERE {} IN ({})", d.quote(&self.settings.table), d.quote(&self.settings.key), marks.join(", "));
+            let params: Vec<Param> = chunk.iter().map(|k| convert(&Value::Text(k.clone()), key_family)).collect::<Result<_, _>>().map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
+            let rows = self.pool.fetch(&sql, &params).await?;
+            let key_at = rows.names.iter().position(|n| **n == *self.settings.key).unwrap_or(0);
+            for values in rows.rows {
+                out.push(Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() });
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The column family a value would be created as.
+fn family_of(value: &Value) -> Option<ColumnFamily> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(_) => ColumnFamily::Bool,
+        Value::Int(_) => ColumnFamily::Int,
+        Value::Float(_) => ColumnFamily::Float,
+        Value::Decimal(_) => ColumnFamily::Decimal,
+        Value::Text(_) => ColumnFamily::Text,
+        Value::Date(_) => ColumnFamily::Date,
+        Value::Timestamp(_) => ColumnFamily::Timestamp,
+        Value::TimestampTz(_) => ColumnFamily::TimestampTz,
+    })
+}
+
+/// Converts a value to a parameter of the column's type, or says why it cannot.
+fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
+    let text = value.as_text();
+    let blank = text.as_deref().is_none_or(|t| t.trim().is_empty());
+    if value.is_null() || (blank && family != ColumnFamily::Text) {
+        return Ok(match family {
+            ColumnFamily::Text => Param::Text(None),
+            ColumnFamily::Int => Param::Int(None),
+            ColumnFamily::Float => Param::Float(None),
+            ColumnFamily::Decimal => Param::Decimal(None),
+            ColumnFamily::Bool => Param::Bool(None),
+            ColumnFamily::Date => Param::Date(None),
+            ColumnFamily::Timestamp => Param::Timestamp(None),
+            ColumnFamily::TimestampTz => Param::TimestampTz(None),
+        });
+    }
+    let text = text.unwrap_or_default();
+    let t = text.trim();
+    let bad = |what: &str| format!("{} does not fit a {what} column", RecordError::quote(t));
+    Ok(match (family, value) {
+        (ColumnFamily::Text, _) => Param::Text(Some(text.into_owned())),
+        (ColumnFamily::Int, Value::Int(i)) => Param::Int(Some(*i)),
+        (ColumnFamily::Int, Value::Bool(b)) => Param::Int(Some(*b as i64)),
+        (ColumnFamily::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
+        (ColumnFamily::Float, Value::Float(f)) => Param::Float(Some(*f)),
+        (ColumnFamily::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
+        (ColumnFamily::Decimal, _) => Param::Decimal(Some(Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).map_err(|_| bad("decimal"))?)),
+        (ColumnFamily::Bool, Value::Bool(b)) => Param::Bool(Some(*b)),
+        (ColumnFamily::Bool, _) => Param::Bool(Some(match t.to_ascii_lowercase().as_str() {
+            "1" | "true" | "t" | "yes" | "y" => true,
+            "0" | "false" | "f" | "no" | "n" => false,
+            _ => return Err(bad("boolean")),
+        })),
+        (ColumnFamily::Date, Value::Date(d)) => Param::Date(Some(*d)),
+        (ColumnFamily::Date, _) => Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?)),
+        (ColumnFamily::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
+        (ColumnFamily::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
+        (ColumnFamily::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
+        (ColumnFamily::TimestampTz, Value::TimestampTz(ts)) => Param::TimestampTz(Some(*ts)),
+        (ColumnFamily::TimestampTz, Value::Timestamp(ts)) => Param::TimestampTz(Some(ts.and_utc())),
+        (ColumnFamily::TimestampTz, _) => Param::TimestampTz(Some(
+            DateTime::parse_from_rfc3339(t).map(|x| x.with_timezone(&Utc)).ok().or_else(|| parse_timestamp(t).map(|n| n.and_utc())).ok_or_else(|| bad("timestamp"))?,
+        )),
+    })
+}
+
+fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
+    let iso = t.trim_end_matches('Z').replace(' ', "T");
+    NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .or_else(|| NaiveDate::parse_from_str(&iso, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(convert(&Value::Text("42".into()), ColumnFamily::Int), Ok(Param::Int(Some(42))));
+        assert_eq!(convert(&Value::Text("".into()), ColumnFamily::Int), Ok(Param::Int(None)));
+        assert_eq!(convert(&Value::Text("".into()), ColumnFamily::Text), Ok(Param::Text(Some(String::new()))));
+        assert!(convert(&Value::Text("abc".into()), ColumnFamily::Int).unwrap_err().contains("whole-number"));
+        assert_eq!(
+            convert(&Value::Text("2024-05-01T10:00:00".into()), ColumnFamily::Timestamp),
+            Ok(Param::Timestamp(NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_opt(10, 0, 0)))
+        );
+        assert_eq!(convert(&Value::Decimal("12.50".into()), ColumnFamily::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
+        assert_eq!(convert(&Value::Int(7), ColumnFamily::Text), Ok(Param::Text(Some("7".into()))));
+    }
+}

@@ -1,0 +1,158 @@
+//! Reads a table or query in keyset pages ordered by `(watermark, key)`, so rows that share a
+//! watermark value are never skipped or read twice, whatever the page size.
+
+use super::config::{SqlSourceSettings, SqlTable};
+use super::dialect::Dialect;
+use super::pool::{Param, SqlPool};
+use chrono::{NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::str::FromStr;
+use syncline_core::{ConnectorError, Cursor, ErrorClass, Page, Record, Source, Value};
+
+pub struct SqlSource {
+    pool: SqlPool,
+    settings: SqlSourceSettings,
+    /// Read from here (inclusive) when there is no cursor: `--since`.
+    since: Option<NaiveDateTime>,
+    /// The cursor the run started from gets the overlap; later pages do not.
+    overlap_pending: bool,
+}
+
+impl SqlSource {
+    pub async fn open(settings: SqlSourceSettings, since: Option<NaiveDateTime>) -> Result<SqlSource, ConnectorError> {
+        let pool = SqlPool::connect(&settings.url, 2).await?;
+        Ok(SqlSource { pool, settings, since, overlap_pending: true })
+    }
+
+    fn from_clause(&self) -> String {
+        match &self.settings.from {
+            SqlTable::Table(table) => self.dialect().quote(table),
+            SqlTable::Query(query) => format!("({query}) AS syncline_src"),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.pool.dialect()
+    }
+
+    /// The WHERE clause and its parameters for reading after `after`.
+    fn predicate(&mut self, after: Option<&Cursor>) -> Result<(String, Vec<Param>), ConnectorError> {
+        let d = self.dialect();
+        let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
+        match after {
+            Some(cursor) => {
+                let (watermark, last_key) = decode_cursor(cursor)?;
+                let overlap = std::mem::take(&mut self.overlap_pending) && !self.settings.overlap.is_zero();
+                if overlap {
+                    if let Some(earlier) = minus(&watermark, self.settings.overlap) {
+                        return Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&earlier, d)?]));
+                    }
+                    tracing::warn!(watermark = %watermark, "overlap applies to date/time watermarks only; ignored");
+                }
+                let sql = format!("({wm} > {p1} OR ({wm} = {p2} AND {key} > {p3}))", p1 = d.placeholder(1), p2 = d.placeholder(2), p3 = d.placeholder(3));
+                Ok((sql, vec![param(&watermark, d)?, param(&watermark, d)?, param(&last_key, d)?]))
+            }
+            None => match self.since {
+                Some(since) => Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&Value::Timestamp(since), d)?])),
+                None => Ok(("1 = 1".into(), Vec::new())),
+            },
+        }
+    }
+
+    /// How many rows a run starting at `after` will read (for progress and ETA).
+    pub async fn estimate(&mut self, after: Option<&Cursor>) -> Result<u64, ConnectorError> {
+        let pending = self.overlap_pending;
+        let (predicate, params) = self.predicate(after)?;
+        self.overlap_pending = pending;
+        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE {predicate}", self.from_clause());
+        let rows = self.pool.fetch(&sql, &params).await?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n as u64,
+            Some(Value::Decimal(n)) => n.parse().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    pub fn pool(&self) -> &SqlPool {
+        &self.pool
+    }
+}
+
+impl Source for SqlSource {
+    async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        let d = self.dialect();
+        let (predicate, params) = self.predicate(after)?;
+        let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
+        let sql = format!("SELECT * FROM {} WHERE {predicate} ORDER BY {wm}, {key} LIMIT {}", self.from_clause(), self.settings.page_size);
+        let rows = self.pool.fetch(&sql, &params).await?;
+        if rows.rows.is_empty() {
+            return Ok(None);
+        }
+        let find = |name: &str| rows.names.iter().position(|n| n.eq_ignore_ascii_case(name));
+        let missing = |what: &str, name: &str| {
+            ConnectorError::new(ErrorClass::Config, format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")))
+        };
+        let key_at = find(&self.settings.key).ok_or_else(|| missing("key", &self.settings.key))?;
+        let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
+        let last = rows.rows.last().expect("not empty");
+        if last[wm_at].is_null() {
+            return Err(ConnectorError::new(
+                ErrorClass::Config,
+                format!("watermark column {:?} is null for key {}; a watermark must never be null", self.settings.watermark, last[key_at]),
+            ));
+        }
+        let cursor = Cursor(json!({ "watermark": last[wm_at].to_tagged(), "key": last[key_at].to_tagged() }));
+        let records = rows
+            .rows
+            .into_iter()
+            .map(|values| Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() })
+            .collect();
+        Ok(Some(Page { records, cursor: Some(cursor) }))
+    }
+}
+
+/// Splits a cursor into its watermark and key.
+pub fn decode_cursor(cursor: &Cursor) -> Result<(Value, Value), ConnectorError> {
+    let part = |name: &str| cursor.0.get(name).and_then(Value::from_tagged);
+    match (part("watermark"), part("key")) {
+        (Some(w), Some(k)) => Ok((w, k)),
+        _ => Err(ConnectorError::new(ErrorClass::Config, format!("stored cursor {} is not a SQL cursor; run `syncline state reset` for this pipeline", cursor.0))),
+    }
+}
+
+/// A cursor value as a bind parameter of its own type.
+fn param(value: &Value, dialect: Dialect) -> Result<Param, ConnectorError> {
+    Ok(match value {
+        Value::Null => Param::Text(None),
+        Value::Bool(b) => Param::Bool(Some(*b)),
+        Value::Int(i) => Param::Int(Some(*i)),
+        Value::Float(f) => Param::Float(Some(*f)),
+        Value::Decimal(s) => Param::Decimal(Some(Decimal::from_str(s).map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("bad decimal in cursor: {e}")))?)),
+        Value::Text(s) => Param::Text(Some(s.clone())),
+        Value::Date(d) => Param::Date(Some(*d)),
+        Value::Timestamp(t) => Param::Timestamp(Some(*t)),
+        Value::TimestampTz(t) if dialect == Dialect::MySql => Param::Timestamp(Some(t.naive_utc())),
+        Value::TimestampTz(t) => Param::TimestampTz(Some(*t)),
+    })
+}
+
+/// The watermark moved back by `overlap`, for date/time watermarks (text ones included).
+fn minus(watermark: &Value, overlap: std::time::Duration) -> Option<Value> {
+    let overlap = chrono::Duration::from_std(overlap).ok()?;
+    match watermark {
+        Value::Timestamp(t) => Some(Value::Timestamp(*t - overlap)),
+        Value::TimestampTz(t) => Some(Value::TimestampTz(*t - overlap)),
+        Value::Date(d) => Some(Value::Date(*d - overlap)),
+        Value::Text(s) => {
+            let iso = s.replace(' ', "T");
+            let naive = NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .or_else(|| chrono::DateTime::parse_from_rfc3339(&iso).ok().map(|t| t.with_timezone(&Utc).naive_utc()))?;
+            // keep the stored text format so text comparison stays correct
+            let sep = if s.contains('T') { "T" } else { " " };
+            Some(Value::Text((naive - overlap).format(&format!("%Y-%m-%d{sep}%H:%M:%S%.f")).to_string()))
+        }
+        _ => None,
+    }
+}

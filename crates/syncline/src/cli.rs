@@ -1,0 +1,157 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Keeps CRM, messaging, billing, accounting and SQL databases in sync.
+#[derive(Debug, Parser)]
+#[command(name = "syncline", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, short = 'c', global = true, env = "SYNCLINE_CONFIG", default_value = "syncline.yaml")]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// More logs (-v info, -vv debug, -vvv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress bar.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline (or `all`, in config order).
+    Run(RunArgs),
+    /// Validate the config, then probe every connection it names.
+    Check,
+    /// Sync history, newest first.
+    Runs(RunsArgs),
+    /// Dead letters: records that could not be written, and why.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Cursors and resets.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Print the JSON Schema of the config file (for editors).
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Generate example data.
+    #[command(subcommand)]
+    Example(ExampleCommand),
+    /// Measure throughput and memory of the members pipeline on generated rows.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline's name, or `all`.
+    pub pipeline: String,
+    /// Read everything, ignoring the committed cursor.
+    #[arg(long, conflicts_with = "since")]
+    pub full: bool,
+    /// Read rows changed since this time (RFC 3339 or YYYY-MM-DD), ignoring the cursor.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Read, transform and diff, but write nothing and commit no cursor.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: write one JSON line per record (key, action, changes, reason).
+    #[arg(long, requires = "dry_run")]
+    pub plan_out: Option<PathBuf>,
+    /// Records per sink call (overrides the config).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: Option<u64>,
+    /// Stop after reading this many records.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (open ones unless --status says otherwise).
+    List {
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// open, resolved, replayed, ignored or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its payload.
+    Show { id: i64 },
+    /// Run open dead letters through the current transforms and sink again.
+    Replay {
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only these ids (default: every open one, of --pipeline if given).
+        ids: Vec<i64>,
+    },
+    /// Mark dead letters as ignored (they stay as history).
+    Ignore {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every pipeline's committed cursor.
+    Cursors,
+    /// Forget a pipeline's cursor and fingerprints: its next run reads everything.
+    Reset { pipeline: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExampleCommand {
+    /// Write a SQLite member table shaped like the seed users' (with a share of invalid rows).
+    Members {
+        /// The SQLite file to create or extend.
+        #[arg(long, default_value = "examples/members.db")]
+        db: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Share of rows with exactly one defect.
+        #[arg(long, default_value_t = 0.05)]
+        invalid: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Where to put the generated databases (default: a temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

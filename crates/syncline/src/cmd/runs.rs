@@ -1,0 +1,42 @@
+//! `syncline runs`: sync history.
+
+use crate::cli::RunsArgs;
+use crate::exit::{CliError, CliResult, Exit};
+use syncline_store::Store;
+
+pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
+    let runs = store.runs(args.pipeline.as_deref(), args.limit).await.map_err(CliError::failed)?;
+    if args.json {
+        for run in &runs {
+            println!("{}", serde_json::to_string(run).expect("json"));
+        }
+        return Ok(Exit::Ok);
+    }
+    let mut table = crate::progress::table(&["id", "pipeline", "mode", "started", "duration", "read", "created", "updated", "unchanged", "rejected", "failed", "status"]);
+    for r in &runs {
+        table.add_row([
+            r.id.clone(),
+            r.pipeline.clone(),
+            r.mode.clone(),
+            r.started_at.clone(),
+            duration(&r.started_at, r.finished_at.as_deref()),
+            r.read_count.to_string(),
+            r.created_count.to_string(),
+            r.updated_count.to_string(),
+            r.unchanged_count.to_string(),
+            r.rejected_count.to_string(),
+            r.failed_count.to_string(),
+            r.status.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(Exit::Ok)
+}
+
+fn duration(started: &str, finished: Option<&str>) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (parse(started), finished.and_then(parse)) {
+        (Some(s), Some(f)) => format!("{:.1}s", (f - s).num_milliseconds() as f64 / 1000.0),
+        _ => "-".into(),
+    }
+}

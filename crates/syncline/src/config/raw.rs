@@ -1,0 +1,183 @@
+//! The config file as written: serde structs that mirror the YAML, with a doc comment per field
+//! (they become the JSON Schema `syncline schema` prints). Validation into settings is in
+//! `settings.rs`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// A value with its place in the file.
+pub type At<T> = Spanned<T>;
+
+/// A syncline config file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where syncline keeps cursors, sync history and dead letters: `sqlite://PATH` (default
+    /// `sqlite://syncline.db`, relative to this file) or `postgres://…` (password from `${VAR}`).
+    #[schemars(with = "Option<String>")]
+    pub state: Option<At<String>>,
+    /// The pipelines, by name; `syncline run all` runs them in this order.
+    pub pipelines: indexmap::IndexMap<String, RawPipeline>,
+}
+
+/// One pipeline: a source read page by page, transforms, and a sink written in batches.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub source: RawSource,
+    /// Applied in order to every record; a failing rule turns the record into a dead letter.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawTransform>")]
+    pub transforms: Vec<At<RawTransform>>,
+    pub sink: RawSink,
+    /// Records per sink call (default 500 for SQL sinks).
+    #[schemars(with = "Option<u64>")]
+    pub batch_size: Option<At<u64>>,
+    /// Skip records whose mapped fields equal what was last written (default: off for SQL
+    /// sinks, whose upserts are idempotent anyway).
+    pub change_detection: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSource {
+    /// A SQL table or query, read in `(watermark, key)` order.
+    Sql(RawSqlSource),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlSource {
+    /// `sqlite://PATH`, `postgres://USER:${PASSWORD}@HOST/DB`, `mysql://…`, or `${VAR}`.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<At<String>>,
+    /// A file holding the URL (for secrets mounted as files).
+    #[schemars(with = "Option<String>")]
+    pub url_file: Option<At<String>>,
+    /// The table to read (or give `query`).
+    #[schemars(with = "Option<String>")]
+    pub table: Option<At<String>>,
+    /// A SELECT to read, wrapped as a derived table (or give `table`).
+    #[schemars(with = "Option<String>")]
+    pub query: Option<At<String>>,
+    /// The column identifying a row.
+    #[schemars(with = "String")]
+    pub key: At<String>,
+    /// The column that grows whenever a row changes (e.g. `lastmodifieddate`).
+    #[schemars(with = "String")]
+    pub watermark: At<String>,
+    /// Rows per page (default 1000).
+    #[schemars(with = "Option<u64>")]
+    pub page_size: Option<At<u64>>,
+    /// How far before the cursor incremental runs start again, e.g. `5m` (default `0s`).
+    #[schemars(with = "Option<String>")]
+    pub overlap: Option<At<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSink {
+    /// A SQL table, upserted by key.
+    Sql(RawSqlSink),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlSink {
+    #[schemars(with = "Option<String>")]
+    pub url: Option<At<String>>,
+    #[schemars(with = "Option<String>")]
+    pub url_file: Option<At<String>>,
+    #[schemars(with = "String")]
+    pub table: At<String>,
+    /// The mapped field (and column) the upsert matches on.
+    #[schemars(with = "String")]
+    pub key: At<String>,
+    /// Create the table from the first batch when it does not exist (default false).
+    #[serde(default)]
+    pub create_table: bool,
+}
+
+/// One transform step.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawTransform {
+    /// Keep only these fields, in this order.
+    Select(Vec<String>),
+    /// Rename fields: `{from: to}`.
+    Rename(BTreeMap<String, String>),
+    /// Set fields to fixed values.
+    Constant(BTreeMap<String, serde_json::Value>),
+    /// Convert fields: `{field: string|int|float|decimal|bool|date|datetime}`.
+    Coerce(BTreeMap<String, RawType>),
+    /// Replace coded values by labels.
+    MapValues {
+        field: String,
+        values: BTreeMap<String, String>,
+        /// What to do with a value not in `values` (default `reject`).
+        #[serde(default)]
+        otherwise: RawOtherwise,
+    },
+    /// These fields must be present and not blank.
+    Require(Vec<String>),
+    /// Valid email addresses (lowercased).
+    Email(Vec<String>),
+    /// Person names: trimmed, not empty.
+    Name(Vec<String>),
+    /// A number within bounds.
+    Range { field: String, min: Option<f64>, max: Option<f64> },
+    /// One of a list of values.
+    Enum {
+        field: String,
+        values: Vec<String>,
+        #[serde(default)]
+        ignore_case: bool,
+    },
+    /// Costa Rica cédula (national, DIMEX, legal entity), normalized to digits.
+    Cedula {
+        fields: Vec<String>,
+        /// Allowed kinds (default all): national, dimex, legal.
+        kinds: Option<Vec<RawCedulaKind>>,
+    },
+    /// Costa Rica phone numbers, normalized to +506XXXXXXXX; placeholders become empty.
+    Phone {
+        fields: Vec<String>,
+        #[serde(default)]
+        placeholders: Vec<String>,
+    },
+    /// Beneficiary percentages: each 0–100, summing to 100 when any is present.
+    Beneficiaries { fields: Vec<String> },
+    /// Validate the mapped record against a JSON Schema file (path relative to this file).
+    JsonSchema(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawType {
+    String,
+    Int,
+    Float,
+    Decimal,
+    Bool,
+    Date,
+    Datetime,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOtherwise {
+    #[default]
+    Reject,
+    Keep,
+    Null,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCedulaKind {
+    National,
+    Dimex,
+    Legal,
+}

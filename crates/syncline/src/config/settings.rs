@@ -1,0 +1,345 @@
+//! Validated settings: what the rest of the binary works with. `validate` does no IO; env
+//! lookups come in as a function so tests can pass their own.
+
+use super::error::ConfigError;
+use super::raw::*;
+use serde_saphyr::Location;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings, SqlTable};
+use syncline_core::transform::normalize_phone;
+
+/// A validated config.
+#[derive(Debug)]
+pub struct Config {
+    pub file: String,
+    pub base_dir: PathBuf,
+    pub state_url: String,
+    pub pipelines: Vec<Pipeline>,
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub source: SourceSettings,
+    /// Transform steps, checked; built into transforms (reading schema files) when run.
+    pub transforms: Vec<(String, RawTransform)>,
+    pub sink: SinkSettings,
+    pub batch_size: usize,
+    pub change_detection: bool,
+}
+
+/// Where a connection URL comes from: the config (after `${VAR}` expansion) or a file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UrlSource {
+    Inline(String),
+    File(PathBuf),
+}
+
+#[derive(Debug)]
+pub enum SourceSettings {
+    /// The URL is filled in from `url` when the pipeline is opened.
+    Sql { url: UrlSource, settings: SqlSourceSettings },
+}
+
+#[derive(Debug)]
+pub enum SinkSettings {
+    Sql { url: UrlSource, settings: SqlSinkSettings },
+}
+
+impl Config {
+    pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, at: &Location, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, at, path, message)
+    }
+
+    /// Expands `${VAR}` / `${VAR:-default}` in a string value.
+    fn expand(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
+        interpolate(&value.value, self.env).map_err(|why| self.err(&value.referenced, path, why))
+    }
+
+    /// A connection URL: from `url` (a password in it must be a `${VAR}`) or `url_file`.
+    fn url(&self, url: &Option<At<String>>, url_file: &Option<At<String>>, path: &str, parent: &Location) -> Result<UrlSource, ConfigError> {
+        match (url, url_file) {
+            (Some(url), None) => {
+                if let Some(password) = literal_password(&url.value) {
+                    let _ = password;
+                    return Err(self.err(
+                        &url.referenced,
+                        &format!("{path}.url"),
+                        "a password written in the config is not allowed; use ${VAR} for it (e.g. postgres://user:${PGPASSWORD}@host/db) or url_file",
+                    ));
+                }
+                let expanded = self.expand(url, &format!("{path}.url"))?;
+                let resolved = self.resolve_sqlite(&expanded);
+                check_scheme(&resolved).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
+                Ok(UrlSource::Inline(resolved))
+            }
+            (None, Some(file)) => Ok(UrlSource::File(self.base_dir.join(self.expand(file, &format!("{path}.url_file"))?))),
+            (Some(url), Some(_)) => Err(self.err(&url.referenced, path, "give either url or url_file, not both")),
+            (None, None) => Err(self.err(parent, path, "missing url (or url_file)")),
+        }
+    }
+
+    /// Relative SQLite paths are relative to the config file.
+    fn resolve_sqlite(&self, url: &str) -> String {
+        resolve_sqlite(url, self.base_dir)
+    }
+
+    fn positive(&self, value: &Option<At<u64>>, path: &str, range: std::ops::RangeInclusive<u64>, default: u64) -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(default as usize),
+            Some(v) if range.contains(&v.value) => Ok(v.value as usize),
+            Some(v) => Err(self.err(&v.referenced, path, format!("must be {}..={}, got {}", range.start(), range.end(), v.value))),
+        }
+    }
+}
+
+/// Makes a relative `sqlite://` path absolute against `base`.
+pub fn resolve_sqlite(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return url.to_owned() };
+    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path.starts_with('/') || path.starts_with(':') {
+        return url.to_owned();
+    }
+    let full = base.join(path);
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", full.display()),
+        None => format!("sqlite://{}", full.display()),
+    }
+}
+
+fn check_scheme(url: &str) -> Result<(), String> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(()),
+        "mssql" | "sqlserver" => Err("SQL Server is not supported yet; see README (Roadmap)".into()),
+        _ if !url.contains(':') => Err(format!("{url:?} is not a database url; expected sqlite://PATH, postgres://… or mysql://…")),
+        other => Err(format!("unsupported database {other:?}; expected sqlite, postgres or mysql")),
+    }
+}
+
+/// The literal (not `${VAR}`) password in a URL's user info, if any.
+fn literal_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.find('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    let is_reference = password.starts_with("${") && password.ends_with('}') && !password[2..].contains('}') || password.is_empty();
+    (!is_reference).then_some(password)
+}
+
+/// Expands `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`. Written by hand because
+/// shell-style expanders also rewrite bare `$NAME` and `~`, which corrupts SQL text and URLs.
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = escaped;
+            continue;
+        }
+        let Some(body_start) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let end = body_start.find('}').ok_or_else(|| format!("unclosed ${{ in {text:?}"))?;
+        let body = &body_start[..end];
+        let (name, default) = match body.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (body, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("${{{body}}} is not a valid variable reference (use ${{NAME}} or ${{NAME:-default}})"));
+        }
+        match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => return Err(format!("environment variable {name} is not set (referenced as ${{{name}}})")),
+        }
+        rest = &body_start[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{text:?} is not a duration; use e.g. 30s, 5m, 2h"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
+    })
+}
+
+/// Validates a parsed config into settings.
+pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let ctx = Ctx { file, base_dir, env };
+    let state_url = match &raw.state {
+        Some(state) => {
+            if literal_password(&state.value).is_some() {
+                return Err(ctx.err(&state.referenced, "state", "a password written in the config is not allowed; use ${VAR}"));
+            }
+            let url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ctx.err(&state.referenced, "state", format!("{url:?} is not a state store; use sqlite://PATH or postgres://…")));
+            }
+            url
+        }
+        None => resolve_sqlite("sqlite://syncline.db", base_dir),
+    };
+    if raw.pipelines.is_empty() {
+        return Err(ConfigError::file(file, "pipelines: at least one pipeline is needed"));
+    }
+    let mut pipelines = Vec::new();
+    for (name, p) in raw.pipelines {
+        let path = format!("pipelines.{name}");
+        if name == "all" || name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConfigError { file: file.into(), at: None, path, message: "pipeline names use letters, digits, _ and - (and `all` is reserved)".into() });
+        }
+        let source = match &p.source {
+            RawSource::Sql(s) => {
+                let spath = format!("{path}.source.sql");
+                let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced)?;
+                let from = match (&s.table, &s.query) {
+                    (Some(t), None) => SqlTable::Table(ctx.expand(t, &format!("{spath}.table"))?),
+                    (None, Some(q)) => SqlTable::Query(ctx.expand(q, &format!("{spath}.query"))?.trim().trim_end_matches(';').to_owned()),
+                    (Some(t), Some(_)) => return Err(ctx.err(&t.referenced, &spath, "give either table or query, not both")),
+                    (None, None) => return Err(ctx.err(&s.key.referenced, &spath, "missing table (or query)")),
+                };
+                let overlap = match &s.overlap {
+                    Some(o) => parse_duration(&o.value).map_err(|why| ctx.err(&o.referenced, &format!("{spath}.overlap"), why))?,
+                    None => Duration::ZERO,
+                };
+                let settings = SqlSourceSettings {
+                    url: String::new(),
+                    from,
+                    key: ctx.expand(&s.key, &format!("{spath}.key"))?,
+                    watermark: ctx.expand(&s.watermark, &format!("{spath}.watermark"))?,
+                    page_size: ctx.positive(&s.page_size, &format!("{spath}.page_size"), 1..=100_000, 1000)?,
+                    overlap,
+                };
+                SourceSettings::Sql { url, settings }
+            }
+        };
+        let (sink, default_batch, max_batch, default_detection) = match &p.sink {
+            RawSink::Sql(s) => {
+                let spath = format!("{path}.sink.sql");
+                let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced)?;
+                let settings = SqlSinkSettings {
+                    url: String::new(),
+                    table: ctx.expand(&s.table, &format!("{spath}.table"))?,
+                    key: ctx.expand(&s.key, &format!("{spath}.key"))?,
+                    create_table: s.create_table,
+                };
+                (SinkSettings::Sql { url, settings }, 500, 10_000, false)
+            }
+        };
+        let batch_size = ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max_batch, default_batch)?;
+        let mut transforms = Vec::new();
+        for (i, step) in p.transforms.into_iter().enumerate() {
+            let tpath = format!("{path}.transforms[{i}]");
+            check_transform(&step.value).map_err(|why| ctx.err(&step.referenced, &tpath, why))?;
+            transforms.push((tpath, step.value));
+        }
+        pipelines.push(Pipeline { name, source, transforms, sink, batch_size, change_detection: p.change_detection.unwrap_or(default_detection) });
+    }
+    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines })
+}
+
+/// Checks what can be checked of a transform step without IO.
+fn check_transform(step: &RawTransform) -> Result<(), String> {
+    let non_empty = |fields: &[String], what: &str| if fields.is_empty() { Err(format!("{what}: list at least one field")) } else { Ok(()) };
+    match step {
+        RawTransform::Select(f) => non_empty(f, "select"),
+        RawTransform::Require(f) => non_empty(f, "require"),
+        RawTransform::Email(f) => non_empty(f, "email"),
+        RawTransform::Name(f) => non_empty(f, "name"),
+        RawTransform::Beneficiaries { fields } => non_empty(fields, "beneficiaries.fields"),
+        RawTransform::Cedula { fields, kinds } => {
+            non_empty(fields, "cedula.fields")?;
+            if kinds.as_ref().is_some_and(Vec::is_empty) { Err("cedula.kinds: list at least one of national, dimex, legal".into()) } else { Ok(()) }
+        }
+        RawTransform::Phone { fields, placeholders } => {
+            non_empty(fields, "phone.fields")?;
+            for p in placeholders {
+                normalize_phone(p).map_err(|why| format!("phone.placeholders: {p:?} {why}"))?;
+            }
+            Ok(())
+        }
+        RawTransform::Range { field: _, min, max } => match (min, max) {
+            (None, None) => Err("range: give min, max or both".into()),
+            (Some(lo), Some(hi)) if lo > hi => Err(format!("range: min {lo} is above max {hi}")),
+            _ => Ok(()),
+        },
+        RawTransform::Enum { values, .. } if values.is_empty() => Err("enum.values: list at least one value".into()),
+        RawTransform::MapValues { values, .. } if values.is_empty() => Err("map_values.values: give at least one mapping".into()),
+        RawTransform::JsonSchema(path) if path.trim().is_empty() => Err("json_schema: give the schema file's path".into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation() {
+        let env = |name: &str| match name {
+            "HOST" => Some("db.local".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(interpolate("postgres://${HOST}/x", &env).unwrap(), "postgres://db.local/x");
+        assert_eq!(interpolate("${MISSING:-fallback}", &env).unwrap(), "fallback");
+        assert_eq!(interpolate("${EMPTY:-fallback}", &env).unwrap(), "fallback");
+        assert_eq!(interpolate("SELECT $1, $${X}", &env).unwrap(), "SELECT $1, ${X}");
+        assert!(interpolate("${MISSING}", &env).unwrap_err().contains("MISSING is not set"));
+        assert!(interpolate("${A B}", &env).unwrap_err().contains("not a valid variable"));
+        assert!(interpolate("${OPEN", &env).unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn passwords_must_be_references() {
+        assert_eq!(literal_password("postgres://u:hunter2@h/db"), Some("hunter2"));
+        assert_eq!(literal_password("postgres://u:${PW}@h/db"), None);
+        assert_eq!(literal_password("postgres://u@h/db"), None);
+        assert_eq!(literal_password("sqlite://x.db"), None);
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config() {
+        let base = Path::new("/etc/syncline");
+        assert_eq!(resolve_sqlite("sqlite://state.db", base), "sqlite:///etc/syncline/state.db");
+        assert_eq!(resolve_sqlite("sqlite:///abs.db?mode=ro", base), "sqlite:///abs.db?mode=ro");
+        assert_eq!(resolve_sqlite("postgres://h/db", base), "postgres://h/db");
+        assert_eq!(resolve_sqlite("sqlite::memory:", base), "sqlite::memory:");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
