@@ -193,9 +193,9 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 if current.records.len() >= room {
                     stop = true;
                     if current.records.len() > room {
-                        // the page's cursor would skip the records cut off: leave the cursor
+                        // the page's cursor would skip the records cut off
                         current.records.truncate(room);
-                        current.cursor = None;
+                        current.cursor = current.records.last().and_then(|r| source.cursor_after(r));
                     }
                 }
             }
@@ -381,9 +381,14 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
     }
 }
 
-/// Values that a sink stores alike compare equal (an integer read back from a TEXT column…).
+/// Values that a sink stores alike compare equal: an integer read back from a TEXT column, or
+/// the decimal `1200.50` read back as the number `1200.5`.
 fn same_value(old: &Value, new: &Value) -> bool {
-    old == new || old.as_text() == new.as_text()
+    if old == new || old.as_text() == new.as_text() {
+        return true;
+    }
+    let number = |v: &Value| v.as_text().and_then(|t| t.trim().parse::<f64>().ok());
+    matches!((number(old), number(new)), (Some(a), Some(b)) if a == b)
 }
 
 fn dead_letter(source: &Record, error: &RecordError) -> DeadLetter {

@@ -10,6 +10,13 @@ pub trait Source: Send {
         &mut self,
         after: Option<&Cursor>,
     ) -> impl Future<Output = Result<Option<Page>, ConnectorError>> + Send;
+
+    /// The cursor that resumes right after `record` (one this source produced), so a run that
+    /// stops inside a page (`--limit`) can still commit its progress. `None`: cannot tell.
+    fn cursor_after(&self, record: &Record) -> Option<Cursor> {
+        let _ = record;
+        None
+    }
 }
 
 /// What happened to one record at the sink.

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Executor, Row, SqlSafeStr, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInfo, ValueRef};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,9 +65,15 @@ impl SqlPool {
                     .busy_timeout(Duration::from_secs(10));
                 SqlPool::Sqlite(SqlitePoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect_with(options).await.map_err(failed)?)
             }
-            Dialect::Postgres => SqlPool::Postgres(PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?),
+            // one direct connection first: a pool retries refused connections until its acquire
+            // timeout, while a wrong host or port should fail at once
+            Dialect::Postgres => {
+                sqlx::PgConnection::connect(url).await.map_err(failed)?.close().await.map_err(failed)?;
+                SqlPool::Postgres(PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?)
+            }
             Dialect::MySql => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
+                sqlx::MySqlConnection::connect(&url).await.map_err(failed)?.close().await.map_err(failed)?;
                 SqlPool::MySql(MySqlPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(&url).await.map_err(failed)?)
             }
         })

@@ -102,7 +102,7 @@ impl Source for SqlSource {
                 format!("watermark column {:?} is null for key {}; a watermark must never be null", self.settings.watermark, last[key_at]),
             ));
         }
-        let cursor = Cursor(json!({ "watermark": last[wm_at].to_tagged(), "key": last[key_at].to_tagged() }));
+        let cursor = cursor_of(&last[wm_at], &last[key_at]);
         let records = rows
             .rows
             .into_iter()
@@ -110,6 +110,15 @@ impl Source for SqlSource {
             .collect();
         Ok(Some(Page { records, cursor: Some(cursor) }))
     }
+
+    fn cursor_after(&self, record: &Record) -> Option<Cursor> {
+        let field = |name: &str| record.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        Some(cursor_of(field(&self.settings.watermark)?, field(&self.settings.key)?))
+    }
+}
+
+fn cursor_of(watermark: &Value, key: &Value) -> Cursor {
+    Cursor(json!({ "watermark": watermark.to_tagged(), "key": key.to_tagged() }))
 }
 
 /// Splits a cursor into its watermark and key.

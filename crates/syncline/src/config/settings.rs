@@ -73,8 +73,7 @@ impl Ctx<'_> {
     fn url(&self, url: &Option<At<String>>, url_file: &Option<At<String>>, path: &str, parent: &Location) -> Result<UrlSource, ConfigError> {
         match (url, url_file) {
             (Some(url), None) => {
-                if let Some(password) = literal_password(&url.value) {
-                    let _ = password;
+                if literal_password(&url.value).is_some() {
                     return Err(self.err(
                         &url.referenced,
                         &format!("{path}.url"),
@@ -135,7 +134,8 @@ fn literal_password(url: &str) -> Option<&str> {
     let rest = &url[url.find("://")? + 3..];
     let userinfo = &rest[..rest.find('@')?];
     let (_, password) = userinfo.split_once(':')?;
-    let is_reference = password.starts_with("${") && password.ends_with('}') && !password[2..].contains('}') || password.is_empty();
+    let is_reference = password.is_empty()
+        || (password.len() > 3 && password.starts_with("${") && password.ends_with('}') && !password[2..password.len() - 1].contains('}'));
     (!is_reference).then_some(password)
 }
 

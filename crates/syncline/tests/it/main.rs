@@ -1,0 +1,64 @@
+//! End-to-end tests of the `syncline` binary: each runs the real executable against real
+//! SQLite files (and PostgreSQL / MariaDB where configured) in a temporary folder.
+
+mod bad_input;
+mod crash;
+mod members;
+mod sql_copy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The built binary.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline"));
+    cmd.env_remove("SYNCLINE_CONFIG").env_remove("MEMBERS_SOURCE_URL").env_remove("MEMBERS_TARGET_URL");
+    cmd
+}
+
+/// Runs `syncline --config <dir>/<config> args…` and returns its output.
+pub fn syncline(dir: &Path, config: &str, args: &[&str]) -> Output {
+    bin().current_dir(dir).arg("--config").arg(dir.join(config)).args(args).output().expect("the binary runs")
+}
+
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The repository's examples folder.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// A temporary folder holding a copy of the members example.
+pub fn members_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["members.yaml", "member.schema.json"] {
+        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+/// Opens a SQLite file for assertions.
+pub async fn sqlite(path: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap()
+}
+
+pub async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
+    sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap().0
+}
+
+/// The newest run of a pipeline, from `syncline runs --json`.
+pub fn last_run(dir: &Path, config: &str) -> serde_json::Value {
+    let out = syncline(dir, config, &["runs", "--json", "--limit", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    serde_json::from_str(stdout(&out).lines().next().expect("a run")).unwrap()
+}
