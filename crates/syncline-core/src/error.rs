@@ -62,12 +62,7 @@ const MAX_QUOTED: usize = 60;
 
 impl RecordError {
     pub fn data(field: &str, rule: &str, message: impl Into<String>) -> Self {
-        RecordError {
-            class: ErrorClass::Data,
-            field: field.to_owned(),
-            rule: rule.to_owned(),
-            message: message.into(),
-        }
+        RecordError { class: ErrorClass::Data, field: field.to_owned(), rule: rule.to_owned(), message: message.into() }
     }
 
     /// Quotes a value for an error message, cut to a readable length.
@@ -96,11 +91,7 @@ impl ConnectorError {
         ConnectorError { class, message: message.into(), source: None }
     }
 
-    pub fn with_source(
-        class: ErrorClass,
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_source(class: ErrorClass, message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         ConnectorError { class, message: message.into(), source: Some(Box::new(source)) }
     }
 }

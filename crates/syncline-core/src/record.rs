@@ -54,17 +54,12 @@ impl Record {
 
     /// The record's fields as a JSON object (for dead-letter payloads and plans).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::Value::Object(
-            self.fields.iter().map(|(n, v)| (n.to_string(), v.to_json())).collect(),
-        )
+        serde_json::Value::Object(self.fields.iter().map(|(n, v)| (n.to_string(), v.to_json())).collect())
     }
 
     pub fn from_json(key: impl Into<String>, json: &serde_json::Value) -> Record {
         let fields = match json {
-            serde_json::Value::Object(map) => map
-                .iter()
-                .map(|(n, v)| (Arc::from(n.as_str()), Value::from_json(v)))
-                .collect(),
+            serde_json::Value::Object(map) => map.iter().map(|(n, v)| (Arc::from(n.as_str()), Value::from_json(v))).collect(),
             _ => Vec::new(),
         };
         Record { key: key.into(), fields }

@@ -87,11 +87,8 @@ pub struct BatchCommit {
 /// The state store as the runner sees it.
 pub trait Checkpoint: Send + Sync {
     /// The stored fingerprints of these destination keys (missing keys are absent).
-    fn fingerprints(
-        &self,
-        pipeline: &str,
-        keys: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
+    fn fingerprints(&self, pipeline: &str, keys: &[String])
+    -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
 
     fn commit(&self, batch: BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
@@ -108,6 +105,9 @@ pub struct PlanEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// Where a dry run's plan lines go.
+pub type PlanSink<'a> = Box<dyn FnMut(&PlanEntry) + Send + 'a>;
 
 /// Told about progress after every page.
 pub trait Progress: Send {
@@ -161,7 +161,7 @@ pub struct Runner<'a, K: Sink, C: Checkpoint> {
     pub checkpoint: &'a C,
     pub progress: Box<dyn Progress + 'a>,
     /// Receives the plan lines of a dry run as they are made.
-    pub plan: Option<Box<dyn FnMut(&PlanEntry) + Send + 'a>>,
+    pub plan: Option<PlanSink<'a>>,
     pub total: Counts,
 }
 
@@ -204,11 +204,9 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 self.process_page(current).await?;
                 break;
             }
-            let (next, processed) = tokio_join(
-                retry_transient(retry_for, async || source.next_page(next_cursor.as_ref()).await),
-                self.process_page(current),
-            )
-            .await;
+            let (next, processed) =
+                tokio_join(retry_transient(retry_for, async || source.next_page(next_cursor.as_ref()).await), self.process_page(current))
+                    .await;
             processed?;
             page = next.map_err(RunError::Source)?;
         }
@@ -238,7 +236,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         for source in page.records {
             match self.map_one(source) {
                 Ok(m) => mapped.push(m),
-                Err((source, error)) => {
+                Err(rejected) => {
+                    let (source, error) = *rejected;
                     commit.counts.rejected += 1;
                     self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
                     commit.dead_letters.push(dead_letter(&source, &error));
@@ -306,7 +305,12 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
     }
 
     /// Dry run: compare with the sink's current values where it can read them.
-    async fn plan_against_sink(&mut self, mapped: Vec<Mapped>, stored: &HashMap<String, String>, commit: &mut BatchCommit) -> Result<(), RunError> {
+    async fn plan_against_sink(
+        &mut self,
+        mapped: Vec<Mapped>,
+        stored: &HashMap<String, String>,
+        commit: &mut BatchCommit,
+    ) -> Result<(), RunError> {
         if mapped.is_empty() {
             return Ok(());
         }
@@ -356,16 +360,16 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         Ok(())
     }
 
-    fn map_one(&self, source: Record) -> Result<Mapped, (Record, RecordError)> {
+    fn map_one(&self, source: Record) -> Result<Mapped, Box<(Record, RecordError)>> {
         let mapped = match self.transform.apply(source.clone()) {
             Ok(mapped) => mapped,
-            Err(error) => return Err((source, error)),
+            Err(error) => return Err(Box::new((source, error))),
         };
         let dest_key = match mapped.get(&self.options.sink_key).and_then(Value::as_text) {
             Some(key) if !key.trim().is_empty() => key.into_owned(),
             _ => {
                 let error = RecordError::data(&self.options.sink_key, "key", "the destination key is empty");
-                return Err((source, error));
+                return Err(Box::new((source, error)));
             }
         };
         let fingerprint = if self.options.change_detection { fingerprint(&mapped) } else { String::new() };
@@ -374,7 +378,13 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         Ok(Mapped { source, mapped, dest_key, fingerprint })
     }
 
-    fn emit_plan(&mut self, key: &str, action: &'static str, changes: Vec<(String, serde_json::Value, serde_json::Value)>, reason: Option<String>) {
+    fn emit_plan(
+        &mut self,
+        key: &str,
+        action: &'static str,
+        changes: Vec<(String, serde_json::Value, serde_json::Value)>,
+        reason: Option<String>,
+    ) {
         if let Some(plan) = self.plan.as_mut() {
             plan(&PlanEntry { key: key.to_owned(), action, changes, reason });
         }
@@ -434,7 +444,12 @@ async fn write_isolating<K: Sink>(sink: &mut K, batch: &[Record], retry_for: Dur
         Err(error) if matches!(error.class, ErrorClass::Data | ErrorClass::Conflict) => {
             if batch.len() == 1 {
                 let rule = if error.class == ErrorClass::Conflict { "conflict" } else { "sink" };
-                return Ok(vec![Outcome::Rejected(RecordError { class: error.class.clone(), field: "-".into(), rule: rule.into(), message: error.message })]);
+                return Ok(vec![Outcome::Rejected(RecordError {
+                    class: error.class.clone(),
+                    field: "-".into(),
+                    rule: rule.into(),
+                    message: error.message,
+                })]);
             }
             let (left, right) = batch.split_at(batch.len() / 2);
             let mut outcomes = Box::pin(write_isolating(sink, left, retry_for)).await?;

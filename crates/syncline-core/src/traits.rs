@@ -6,10 +6,7 @@ use std::future::Future;
 
 /// Reads one stream page by page; the cursor is opaque to all but this source.
 pub trait Source: Send {
-    fn next_page(
-        &mut self,
-        after: Option<&Cursor>,
-    ) -> impl Future<Output = Result<Option<Page>, ConnectorError>> + Send;
+    fn next_page(&mut self, after: Option<&Cursor>) -> impl Future<Output = Result<Option<Page>, ConnectorError>> + Send;
 
     /// The cursor that resumes right after `record` (one this source produced), so a run that
     /// stops inside a page (`--limit`) can still commit its progress. `None`: cannot tell.
@@ -33,17 +30,11 @@ pub enum Outcome {
 
 /// Writes a batch; `Ok` holds exactly one outcome per record, in input order.
 pub trait Sink: Send {
-    fn write(
-        &mut self,
-        batch: &[Record],
-    ) -> impl Future<Output = Result<Vec<Outcome>, ConnectorError>> + Send;
+    fn write(&mut self, batch: &[Record]) -> impl Future<Output = Result<Vec<Outcome>, ConnectorError>> + Send;
 
     /// The destination's current values for these keys (for dry-run diffs). A sink that cannot
     /// read returns `None`, and the plan falls back to the stored fingerprints.
-    fn current(
-        &mut self,
-        keys: &[String],
-    ) -> impl Future<Output = Result<Option<Vec<Record>>, ConnectorError>> + Send {
+    fn current(&mut self, keys: &[String]) -> impl Future<Output = Result<Option<Vec<Record>>, ConnectorError>> + Send {
         let _ = keys;
         async { Ok(None) }
     }

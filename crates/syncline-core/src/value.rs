@@ -80,9 +80,7 @@ impl Value {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
             Value::Int(i) => (*i).into(),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
             other => serde_json::Value::String(other.to_string()),
         }
     }
@@ -150,10 +148,7 @@ mod tests {
 
     #[test]
     fn tagged_round_trip_keeps_the_variant() {
-        let ts = NaiveDate::from_ymd_opt(2024, 5, 1)
-            .unwrap()
-            .and_hms_milli_opt(10, 0, 0, 250)
-            .unwrap();
+        let ts = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_milli_opt(10, 0, 0, 250).unwrap();
         for v in [
             Value::Null,
             Value::Bool(true),

@@ -22,7 +22,10 @@ impl Store {
     async fn load_fingerprints(&self, pipeline: &str, keys: &[String]) -> Result<HashMap<String, String>, StoreError> {
         let mut found = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(CHUNK) {
-            let sql = format!("SELECT record_key, fingerprint FROM record_hashes WHERE pipeline = $1 AND record_key IN ({})", placeholders(2, chunk.len()));
+            let sql = format!(
+                "SELECT record_key, fingerprint FROM record_hashes WHERE pipeline = $1 AND record_key IN ({})",
+                placeholders(2, chunk.len())
+            );
             let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(pipeline);
             for key in chunk {
                 query = query.bind(key);

@@ -64,7 +64,8 @@ pub struct DeadLetterFilter {
     pub limit: Option<i64>,
 }
 
-const COLUMNS: &str = "id, pipeline, record_key, class, field, rule, message, payload, status, attempts, run_id, first_seen_at, last_seen_at, closed_at";
+const COLUMNS: &str =
+    "id, pipeline, record_key, class, field, rule, message, payload, status, attempts, run_id, first_seen_at, last_seen_at, closed_at";
 
 impl Store {
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, StoreError> {
@@ -92,7 +93,9 @@ impl Store {
 
     /// Open dead letters per pipeline.
     pub async fn open_dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as("SELECT pipeline, COUNT(*) FROM dead_letters WHERE status = 'open' GROUP BY pipeline ORDER BY pipeline").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT pipeline, COUNT(*) FROM dead_letters WHERE status = 'open' GROUP BY pipeline ORDER BY pipeline")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Marks open dead letters `ignored`; returns how many changed. Their rows stay as history.
@@ -100,7 +103,10 @@ impl Store {
         if ids.is_empty() {
             return Ok(0);
         }
-        let sql = format!("UPDATE dead_letters SET status = 'ignored', closed_at = $1 WHERE status = 'open' AND id IN ({})", placeholders(2, ids.len()));
+        let sql = format!(
+            "UPDATE dead_letters SET status = 'ignored', closed_at = $1 WHERE status = 'open' AND id IN ({})",
+            placeholders(2, ids.len())
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now());
         for id in ids {
             query = query.bind(*id);

@@ -24,8 +24,12 @@ impl StoreError {
     /// Store trouble seen by the runner: a lost connection is worth waiting out.
     pub fn into_connector_error(self) -> ConnectorError {
         let class = match &self {
-            StoreError::Query(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => ErrorClass::Transient { retry_after: None },
-            StoreError::Query(sqlx::Error::Database(db)) if db.message().contains("locked") || db.message().contains("busy") => ErrorClass::Transient { retry_after: None },
+            StoreError::Query(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => {
+                ErrorClass::Transient { retry_after: None }
+            }
+            StoreError::Query(sqlx::Error::Database(db)) if db.message().contains("locked") || db.message().contains("busy") => {
+                ErrorClass::Transient { retry_after: None }
+            }
             _ => ErrorClass::Internal,
         };
         ConnectorError::new(class, self.to_string())

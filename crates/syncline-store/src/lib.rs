@@ -62,7 +62,10 @@ impl Store {
             // survive power loss, which the inbox needs and the cursors are cheap enough for.
             options = options.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;").await?;
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
                     Ok(())
                 })
             });
@@ -86,7 +89,9 @@ impl Store {
         };
         let migrations: Vec<Migration> = source
             .iter()
-            .map(|(version, name, sql)| Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false))
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+            })
             .collect();
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
         migrator.run(&self.pool).await?;
@@ -100,7 +105,13 @@ impl Store {
     }
 
     /// Appends to the audit trail.
-    pub async fn append_event(&self, kind: &str, subject: &str, run_id: Option<&str>, detail: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn append_event(
+        &self,
+        kind: &str,
+        subject: &str,
+        run_id: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, $2, $3, $4, $5)")
             .bind(now())
             .bind(kind)
@@ -127,7 +138,11 @@ impl Store {
         let now_at = Utc::now();
         let expires = now_at + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND expires_at <= $2").bind(key).bind(format_time(now_at)).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM idempotency WHERE key = $1 AND expires_at <= $2")
+            .bind(key)
+            .bind(format_time(now_at))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO idempotency (key, result, created_at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(result.to_string())

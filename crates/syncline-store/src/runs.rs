@@ -107,25 +107,22 @@ impl Store {
     /// The newest runs first.
     pub async fn runs(&self, pipeline: Option<&str>, limit: i64) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM runs WHERE ($1 IS NULL OR pipeline = $1) ORDER BY started_at DESC, id DESC LIMIT $2");
-        let rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-        .bind(pipeline)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(pipeline).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(RunRow::from).collect())
     }
 
     pub async fn run(&self, id: &str) -> Result<RunRow, StoreError> {
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(RunRow::from)
-        .ok_or_else(|| StoreError::NotFound(format!("no run {id}")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(RunRow::from)
+            .ok_or_else(|| StoreError::NotFound(format!("no run {id}")))
     }
 
     pub async fn cursor(&self, pipeline: &str) -> Result<Option<Cursor>, StoreError> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = $1").bind(pipeline).fetch_optional(&self.pool).await?;
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = $1").bind(pipeline).fetch_optional(&self.pool).await?;
         Ok(row.and_then(|(json,)| serde_json::from_str(&json).ok()).map(Cursor))
     }
 
@@ -134,7 +131,12 @@ impl Store {
             sqlx::query_as("SELECT pipeline, cursor, run_id, updated_at FROM cursors ORDER BY pipeline").fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
-            .map(|(pipeline, cursor, run_id, updated_at)| CursorRow { pipeline, cursor: serde_json::from_str(&cursor).unwrap_or_default(), run_id, updated_at })
+            .map(|(pipeline, cursor, run_id, updated_at)| CursorRow {
+                pipeline,
+                cursor: serde_json::from_str(&cursor).unwrap_or_default(),
+                run_id,
+                updated_at,
+            })
             .collect())
     }
 

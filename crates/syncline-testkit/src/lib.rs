@@ -45,18 +45,22 @@ async fn create(var: &str, kind: Kind) -> Option<TestDb> {
     };
     let name = format!("syncline_test_{}", uuid::Uuid::now_v7().simple());
     let result = match kind {
-        Kind::Postgres => async {
-            let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-            conn.close().await
+        Kind::Postgres => {
+            async {
+                let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+                conn.close().await
+            }
+            .await
         }
-        .await,
-        Kind::Mysql => async {
-            let mut conn = sqlx::MySqlConnection::connect(&admin_url).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-            conn.close().await
+        Kind::Mysql => {
+            async {
+                let mut conn = sqlx::MySqlConnection::connect(&admin_url).await?;
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+                conn.close().await
+            }
+            .await
         }
-        .await,
     };
     if let Err(e) = result {
         return skip_or_fail(var, format!("cannot create a test database: {e}"));
@@ -69,18 +73,22 @@ impl TestDb {
     /// Drops the database (call at the end of the test).
     pub async fn drop(self) {
         let result = match self.kind {
-            Kind::Postgres => async {
-                let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await?;
-                conn.close().await
+            Kind::Postgres => {
+                async {
+                    let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
+                    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).execute(&mut conn).await?;
+                    conn.close().await
+                }
+                .await
             }
-            .await,
-            Kind::Mysql => async {
-                let mut conn = sqlx::MySqlConnection::connect(&self.admin_url).await?;
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {}", self.name))).execute(&mut conn).await?;
-                conn.close().await
+            Kind::Mysql => {
+                async {
+                    let mut conn = sqlx::MySqlConnection::connect(&self.admin_url).await?;
+                    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {}", self.name))).execute(&mut conn).await?;
+                    conn.close().await
+                }
+                .await
             }
-            .await,
         };
         if let Err(e) = result {
             eprintln!("warning: could not drop test database {}: {e}", self.name);

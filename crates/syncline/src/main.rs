@@ -12,6 +12,11 @@ mod telemetry;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Pipelines allocate many small strings per record; mimalloc handles that pattern several
+/// times faster than glibc's allocator (measured with `syncline bench`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     telemetry::init(cli.log_format, cli.verbose, cli.quiet);

@@ -25,7 +25,9 @@ fn build(step: &RawTransform, base_dir: &Path) -> Result<Box<dyn Transform>, Str
     Ok(match step {
         R::Select(fields) => Box::new(Select { fields: fields.iter().map(|f| Arc::from(f.as_str())).collect() }),
         R::Rename(pairs) => Box::new(Rename { pairs: pairs.iter().map(|(from, to)| (from.clone(), Arc::from(to.as_str()))).collect() }),
-        R::Constant(pairs) => Box::new(Constant { pairs: pairs.iter().map(|(name, v)| (Arc::from(name.as_str()), Value::from_json(v))).collect() }),
+        R::Constant(pairs) => {
+            Box::new(Constant { pairs: pairs.iter().map(|(name, v)| (Arc::from(name.as_str()), Value::from_json(v))).collect() })
+        }
         R::Coerce(fields) => Box::new(Coerce { fields: fields.iter().map(|(f, t)| (f.clone(), target_type(*t))).collect() }),
         R::MapValues { field, values, otherwise } => Box::new(MapValues {
             field: field.clone(),
@@ -40,7 +42,9 @@ fn build(step: &RawTransform, base_dir: &Path) -> Result<Box<dyn Transform>, Str
         R::Email(fields) => Box::new(Email { fields: owned(fields) }),
         R::Name(fields) => Box::new(Name { fields: owned(fields) }),
         R::Range { field, min, max } => Box::new(Range { field: field.clone(), min: *min, max: *max }),
-        R::Enum { field, values, ignore_case } => Box::new(Enum { field: field.clone(), values: values.clone(), ignore_case: *ignore_case }),
+        R::Enum { field, values, ignore_case } => {
+            Box::new(Enum { field: field.clone(), values: values.clone(), ignore_case: *ignore_case })
+        }
         R::Cedula { fields, kinds } => Box::new(Cedula {
             fields: owned(fields),
             kinds: match kinds {
@@ -60,8 +64,10 @@ fn build(step: &RawTransform, base_dir: &Path) -> Result<Box<dyn Transform>, Str
         R::JsonSchema(file) => {
             let path = base_dir.join(file);
             let text = std::fs::read_to_string(&path).map_err(|e| format!("json_schema: cannot read {}: {e}", path.display()))?;
-            let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("json_schema: {} is not JSON: {e}", path.display()))?;
-            let validator = jsonschema::validator_for(&schema).map_err(|e| format!("json_schema: {} is not a valid schema: {e}", path.display()))?;
+            let schema: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("json_schema: {} is not JSON: {e}", path.display()))?;
+            let validator =
+                jsonschema::validator_for(&schema).map_err(|e| format!("json_schema: {} is not a valid schema: {e}", path.display()))?;
             Box::new(JsonSchema { validator })
         }
     })
@@ -85,7 +91,8 @@ pub fn resolve_url(url: &UrlSource, base_dir: &Path) -> Result<String, CliError>
     match url {
         UrlSource::Inline(url) => Ok(url.clone()),
         UrlSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read url_file {}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read url_file {}: {e}", path.display())))?;
             Ok(crate::config::resolve_sqlite(text.trim(), base_dir))
         }
     }

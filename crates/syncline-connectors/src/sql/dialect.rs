@@ -133,7 +133,9 @@ impl ColumnFamily {
         let base = upper.split(['(', ' ']).next().unwrap_or("");
         match base {
             "BOOL" | "BOOLEAN" => ColumnFamily::Bool,
-            "INT" | "INT2" | "INT4" | "INT8" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "MEDIUMINT" | "SERIAL" | "BIGSERIAL" => ColumnFamily::Int,
+            "INT" | "INT2" | "INT4" | "INT8" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "MEDIUMINT" | "SERIAL" | "BIGSERIAL" => {
+                ColumnFamily::Int
+            }
             "REAL" | "FLOAT" | "FLOAT4" | "FLOAT8" | "DOUBLE" => ColumnFamily::Float,
             "NUMERIC" | "DECIMAL" => ColumnFamily::Decimal,
             "DATE" => ColumnFamily::Date,
@@ -159,7 +161,10 @@ mod tests {
             Dialect::MySql.upsert("db.t", "id", &cols, 1),
             "INSERT INTO `db`.`t` (`id`, `name`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `name` = VALUES(`name`)"
         );
-        assert_eq!(Dialect::Sqlite.upsert("t", "id", &cols[..1], 1), "INSERT INTO \"t\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING");
+        assert_eq!(
+            Dialect::Sqlite.upsert("t", "id", &cols[..1], 1),
+            "INSERT INTO \"t\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING"
+        );
         assert_eq!(Dialect::Sqlite.quote("we\"ird"), "\"we\"\"ird\"");
     }
 

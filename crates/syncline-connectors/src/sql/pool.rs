@@ -49,8 +49,12 @@ pub async fn probe(url: &str) -> Result<Dialect, ConnectorError> {
 
 impl SqlPool {
     pub async fn connect(url: &str, max_connections: u32) -> Result<SqlPool, ConnectorError> {
-        let dialect = Dialect::from_url(url)
-            .ok_or_else(|| ConnectorError::new(ErrorClass::Config, format!("unsupported database url {:?}: use sqlite://, postgres:// or mysql://", redact(url))))?;
+        let dialect = Dialect::from_url(url).ok_or_else(|| {
+            ConnectorError::new(
+                ErrorClass::Config,
+                format!("unsupported database url {:?}: use sqlite://, postgres:// or mysql://", redact(url)),
+            )
+        })?;
         let timeout = Duration::from_secs(10);
         let failed = |e: sqlx::Error| {
             let class = classify(&e);
@@ -63,18 +67,34 @@ impl SqlPool {
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10));
-                SqlPool::Sqlite(SqlitePoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect_with(options).await.map_err(failed)?)
+                SqlPool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(timeout)
+                        .connect_with(options)
+                        .await
+                        .map_err(failed)?,
+                )
             }
             // one direct connection first: a pool retries refused connections until its acquire
             // timeout, while a wrong host or port should fail at once
             Dialect::Postgres => {
                 sqlx::PgConnection::connect(url).await.map_err(failed)?.close().await.map_err(failed)?;
-                SqlPool::Postgres(PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?)
+                SqlPool::Postgres(
+                    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?,
+                )
             }
             Dialect::MySql => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
                 sqlx::MySqlConnection::connect(&url).await.map_err(failed)?.close().await.map_err(failed)?;
-                SqlPool::MySql(MySqlPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(&url).await.map_err(failed)?)
+                SqlPool::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(timeout)
+                        .connect(&url)
+                        .await
+                        .map_err(failed)?,
+                )
             }
         })
     }
@@ -93,10 +113,13 @@ impl SqlPool {
             ($pool:expr, $decode:path) => {{
                 let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
                 for p in params {
-                    query = bind!(query, p);
+                    query = bind!(query, p.clone());
                 }
                 let rows = query.fetch_all($pool).await.map_err(|e| query_error(sql, e))?;
-                let names: Arc<[Arc<str>]> = rows.first().map(|r| r.columns().iter().map(|c| Arc::from(c.name())).collect()).unwrap_or_else(|| Arc::from(Vec::new()));
+                let names: Arc<[Arc<str>]> = rows
+                    .first()
+                    .map(|r| r.columns().iter().map(|c| Arc::from(c.name())).collect())
+                    .unwrap_or_else(|| Arc::from(Vec::new()));
                 let mut out = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let mut values = Vec::with_capacity(names.len());
@@ -120,12 +143,12 @@ impl SqlPool {
         macro_rules! execute_with {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
-                for (sql, params) in &statements {
+                for (sql, params) in statements {
                     let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
                     for p in params {
                         query = bind!(query, p);
                     }
-                    query.execute(&mut *tx).await.map_err(|e| query_error(sql, e))?;
+                    query.execute(&mut *tx).await.map_err(|e| query_error(&sql, e))?;
                 }
                 tx.commit().await.map_err(|e| query_error("COMMIT", e))
             }};
@@ -155,7 +178,13 @@ impl SqlPool {
                 match $pool.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await {
                     Ok(statement) => {
                         use sqlx::Statement;
-                        Ok(Some(statement.columns().iter().map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name()))).collect()))
+                        Ok(Some(
+                            statement
+                                .columns()
+                                .iter()
+                                .map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name())))
+                                .collect(),
+                        ))
                     }
                     Err(e) if is_missing_table(&e) => Ok(None),
                     Err(e) => Err(query_error(&sql, e)),
@@ -181,7 +210,7 @@ impl SqlPool {
 /// Binds one `Param` with the type its column has.
 macro_rules! bind {
     ($query:expr, $param:expr) => {{
-        match $param.clone() {
+        match $param {
             Param::Int(v) => $query.bind(v),
             Param::Float(v) => $query.bind(v),
             Param::Bool(v) => $query.bind(v),
@@ -254,7 +283,9 @@ impl<'q> TypedBind<'q> for Q<'q, sqlx::Sqlite> {
 fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new(
         ErrorClass::Config,
-        format!("cannot read column {row_column:?} of type {type_name}: {e}; cast it in the source query (e.g. CAST({row_column} AS TEXT))"),
+        format!(
+            "cannot read column {row_column:?} of type {type_name}: {e}; cast it in the source query (e.g. CAST({row_column} AS TEXT))"
+        ),
     )
 }
 
@@ -264,10 +295,9 @@ fn decode_sqlite(row: &SqliteRow, i: usize) -> Result<Value, ConnectorError> {
         return Ok(Value::Null);
     }
     // SQLite types each value, not the column: decode by the value's storage class
-    let storage = raw.type_info().name().to_owned();
-    let name = row.columns()[i].name();
-    let err = |e: sqlx::Error| decode_error(name, &storage, e);
-    Ok(match storage.as_str() {
+    let storage = raw.type_info();
+    let err = |e: sqlx::Error| decode_error(row.columns()[i].name(), storage.name(), e);
+    Ok(match storage.name() {
         "INTEGER" => Value::Int(row.try_get(i).map_err(err)?),
         "REAL" => Value::Float(row.try_get(i).map_err(err)?),
         "BLOB" => Value::Text(String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i).map_err(err)?).into_owned()),
@@ -303,9 +333,10 @@ fn decode_mysql(row: &MySqlRow, i: usize) -> Result<Value, ConnectorError> {
     let value = match type_name.as_str() {
         "BOOLEAN" => row.try_get::<Option<bool>, _>(i).map_err(err)?.map(Value::Bool),
         "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" => row.try_get::<Option<i64>, _>(i).map_err(err)?.map(Value::Int),
-        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" | "BIGINT UNSIGNED" => {
-            row.try_get::<Option<u64>, _>(i).map_err(err)?.map(|v| i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_string())))
-        }
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" | "BIGINT UNSIGNED" => row
+            .try_get::<Option<u64>, _>(i)
+            .map_err(err)?
+            .map(|v| i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_string()))),
         "FLOAT" => row.try_get::<Option<f32>, _>(i).map_err(err)?.map(|v| Value::Float(v.into())),
         "DOUBLE" => row.try_get::<Option<f64>, _>(i).map_err(err)?.map(Value::Float),
         "DECIMAL" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_string())),
@@ -338,9 +369,16 @@ pub fn classify(error: &sqlx::Error) -> ErrorClass {
                 "1213" | "1205" | "1040" | "2006" | "2013" => transient,
                 "1062" | "1048" | "1264" | "1265" | "1366" | "1406" | "1292" => ErrorClass::Data,
                 // SQLite: BUSY, LOCKED (extended codes keep the primary code in the low byte)
-                c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) && matches!(db.kind(), sqlx::error::ErrorKind::Other) => transient,
+                c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
+                    && matches!(db.kind(), sqlx::error::ErrorKind::Other) =>
+                {
+                    transient
+                }
                 _ => match db.kind() {
-                    sqlx::error::ErrorKind::UniqueViolation | sqlx::error::ErrorKind::NotNullViolation | sqlx::error::ErrorKind::CheckViolation | sqlx::error::ErrorKind::ForeignKeyViolation => ErrorClass::Data,
+                    sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation => ErrorClass::Data,
                     _ => ErrorClass::Config,
                 },
             }

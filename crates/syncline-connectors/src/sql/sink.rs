@@ -70,9 +70,18 @@ impl SqlSink {
         let mut found = HashSet::new();
         for chunk in keys.chunks(1000) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
-            let sql = format!("SELECT {key} FROM {} WHERE {key} IN ({})", d.quote(&self.settings.table), marks.join(", "), key = d.quote(&self.settings.key));
+            let sql = format!(
+                "SELECT {key} FROM {} WHERE {key} IN ({})",
+                d.quote(&self.settings.table),
+                marks.join(", "),
+                key = d.quote(&self.settings.key)
+            );
             let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
-            let params: Vec<Param> = chunk.iter().map(|k| convert(&Value::Text((*k).to_owned()), key_family)).collect::<Result<_, _>>().map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
+            let params: Vec<Param> = chunk
+                .iter()
+                .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
             let rows = self.pool.fetch(&sql, &params).await?;
             found.extend(rows.rows.into_iter().filter_map(|r| r.into_iter().next()).map(|v| v.to_string()));
         }
@@ -99,7 +108,10 @@ impl Sink for SqlSink {
         if let Some(unknown) = names.iter().find(|n| !columns.contains_key(*n)) {
             return Err(ConnectorError::new(
                 ErrorClass::Config,
-                format!("sink table {:?} has no column {unknown:?}; add it, or drop the field with a select transform", self.settings.table),
+                format!(
+                    "sink table {:?} has no column {unknown:?}; add it, or drop the field with a select transform",
+                    self.settings.table
+                ),
             ));
         }
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::with_capacity(batch.len());
@@ -156,8 +168,13 @@ impl Sink for SqlSink {
         let mut out = Vec::new();
         for chunk in keys.chunks(1000) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
-            let sql = format!("SELECT * FROM {} WHERE {} IN ({})", d.quote(&self.settings.table), d.quote(&self.settings.key), marks.join(", "));
-            let params: Vec<Param> = chunk.iter().map(|k| convert(&Value::Text(k.clone()), key_family)).collect::<Result<_, _>>().map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
+            let sql =
+                format!("SELECT * FROM {} WHERE {} IN ({})", d.quote(&self.settings.table), d.quote(&self.settings.key), marks.join(", "));
+            let params: Vec<Param> = chunk
+                .iter()
+                .map(|k| convert(&Value::Text(k.clone()), key_family))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
             let rows = self.pool.fetch(&sql, &params).await?;
             let key_at = rows.names.iter().position(|n| **n == *self.settings.key).unwrap_or(0);
             for values in rows.rows {
@@ -185,9 +202,12 @@ fn family_of(value: &Value) -> Option<ColumnFamily> {
 
 /// Converts a value to a parameter of the column's type, or says why it cannot.
 fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
-    let text = value.as_text();
-    let blank = text.as_deref().is_none_or(|t| t.trim().is_empty());
-    if value.is_null() || (blank && family != ColumnFamily::Text) {
+    let blank = match value {
+        Value::Null => true,
+        Value::Text(t) | Value::Decimal(t) => t.trim().is_empty(),
+        _ => false,
+    };
+    if blank && !(family == ColumnFamily::Text && !value.is_null()) {
         return Ok(match family {
             ColumnFamily::Text => Param::Text(None),
             ColumnFamily::Int => Param::Int(None),
@@ -199,7 +219,10 @@ fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
             ColumnFamily::TimestampTz => Param::TimestampTz(None),
         });
     }
-    let text = text.unwrap_or_default();
+    if let (ColumnFamily::Text, Value::Text(t)) = (family, value) {
+        return Ok(Param::Text(Some(t.clone())));
+    }
+    let text = value.as_text().unwrap_or_default();
     let t = text.trim();
     let bad = |what: &str| format!("{} does not fit a {what} column", RecordError::quote(t));
     Ok(match (family, value) {
@@ -209,7 +232,9 @@ fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
         (ColumnFamily::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
         (ColumnFamily::Float, Value::Float(f)) => Param::Float(Some(*f)),
         (ColumnFamily::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
-        (ColumnFamily::Decimal, _) => Param::Decimal(Some(Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).map_err(|_| bad("decimal"))?)),
+        (ColumnFamily::Decimal, _) => {
+            Param::Decimal(Some(Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).map_err(|_| bad("decimal"))?))
+        }
         (ColumnFamily::Bool, Value::Bool(b)) => Param::Bool(Some(*b)),
         (ColumnFamily::Bool, _) => Param::Bool(Some(match t.to_ascii_lowercase().as_str() {
             "1" | "true" | "t" | "yes" | "y" => true,
@@ -217,14 +242,20 @@ fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
             _ => return Err(bad("boolean")),
         })),
         (ColumnFamily::Date, Value::Date(d)) => Param::Date(Some(*d)),
-        (ColumnFamily::Date, _) => Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?)),
+        (ColumnFamily::Date, _) => {
+            Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?))
+        }
         (ColumnFamily::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
         (ColumnFamily::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
         (ColumnFamily::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
         (ColumnFamily::TimestampTz, Value::TimestampTz(ts)) => Param::TimestampTz(Some(*ts)),
         (ColumnFamily::TimestampTz, Value::Timestamp(ts)) => Param::TimestampTz(Some(ts.and_utc())),
         (ColumnFamily::TimestampTz, _) => Param::TimestampTz(Some(
-            DateTime::parse_from_rfc3339(t).map(|x| x.with_timezone(&Utc)).ok().or_else(|| parse_timestamp(t).map(|n| n.and_utc())).ok_or_else(|| bad("timestamp"))?,
+            DateTime::parse_from_rfc3339(t)
+                .map(|x| x.with_timezone(&Utc))
+                .ok()
+                .or_else(|| parse_timestamp(t).map(|n| n.and_utc()))
+                .ok_or_else(|| bad("timestamp"))?,
         )),
     })
 }

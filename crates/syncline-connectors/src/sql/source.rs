@@ -25,7 +25,7 @@ impl SqlSource {
         Ok(SqlSource { pool, settings, since, overlap_pending: true })
     }
 
-    fn from_clause(&self) -> String {
+    fn relation(&self) -> String {
         match &self.settings.from {
             SqlTable::Table(table) => self.dialect().quote(table),
             SqlTable::Query(query) => format!("({query}) AS syncline_src"),
@@ -50,7 +50,12 @@ impl SqlSource {
                     }
                     tracing::warn!(watermark = %watermark, "overlap applies to date/time watermarks only; ignored");
                 }
-                let sql = format!("({wm} > {p1} OR ({wm} = {p2} AND {key} > {p3}))", p1 = d.placeholder(1), p2 = d.placeholder(2), p3 = d.placeholder(3));
+                let sql = format!(
+                    "({wm} > {p1} OR ({wm} = {p2} AND {key} > {p3}))",
+                    p1 = d.placeholder(1),
+                    p2 = d.placeholder(2),
+                    p3 = d.placeholder(3)
+                );
                 Ok((sql, vec![param(&watermark, d)?, param(&watermark, d)?, param(&last_key, d)?]))
             }
             None => match self.since {
@@ -65,7 +70,7 @@ impl SqlSource {
         let pending = self.overlap_pending;
         let (predicate, params) = self.predicate(after)?;
         self.overlap_pending = pending;
-        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE {predicate}", self.from_clause());
+        let sql = format!("SELECT COUNT(*) AS n FROM {} WHERE {predicate}", self.relation());
         let rows = self.pool.fetch(&sql, &params).await?;
         Ok(match rows.rows.first().and_then(|r| r.first()) {
             Some(Value::Int(n)) => *n as u64,
@@ -84,14 +89,17 @@ impl Source for SqlSource {
         let d = self.dialect();
         let (predicate, params) = self.predicate(after)?;
         let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
-        let sql = format!("SELECT * FROM {} WHERE {predicate} ORDER BY {wm}, {key} LIMIT {}", self.from_clause(), self.settings.page_size);
+        let sql = format!("SELECT * FROM {} WHERE {predicate} ORDER BY {wm}, {key} LIMIT {}", self.relation(), self.settings.page_size);
         let rows = self.pool.fetch(&sql, &params).await?;
         if rows.rows.is_empty() {
             return Ok(None);
         }
         let find = |name: &str| rows.names.iter().position(|n| n.eq_ignore_ascii_case(name));
         let missing = |what: &str, name: &str| {
-            ConnectorError::new(ErrorClass::Config, format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")))
+            ConnectorError::new(
+                ErrorClass::Config,
+                format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")),
+            )
         };
         let key_at = find(&self.settings.key).ok_or_else(|| missing("key", &self.settings.key))?;
         let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
@@ -126,7 +134,10 @@ pub fn decode_cursor(cursor: &Cursor) -> Result<(Value, Value), ConnectorError> 
     let part = |name: &str| cursor.0.get(name).and_then(Value::from_tagged);
     match (part("watermark"), part("key")) {
         (Some(w), Some(k)) => Ok((w, k)),
-        _ => Err(ConnectorError::new(ErrorClass::Config, format!("stored cursor {} is not a SQL cursor; run `syncline state reset` for this pipeline", cursor.0))),
+        _ => Err(ConnectorError::new(
+            ErrorClass::Config,
+            format!("stored cursor {} is not a SQL cursor; run `syncline state reset` for this pipeline", cursor.0),
+        )),
     }
 }
 
@@ -137,7 +148,9 @@ fn param(value: &Value, dialect: Dialect) -> Result<Param, ConnectorError> {
         Value::Bool(b) => Param::Bool(Some(*b)),
         Value::Int(i) => Param::Int(Some(*i)),
         Value::Float(f) => Param::Float(Some(*f)),
-        Value::Decimal(s) => Param::Decimal(Some(Decimal::from_str(s).map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("bad decimal in cursor: {e}")))?)),
+        Value::Decimal(s) => Param::Decimal(Some(
+            Decimal::from_str(s).map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("bad decimal in cursor: {e}")))?,
+        )),
         Value::Text(s) => Param::Text(Some(s.clone())),
         Value::Date(d) => Param::Date(Some(*d)),
         Value::Timestamp(t) => Param::Timestamp(Some(*t)),

@@ -33,18 +33,13 @@ impl CedulaKind {
 /// `1 0234 0567`, `102340567` and the short written form `1-234-567` (tomo and asiento
 /// zero-padded to four digits).
 pub fn normalize_cedula(input: &str) -> Result<(String, CedulaKind), String> {
-    let parts: Vec<&str> = input
-        .split(|c: char| c == '-' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = input.split(|c: char| c == '-' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
     if parts.iter().any(|p| !p.bytes().all(|b| b.is_ascii_digit())) {
         return Err("may contain only digits, spaces and dashes".into());
     }
     let digits = match parts.as_slice() {
         // provincia-tomo-asiento, as written on the card: pad tomo and asiento to four digits
-        [prov, tomo, asiento]
-            if prov.len() == 1 && (1..=4).contains(&tomo.len()) && (1..=4).contains(&asiento.len()) =>
-        {
+        [prov, tomo, asiento] if prov.len() == 1 && (1..=4).contains(&tomo.len()) && (1..=4).contains(&asiento.len()) => {
             format!("{prov}{tomo:0>4}{asiento:0>4}")
         }
         _ => parts.concat(),
@@ -56,9 +51,7 @@ pub fn normalize_cedula(input: &str) -> Result<(String, CedulaKind), String> {
         10 => return Err("a 10-digit cédula jurídica must start with 3".into()),
         11 | 12 => CedulaKind::Dimex,
         n => {
-            return Err(format!(
-                "has {n} digits; expected 9 (national), 10 (legal entity) or 11–12 (DIMEX)"
-            ));
+            return Err(format!("has {n} digits; expected 9 (national), 10 (legal entity) or 11–12 (DIMEX)"));
         }
     };
     Ok((digits, kind))
@@ -74,20 +67,14 @@ impl Transform for Cedula {
     fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
         for field in &self.fields {
             let Some(text) = present_text(&record, field) else { continue };
-            let (digits, kind) = normalize_cedula(&text).map_err(|why| {
-                RecordError::data(field, "cedula", format!("{} {why}", RecordError::quote(&text)))
-            })?;
+            let (digits, kind) = normalize_cedula(&text)
+                .map_err(|why| RecordError::data(field, "cedula", format!("{} {why}", RecordError::quote(&text))))?;
             if !self.kinds.contains(&kind) {
                 let allowed: Vec<_> = self.kinds.iter().map(|k| k.name()).collect();
                 return Err(RecordError::data(
                     field,
                     "cedula",
-                    format!(
-                        "{} is a {} number; allowed: {}",
-                        RecordError::quote(&text),
-                        kind.name(),
-                        allowed.join(", ")
-                    ),
+                    format!("{} is a {} number; allowed: {}", RecordError::quote(&text), kind.name(), allowed.join(", ")),
                 ));
             }
             record.set(field, Value::Text(digits));
@@ -128,10 +115,8 @@ pub struct Phone {
 
 impl Phone {
     pub fn new(fields: Vec<String>, placeholders: &[String]) -> Result<Phone, String> {
-        let placeholders = placeholders
-            .iter()
-            .map(|p| normalize_phone(p).map_err(|why| format!("placeholder {p:?} {why}")))
-            .collect::<Result<_, _>>()?;
+        let placeholders =
+            placeholders.iter().map(|p| normalize_phone(p).map_err(|why| format!("placeholder {p:?} {why}"))).collect::<Result<_, _>>()?;
         Ok(Phone { fields, placeholders })
     }
 }
@@ -140,11 +125,9 @@ impl Transform for Phone {
     fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
         for field in &self.fields {
             let Some(text) = present_text(&record, field) else { continue };
-            let e164 = normalize_phone(&text).map_err(|why| {
-                RecordError::data(field, "phone", format!("{} {why}", RecordError::quote(&text)))
-            })?;
-            let value =
-                if self.placeholders.contains(&e164) { Value::Null } else { Value::Text(e164) };
+            let e164 =
+                normalize_phone(&text).map_err(|why| RecordError::data(field, "phone", format!("{} {why}", RecordError::quote(&text))))?;
+            let value = if self.placeholders.contains(&e164) { Value::Null } else { Value::Text(e164) };
             record.set(field, value);
         }
         Ok(record)
@@ -162,29 +145,17 @@ impl Transform for Beneficiaries {
         let mut any = false;
         for field in &self.fields {
             let Some(text) = present_text(&record, field) else { continue };
-            let pct: f64 = text.parse().map_err(|_| {
-                RecordError::data(
-                    field,
-                    "beneficiaries",
-                    format!("{} is not a number", RecordError::quote(&text)),
-                )
-            })?;
+            let pct: f64 = text
+                .parse()
+                .map_err(|_| RecordError::data(field, "beneficiaries", format!("{} is not a number", RecordError::quote(&text))))?;
             if !(0.0..=100.0).contains(&pct) {
-                return Err(RecordError::data(
-                    field,
-                    "beneficiaries",
-                    format!("{pct} is outside 0–100"),
-                ));
+                return Err(RecordError::data(field, "beneficiaries", format!("{pct} is outside 0–100")));
             }
             total += pct;
             any = true;
         }
         if any && (total - 100.0).abs() > 0.005 {
-            return Err(RecordError::data(
-                &self.fields.join("+"),
-                "beneficiaries",
-                format!("percentages add up to {total}, not 100"),
-            ));
+            return Err(RecordError::data(&self.fields.join("+"), "beneficiaries", format!("percentages add up to {total}, not 100")));
         }
         Ok(record)
     }

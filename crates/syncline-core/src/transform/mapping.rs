@@ -94,9 +94,8 @@ impl Transform for Coerce {
         for (field, target) in &self.fields {
             let Some(slot) = record.get_mut(field) else { continue };
             let value = std::mem::replace(slot, Value::Null);
-            *slot = coerce(value, *target).map_err(|why| {
-                RecordError::data(field, "coerce", format!("cannot convert to {}: {why}", target.name()))
-            })?;
+            *slot = coerce(value, *target)
+                .map_err(|why| RecordError::data(field, "coerce", format!("cannot convert to {}: {why}", target.name())))?;
         }
         Ok(record)
     }
@@ -153,7 +152,10 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
             Value::Timestamp(t) => t.date().format("%Y-%m-%d").to_string(),
             Value::TimestampTz(t) => t.date_naive().format("%Y-%m-%d").to_string(),
-            Value::Text(s) => parse_date(s).ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?.format("%Y-%m-%d").to_string(),
+            Value::Text(s) => parse_date(s)
+                .ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?
+                .format("%Y-%m-%d")
+                .to_string(),
             _ => return Err(format!("{} is not a date", quoted())),
         }),
         TargetType::Datetime => Value::Text(match &value {
@@ -190,9 +192,7 @@ fn canonical_decimal(s: &str) -> Option<String> {
 
 fn parse_date(s: &str) -> Option<NaiveDate> {
     let date_part = s.split(['T', ' ']).next().unwrap_or(s);
-    NaiveDate::parse_from_str(date_part, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(date_part, "%d/%m/%Y"))
-        .ok()
+    NaiveDate::parse_from_str(date_part, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(date_part, "%d/%m/%Y")).ok()
 }
 
 fn format_naive(t: NaiveDateTime) -> String {

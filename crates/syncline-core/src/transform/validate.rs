@@ -58,7 +58,11 @@ impl Transform for Name {
                 return Err(RecordError::data(field, "name", "is empty"));
             }
             if clean.chars().any(|c| c.is_control() || c.is_ascii_digit()) {
-                return Err(RecordError::data(field, "name", format!("{} contains digits or control characters", RecordError::quote(&clean))));
+                return Err(RecordError::data(
+                    field,
+                    "name",
+                    format!("{} contains digits or control characters", RecordError::quote(&clean)),
+                ));
             }
             record.set(field, Value::Text(clean));
         }
@@ -76,18 +80,13 @@ pub struct Range {
 impl Transform for Range {
     fn apply(&self, record: Record) -> Result<Record, RecordError> {
         let Some(text) = present_text(&record, &self.field) else { return Ok(record) };
-        let n: f64 = text.parse().map_err(|_| {
-            RecordError::data(&self.field, "range", format!("{} is not a number", RecordError::quote(&text)))
-        })?;
+        let n: f64 =
+            text.parse().map_err(|_| RecordError::data(&self.field, "range", format!("{} is not a number", RecordError::quote(&text))))?;
         let below = self.min.is_some_and(|min| n < min);
         let above = self.max.is_some_and(|max| n > max);
         if below || above {
             let bound = |b: Option<f64>| b.map_or("…".to_owned(), |b| b.to_string());
-            return Err(RecordError::data(
-                &self.field,
-                "range",
-                format!("{n} is outside {}..={}", bound(self.min), bound(self.max)),
-            ));
+            return Err(RecordError::data(&self.field, "range", format!("{n} is outside {}..={}", bound(self.min), bound(self.max))));
         }
         Ok(record)
     }

@@ -87,7 +87,10 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     let mut again = commit("d1", None);
     again.dead_letters = vec![dead_letter("a", "second")];
     store.commit(again).await.unwrap();
-    let open = store.dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), status: Some("open".into()), ..Default::default() }).await.unwrap();
+    let open = store
+        .dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), status: Some("open".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(open.len(), 2);
     let a = open.iter().find(|d| d.record_key == "a").unwrap();
     assert_eq!((a.attempts, a.message.as_str(), a.class.as_str()), (2, "second", "data"));

@@ -13,6 +13,7 @@ use syncline_store::Store;
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
 const MEMBERS_YAML: &str = include_str!("../../../../examples/members.yaml");
+const MEMBER_SCHEMA: &str = include_str!("../../../../examples/member.schema.json");
 
 /// Samples memory as the run goes.
 struct MemoryProbe {
@@ -51,10 +52,14 @@ pub async fn run(args: BenchArgs) -> CliResult {
     for name in ["members.db", "members-warehouse.db", "members-state.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
+    std::fs::write(dir.join("member.schema.json"), MEMBER_SCHEMA).map_err(CliError::failed)?;
     eprintln!("generating {} member rows in {} …", args.rows, dir.display());
     let generated = Instant::now();
     super::example::generate(&dir.join("members.db"), args.rows, 0.05, 7).await.map_err(CliError::failed)?;
-    eprintln!("generated in {:.1}s; running the members pipeline (release builds only give meaningful figures)", generated.elapsed().as_secs_f64());
+    eprintln!(
+        "generated in {:.1}s; running the members pipeline (release builds only give meaningful figures)",
+        generated.elapsed().as_secs_f64()
+    );
 
     let env = |_: &str| None;
     let config = config::parse("members.yaml", MEMBERS_YAML, &dir, &env)?;

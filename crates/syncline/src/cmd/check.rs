@@ -39,7 +39,9 @@ pub async fn run(path: &Path) -> CliResult {
         let config::SinkSettings::Sql { url: sink_url, .. } = &p.sink;
         for (what, url) in [("source", url), ("sink", sink_url)] {
             let outcome = match pipeline::resolve_url(url, &config.base_dir) {
-                Ok(url) => probe(&url).await.map(|d| format!("{} at {}", d.name(), syncline_store::redact_url(&url))).map_err(|e| e.to_string()),
+                Ok(url) => {
+                    probe(&url).await.map(|d| format!("{} at {}", d.name(), syncline_store::redact_url(&url))).map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.message),
             };
             match outcome {

@@ -14,17 +14,32 @@ pub async fn run(config: &Config, store: &Store, command: DlqCommand, quiet: boo
     match command {
         DlqCommand::List { pipeline, status, limit, json } => {
             let status = (status != "all").then_some(status);
-            let rows = store.dead_letters(&DeadLetterFilter { pipeline, status, ids: Vec::new(), limit: Some(limit) }).await.map_err(CliError::failed)?;
+            let rows = store
+                .dead_letters(&DeadLetterFilter { pipeline, status, ids: Vec::new(), limit: Some(limit) })
+                .await
+                .map_err(CliError::failed)?;
             if json {
                 for row in &rows {
                     println!("{}", serde_json::to_string(row).expect("json"));
                 }
                 return Ok(Exit::Ok);
             }
-            let mut table = crate::progress::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "attempts", "status", "last seen"]);
+            let mut table =
+                crate::progress::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "attempts", "status", "last seen"]);
             for d in &rows {
                 let reason: String = d.message.chars().take(70).collect();
-                table.add_row([d.id.to_string(), d.pipeline.clone(), d.record_key.clone(), d.class.clone(), d.field.clone(), d.rule.clone(), reason, d.attempts.to_string(), d.status.clone(), d.last_seen_at.clone()]);
+                table.add_row([
+                    d.id.to_string(),
+                    d.pipeline.clone(),
+                    d.record_key.clone(),
+                    d.class.clone(),
+                    d.field.clone(),
+                    d.rule.clone(),
+                    reason,
+                    d.attempts.to_string(),
+                    d.status.clone(),
+                    d.last_seen_at.clone(),
+                ]);
             }
             println!("{table}");
             if !quiet {
@@ -63,7 +78,9 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
     let mut summaries = Vec::new();
     let mut exit = Exit::Ok;
     for (name, records) in by_pipeline {
-        let p = config.pipeline(&name).ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
+        let p = config
+            .pipeline(&name)
+            .ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
         let transforms = pipeline::transforms(p, &config.base_dir)?;
         let sink = pipeline::sink(p, &config.base_dir).await?;
         let run_id = uuid::Uuid::now_v7().to_string();

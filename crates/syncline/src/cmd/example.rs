@@ -10,7 +10,8 @@ use std::path::Path;
 pub const PROVINCIAS: [&str; 7] = ["San José", "Alajuela", "Cartago", "Heredia", "Guanacaste", "Puntarenas", "Limón"];
 const CANTONES: [&str; 7] = ["Escazú", "Grecia", "Paraíso", "Barva", "Liberia", "Esparza", "Pococí"];
 const FIRST: [&str; 12] = ["Ana", "José", "María", "Luis", "Carmen", "Jorge", "Sofía", "Andrés", "Laura", "Diego", "Valeria", "Carlos"];
-const LAST: [&str; 12] = ["Mora", "Rodríguez", "Jiménez", "Vargas", "Rojas", "Solís", "Araya", "Quesada", "Chaves", "Castro", "Alfaro", "Soto"];
+const LAST: [&str; 12] =
+    ["Mora", "Rodríguez", "Jiménez", "Vargas", "Rojas", "Solís", "Araya", "Quesada", "Chaves", "Castro", "Alfaro", "Soto"];
 
 /// The defects an invalid row carries, one each, in rotation; with the field and rule the
 /// members pipeline reports for it.
@@ -121,13 +122,22 @@ pub async fn generate(db: &Path, rows: u64, share: f64, seed: u64) -> Result<(u6
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let options = SqliteConnectOptions::new().filename(db).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     let ddl = format!(
         "CREATE TABLE IF NOT EXISTS members ({}, PRIMARY KEY (numero_asociado)); CREATE INDEX IF NOT EXISTS members_modified ON members (lastmodifieddate, numero_asociado);",
-        COLUMNS.iter().map(|c| if *c == "numero_asociado" { format!("{c} INTEGER NOT NULL") } else { format!("{c} TEXT") }).collect::<Vec<_>>().join(", ")
+        COLUMNS
+            .iter()
+            .map(|c| if *c == "numero_asociado" { format!("{c} INTEGER NOT NULL") } else { format!("{c} TEXT") })
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     pool.execute(AssertSqlSafe(ddl)).await.map_err(|e| e.to_string())?;
-    let (start,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(numero_asociado), 0) FROM members").fetch_one(&pool).await.map_err(|e| e.to_string())?;
+    let (start,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(numero_asociado), 0) FROM members").fetch_one(&pool).await.map_err(|e| e.to_string())?;
     let mut rng = fastrand::Rng::with_seed(seed);
     let base = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time");
     let per_statement = 500;

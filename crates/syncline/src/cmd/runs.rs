@@ -12,7 +12,20 @@ pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
         }
         return Ok(Exit::Ok);
     }
-    let mut table = crate::progress::table(&["id", "pipeline", "mode", "started", "duration", "read", "created", "updated", "unchanged", "rejected", "failed", "status"]);
+    let mut table = crate::progress::table(&[
+        "id",
+        "pipeline",
+        "mode",
+        "started",
+        "duration",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "rejected",
+        "failed",
+        "status",
+    ]);
     for r in &runs {
         table.add_row([
             r.id.clone(),

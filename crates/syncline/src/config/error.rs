@@ -54,53 +54,43 @@ impl ConfigError {
 }
 
 /// The dotted key path of the block-style YAML line `line` (1-based): its own key, then each
-/// less-indented parent key above it, with `[i]` for list items.
+/// less-indented parent key above it, with `[i]` for list items. serde-saphyr reports the line
+/// and column of an error but not the key path, and block-style config files make the path
+/// easy to recover from indentation.
 pub(crate) fn key_path_at(text: &str, line: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let Some(start) = lines.get(line.saturating_sub(1)) else { return String::new() };
-    let indent_of = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
-    let key_of = |l: &str| {
+    /// (column of a leading "- " if any, column of the key, the key)
+    fn parse(l: &str) -> (Option<usize>, usize, Option<String>) {
+        let indent = l.len() - l.trim_start().len();
+        let dash = l.trim_start().starts_with("- ").then_some(indent);
         let body = l.trim_start_matches([' ', '-']);
-        body.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_owned()).filter(|k| !k.is_empty() && !k.contains(' ') && !k.starts_with('#'))
-    };
-    let mut parts = Vec::new();
-    if let Some(key) = key_of(start) {
-        parts.push(key);
+        let key =
+            body.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_owned()).filter(|k| !k.is_empty() && !k.contains(' '));
+        (dash, l.len() - body.len(), key)
     }
-    let mut indent = indent_of(start);
-    let mut item_indent = start.trim_start().starts_with("- ").then(|| start.len() - start.trim_start().len());
-    let mut index = 0usize;
-    for l in lines[..line - 1].iter().rev() {
-        if l.trim().is_empty() || l.trim_start().starts_with('#') {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.get(line.wrapping_sub(1)) else { return String::new() };
+    let (mut item, mut indent, key) = parse(start);
+    let mut parts: Vec<String> = key.into_iter().collect();
+    let mut index = 0;
+    for l in lines[..line - 1].iter().rev().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
+        let (dash, col, key) = parse(l);
+        if item.is_some() && dash == item {
+            index += 1; // an earlier sibling in the same list
             continue;
         }
-        let dash_at = l.trim_start().starts_with("- ").then(|| l.len() - l.trim_start().len());
-        if let (Some(item), Some(dash)) = (item_indent, dash_at) {
-            if dash == item {
-                index += 1;
-                continue;
+        if col >= indent {
+            continue; // a sibling or a child of a sibling
+        }
+        if item.take().is_some() {
+            match parts.last_mut() {
+                Some(last) => *last = format!("[{index}].{last}"),
+                None => parts.push(format!("[{index}]")),
             }
         }
-        let own = indent_of(l);
-        if own < indent {
-            if let Some(item) = item_indent.take() {
-                if (l.len() - l.trim_start().len()) < item || dash_at.is_none() {
-                    if let Some(last) = parts.last_mut() {
-                        *last = format!("[{index}].{last}");
-                    } else {
-                        parts.push(format!("[{index}]"));
-                    }
-                }
-            }
-            if let Some(key) = key_of(l) {
-                parts.push(key);
-            }
-            indent = own;
-            item_indent = dash_at;
-            index = 0;
-            if own == 0 {
-                break;
-            }
+        parts.extend(key);
+        (item, indent, index) = (dash, col, 0);
+        if col == 0 {
+            break;
         }
     }
     parts.reverse();

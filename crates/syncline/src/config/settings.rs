@@ -70,7 +70,13 @@ impl Ctx<'_> {
     }
 
     /// A connection URL: from `url` (a password in it must be a `${VAR}`) or `url_file`.
-    fn url(&self, url: &Option<At<String>>, url_file: &Option<At<String>>, path: &str, parent: &Location) -> Result<UrlSource, ConfigError> {
+    fn url(
+        &self,
+        url: &Option<At<String>>,
+        url_file: &Option<At<String>>,
+        path: &str,
+        parent: &Location,
+    ) -> Result<UrlSource, ConfigError> {
         match (url, url_file) {
             (Some(url), None) => {
                 if literal_password(&url.value).is_some() {
@@ -96,7 +102,13 @@ impl Ctx<'_> {
         resolve_sqlite(url, self.base_dir)
     }
 
-    fn positive(&self, value: &Option<At<u64>>, path: &str, range: std::ops::RangeInclusive<u64>, default: u64) -> Result<usize, ConfigError> {
+    fn positive(
+        &self,
+        value: &Option<At<u64>>,
+        path: &str,
+        range: std::ops::RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<usize, ConfigError> {
         match value {
             None => Ok(default as usize),
             Some(v) if range.contains(&v.value) => Ok(v.value as usize),
@@ -163,7 +175,8 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             Some((name, default)) => (name, Some(default)),
             None => (body, None),
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit())
+        {
             return Err(format!("${{{body}}} is not a valid variable reference (use ${{NAME}} or ${{NAME:-default}})"));
         }
         match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
@@ -202,7 +215,11 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
             }
             let url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ctx.err(&state.referenced, "state", format!("{url:?} is not a state store; use sqlite://PATH or postgres://…")));
+                return Err(ctx.err(
+                    &state.referenced,
+                    "state",
+                    format!("{url:?} is not a state store; use sqlite://PATH or postgres://…"),
+                ));
             }
             url
         }
@@ -215,7 +232,12 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
     for (name, p) in raw.pipelines {
         let path = format!("pipelines.{name}");
         if name == "all" || name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(ConfigError { file: file.into(), at: None, path, message: "pipeline names use letters, digits, _ and - (and `all` is reserved)".into() });
+            return Err(ConfigError {
+                file: file.into(),
+                at: None,
+                path,
+                message: "pipeline names use letters, digits, _ and - (and `all` is reserved)".into(),
+            });
         }
         let source = match &p.source {
             RawSource::Sql(s) => {
@@ -262,14 +284,22 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
             check_transform(&step.value).map_err(|why| ctx.err(&step.referenced, &tpath, why))?;
             transforms.push((tpath, step.value));
         }
-        pipelines.push(Pipeline { name, source, transforms, sink, batch_size, change_detection: p.change_detection.unwrap_or(default_detection) });
+        pipelines.push(Pipeline {
+            name,
+            source,
+            transforms,
+            sink,
+            batch_size,
+            change_detection: p.change_detection.unwrap_or(default_detection),
+        });
     }
     Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines })
 }
 
 /// Checks what can be checked of a transform step without IO.
 fn check_transform(step: &RawTransform) -> Result<(), String> {
-    let non_empty = |fields: &[String], what: &str| if fields.is_empty() { Err(format!("{what}: list at least one field")) } else { Ok(()) };
+    let non_empty =
+        |fields: &[String], what: &str| if fields.is_empty() { Err(format!("{what}: list at least one field")) } else { Ok(()) };
     match step {
         RawTransform::Select(f) => non_empty(f, "select"),
         RawTransform::Require(f) => non_empty(f, "require"),
@@ -278,7 +308,11 @@ fn check_transform(step: &RawTransform) -> Result<(), String> {
         RawTransform::Beneficiaries { fields } => non_empty(fields, "beneficiaries.fields"),
         RawTransform::Cedula { fields, kinds } => {
             non_empty(fields, "cedula.fields")?;
-            if kinds.as_ref().is_some_and(Vec::is_empty) { Err("cedula.kinds: list at least one of national, dimex, legal".into()) } else { Ok(()) }
+            if kinds.as_ref().is_some_and(Vec::is_empty) {
+                Err("cedula.kinds: list at least one of national, dimex, legal".into())
+            } else {
+                Ok(())
+            }
         }
         RawTransform::Phone { fields, placeholders } => {
             non_empty(fields, "phone.fields")?;

@@ -47,33 +47,57 @@ fn missing_file() {
 
 #[test]
 fn yaml_syntax_error() {
-    rejects(&GOOD.replace("table: items\n        key: id\n        watermark", "table: [items\n        key: id\n        watermark"), &["run", "copy"], &["syncline.yaml:"]);
+    rejects(
+        &GOOD.replace("table: items\n        key: id\n        watermark", "table: [items\n        key: id\n        watermark"),
+        &["run", "copy"],
+        &["syncline.yaml:"],
+    );
 }
 
 #[test]
 fn unknown_key() {
-    let first = rejects(&GOOD.replace("create_table: true", "create_table: true\n        bogus: 1"), &["run", "copy"], &["syncline.yaml:16:9", "pipelines.copy.sink.sql.bogus", "unknown field `bogus`"]);
+    let first = rejects(
+        &GOOD.replace("create_table: true", "create_table: true\n        bogus: 1"),
+        &["run", "copy"],
+        &["syncline.yaml:16:9", "pipelines.copy.sink.sql.bogus", "unknown field `bogus`"],
+    );
     assert!(first.contains("expected one of"), "{first}");
 }
 
 #[test]
 fn wrong_type() {
-    rejects(&format!("{GOOD}    batch_size: lots\n"), &["run", "copy"], &["syncline.yaml:16:17", "pipelines.copy.batch_size", "invalid u64"]);
+    rejects(
+        &format!("{GOOD}    batch_size: lots\n"),
+        &["run", "copy"],
+        &["syncline.yaml:16:17", "pipelines.copy.batch_size", "invalid u64"],
+    );
 }
 
 #[test]
 fn out_of_range() {
-    rejects(&format!("{GOOD}    batch_size: 50000\n"), &["run", "copy"], &["syncline.yaml:16:17", "pipelines.copy.batch_size", "must be 1..=10000, got 50000"]);
+    rejects(
+        &format!("{GOOD}    batch_size: 50000\n"),
+        &["run", "copy"],
+        &["syncline.yaml:16:17", "pipelines.copy.batch_size", "must be 1..=10000, got 50000"],
+    );
 }
 
 #[test]
 fn undefined_variable() {
-    rejects(&GOOD.replace("url: sqlite://source.db", "url: ${SYNCLINE_TEST_UNDEFINED_URL}"), &["run", "copy"], &["syncline.yaml:6:14", "pipelines.copy.source.sql.url", "SYNCLINE_TEST_UNDEFINED_URL is not set"]);
+    rejects(
+        &GOOD.replace("url: sqlite://source.db", "url: ${SYNCLINE_TEST_UNDEFINED_URL}"),
+        &["run", "copy"],
+        &["syncline.yaml:6:14", "pipelines.copy.source.sql.url", "SYNCLINE_TEST_UNDEFINED_URL is not set"],
+    );
 }
 
 #[test]
 fn inline_secret() {
-    let first = rejects(&GOOD.replace("url: sqlite://target.db", "url: postgres://app:hunter2@db.example/warehouse"), &["run", "copy"], &["pipelines.copy.sink.sql.url", "use ${VAR}"]);
+    let first = rejects(
+        &GOOD.replace("url: sqlite://target.db", "url: postgres://app:hunter2@db.example/warehouse"),
+        &["run", "copy"],
+        &["pipelines.copy.sink.sql.url", "use ${VAR}"],
+    );
     assert!(!first.contains("hunter2"), "the secret leaked: {first}");
 }
 

@@ -37,7 +37,11 @@ async fn sigkill_and_restart() {
     let state = sqlite(&d.join("members-state.db")).await;
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM members").await, 95_000);
     assert_eq!(count(&warehouse, "SELECT COUNT(DISTINCT numero_asociado) FROM members").await, 95_000);
-    assert_eq!(count(&state, "SELECT COUNT(*) FROM dead_letters").await, 5_000, "one dead letter per bad record, however often it was re-read");
+    assert_eq!(
+        count(&state, "SELECT COUNT(*) FROM dead_letters").await,
+        5_000,
+        "one dead letter per bad record, however often it was re-read"
+    );
     assert_eq!(count(&state, "SELECT COUNT(DISTINCT record_key) FROM dead_letters").await, 5_000);
     assert_eq!(cursors.last().map(|c| c.1), Some(100_000));
     let interrupted = count(&state, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'").await;
@@ -50,7 +54,8 @@ async fn cursor(dir: &Path) -> Option<(String, i64)> {
         return None;
     }
     let state = sqlite(&dir.join("members-state.db")).await;
-    let row: Option<(String,)> = sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = 'members'").fetch_optional(&state).await.ok()?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = 'members'").fetch_optional(&state).await.ok()?;
     let json: serde_json::Value = serde_json::from_str(&row?.0).unwrap();
     Some((json["watermark"]["value"].as_str()?.to_owned(), json["key"]["value"].as_i64()?))
 }

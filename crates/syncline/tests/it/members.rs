@@ -16,7 +16,8 @@ async fn members_example_end_to_end() {
     let state = sqlite(&d.join("members-state.db")).await;
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM members").await, 9500);
     assert_eq!(count(&state, "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'").await, 500);
-    let rules: Vec<(String, String, String)> = sqlx::query_as("SELECT field, rule, message FROM dead_letters").fetch_all(&state).await.unwrap();
+    let rules: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT field, rule, message FROM dead_letters").fetch_all(&state).await.unwrap();
     for (field, rule, message) in &rules {
         assert!(!field.is_empty() && !message.is_empty(), "{field} {rule} {message}");
         assert!(["cedula", "phone", "email", "beneficiaries", "map_values", "require", "enum"].contains(&rule.as_str()), "{rule}");
@@ -38,7 +39,10 @@ async fn members_example_end_to_end() {
     // 3. fix 100 bad rows at the source: exactly those are read and written, their dead letters resolved
     let source = sqlite(&d.join("members.db")).await;
     let fixable: Vec<(String, String)> =
-        sqlx::query_as("SELECT record_key, rule FROM dead_letters WHERE rule IN ('phone', 'cedula') ORDER BY id LIMIT 100").fetch_all(&state).await.unwrap();
+        sqlx::query_as("SELECT record_key, rule FROM dead_letters WHERE rule IN ('phone', 'cedula') ORDER BY id LIMIT 100")
+            .fetch_all(&state)
+            .await
+            .unwrap();
     assert_eq!(fixable.len(), 100);
     for (key, rule) in &fixable {
         let column = if rule == "phone" { "phone = '8888-7777'" } else { "no__de_cedula = '1-0234-0567'" };
@@ -48,7 +52,10 @@ async fn members_example_end_to_end() {
     let out = syncline(d, "members.yaml", &["run", "members"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let run = last_run(d, "members.yaml");
-    assert_eq!((run["read_count"].as_i64(), run["created_count"].as_i64(), run["rejected_count"].as_i64()), (Some(100), Some(100), Some(0)));
+    assert_eq!(
+        (run["read_count"].as_i64(), run["created_count"].as_i64(), run["rejected_count"].as_i64()),
+        (Some(100), Some(100), Some(0))
+    );
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM members").await, 9600);
     assert_eq!(count(&state, "SELECT COUNT(*) FROM dead_letters WHERE status = 'resolved'").await, 100);
     assert_eq!(count(&state, "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'").await, 400);
@@ -88,13 +95,17 @@ async fn dry_run_writes_nothing_and_plans_every_record() {
     let out = syncline(d, "members.yaml", &["run", "members", "--limit", "500"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let source = sqlite(&d.join("members.db")).await;
-    sqlx::query("UPDATE members SET lastname = 'Cambiado' WHERE numero_asociado IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)").execute(&source).await.unwrap();
+    sqlx::query("UPDATE members SET lastname = 'Cambiado' WHERE numero_asociado IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)")
+        .execute(&source)
+        .await
+        .unwrap();
     let state = sqlite(&d.join("members-state.db")).await;
     let cursor_before: (String,) = sqlx::query_as("SELECT cursor FROM cursors").fetch_one(&state).await.unwrap();
 
     let out = syncline(d, "members.yaml", &["run", "members", "--full", "--dry-run", "--plan-out", "plan.jsonl"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    let plan: Vec<serde_json::Value> = std::fs::read_to_string(d.join("plan.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plan: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.join("plan.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(plan.len(), 1000);
     let action = |a: &str| plan.iter().filter(|p| p["action"] == a).count();
     assert_eq!(action("rejected"), 50);

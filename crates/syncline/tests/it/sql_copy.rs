@@ -82,7 +82,13 @@ async fn mariadb_to_postgres_full_then_incremental() {
             .iter()
             .map(|i| {
                 let note = if i % 10 == 0 { "NULL".to_owned() } else { format!("'note {i}'") };
-                format!("({i}, 'item {i}', {}.{:02}, TIMESTAMP('2024-01-01') + INTERVAL {} SECOND, {}, {note})", i * 3, i % 100, i / 7, i % 2)
+                format!(
+                    "({i}, 'item {i}', {}.{:02}, TIMESTAMP('2024-01-01') + INTERVAL {} SECOND, {}, {note})",
+                    i * 3,
+                    i % 100,
+                    i / 7,
+                    i % 2
+                )
             })
             .collect();
         sqlx::query(AssertSqlSafe(format!("INSERT INTO items VALUES {}", values.join(", ")))).execute(&mut my).await.unwrap();
@@ -107,7 +113,8 @@ async fn mariadb_to_postgres_full_then_incremental() {
         .execute(&mut my)
         .await
         .unwrap();
-    let (changed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM items WHERE updated_at >= '2025-01-01'").fetch_one(&mut my).await.unwrap();
+    let (changed,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM items WHERE updated_at >= '2025-01-01'").fetch_one(&mut my).await.unwrap();
     assert_eq!(changed, 500);
 
     let out = syncline(d, "syncline.yaml", &["-q", "run", "copy"]);
