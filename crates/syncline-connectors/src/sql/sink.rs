@@ -207,7 +207,8 @@ fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
         Value::Text(t) | Value::Decimal(t) => t.trim().is_empty(),
         _ => false,
     };
-    if blank && !(family == ColumnFamily::Text && !value.is_null()) {
+    // blank text stays an empty string in a text column and is NULL in any other
+    if value.is_null() || (blank && family != ColumnFamily::Text) {
         return Ok(match family {
             ColumnFamily::Text => Param::Text(None),
             ColumnFamily::Int => Param::Int(None),
