@@ -6,6 +6,8 @@ pub enum Dialect {
     Sqlite,
     Postgres,
     MySql,
+    /// SQL Server, through tiberius: a source only.
+    Mssql,
 }
 
 impl Dialect {
@@ -15,6 +17,7 @@ impl Dialect {
             "sqlite" => Some(Dialect::Sqlite),
             "postgres" | "postgresql" => Some(Dialect::Postgres),
             "mysql" | "mariadb" => Some(Dialect::MySql),
+            "mssql" | "sqlserver" => Some(Dialect::Mssql),
             _ => None,
         }
     }
@@ -24,6 +27,7 @@ impl Dialect {
             Dialect::Sqlite => "SQLite",
             Dialect::Postgres => "PostgreSQL",
             Dialect::MySql => "MySQL/MariaDB",
+            Dialect::Mssql => "SQL Server",
         }
     }
 
@@ -33,6 +37,7 @@ impl Dialect {
             .split('.')
             .map(|part| match self {
                 Dialect::MySql => format!("`{}`", part.replace('`', "``")),
+                Dialect::Mssql => format!("[{}]", part.replace(']', "]]")),
                 _ => format!("\"{}\"", part.replace('"', "\"\"")),
             })
             .collect::<Vec<_>>()
@@ -43,7 +48,16 @@ impl Dialect {
     pub fn placeholder(self, n: usize) -> String {
         match self {
             Dialect::Postgres => format!("${n}"),
+            Dialect::Mssql => format!("@P{n}"),
             _ => "?".to_owned(),
+        }
+    }
+
+    /// `SELECT * … WHERE … ORDER BY … ` limited to `limit` rows.
+    pub fn page_query(self, relation: &str, predicate: &str, order_by: &str, limit: usize) -> String {
+        match self {
+            Dialect::Mssql => format!("SELECT TOP ({limit}) * FROM {relation} WHERE {predicate} ORDER BY {order_by}"),
+            _ => format!("SELECT * FROM {relation} WHERE {predicate} ORDER BY {order_by} LIMIT {limit}"),
         }
     }
 
@@ -87,6 +101,7 @@ impl Dialect {
     pub fn max_params(self) -> usize {
         match self {
             Dialect::Sqlite => 32_000,
+            Dialect::Mssql => 2_000,
             Dialect::Postgres | Dialect::MySql => 65_000,
         }
     }
@@ -166,6 +181,11 @@ mod tests {
             "INSERT INTO \"t\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING"
         );
         assert_eq!(Dialect::Sqlite.quote("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(Dialect::Mssql.quote("dbo.Miembros"), "[dbo].[Miembros]");
+        assert_eq!(
+            Dialect::Mssql.page_query("[m]", "[a] > @P1", "[a], [k]", 500),
+            "SELECT TOP (500) * FROM [m] WHERE [a] > @P1 ORDER BY [a], [k]"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! SQL databases as sources (keyset pages over a watermark) and sinks (upsert by key):
-//! SQLite, PostgreSQL and MySQL/MariaDB through sqlx.
+//! SQLite, PostgreSQL and MySQL/MariaDB through sqlx; SQL Server (source only) through tiberius.
 
 mod config;
 mod dialect;
+mod mssql;
 mod pool;
 mod sink;
 mod source;

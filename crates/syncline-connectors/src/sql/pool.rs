@@ -2,6 +2,7 @@
 //! binding and error classification for each driver.
 
 use super::dialect::{ColumnFamily, Dialect};
+use super::mssql::MssqlClient;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
@@ -19,6 +20,8 @@ pub enum SqlPool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     MySql(MySqlPool),
+    /// SQL Server: read-only, for sources.
+    Mssql(MssqlClient),
 }
 
 /// A parameter converted to the type of the column it is bound to (`None` is a typed NULL).
@@ -96,6 +99,7 @@ impl SqlPool {
                         .map_err(failed)?,
                 )
             }
+            Dialect::Mssql => SqlPool::Mssql(MssqlClient::connect(url).await?),
         })
     }
 
@@ -104,6 +108,7 @@ impl SqlPool {
             SqlPool::Sqlite(_) => Dialect::Sqlite,
             SqlPool::Postgres(_) => Dialect::Postgres,
             SqlPool::MySql(_) => Dialect::MySql,
+            SqlPool::Mssql(_) => Dialect::Mssql,
         }
     }
 
@@ -135,6 +140,7 @@ impl SqlPool {
             SqlPool::Sqlite(pool) => fetch_with!(pool, decode_sqlite),
             SqlPool::Postgres(pool) => fetch_with!(pool, decode_postgres),
             SqlPool::MySql(pool) => fetch_with!(pool, decode_mysql),
+            SqlPool::Mssql(client) => client.fetch(sql, params).await,
         }
     }
 
@@ -157,6 +163,7 @@ impl SqlPool {
             SqlPool::Sqlite(pool) => execute_with!(pool),
             SqlPool::Postgres(pool) => execute_with!(pool),
             SqlPool::MySql(pool) => execute_with!(pool),
+            SqlPool::Mssql(_) => Err(source_only()),
         }
     }
 
@@ -166,6 +173,7 @@ impl SqlPool {
             SqlPool::Sqlite(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
             SqlPool::Postgres(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
             SqlPool::MySql(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
+            SqlPool::Mssql(_) => return Err(source_only()),
         };
         result.map_err(|e| query_error(sql, e))
     }
@@ -195,6 +203,7 @@ impl SqlPool {
             SqlPool::Sqlite(pool) => describe_with!(pool),
             SqlPool::Postgres(pool) => describe_with!(pool),
             SqlPool::MySql(pool) => describe_with!(pool),
+            SqlPool::Mssql(_) => Err(source_only()),
         }
     }
 
@@ -203,8 +212,13 @@ impl SqlPool {
             SqlPool::Sqlite(pool) => pool.close().await,
             SqlPool::Postgres(pool) => pool.close().await,
             SqlPool::MySql(pool) => pool.close().await,
+            SqlPool::Mssql(_) => {}
         }
     }
+}
+
+fn source_only() -> ConnectorError {
+    ConnectorError::new(ErrorClass::Config, "SQL Server is supported as a source only")
 }
 
 /// Binds one `Param` with the type its column has.

@@ -89,7 +89,7 @@ impl Source for SqlSource {
         let d = self.dialect();
         let (predicate, params) = self.predicate(after)?;
         let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
-        let sql = format!("SELECT * FROM {} WHERE {predicate} ORDER BY {wm}, {key} LIMIT {}", self.relation(), self.settings.page_size);
+        let sql = d.page_query(&self.relation(), &predicate, &format!("{wm}, {key}"), self.settings.page_size);
         let rows = self.pool.fetch(&sql, &params).await?;
         if rows.rows.is_empty() {
             return Ok(None);

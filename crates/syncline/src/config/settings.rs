@@ -76,6 +76,7 @@ impl Ctx<'_> {
         url_file: &Option<At<String>>,
         path: &str,
         parent: &Location,
+        role: Role,
     ) -> Result<UrlSource, ConfigError> {
         match (url, url_file) {
             (Some(url), None) => {
@@ -88,7 +89,7 @@ impl Ctx<'_> {
                 }
                 let expanded = self.expand(url, &format!("{path}.url"))?;
                 let resolved = self.resolve_sqlite(&expanded);
-                check_scheme(&resolved).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
+                check_scheme(&resolved, role).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
                 Ok(UrlSource::Inline(resolved))
             }
             (None, Some(file)) => Ok(UrlSource::File(self.base_dir.join(self.expand(file, &format!("{path}.url_file"))?))),
@@ -131,13 +132,23 @@ pub fn resolve_sqlite(url: &str, base: &Path) -> String {
     }
 }
 
-fn check_scheme(url: &str) -> Result<(), String> {
+/// Whether a URL is read from or written to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Source,
+    Sink,
+}
+
+fn check_scheme(url: &str, role: Role) -> Result<(), String> {
     let scheme = url.split("://").next().unwrap_or_default();
     match scheme {
         "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(()),
-        "mssql" | "sqlserver" => Err("SQL Server is not supported yet; see README (Roadmap)".into()),
-        _ if !url.contains(':') => Err(format!("{url:?} is not a database url; expected sqlite://PATH, postgres://… or mysql://…")),
-        other => Err(format!("unsupported database {other:?}; expected sqlite, postgres or mysql")),
+        "mssql" | "sqlserver" if role == Role::Source => Ok(()),
+        "mssql" | "sqlserver" => Err("SQL Server is supported as a source only".into()),
+        _ if !url.contains(':') => {
+            Err(format!("{url:?} is not a database url; expected sqlite://PATH, postgres://…, mysql://… or mssql://…"))
+        }
+        other => Err(format!("unsupported database {other:?}; expected sqlite, postgres, mysql or (sources) mssql")),
     }
 }
 
@@ -242,7 +253,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         let source = match &p.source {
             RawSource::Sql(s) => {
                 let spath = format!("{path}.source.sql");
-                let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced)?;
+                let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced, Role::Source)?;
                 let from = match (&s.table, &s.query) {
                     (Some(t), None) => SqlTable::Table(ctx.expand(t, &format!("{spath}.table"))?),
                     (None, Some(q)) => SqlTable::Query(ctx.expand(q, &format!("{spath}.query"))?.trim().trim_end_matches(';').to_owned()),
@@ -267,7 +278,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         let (sink, default_batch, max_batch, default_detection) = match &p.sink {
             RawSink::Sql(s) => {
                 let spath = format!("{path}.sink.sql");
-                let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced)?;
+                let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced, Role::Sink)?;
                 let settings = SqlSinkSettings {
                     url: String::new(),
                     table: ctx.expand(&s.table, &format!("{spath}.table"))?,

@@ -147,3 +147,24 @@ fn schema_is_json_schema() {
     assert!(schema["properties"]["pipelines"].is_object(), "{schema}");
     assert!(stdout(&out).contains("beneficiaries"));
 }
+
+#[test]
+fn sql_server_is_a_source_only() {
+    rejects(
+        &GOOD.replace("url: sqlite://target.db", "url: mssql://sa:${MSSQL_PASSWORD:-x}@127.0.0.1:1/db"),
+        &["run", "copy"],
+        &["syncline.yaml:12:14", "pipelines.copy.sink.sql.url", "SQL Server is supported as a source only"],
+    );
+    // as a source it is accepted, and an unreachable server is reported by check
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("syncline.yaml"),
+        GOOD.replace("url: sqlite://source.db", "url: mssql://sa:${MSSQL_PASSWORD:-x}@127.0.0.1:1/db"),
+    )
+    .unwrap();
+    let out = syncline(dir.path(), "syncline.yaml", &["check"]);
+    assert_eq!(code(&out), 2);
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l.starts_with("✗ copy: source") && l.contains("cannot connect to SQL Server")), "{text}");
+    assert!(!text.contains(":x@"), "the password must be masked: {text}");
+}
