@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// How a run reads and whether it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +91,7 @@ pub trait Checkpoint: Send + Sync {
     fn fingerprints(&self, pipeline: &str, keys: &[String])
     -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
 
-    fn commit(&self, batch: BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    fn commit(&self, batch: &BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
 
 /// One line of a dry-run plan.
@@ -151,18 +152,32 @@ pub enum RunError {
     Sink(#[source] ConnectorError),
     #[error("committing to the state store failed: {0}")]
     State(#[source] ConnectorError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Drives one pipeline run.
 pub struct Runner<'a, K: Sink, C: Checkpoint> {
     pub options: RunOptions,
-    pub transform: &'a dyn Transform,
+    pub transform: Arc<dyn Transform>,
     pub sink: K,
     pub checkpoint: &'a C,
     pub progress: Box<dyn Progress + 'a>,
     /// Receives the plan lines of a dry run as they are made.
     pub plan: Option<PlanSink<'a>>,
     pub total: Counts,
+    /// Where the time went, stage by stage.
+    pub timings: Timings,
+}
+
+/// Busy time per stage. The stages overlap, so these add up to more than the wall time when
+/// the pipeline keeps both cores busy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub read: Duration,
+    pub transform: Duration,
+    pub write: Duration,
+    pub commit: Duration,
 }
 
 /// A record that passed the transforms, with what is needed to account for it.
@@ -174,77 +189,119 @@ struct Mapped {
 }
 
 impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
-    pub fn new(options: RunOptions, transform: &'a dyn Transform, sink: K, checkpoint: &'a C) -> Self {
-        Runner { options, transform, sink, checkpoint, progress: Box::new(()), plan: None, total: Counts::default() }
+    pub fn new(options: RunOptions, transform: Arc<dyn Transform>, sink: K, checkpoint: &'a C) -> Self {
+        Runner {
+            options,
+            transform,
+            sink,
+            checkpoint,
+            progress: Box::new(()),
+            plan: None,
+            total: Counts::default(),
+            timings: Timings::default(),
+        }
     }
 
-    /// Reads the source from `start` to its end, writing and committing page by page. The next
-    /// page is read while the current one is written.
+    /// Reads the source from `start` to its end, writing and committing page by page.
+    ///
+    /// Three stages run at once, joined by small queues so memory stays bounded: the reader
+    /// fetches page N+2 while the transforms run on page N+1 (on a blocking thread, so they use
+    /// the second core) and the writer writes and commits page N. Pages reach the writer in
+    /// order, so cursors are committed in order.
     pub async fn run<S: Source>(&mut self, source: &mut S, start: Option<Cursor>) -> Result<Counts, RunError> {
+        let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(2);
+        let (prepared_tx, mut prepared_rx) = mpsc::channel::<Prepared>(2);
         let retry_for = self.options.retry_for;
-        let mut page = retry_transient(retry_for, async || source.next_page(start.as_ref()).await).await.map_err(RunError::Source)?;
-        while let Some(mut current) = page.take() {
-            if current.records.is_empty() {
-                break;
-            }
-            let mut stop = false;
-            if let Some(limit) = self.options.limit {
-                let room = limit.saturating_sub(self.total.read) as usize;
-                if current.records.len() >= room {
-                    stop = true;
-                    if current.records.len() > room {
-                        // the page's cursor would skip the records cut off
-                        current.records.truncate(room);
-                        current.cursor = current.records.last().and_then(|r| source.cursor_after(r));
+        let limit = self.options.limit;
+
+        let reader = async move {
+            let started = Instant::now();
+            let mut busy = Duration::ZERO;
+            let (mut cursor, mut read) = (start, 0u64);
+            loop {
+                let fetch = Instant::now();
+                let page = retry_transient(retry_for, async || source.next_page(cursor.as_ref()).await).await.map_err(RunError::Source)?;
+                busy += fetch.elapsed();
+                let Some(mut page) = page.filter(|p| !p.records.is_empty()) else { break };
+                let mut last = page.cursor.is_none();
+                if let Some(limit) = limit {
+                    let room = limit.saturating_sub(read) as usize;
+                    if page.records.len() >= room {
+                        last = true;
+                        if page.records.len() > room {
+                            // the page's cursor would skip the records cut off
+                            page.records.truncate(room);
+                            page.cursor = page.records.last().and_then(|r| source.cursor_after(r));
+                        }
                     }
                 }
+                read += page.records.len() as u64;
+                cursor = page.cursor.clone();
+                if pages_tx.send(page).await.is_err() || last {
+                    break; // the writer stopped, or this was the last page
+                }
             }
-            let next_cursor = current.cursor.clone();
-            if stop || next_cursor.is_none() {
-                self.process_page(current).await?;
-                break;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "reader done");
+            Ok::<_, RunError>(busy)
+        };
+
+        let transform = Arc::clone(&self.transform);
+        let (sink_key, change_detection) = (self.options.sink_key.clone(), self.options.change_detection);
+        let mapper = async move {
+            let mut busy = Duration::ZERO;
+            while let Some(page) = pages_rx.recv().await {
+                let (transform, sink_key) = (Arc::clone(&transform), sink_key.clone());
+                let (prepared, took) = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    (prepare(page, &*transform, &sink_key, change_detection), started.elapsed())
+                })
+                .await
+                .map_err(|e| RunError::Internal(format!("the transform stage stopped: {e}")))?;
+                busy += took;
+                if prepared_tx.send(prepared).await.is_err() {
+                    break;
+                }
             }
-            let (next, processed) =
-                tokio_join(retry_transient(retry_for, async || source.next_page(next_cursor.as_ref()).await), self.process_page(current))
-                    .await;
-            processed?;
-            page = next.map_err(RunError::Source)?;
-        }
+            Ok::<_, RunError>(busy)
+        };
+
+        let writer = async {
+            while let Some(prepared) = prepared_rx.recv().await {
+                self.write_page(prepared).await?;
+            }
+            Ok::<_, RunError>(())
+        };
+
+        let (read_busy, transform_busy, ()) = tokio::try_join!(reader, mapper, writer)?;
+        self.timings.read += read_busy;
+        self.timings.transform += transform_busy;
         Ok(self.total)
     }
 
     /// Runs stored dead-letter payloads again; those that pass are marked `replayed`.
     pub async fn replay(&mut self, records: Vec<Record>) -> Result<Counts, RunError> {
-        for chunk in records.chunks(self.options.batch_size.max(1) * 10) {
-            self.process_page(Page { records: chunk.to_vec(), cursor: None }).await?;
-        }
-        Ok(self.total)
+        let page_size = self.options.batch_size.max(1) * 10;
+        let mut source = MemorySource { records: records.into_iter(), page_size };
+        self.run(&mut source, None).await
     }
 
-    async fn process_page(&mut self, page: Page) -> Result<(), RunError> {
+    /// The writer stage: change detection, the sink, then one commit.
+    async fn write_page(&mut self, prepared: Prepared) -> Result<(), RunError> {
         let dry_run = self.options.mode == RunMode::DryRun;
         let mut commit = BatchCommit {
             run_id: self.options.run_id.clone(),
             pipeline: self.options.pipeline.clone(),
-            cursor: page.cursor,
+            cursor: prepared.cursor,
             passed_status: if self.options.mode == RunMode::Replay { "replayed" } else { "resolved" },
             ..BatchCommit::default()
         };
-        commit.counts.read = page.records.len() as u64;
-
-        let mut mapped = Vec::with_capacity(page.records.len());
-        for source in page.records {
-            match self.map_one(source) {
-                Ok(m) => mapped.push(m),
-                Err(rejected) => {
-                    let (source, error) = *rejected;
-                    commit.counts.rejected += 1;
-                    self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
-                    commit.dead_letters.push(dead_letter(&source, &error));
-                }
-            }
+        commit.counts.read = prepared.read;
+        for (source, error) in prepared.rejected {
+            commit.counts.rejected += 1;
+            self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
+            commit.dead_letters.push(dead_letter(&source, &error));
         }
-
+        let mut mapped = prepared.mapped;
         let mut stored = HashMap::new();
         if self.options.change_detection && !mapped.is_empty() {
             let keys: Vec<String> = mapped.iter().map(|m| m.dest_key.clone()).collect();
@@ -262,6 +319,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             mapped = changed;
         }
 
+        let writing = Instant::now();
         if dry_run {
             self.plan_against_sink(mapped, &stored, &mut commit).await?;
         } else {
@@ -294,10 +352,13 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             }
         }
 
+        self.timings.write += writing.elapsed();
         let counts = commit.counts;
         if !dry_run {
+            let committing = Instant::now();
             let checkpoint = self.checkpoint;
-            retry_transient(self.options.retry_for, async || checkpoint.commit(commit.clone()).await).await.map_err(RunError::State)?;
+            retry_transient(self.options.retry_for, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
+            self.timings.commit += committing.elapsed();
         }
         self.total.add(&counts);
         self.progress.update(&self.total);
@@ -360,24 +421,6 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         Ok(())
     }
 
-    fn map_one(&self, source: Record) -> Result<Mapped, Box<(Record, RecordError)>> {
-        let mapped = match self.transform.apply(source.clone()) {
-            Ok(mapped) => mapped,
-            Err(error) => return Err(Box::new((source, error))),
-        };
-        let dest_key = match mapped.get(&self.options.sink_key).and_then(Value::as_text) {
-            Some(key) if !key.trim().is_empty() => key.into_owned(),
-            _ => {
-                let error = RecordError::data(&self.options.sink_key, "key", "the destination key is empty");
-                return Err(Box::new((source, error)));
-            }
-        };
-        let fingerprint = if self.options.change_detection { fingerprint(&mapped) } else { String::new() };
-        let mut mapped = mapped;
-        mapped.key = dest_key.clone();
-        Ok(Mapped { source, mapped, dest_key, fingerprint })
-    }
-
     fn emit_plan(
         &mut self,
         key: &str,
@@ -388,6 +431,58 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         if let Some(plan) = self.plan.as_mut() {
             plan(&PlanEntry { key: key.to_owned(), action, changes, reason });
         }
+    }
+}
+
+/// A page after the transforms: what the writer stage needs.
+struct Prepared {
+    cursor: Option<Cursor>,
+    read: u64,
+    rejected: Vec<(Record, RecordError)>,
+    mapped: Vec<Mapped>,
+}
+
+/// The transform stage: runs every record of a page through the transforms (pure CPU work).
+fn prepare(page: Page, transform: &dyn Transform, sink_key: &str, change_detection: bool) -> Prepared {
+    let mut prepared = Prepared {
+        cursor: page.cursor,
+        read: page.records.len() as u64,
+        rejected: Vec::new(),
+        mapped: Vec::with_capacity(page.records.len()),
+    };
+    for source in page.records {
+        let mapped = match transform.apply(source.clone()) {
+            Ok(mapped) => mapped,
+            Err(error) => {
+                prepared.rejected.push((source, error));
+                continue;
+            }
+        };
+        let dest_key = match mapped.get(sink_key).and_then(Value::as_text) {
+            Some(key) if !key.trim().is_empty() => key.into_owned(),
+            _ => {
+                prepared.rejected.push((source, RecordError::data(sink_key, "key", "the destination key is empty")));
+                continue;
+            }
+        };
+        let fingerprint = if change_detection { fingerprint(&mapped) } else { String::new() };
+        let mut mapped = mapped;
+        mapped.key = dest_key.clone();
+        prepared.mapped.push(Mapped { source, mapped, dest_key, fingerprint });
+    }
+    prepared
+}
+
+/// Pages out of records held in memory (dead letters being replayed).
+struct MemorySource {
+    records: std::vec::IntoIter<Record>,
+    page_size: usize,
+}
+
+impl Source for MemorySource {
+    async fn next_page(&mut self, _after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        let records: Vec<Record> = self.records.by_ref().take(self.page_size).collect();
+        Ok((!records.is_empty()).then_some(Page { records, cursor: None }))
     }
 }
 
@@ -483,10 +578,6 @@ where
             other => return other,
         }
     }
-}
-
-async fn tokio_join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    tokio::join!(a, b)
 }
 
 impl<P: Progress + ?Sized> Progress for &mut P {

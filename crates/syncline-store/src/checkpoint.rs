@@ -13,8 +13,8 @@ impl Checkpoint for Store {
         self.load_fingerprints(pipeline, keys).await.map_err(StoreError::into_connector_error)
     }
 
-    async fn commit(&self, batch: BatchCommit) -> Result<(), ConnectorError> {
-        self.commit_batch(&batch).await.map_err(StoreError::into_connector_error)
+    async fn commit(&self, batch: &BatchCommit) -> Result<(), ConnectorError> {
+        self.commit_batch(batch).await.map_err(StoreError::into_connector_error)
     }
 }
 

@@ -1,5 +1,6 @@
 //! SQL databases as sources (keyset pages over a watermark) and sinks (upsert by key):
-//! SQLite, PostgreSQL and MySQL/MariaDB through sqlx; SQL Server (source only) through tiberius.
+//! PostgreSQL and MySQL/MariaDB through sqlx, SQLite through rusqlite, and SQL Server (source
+//! only) through tiberius.
 
 mod config;
 mod dialect;
@@ -7,6 +8,7 @@ mod mssql;
 mod pool;
 mod sink;
 mod source;
+mod sqlite;
 
 pub use config::{SqlSinkSettings, SqlSourceSettings, SqlTable};
 pub use dialect::Dialect;

@@ -3,13 +3,12 @@
 
 use super::dialect::{ColumnFamily, Dialect};
 use super::mssql::MssqlClient;
+use super::sqlite::SqliteDb;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInfo, ValueRef};
-use std::str::FromStr;
+use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInfo};
 use std::sync::Arc;
 use std::time::Duration;
 use syncline_core::{ConnectorError, ErrorClass, Value};
@@ -17,7 +16,7 @@ use syncline_core::{ConnectorError, ErrorClass, Value};
 /// A pool on one of the three databases sqlx speaks.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
     MySql(MySqlPool),
     /// SQL Server: read-only, for sources.
@@ -38,6 +37,7 @@ pub enum Param {
 }
 
 /// Rows as read: shared column names, then one value per column.
+#[derive(Debug)]
 pub struct Rows {
     pub names: Arc<[Arc<str>]>,
     pub rows: Vec<Vec<Value>>,
@@ -64,21 +64,7 @@ impl SqlPool {
             ConnectorError::with_source(class, format!("cannot connect to {} at {}: {e}", dialect.name(), redact(url)), e)
         };
         Ok(match dialect {
-            Dialect::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .map_err(failed)?
-                    .create_if_missing(true)
-                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10));
-                SqlPool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(timeout)
-                        .connect_with(options)
-                        .await
-                        .map_err(failed)?,
-                )
-            }
+            Dialect::Sqlite => SqlPool::Sqlite(SqliteDb::open(url).await?),
             // one direct connection first: a pool retries refused connections until its acquire
             // timeout, while a wrong host or port should fail at once
             Dialect::Postgres => {
@@ -137,7 +123,7 @@ impl SqlPool {
             }};
         }
         match self {
-            SqlPool::Sqlite(pool) => fetch_with!(pool, decode_sqlite),
+            SqlPool::Sqlite(db) => db.fetch(sql, params).await,
             SqlPool::Postgres(pool) => fetch_with!(pool, decode_postgres),
             SqlPool::MySql(pool) => fetch_with!(pool, decode_mysql),
             SqlPool::Mssql(client) => client.fetch(sql, params).await,
@@ -160,7 +146,7 @@ impl SqlPool {
             }};
         }
         match self {
-            SqlPool::Sqlite(pool) => execute_with!(pool),
+            SqlPool::Sqlite(db) => db.execute_all(statements).await,
             SqlPool::Postgres(pool) => execute_with!(pool),
             SqlPool::MySql(pool) => execute_with!(pool),
             SqlPool::Mssql(_) => Err(source_only()),
@@ -170,7 +156,7 @@ impl SqlPool {
     /// Runs one statement without parameters (DDL).
     pub async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
         let result = match self {
-            SqlPool::Sqlite(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
+            SqlPool::Sqlite(db) => return db.execute(sql).await,
             SqlPool::Postgres(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
             SqlPool::MySql(pool) => pool.execute(AssertSqlSafe(sql.to_owned())).await.map(|_| ()),
             SqlPool::Mssql(_) => return Err(source_only()),
@@ -200,7 +186,7 @@ impl SqlPool {
             }};
         }
         match self {
-            SqlPool::Sqlite(pool) => describe_with!(pool),
+            SqlPool::Sqlite(db) => db.columns(table).await,
             SqlPool::Postgres(pool) => describe_with!(pool),
             SqlPool::MySql(pool) => describe_with!(pool),
             SqlPool::Mssql(_) => Err(source_only()),
@@ -209,7 +195,7 @@ impl SqlPool {
 
     pub async fn close(&self) {
         match self {
-            SqlPool::Sqlite(pool) => pool.close().await,
+            SqlPool::Sqlite(_) => {}
             SqlPool::Postgres(pool) => pool.close().await,
             SqlPool::MySql(pool) => pool.close().await,
             SqlPool::Mssql(_) => {}
@@ -238,8 +224,7 @@ macro_rules! bind {
 }
 use bind;
 
-/// The binds whose Rust type differs by database: SQLite has no decimal, date or time types,
-/// so those go as text there (ISO 8601 text sorts and compares correctly).
+/// The typed binds, for the two drivers that have these types.
 trait TypedBind<'q>: Sized {
     fn decimal(self, v: Option<Decimal>) -> Self;
     fn date(self, v: Option<NaiveDate>) -> Self;
@@ -279,21 +264,6 @@ impl<'q> TypedBind<'q> for Q<'q, sqlx::MySql> {
     }
 }
 
-impl<'q> TypedBind<'q> for Q<'q, sqlx::Sqlite> {
-    fn decimal(self, v: Option<Decimal>) -> Self {
-        self.bind(v.map(|d| d.to_string()))
-    }
-    fn date(self, v: Option<NaiveDate>) -> Self {
-        self.bind(v.map(|d| d.format("%Y-%m-%d").to_string()))
-    }
-    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
-        self.bind(v.map(|t| t.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
-    }
-    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
-        self.bind(v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()))
-    }
-}
-
 fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new(
         ErrorClass::Config,
@@ -301,22 +271,6 @@ fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) ->
             "cannot read column {row_column:?} of type {type_name}: {e}; cast it in the source query (e.g. CAST({row_column} AS TEXT))"
         ),
     )
-}
-
-fn decode_sqlite(row: &SqliteRow, i: usize) -> Result<Value, ConnectorError> {
-    let raw = row.try_get_raw(i).map_err(|e| decode_error(row.columns()[i].name(), "?", e))?;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    // SQLite types each value, not the column: decode by the value's storage class
-    let storage = raw.type_info();
-    let err = |e: sqlx::Error| decode_error(row.columns()[i].name(), storage.name(), e);
-    Ok(match storage.name() {
-        "INTEGER" => Value::Int(row.try_get(i).map_err(err)?),
-        "REAL" => Value::Float(row.try_get(i).map_err(err)?),
-        "BLOB" => Value::Text(String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i).map_err(err)?).into_owned()),
-        _ => Value::Text(row.try_get(i).map_err(err)?),
-    })
 }
 
 fn decode_postgres(row: &PgRow, i: usize) -> Result<Value, ConnectorError> {

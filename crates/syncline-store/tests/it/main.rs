@@ -59,8 +59,8 @@ async fn runs_and_cursors(store: &Store) {
     assert_eq!(store.cursor("members").await.unwrap(), None);
     let mut page = commit("r1", Some(10));
     page.counts = Counts { read: 5, created: 3, updated: 1, rejected: 1, ..Counts::default() };
-    store.commit(page.clone()).await.unwrap();
-    store.commit(commit("r1", Some(20))).await.unwrap();
+    store.commit(&page).await.unwrap();
+    store.commit(&commit("r1", Some(20))).await.unwrap();
     assert_eq!(store.cursor("members").await.unwrap(), Some(Cursor(json!({"at": 20}))));
     store.finish_run("r1", "rejects", None, None).await.unwrap();
     let run = store.run("r1").await.unwrap();
@@ -82,11 +82,11 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     store.start_run("d1", "members", "full").await.unwrap();
     let mut page = commit("d1", None);
     page.dead_letters = vec![dead_letter("a", "first"), dead_letter("b", "first")];
-    store.commit(page).await.unwrap();
+    store.commit(&page).await.unwrap();
     // the same record rejected again (a re-read after a crash): still one open row
     let mut again = commit("d1", None);
     again.dead_letters = vec![dead_letter("a", "second")];
-    store.commit(again).await.unwrap();
+    store.commit(&again).await.unwrap();
     let open = store
         .dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), status: Some("open".into()), ..Default::default() })
         .await
@@ -98,7 +98,7 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     // a later pass of "a" resolves it; "b" is ignored; both keep their rows
     let mut pass = commit("d1", None);
     pass.passed_keys = vec!["a".into()];
-    store.commit(pass).await.unwrap();
+    store.commit(&pass).await.unwrap();
     let b = open.iter().find(|d| d.record_key == "b").unwrap();
     assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 1);
     assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 0, "only open ones change");
@@ -108,7 +108,7 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     // rejected once more after being resolved: a new open row, the history stays
     let mut third = commit("d1", None);
     third.dead_letters = vec![dead_letter("a", "third")];
-    store.commit(third).await.unwrap();
+    store.commit(&third).await.unwrap();
     let by_id = store.dead_letters(&DeadLetterFilter { ids: vec![a.id], ..Default::default() }).await.unwrap();
     assert_eq!(by_id.len(), 1);
     assert_eq!(store.dead_letter(a.id).await.unwrap().status, "resolved");
@@ -120,7 +120,7 @@ async fn fingerprints_round_trip(store: &Store) {
     store.start_run("f1", "members", "full").await.unwrap();
     let mut page = commit("f1", None);
     page.fingerprints = (0..1200).map(|i| (format!("k{i}"), format!("h{i}"))).collect();
-    store.commit(page).await.unwrap();
+    store.commit(&page).await.unwrap();
     let keys: Vec<String> = (1100..1300).map(|i| format!("k{i}")).collect();
     let found = store.fingerprints("members", &keys).await.unwrap();
     assert_eq!(found.len(), 100);

@@ -82,9 +82,10 @@ pub async fn run(args: BenchArgs) -> CliResult {
     };
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
-    let mut runner = Runner::new(options, &transforms, sink, &store);
+    let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, &store);
     runner.progress = Box::new(&mut probe);
     let counts = runner.run(&mut source, None).await.map_err(CliError::failed)?;
+    let timings = runner.timings;
     drop(runner);
     let took = started.elapsed().as_secs_f64();
     store.finish_run(&run_id, "succeeded", None, None).await.map_err(CliError::failed)?;
@@ -99,5 +100,12 @@ pub async fn run(args: BenchArgs) -> CliResult {
         println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
     }
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
+    println!(
+        "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",
+        timings.read.as_secs_f64(),
+        timings.transform.as_secs_f64(),
+        timings.write.as_secs_f64(),
+        timings.commit.as_secs_f64()
+    );
     Ok(Exit::Ok)
 }

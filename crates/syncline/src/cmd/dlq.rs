@@ -97,7 +97,7 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
             retry_for: Duration::from_secs(300),
         };
         let mut reporter = Reporter::new(&name, Some(records.len() as u64), quiet);
-        let mut runner = Runner::new(options, &transforms, sink, store);
+        let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, store);
         runner.progress = Box::new(&mut reporter);
         let result = runner.replay(records).await;
         drop(runner);

@@ -123,7 +123,7 @@ async fn run_one(
         change_detection: pipeline.change_detection,
         retry_for: RETRY_FOR,
     };
-    let mut runner = Runner::new(options, &transforms, sink, store);
+    let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, store);
     runner.progress = Box::new(&mut reporter);
     if let Some(out) = plan_out {
         runner.plan = Some(Box::new(move |entry: &PlanEntry| {
