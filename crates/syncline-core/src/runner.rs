@@ -8,7 +8,7 @@ use crate::traits::{Outcome, Sink, Source, Transform};
 use crate::value::Value;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +92,9 @@ pub trait Checkpoint: Send + Sync {
     -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
 
     fn commit(&self, batch: &BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// The source keys of the pipeline's open dead letters.
+    fn open_dead_letter_keys(&self, pipeline: &str) -> impl Future<Output = Result<HashSet<String>, ConnectorError>> + Send;
 }
 
 /// One line of a dry-run plan.
@@ -168,6 +171,8 @@ pub struct Runner<'a, K: Sink, C: Checkpoint> {
     pub total: Counts,
     /// Where the time went, stage by stage.
     pub timings: Timings,
+    /// Source keys with an open dead letter (loaded at the first page, kept up to date).
+    open_keys: Option<HashSet<String>>,
 }
 
 /// Busy time per stage. The stages overlap, so these add up to more than the wall time when
@@ -199,18 +204,20 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             plan: None,
             total: Counts::default(),
             timings: Timings::default(),
+            open_keys: None,
         }
     }
 
     /// Reads the source from `start` to its end, writing and committing page by page.
     ///
-    /// Three stages run at once, joined by small queues so memory stays bounded: the reader
-    /// fetches page N+2 while the transforms run on page N+1 (on a blocking thread, so they use
-    /// the second core) and the writer writes and commits page N. Pages reach the writer in
-    /// order, so cursors are committed in order.
+    /// Four stages run at once, joined by one-page queues so memory stays bounded: the reader
+    /// fetches a page while the transforms run on the one before (on a blocking thread, so they
+    /// use the second core), the writer sends the one before that to the sink, and the
+    /// committer commits the page the sink has acknowledged. Pages move in order, so cursors
+    /// are committed in order and never before their records are written.
     pub async fn run<S: Source>(&mut self, source: &mut S, start: Option<Cursor>) -> Result<Counts, RunError> {
-        let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(2);
-        let (prepared_tx, mut prepared_rx) = mpsc::channel::<Prepared>(2);
+        let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(1);
+        let (prepared_tx, mut prepared_rx) = mpsc::channel::<Prepared>(1);
         let retry_for = self.options.retry_for;
         let limit = self.options.limit;
 
@@ -265,16 +272,43 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             Ok::<_, RunError>(busy)
         };
 
+        let (commits_tx, mut commits_rx) = mpsc::channel::<BatchCommit>(1);
+        // the committer owns the progress reporter and the running total while the stages run
+        let (checkpoint, dry_run) = (self.checkpoint, self.options.mode == RunMode::DryRun);
+        let mut progress = std::mem::replace(&mut self.progress, Box::new(()));
+        let mut total = self.total;
         let writer = async {
             while let Some(prepared) = prepared_rx.recv().await {
-                self.write_page(prepared).await?;
+                let commit = self.write_page(prepared).await?;
+                if commits_tx.send(commit).await.is_err() {
+                    break;
+                }
             }
+            drop(commits_tx);
             Ok::<_, RunError>(())
         };
 
-        let (read_busy, transform_busy, ()) = tokio::try_join!(reader, mapper, writer)?;
+        let committer = async {
+            let mut busy = Duration::ZERO;
+            while let Some(commit) = commits_rx.recv().await {
+                if !dry_run {
+                    let committing = Instant::now();
+                    retry_transient(retry_for, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
+                    busy += committing.elapsed();
+                }
+                total.add(&commit.counts);
+                progress.update(&total);
+            }
+            Ok::<_, RunError>(busy)
+        };
+
+        let result = tokio::try_join!(reader, mapper, writer, committer);
+        self.progress = progress;
+        self.total = total;
+        let (read_busy, transform_busy, (), commit_busy) = result?;
         self.timings.read += read_busy;
         self.timings.transform += transform_busy;
+        self.timings.commit += commit_busy;
         Ok(self.total)
     }
 
@@ -285,8 +319,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         self.run(&mut source, None).await
     }
 
-    /// The writer stage: change detection, the sink, then one commit.
-    async fn write_page(&mut self, prepared: Prepared) -> Result<(), RunError> {
+    /// The writer stage: change detection and the sink; returns what the page commits.
+    async fn write_page(&mut self, prepared: Prepared) -> Result<BatchCommit, RunError> {
         let dry_run = self.options.mode == RunMode::DryRun;
         let mut commit = BatchCommit {
             run_id: self.options.run_id.clone(),
@@ -296,6 +330,10 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             ..BatchCommit::default()
         };
         commit.counts.read = prepared.read;
+        if self.open_keys.is_none() {
+            let keys = self.checkpoint.open_dead_letter_keys(&self.options.pipeline).await.map_err(RunError::State)?;
+            self.open_keys = Some(keys);
+        }
         for (source, error) in prepared.rejected {
             commit.counts.rejected += 1;
             self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
@@ -311,7 +349,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 if stored.get(&m.dest_key) == Some(&m.fingerprint) {
                     commit.counts.unchanged += 1;
                     self.emit_plan(&m.dest_key, "unchanged", Vec::new(), None);
-                    commit.passed_keys.push(m.source.key);
+                    self.passed(&mut commit, &m.source.key);
                 } else {
                     changed.push(m);
                 }
@@ -323,8 +361,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         if dry_run {
             self.plan_against_sink(mapped, &stored, &mut commit).await?;
         } else {
-            for chunk in mapped.chunks(self.options.batch_size.max(1)) {
-                let batch: Vec<Record> = chunk.iter().map(|m| m.mapped.clone()).collect();
+            for chunk in mapped.chunks_mut(self.options.batch_size.max(1)) {
+                let batch: Vec<Record> = chunk.iter_mut().map(|m| std::mem::take(&mut m.mapped)).collect();
                 let outcomes = write_isolating(&mut self.sink, &batch, self.options.retry_for).await.map_err(RunError::Sink)?;
                 for (m, outcome) in chunk.iter().zip(outcomes) {
                     match outcome {
@@ -334,7 +372,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                                 Outcome::Updated => commit.counts.updated += 1,
                                 _ => commit.counts.unchanged += 1,
                             }
-                            commit.passed_keys.push(m.source.key.clone());
+                            self.passed(&mut commit, &m.source.key);
                             if self.options.change_detection {
                                 commit.fingerprints.push((m.dest_key.clone(), m.fingerprint.clone()));
                             }
@@ -353,16 +391,18 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         }
 
         self.timings.write += writing.elapsed();
-        let counts = commit.counts;
-        if !dry_run {
-            let committing = Instant::now();
-            let checkpoint = self.checkpoint;
-            retry_transient(self.options.retry_for, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
-            self.timings.commit += committing.elapsed();
+        if let Some(open) = self.open_keys.as_mut() {
+            open.extend(commit.dead_letters.iter().map(|d| d.record_key.clone()));
         }
-        self.total.add(&counts);
-        self.progress.update(&self.total);
-        Ok(())
+        Ok(commit)
+    }
+
+    /// A record went through: its open dead letter, if it has one, is closed by the commit.
+    /// Only keys known to have one are sent, so a run without dead letters updates nothing.
+    fn passed(&mut self, commit: &mut BatchCommit, source_key: &str) {
+        if self.open_keys.as_mut().is_some_and(|open| open.remove(source_key)) {
+            commit.passed_keys.push(source_key.to_owned());
+        }
     }
 
     /// Dry run: compare with the sink's current values where it can read them.

@@ -107,8 +107,8 @@ impl fmt::Display for Value {
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x}"),
             Value::Decimal(s) | Value::Text(s) => f.write_str(s),
-            Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
-            Value::Timestamp(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.f")),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Timestamp(t) => write!(f, "{}T{}", t.date(), t.time()),
             Value::TimestampTz(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.fZ")),
         }
     }

@@ -1,7 +1,7 @@
 //! The runner's view of the store: fingerprints and the one-transaction page commit.
 
 use crate::{Store, StoreError, now, placeholders};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syncline_core::ConnectorError;
 use syncline_core::runner::{BatchCommit, Checkpoint};
 
@@ -15,6 +15,15 @@ impl Checkpoint for Store {
 
     async fn commit(&self, batch: &BatchCommit) -> Result<(), ConnectorError> {
         self.commit_batch(batch).await.map_err(StoreError::into_connector_error)
+    }
+
+    async fn open_dead_letter_keys(&self, pipeline: &str) -> Result<HashSet<String>, ConnectorError> {
+        let keys: Vec<(String,)> = sqlx::query_as("SELECT record_key FROM dead_letters WHERE pipeline = $1 AND status = 'open'")
+            .bind(pipeline)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::from(e).into_connector_error())?;
+        Ok(keys.into_iter().map(|(k,)| k).collect())
     }
 }
 

@@ -97,13 +97,16 @@ impl Dialect {
         }
     }
 
-    /// Bind parameters one statement may carry.
-    pub fn max_params(self) -> usize {
-        match self {
-            Dialect::Sqlite => 32_000,
+    /// Rows per upsert statement. Over the network, many rows per statement save round trips
+    /// (within the parameter limit). SQLite is in-process: a statement of a few dozen rows is
+    /// cheapest (measured: 1 row per statement and 1,000 rows per statement were both slower).
+    pub fn rows_per_statement(self, columns: usize) -> usize {
+        let max_params = match self {
+            Dialect::Sqlite => return 64,
             Dialect::Mssql => 2_000,
             Dialect::Postgres | Dialect::MySql => 65_000,
-        }
+        };
+        (max_params / columns.max(1)).clamp(1, 1000)
     }
 
     /// The column type `create_table` uses for a family of values.
@@ -112,6 +115,8 @@ impl Dialect {
         match (self, family) {
             (Dialect::MySql, Text) if is_key => "VARCHAR(191)",
             (_, Text) => "TEXT",
+            // in SQLite only INTEGER PRIMARY KEY is the rowid itself (no second index)
+            (Dialect::Sqlite, Int) => "INTEGER",
             (_, Int) => "BIGINT",
             (Dialect::Postgres, Float) => "DOUBLE PRECISION",
             (_, Float) => "DOUBLE",

@@ -140,7 +140,7 @@ impl Sink for SqlSink {
         let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
         let existing = if keys.is_empty() { HashSet::new() } else { self.existing(&keys).await? };
 
-        let per_statement = (self.dialect().max_params() / names.len().max(1)).clamp(1, 1000);
+        let per_statement = self.dialect().rows_per_statement(names.len());
         let mut statements = Vec::new();
         for chunk in rows.chunks(per_statement) {
             let sql = self.dialect().upsert(&self.settings.table, &self.settings.key, &names, chunk.len());

@@ -149,13 +149,10 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
             _ => return Err(format!("{} is not a boolean", quoted())),
         }),
         TargetType::Date => Value::Text(match &value {
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Value::Timestamp(t) => t.date().format("%Y-%m-%d").to_string(),
-            Value::TimestampTz(t) => t.date_naive().format("%Y-%m-%d").to_string(),
-            Value::Text(s) => parse_date(s)
-                .ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?
-                .format("%Y-%m-%d")
-                .to_string(),
+            Value::Date(d) => d.to_string(),
+            Value::Timestamp(t) => t.date().to_string(),
+            Value::TimestampTz(t) => t.date_naive().to_string(),
+            Value::Text(s) => parse_date(s).ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?.to_string(),
             _ => return Err(format!("{} is not a date", quoted())),
         }),
         TargetType::Datetime => Value::Text(match &value {
@@ -196,7 +193,9 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 }
 
 fn format_naive(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
+    // NaiveDate and NaiveTime display as ISO 8601 (fraction only when non-zero), without the
+    // cost of interpreting a format string for every value
+    format!("{}T{}", t.date(), t.time())
 }
 
 fn format_utc(t: DateTime<Utc>) -> String {

@@ -113,6 +113,8 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     assert_eq!(by_id.len(), 1);
     assert_eq!(store.dead_letter(a.id).await.unwrap().status, "resolved");
     assert_eq!(store.open_dead_letter_counts().await.unwrap(), vec![("members".to_string(), 1)]);
+    let open_keys = store.open_dead_letter_keys("members").await.unwrap();
+    assert_eq!(open_keys, ["a".to_string()].into_iter().collect());
     assert!(store.dead_letter(999_999).await.is_err());
 }
 
