@@ -50,13 +50,9 @@ impl SqlSource {
                     }
                     tracing::warn!(watermark = %watermark, "overlap applies to date/time watermarks only; ignored");
                 }
-                let sql = format!(
-                    "({wm} > {p1} OR ({wm} = {p2} AND {key} > {p3}))",
-                    p1 = d.placeholder(1),
-                    p2 = d.placeholder(2),
-                    p3 = d.placeholder(3)
-                );
-                Ok((sql, vec![param(&watermark, d)?, param(&watermark, d)?, param(&last_key, d)?]))
+                let mut params = vec![param(&watermark, d)?; d.keyset_watermark_binds()];
+                params.push(param(&last_key, d)?);
+                Ok((d.keyset_after(&wm, &key), params))
             }
             None => match self.since {
                 Some(since) => Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&Value::Timestamp(since), d)?])),
