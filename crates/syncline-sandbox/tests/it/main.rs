@@ -1,0 +1,275 @@
+//! The HubSpot emulator through its HTTP router: auth, properties, batch upsert/read with
+//! HubSpot's validation and conflicts, paging, the rate budget and the ledger. Every body it
+//! returns is checked against the component schemas of the official spec files (fidelity).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use syncline_sandbox::{PortalConfig, Sandbox, Tier};
+use tower::ServiceExt;
+
+const TOKEN: &str = "pat-na1-test";
+
+fn sandbox(tier: Tier) -> Sandbox {
+    let sandbox = Sandbox::new();
+    let properties = serde_json::from_value(json!({
+        "contacts": [
+            {"name": "numero_asociado", "type": "string", "hasUniqueValue": true},
+            {"name": "marital_status", "type": "enumeration", "fieldType": "select",
+             "options": [{"label": "Soltero", "value": "Soltero"}, {"label": "Casado", "value": "Casado"}]},
+            {"name": "salario_bruto", "type": "number", "fieldType": "number"}
+        ]
+    }))
+    .unwrap();
+    sandbox.add_portal(PortalConfig { token: TOKEN.into(), tier, properties });
+    sandbox
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send(sandbox: &Sandbox, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let response = sandbox.router().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    Reply { status, headers, body }
+}
+
+/// Validates `body` against `#/components/schemas/{schema}` of an official spec file. Skips
+/// (outside CI) when the shared specs folder is absent.
+fn conforms(spec: &str, schema: &str, body: &Value) {
+    if let Some(errors) = violations(spec, schema, body) {
+        assert!(errors.is_empty(), "{schema} from {spec}: {errors:#?}\nbody: {body:#}");
+    }
+}
+
+/// What `body` gets wrong against the schema (None when the specs folder is absent).
+fn violations(spec: &str, schema: &str, body: &Value) -> Option<Vec<String>> {
+    let path = syncline_testkit::spec_file(spec)?;
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": spec["components"]});
+    let validator = jsonschema::options().should_validate_formats(true).build(&root).unwrap();
+    Some(validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect())
+}
+
+#[test]
+fn the_fidelity_check_rejects_bodies_unlike_the_spec() {
+    let spec = "hubspot/contacts.v3.json";
+    let Some(errors) = violations(spec, "BatchResponseSimplePublicUpsertObject", &json!({"status": "DONE", "results": [{"id": 1}]})) else {
+        return;
+    };
+    assert!(errors.len() >= 4, "missing startedAt/completedAt, bad status, bad result: {errors:#?}");
+    let errors = violations(spec, "Error", &json!({"message": "x", "correlationId": "c"})).unwrap();
+    assert!(errors.iter().any(|e| e.contains("category")), "{errors:#?}");
+    let errors = violations(
+        spec,
+        "SimplePublicObject",
+        &json!({"id": "1", "properties": {"a": 1}, "createdAt": "yesterday", "updatedAt": "2026-01-01T00:00:00Z", "archived": false}),
+    )
+    .unwrap();
+    assert_eq!(errors.len(), 2, "a number property value and a bad date-time: {errors:#?}");
+}
+
+fn member(i: usize) -> Value {
+    json!({"id": format!("A{i:05}"), "idProperty": "numero_asociado",
+           "properties": {"firstname": format!("Ana {i}"), "email": format!("ana{i}@example.cr"), "marital_status": "Soltero"}})
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_401() {
+    let sandbox = sandbox(Tier::Free);
+    for token in [None, Some("wrong")] {
+        let reply = send(&sandbox, "GET", "/crm/v3/properties/contacts", token, None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.body["category"], "INVALID_AUTHENTICATION");
+        conforms("hubspot/contacts.v3.json", "Error", &reply.body);
+    }
+    assert_eq!(sandbox.ledger().with_status(401), 2);
+    assert_eq!(sandbox.ledger().writes(), 0);
+}
+
+#[tokio::test]
+async fn properties_include_the_portal_definitions() {
+    let sandbox = sandbox(Tier::Free);
+    let reply = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    conforms("hubspot/properties.v3.json", "CollectionResponsePropertyNoPaging", &reply.body);
+    let results = reply.body["results"].as_array().unwrap();
+    let marital = results.iter().find(|p| p["name"] == "marital_status").unwrap();
+    assert_eq!(marital["type"], "enumeration");
+    assert_eq!(marital["options"][1]["value"], "Casado");
+    let email = results.iter().find(|p| p["name"] == "email").unwrap();
+    assert_eq!(email["hasUniqueValue"], true);
+}
+
+#[tokio::test]
+async fn batch_upsert_creates_then_updates_by_id_property() {
+    let sandbox = sandbox(Tier::Free);
+    let inputs: Vec<Value> = (0..100).map(member).collect();
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": inputs}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    conforms("hubspot/contacts.v3.json", "BatchResponseSimplePublicUpsertObject", &reply.body);
+    let results = reply.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 100);
+    assert!(results.iter().all(|r| r["new"] == true));
+    assert_eq!(results[0]["properties"]["numero_asociado"], Value::Null, "only the written properties come back");
+    assert_eq!(results[0]["properties"]["firstname"], "Ana 0");
+
+    let mut changed = member(7);
+    changed["properties"]["firstname"] = json!("Ana María");
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": [changed]}))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["results"][0]["new"], false);
+
+    let ledger = sandbox.ledger();
+    assert_eq!(ledger.calls("/batch/upsert").len(), 2);
+    assert_eq!(ledger.calls("/batch/upsert")[0].inputs, 100);
+    assert_eq!(ledger.effects.iter().filter(|e| e.kind == "created").count(), 100);
+    assert_eq!(ledger.effects.iter().filter(|e| e.kind == "updated").count(), 1);
+
+    // the change is visible through get by idProperty
+    let reply =
+        send(&sandbox, "GET", "/crm/v3/objects/contacts/A00007?idProperty=numero_asociado&properties=firstname,email", Some(TOKEN), None)
+            .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    conforms("hubspot/contacts.v3.json", "SimplePublicObjectWithAssociations", &reply.body);
+    assert_eq!(reply.body["properties"]["firstname"], "Ana María");
+    assert_eq!(reply.body["properties"]["email"], "ana7@example.cr");
+}
+
+#[tokio::test]
+async fn invalid_inputs_are_207_errors_beside_the_written_ones() {
+    let sandbox = sandbox(Tier::Free);
+    let mut inputs: Vec<Value> = (0..100).map(member).collect();
+    for i in [3, 50, 99] {
+        inputs[i]["properties"]["marital_status"] = json!("Soltera");
+    }
+    inputs[10]["properties"]["no_such_property"] = json!("x");
+    inputs[11]["properties"]["salario_bruto"] = json!("mucho");
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": inputs}))).await;
+    assert_eq!(reply.status, StatusCode::MULTI_STATUS);
+    conforms("hubspot/contacts.v3.json", "BatchResponseSimplePublicUpsertObjectWithErrors", &reply.body);
+    assert_eq!(reply.body["numErrors"], 5);
+    assert_eq!(reply.body["results"].as_array().unwrap().len(), 95);
+    let errors = reply.body["errors"].as_array().unwrap();
+    let of = |id: &str| errors.iter().find(|e| e["context"]["ids"][0] == id).unwrap_or_else(|| panic!("no error for {id}"));
+    let bad_option = of("A00003");
+    assert_eq!(bad_option["category"], "VALIDATION_ERROR");
+    assert!(
+        bad_option["message"].as_str().unwrap().contains("Soltera was not one of the allowed options: [Soltero, Casado]"),
+        "{bad_option}"
+    );
+    assert_eq!(bad_option["errors"][0]["in"], "marital_status");
+    assert!(of("A00010")["message"].as_str().unwrap().contains("Property \\\"no_such_property\\\" does not exist"), "{}", of("A00010"));
+    assert_eq!(of("A00011")["errors"][0]["code"], "INVALID_INTEGER");
+    assert_eq!(sandbox.ledger().writes(), 95, "rejected inputs change nothing");
+}
+
+#[tokio::test]
+async fn a_unique_email_held_by_another_contact_is_a_conflict() {
+    let sandbox = sandbox(Tier::Free);
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": [member(1)]}))).await;
+    let existing = reply.body["results"][0]["id"].as_str().unwrap().to_owned();
+    let mut twin = member(2);
+    twin["properties"]["email"] = json!("ana1@example.cr");
+    let reply =
+        send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": [twin, member(3)]}))).await;
+    assert_eq!(reply.status, StatusCode::MULTI_STATUS);
+    let error = &reply.body["errors"][0];
+    assert_eq!(error["category"], "CONFLICT");
+    assert_eq!(error["message"], format!("Contact already exists. Existing ID: {existing}"));
+    assert_eq!(reply.body["results"].as_array().unwrap().len(), 1, "the other input is written");
+}
+
+#[tokio::test]
+async fn malformed_batches_are_400_and_write_nothing() {
+    let sandbox = sandbox(Tier::Free);
+    let too_many: Vec<Value> = (0..101).map(member).collect();
+    let cases = [
+        json!({"inputs": too_many}),
+        json!({"inputs": [member(1), member(1)]}),
+        json!({"inputs": [{"id": "x", "idProperty": "firstname", "properties": {}}]}),
+        json!({"inputs": [{"id": "x", "properties": {}}]}),
+        json!({"inputs": "nope"}),
+    ];
+    for body in cases {
+        let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(body)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert_eq!(reply.body["category"], "VALIDATION_ERROR");
+        conforms("hubspot/contacts.v3.json", "Error", &reply.body);
+    }
+    assert_eq!(sandbox.ledger().writes(), 0);
+}
+
+#[tokio::test]
+async fn batch_read_by_id_property_reports_the_missing() {
+    let sandbox = sandbox(Tier::Free);
+    let inputs: Vec<Value> = (0..5).map(member).collect();
+    send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": inputs}))).await;
+    let body = json!({"inputs": [{"id": "A00001"}, {"id": "A00004"}, {"id": "Z9"}], "idProperty": "numero_asociado", "properties": ["firstname", "marital_status"]});
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/read", Some(TOKEN), Some(body)).await;
+    assert_eq!(reply.status, StatusCode::MULTI_STATUS);
+    conforms("hubspot/contacts.v3.json", "BatchResponseSimplePublicObjectWithErrors", &reply.body);
+    assert_eq!(reply.body["results"].as_array().unwrap().len(), 2);
+    assert_eq!(reply.body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(reply.body["errors"][0]["context"]["ids"], json!(["Z9"]));
+    assert_eq!(reply.body["results"][0]["properties"]["marital_status"], "Soltero");
+}
+
+#[tokio::test]
+async fn list_pages_through_every_object() {
+    let sandbox = sandbox(Tier::Professional);
+    for chunk in 0..3 {
+        let inputs: Vec<Value> = (chunk * 100..chunk * 100 + 100).map(member).collect();
+        send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": inputs}))).await;
+    }
+    let mut after = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let reply =
+            send(&sandbox, "GET", &format!("/crm/v3/objects/contacts?limit=100&properties=numero_asociado{after}"), Some(TOKEN), None)
+                .await;
+        conforms("hubspot/contacts.v3.json", "CollectionResponseSimplePublicObjectWithAssociationsForwardPaging", &reply.body);
+        for result in reply.body["results"].as_array().unwrap() {
+            seen.push(result["properties"]["numero_asociado"].as_str().unwrap().to_owned());
+        }
+        match reply.body["paging"]["next"]["after"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    seen.dedup();
+    assert_eq!(seen.len(), 300);
+}
+
+#[tokio::test]
+async fn the_rolling_budget_answers_429_with_hubspots_body_and_headers() {
+    let sandbox = sandbox(Tier::Free);
+    for i in 0..100u32 {
+        let reply = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let header = |name: &str| reply.headers[name].to_str().unwrap().to_owned();
+        assert_eq!(header("x-hubspot-ratelimit-max"), "100");
+        assert_eq!(header("x-hubspot-ratelimit-remaining"), (99 - i).to_string());
+        assert_eq!(header("x-hubspot-ratelimit-interval-milliseconds"), "10000");
+        assert_eq!(header("x-hubspot-ratelimit-daily-remaining"), (249_999 - i).to_string());
+    }
+    let reply = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.body["policyName"], "TEN_SECONDLY_ROLLING");
+    assert_eq!(reply.body["errorType"], "RATE_LIMIT");
+    assert_eq!(reply.body["message"], "You have reached your ten_secondly_rolling limit.");
+    assert_eq!(reply.headers["x-hubspot-ratelimit-remaining"], "0");
+    assert_eq!(sandbox.ledger().with_status(429), 1);
+}
