@@ -17,6 +17,41 @@ use axum::routing::get;
 pub use hubspot::{Portal, PortalConfig, Property, Tier};
 pub use ledger::{Effect, Ledger, RequestLine};
 
+/// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// HubSpot portals, each reached with its own token.
+    pub hubspot: Vec<PortalConfig>,
+}
+
+impl Seed {
+    /// A free-tier portal (token `sandbox-token`) with the member properties of the seed users'
+    /// HubSpot: `numero_asociado` (unique), cédula, marital status and province options,
+    /// salaries and beneficiaries.
+    pub fn members_demo() -> Seed {
+        let options = |values: &[&str]| values.iter().map(|v| serde_json::json!({"label": v, "value": v})).collect::<Vec<_>>();
+        let mut properties = vec![
+            serde_json::json!({"name": "numero_asociado", "type": "string", "hasUniqueValue": true}),
+            serde_json::json!({"name": "no__de_cedula", "type": "string"}),
+            serde_json::json!({"name": "marital_status", "type": "enumeration", "fieldType": "select",
+                "options": options(&["Soltero", "Casado", "Divorciado", "Viudo", "Unión Libre"])}),
+            serde_json::json!({"name": "provincia", "type": "enumeration", "fieldType": "select",
+                "options": options(&["San José", "Alajuela", "Cartago", "Heredia", "Guanacaste", "Puntarenas", "Limón"])}),
+            serde_json::json!({"name": "canton", "type": "string"}),
+            serde_json::json!({"name": "distrito", "type": "string"}),
+            serde_json::json!({"name": "salario_bruto", "type": "number", "fieldType": "number"}),
+            serde_json::json!({"name": "salario_neto", "type": "number", "fieldType": "number"}),
+        ];
+        for n in 1..=3 {
+            properties.push(serde_json::json!({"name": format!("beneficiario_{n}_"), "type": "string"}));
+            properties.push(serde_json::json!({"name": format!("porcentaje__beneficiario_{n}_"), "type": "number", "fieldType": "number"}));
+        }
+        let portal = serde_json::json!({"token": "sandbox-token", "tier": "free", "properties": {"contacts": properties}});
+        Seed { hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")] }
+    }
+}
+
 /// Everything the emulators hold; cheap to clone (shared state).
 #[derive(Clone, Default)]
 pub struct Sandbox {
@@ -32,6 +67,14 @@ pub(crate) struct SandboxState {
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox::default()
+    }
+
+    pub fn from_seed(seed: Seed) -> Sandbox {
+        let sandbox = Sandbox::new();
+        for portal in seed.hubspot {
+            sandbox.add_portal(portal);
+        }
+        sandbox
     }
 
     /// Adds a HubSpot portal reachable with `config.token`.

@@ -55,6 +55,21 @@ pub enum Command {
     Example(ExampleCommand),
     /// Measure throughput and memory of the members pipeline on generated rows.
     Bench(BenchArgs),
+    /// Serve the local API emulators (HubSpot today) for tests, demos and dry runs.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// TCP port to listen on (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Portals and properties to start with (YAML or JSON); default: the members demo portal.
+    #[arg(long)]
+    pub seed: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod dlq;
 mod example;
 mod run;
 mod runs;
+mod sandbox;
 mod state;
 
 use crate::cli::{Cli, Command};
@@ -26,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Example(example) => example::run(example),
         Command::Bench(args) => bench::run(args).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
         Command::Check => check::run(&cli.config).await,
         command => {
             let config = config::load(&cli.config)?;

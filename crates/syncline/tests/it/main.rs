@@ -4,6 +4,7 @@
 mod bad_input;
 mod crash;
 mod members;
+mod sandbox;
 mod sql_copy;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,36 @@
+//! `syncline sandbox`: serves the API emulators until interrupted.
+
+use syncline_sandbox::{Sandbox, Seed};
+
+use crate::cli::SandboxArgs;
+use crate::exit::{CliError, CliResult, Exit};
+
+pub async fn run(args: SandboxArgs) -> CliResult {
+    let seed = match &args.seed {
+        None => Seed::members_demo(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+            // YAML is a superset of JSON, so one parser reads both
+            serde_saphyr::from_str(&text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?
+        }
+    };
+    let tokens: Vec<String> = seed.hubspot.iter().map(|p| format!("{} ({:?})", p.token, p.tier)).collect();
+    let sandbox = Sandbox::from_seed(seed);
+    let listener = tokio::net::TcpListener::bind((args.bind, args.port))
+        .await
+        .map_err(|e| CliError::failed(format!("cannot listen on {}:{}: {e}", args.bind, args.port)))?;
+    let address = listener.local_addr().map_err(CliError::failed)?;
+    // a closed stdout (e.g. piped into `head -1`) must not stop the server: ignore write errors
+    let banner = format!(
+        "sandbox listening on http://{address}\n  HubSpot portals (Bearer tokens): {}\n  ledger: http://{address}/__sandbox/ledger\n",
+        tokens.join(", ")
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
+    axum::serve(listener, sandbox.router())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(CliError::failed)?;
+    Ok(Exit::Ok)
+}
