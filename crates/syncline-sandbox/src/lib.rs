@@ -5,6 +5,7 @@
 //!
 //! Written from `API-CONTRACTS.md` and the official specs, sharing nothing with the connectors.
 
+mod faults;
 pub mod hubspot;
 mod ledger;
 
@@ -14,6 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 
+pub use faults::Faults;
 pub use hubspot::{Portal, PortalConfig, Property, Tier};
 pub use ledger::{Effect, Ledger, RequestLine};
 
@@ -62,6 +64,7 @@ pub struct Sandbox {
 pub(crate) struct SandboxState {
     pub(crate) portals: Vec<Portal>,
     pub(crate) ledger: Ledger,
+    pub(crate) faults: faults::FaultState,
 }
 
 impl Sandbox {
@@ -82,9 +85,18 @@ impl Sandbox {
         self.lock().portals.push(Portal::new(config));
     }
 
+    /// Replaces the scripted faults (and restarts their random draws from the seed).
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults::FaultState::new(faults);
+    }
+
     /// The HTTP API: HubSpot under `/crm/…`, the sandbox's own admin API under `/__sandbox/…`.
     pub fn router(&self) -> Router {
-        Router::new().merge(hubspot::routes()).route("/__sandbox/ledger", get(ledger_json)).with_state(self.clone())
+        Router::new()
+            .merge(hubspot::routes())
+            .route("/__sandbox/ledger", get(ledger_json))
+            .route("/__sandbox/faults", get(faults_json).put(put_faults))
+            .with_state(self.clone())
     }
 
     /// A copy of the ledger (for tests in the same process).
@@ -96,6 +108,15 @@ impl Sandbox {
         // a handler that panicked mid-request leaves plain data; keep serving
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<Faults> {
+    axum::Json(sandbox.lock().faults.faults.clone())
+}
+
+async fn put_faults(State(sandbox): State<Sandbox>, axum::Json(faults): axum::Json<Faults>) -> axum::Json<Faults> {
+    sandbox.set_faults(faults.clone());
+    axum::Json(faults)
 }
 
 async fn ledger_json(State(sandbox): State<Sandbox>) -> axum::Json<Ledger> {

@@ -70,6 +70,10 @@ pub struct SandboxArgs {
     /// Portals and properties to start with (YAML or JSON); default: the members demo portal.
     #[arg(long)]
     pub seed: Option<PathBuf>,
+    /// Scripted faults, YAML or JSON, e.g. `{rate_limited: 0.3, server_errors: 0.1, latency_ms: 20}`
+    /// (also settable at run time: `PUT /__sandbox/faults`).
+    #[arg(long)]
+    pub faults: Option<String>,
 }
 
 #[derive(Debug, Args)]

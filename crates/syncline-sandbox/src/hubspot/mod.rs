@@ -53,14 +53,30 @@ struct Call<'a> {
 }
 
 /// Authenticates, spends the budget, runs `handler` on the portal, and records the ledger line.
-fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value)) -> Response {
+/// Scripted faults come first: the added latency, then an answer instead of the request, or
+/// after it (the write applied, its answer lost).
+async fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value)) -> Response {
+    let fault = sandbox.lock().faults.draw(Instant::now());
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
+    let retry_after = sandbox.lock().faults.faults.retry_after_secs;
     let mut state = sandbox.lock();
-    let SandboxState { portals, ledger } = &mut *state;
+    let SandboxState { portals, ledger, .. } = &mut *state;
     let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let portal = token.and_then(|t| portals.iter_mut().find(|p| p.config.token == t));
     let mut effects = Vec::new();
-    let (status, body, headers) = match portal {
-        None => {
+    let (mut status, mut body, mut headers) = match (fault.before, portal) {
+        (Some(429), _) => {
+            let headers = retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
+            (StatusCode::TOO_MANY_REQUESTS, rate_limit_body("TEN_SECONDLY_ROLLING"), headers)
+        }
+        (Some(code), _) => {
+            let status = StatusCode::from_u16(code).expect("fault codes are valid");
+            let (status, body) = error(status, "INTERNAL_ERROR", "internal error (injected by the sandbox)");
+            (status, body, Vec::new())
+        }
+        (None, None) => {
             let (status, body) = error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_AUTHENTICATION",
@@ -68,29 +84,19 @@ fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Portal, &m
             );
             (status, body, Vec::new())
         }
-        Some(portal) => match portal.spend(Instant::now()) {
-            Err(policy) => {
-                let message = if policy == "DAILY" {
-                    "You have reached your daily limit."
-                } else {
-                    "You have reached your ten_secondly_rolling limit."
-                };
-                let body = json!({
-                    "status": "error",
-                    "message": message,
-                    "errorType": "RATE_LIMIT",
-                    "correlationId": uuid::Uuid::now_v7().to_string(),
-                    "policyName": policy,
-                    "requestId": uuid::Uuid::now_v7().to_string(),
-                });
-                (StatusCode::TOO_MANY_REQUESTS, body, portal.rate_headers())
-            }
+        (None, Some(portal)) => match portal.spend(Instant::now()) {
+            Err(policy) => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), portal.rate_headers()),
             Ok(()) => {
                 let (status, body) = handler(portal, &mut effects);
                 (status, body, portal.rate_headers())
             }
         },
     };
+    if let Some(code) = fault.after {
+        let status_code = StatusCode::from_u16(code).expect("fault codes are valid");
+        (status, body) = error(status_code, "INTERNAL_ERROR", "bad gateway (injected by the sandbox after applying the request)");
+        headers.clear();
+    }
     ledger.requests.push(RequestLine {
         method: call.method.to_string(),
         path: call.uri.path().to_owned(),
@@ -107,6 +113,20 @@ fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Portal, &m
         map.insert(name, HeaderValue::from_str(&value).expect("numbers are ascii"));
     }
     response
+}
+
+/// HubSpot's 429 body for a spent `policy` (`TEN_SECONDLY_ROLLING`, `DAILY`).
+fn rate_limit_body(policy: &str) -> Value {
+    let message =
+        if policy == "DAILY" { "You have reached your daily limit." } else { "You have reached your ten_secondly_rolling limit." };
+    json!({
+        "status": "error",
+        "message": message,
+        "errorType": "RATE_LIMIT",
+        "correlationId": uuid::Uuid::now_v7().to_string(),
+        "policyName": policy,
+        "requestId": uuid::Uuid::now_v7().to_string(),
+    })
 }
 
 /// Resolves the path's object type, or answers as HubSpot does for an unknown one.
@@ -135,6 +155,7 @@ async fn list_properties(
         let results: Vec<Value> = portal.properties[kind].iter().map(|(p, builtin)| p.to_json(*builtin)).collect();
         (StatusCode::OK, json!({"results": results}))
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -196,6 +217,7 @@ async fn list_objects(
         }
         (StatusCode::OK, body)
     })
+    .await
 }
 
 async fn get_object(
@@ -218,6 +240,7 @@ async fn get_object(
             None => error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found"),
         }
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -328,6 +351,7 @@ async fn batch_upsert(
         }
         batch_response(results, errors, started)
     })
+    .await
 }
 
 fn singular(kind: &str) -> &'static str {
@@ -405,4 +429,5 @@ async fn batch_read(
         };
         batch_response(results, errors, started)
     })
+    .await
 }

@@ -1,6 +1,6 @@
 //! `syncline sandbox`: serves the API emulators until interrupted.
 
-use syncline_sandbox::{Sandbox, Seed};
+use syncline_sandbox::{Faults, Sandbox, Seed};
 
 use crate::cli::SandboxArgs;
 use crate::exit::{CliError, CliResult, Exit};
@@ -16,6 +16,10 @@ pub async fn run(args: SandboxArgs) -> CliResult {
     };
     let tokens: Vec<String> = seed.hubspot.iter().map(|p| format!("{} ({:?})", p.token, p.tier)).collect();
     let sandbox = Sandbox::from_seed(seed);
+    if let Some(spec) = &args.faults {
+        let faults: Faults = serde_saphyr::from_str(spec).map_err(|e| CliError::usage(format!("--faults: {e}")))?;
+        sandbox.set_faults(faults);
+    }
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
         .map_err(|e| CliError::failed(format!("cannot listen on {}:{}: {e}", args.bind, args.port)))?;

@@ -71,4 +71,7 @@ fn a_bad_seed_file_is_a_usage_error_naming_the_file() {
     assert_eq!(code(&output), 2);
     let err = stderr(&output);
     assert!(err.contains("seed.yaml") && err.contains("gold"), "{err}");
+    let output = bin().args(["sandbox", "--port", "0", "--faults", "{rate_limitd: 0.3}"]).output().unwrap();
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("rate_limitd"), "{}", stderr(&output));
 }

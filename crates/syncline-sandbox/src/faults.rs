@@ -1,0 +1,101 @@
+//! Scripted faults, deterministic by seed: a share of 429s (with or without `Retry-After`),
+//! 5xx answers, writes whose answer is lost, added latency, and "down for N seconds". Set at
+//! start (`syncline sandbox --faults`) or at run time (`PUT /__sandbox/faults`).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Seeds the draws, so a run with the same requests meets the same faults.
+    pub seed: u64,
+    /// Share of requests answered 429 before anything is applied.
+    pub rate_limited: f64,
+    /// Those 429s carry `Retry-After: <n>` (seconds); without it they carry none, like HubSpot.
+    pub retry_after_secs: Option<u64>,
+    /// Share of requests answered 500, 502, 503 or 504 before anything is applied.
+    pub server_errors: f64,
+    /// Share of requests applied, then answered 502: the write happened, the client cannot know.
+    pub lost_after_write: f64,
+    /// Latency added to every request, plus up to `jitter_ms` more at random.
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    /// Answer 503 to everything for this long, from when these faults were set.
+    pub down_for_secs: u64,
+}
+
+/// What happens to one request.
+#[derive(Debug, Default)]
+pub(crate) struct Draw {
+    pub delay: Duration,
+    /// Answer this status instead of handling the request.
+    pub before: Option<u16>,
+    /// Handle the request, then answer this status instead.
+    pub after: Option<u16>,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultState {
+    pub faults: Faults,
+    rng: fastrand::Rng,
+    down_until: Option<Instant>,
+}
+
+impl Default for FaultState {
+    fn default() -> Self {
+        FaultState::new(Faults::default())
+    }
+}
+
+impl FaultState {
+    pub fn new(faults: Faults) -> FaultState {
+        let down_until = (faults.down_for_secs > 0).then(|| Instant::now() + Duration::from_secs(faults.down_for_secs));
+        FaultState { rng: fastrand::Rng::with_seed(faults.seed), down_until, faults }
+    }
+
+    pub fn draw(&mut self, now: Instant) -> Draw {
+        let f = &self.faults;
+        let jitter = if f.jitter_ms > 0 { self.rng.u64(0..=f.jitter_ms) } else { 0 };
+        let mut draw = Draw { delay: Duration::from_millis(f.latency_ms + jitter), ..Draw::default() };
+        if self.down_until.is_some_and(|until| now < until) {
+            draw.before = Some(503);
+        } else if self.rng.f64() < f.rate_limited {
+            draw.before = Some(429);
+        } else if self.rng.f64() < f.server_errors {
+            draw.before = Some([500, 502, 503, 504][self.rng.usize(0..4)]);
+        } else if self.rng.f64() < f.lost_after_write {
+            draw.after = Some(502);
+        }
+        draw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_follow_the_shares_and_the_seed() {
+        let faults = Faults { seed: 9, rate_limited: 0.3, server_errors: 0.1, ..Faults::default() };
+        let draws = |faults: Faults| {
+            let mut state = FaultState::new(faults);
+            (0..10_000).map(|_| state.draw(Instant::now()).before).collect::<Vec<_>>()
+        };
+        let first = draws(faults.clone());
+        assert_eq!(first, draws(faults), "same seed, same faults");
+        let throttled = first.iter().filter(|d| **d == Some(429)).count();
+        let errors = first.iter().filter(|d| matches!(d, Some(500..=504))).count();
+        assert!((2_700..3_300).contains(&throttled), "{throttled}");
+        // 10 % of the 70 % not throttled
+        assert!((550..850).contains(&errors), "{errors}");
+    }
+
+    #[test]
+    fn down_means_every_request_is_503() {
+        let mut state = FaultState::new(Faults { down_for_secs: 60, ..Faults::default() });
+        assert!((0..100).all(|_| state.draw(Instant::now()).before == Some(503)));
+        assert_eq!(state.draw(Instant::now() + Duration::from_secs(61)).before, None);
+    }
+}
