@@ -34,6 +34,8 @@ pub(crate) struct Draw {
     pub before: Option<u16>,
     /// Handle the request, then answer this status instead.
     pub after: Option<u16>,
+    /// `Retry-After` seconds for an injected 429.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,7 @@ impl FaultState {
             draw.before = Some(503);
         } else if self.rng.f64() < f.rate_limited {
             draw.before = Some(429);
+            draw.retry_after = f.retry_after_secs;
         } else if self.rng.f64() < f.server_errors {
             draw.before = Some([500, 502, 503, 504][self.rng.usize(0..4)]);
         } else if self.rng.f64() < f.lost_after_write {

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,23 +45,34 @@ fn standard_error(category: &str, message: String, context: Value, errors: Vec<V
     json!({"status": "error", "category": category, "message": message, "context": context, "errors": errors, "links": {}})
 }
 
-/// What one handler call needs besides the portal: the request's shape for the ledger.
-struct Call<'a> {
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    inputs: usize,
+/// What `serve` needs of a request besides its body: the token and the ledger's line.
+struct Call {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Call { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() })
+    }
 }
 
 /// Authenticates, spends the budget, runs `handler` on the portal, and records the ledger line.
 /// Scripted faults come first: the added latency, then an answer instead of the request, or
 /// after it (the write applied, its answer lost).
-async fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value)) -> Response {
+async fn serve(
+    sandbox: &Sandbox,
+    call: Call,
+    inputs: usize,
+    handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value),
+) -> Response {
     let fault = sandbox.lock().faults.draw(Instant::now());
     if !fault.delay.is_zero() {
         tokio::time::sleep(fault.delay).await;
     }
-    let retry_after = sandbox.lock().faults.faults.retry_after_secs;
     let mut state = sandbox.lock();
     let SandboxState { portals, ledger, .. } = &mut *state;
     let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -68,7 +80,7 @@ async fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Port
     let mut effects = Vec::new();
     let (mut status, mut body, mut headers) = match (fault.before, portal) {
         (Some(429), _) => {
-            let headers = retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
+            let headers = fault.retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
             (StatusCode::TOO_MANY_REQUESTS, rate_limit_body("TEN_SECONDLY_ROLLING"), headers)
         }
         (Some(code), _) => {
@@ -102,7 +114,7 @@ async fn serve(sandbox: &Sandbox, call: Call<'_>, handler: impl FnOnce(&mut Port
         path: call.uri.path().to_owned(),
         status: status.as_u16(),
         at_ms: Utc::now().timestamp_millis(),
-        inputs: call.inputs,
+        inputs,
     });
     ledger.effects.extend(effects);
     drop(state);
@@ -140,14 +152,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusC
     })
 }
 
-async fn list_properties(
-    State(sandbox): State<Sandbox>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(kind): Path<String>,
-) -> Response {
-    serve(&sandbox, Call { method: &method, uri: &uri, headers: &headers, inputs: 0 }, |portal, _| {
+async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>) -> Response {
+    serve(&sandbox, call, 0, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -182,15 +188,8 @@ fn default_wanted(kind: &str) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-async fn list_objects(
-    State(sandbox): State<Sandbox>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(kind): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    serve(&sandbox, Call { method: &method, uri: &uri, headers: &headers, inputs: 0 }, |portal, _| {
+async fn list_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, Query(q): Query<ListQuery>) -> Response {
+    serve(&sandbox, call, 0, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -222,13 +221,11 @@ async fn list_objects(
 
 async fn get_object(
     State(sandbox): State<Sandbox>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     Path((kind, id)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    serve(&sandbox, Call { method: &method, uri: &uri, headers: &headers, inputs: 0 }, |portal, _| {
+    serve(&sandbox, call, 0, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -259,37 +256,27 @@ struct UpsertInput {
     object_write_trace_id: Option<String>,
 }
 
-/// Checks a batch's size and shape before anything is applied.
-fn check_batch_size(n: usize) -> Result<(), (StatusCode, Value)> {
-    if n > MAX_BATCH {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            format!("Batch input contains {n} inputs; the limit is {MAX_BATCH}"),
-        ));
+/// The object type and body of a batch call of `inputs` inputs, or HubSpot's 400 for a bad one,
+/// before anything is applied.
+fn batch<T>(kind: &str, parsed: Result<T, (StatusCode, Value)>, inputs: usize) -> Result<(&'static str, T), (StatusCode, Value)> {
+    let kind = known_type(kind)?;
+    let body = parsed?;
+    if inputs > MAX_BATCH {
+        let message = format!("Batch input contains {inputs} inputs; the limit is {MAX_BATCH}");
+        return Err(error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message));
     }
-    Ok(())
+    Ok((kind, body))
 }
 
-async fn batch_upsert(
-    State(sandbox): State<Sandbox>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(kind): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn batch_upsert(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<UpsertBody, _> = parse_body(&body);
     let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, Call { method: &method, uri: &uri, headers: &headers, inputs }, |portal, effects| {
+    serve(&sandbox, call, inputs, |portal, effects| {
         let started = iso(Utc::now());
-        let (kind, body) = match (known_type(&kind), parsed) {
-            (Ok(kind), Ok(body)) => (kind, body),
-            (Err(e), _) | (_, Err(e)) => return e,
+        let (kind, body) = match batch(&kind, parsed, inputs) {
+            Ok(batch) => batch,
+            Err(e) => return e,
         };
-        if let Err(e) = check_batch_size(body.inputs.len()) {
-            return e;
-        }
         let mut seen = HashSet::new();
         for input in &body.inputs {
             let Some(id_property) = input.id_property.as_deref() else {
@@ -388,25 +375,15 @@ struct ReadInput {
     id: String,
 }
 
-async fn batch_read(
-    State(sandbox): State<Sandbox>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(kind): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<ReadBody, _> = parse_body(&body);
     let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, Call { method: &method, uri: &uri, headers: &headers, inputs }, |portal, _| {
+    serve(&sandbox, call, inputs, |portal, _| {
         let started = iso(Utc::now());
-        let (kind, body) = match (known_type(&kind), parsed) {
-            (Ok(kind), Ok(body)) => (kind, body),
-            (Err(e), _) | (_, Err(e)) => return e,
+        let (kind, body) = match batch(&kind, parsed, inputs) {
+            Ok(batch) => batch,
+            Err(e) => return e,
         };
-        if let Err(e) = check_batch_size(body.inputs.len()) {
-            return e;
-        }
         let id_property = body.id_property.as_deref().unwrap_or("hs_object_id");
         let wanted = if body.properties.is_empty() { default_wanted(kind) } else { body.properties.clone() };
         let store = portal.stores.entry(kind).or_default();
