@@ -2,4 +2,29 @@
 //! source, sink); a fixed set of connectors is a closed enum dispatched by `match`, not a plugin
 //! registry.
 
+pub mod hubspot;
 pub mod sql;
+
+use syncline_core::{ConnectorError, Outcome, Record, Sink};
+
+/// Any configured sink.
+pub enum AnySink {
+    Sql(sql::SqlSink),
+    HubSpot(hubspot::HubSpotSink),
+}
+
+impl Sink for AnySink {
+    async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
+        match self {
+            AnySink::Sql(sink) => sink.write(batch).await,
+            AnySink::HubSpot(sink) => sink.write(batch).await,
+        }
+    }
+
+    async fn current(&mut self, batch: &[Record]) -> Result<Option<Vec<Record>>, ConnectorError> {
+        match self {
+            AnySink::Sql(sink) => sink.current(batch).await,
+            AnySink::HubSpot(sink) => sink.current(batch).await,
+        }
+    }
+}

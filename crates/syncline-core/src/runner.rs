@@ -415,8 +415,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         if mapped.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = mapped.iter().map(|m| m.dest_key.clone()).collect();
-        let current = retry_transient(self.options.retry_for, async || self.sink.current(&keys).await).await.map_err(RunError::Sink)?;
+        let records: Vec<Record> = mapped.iter().map(|m| m.mapped.clone()).collect();
+        let current = retry_transient(self.options.retry_for, async || self.sink.current(&records).await).await.map_err(RunError::Sink)?;
         let Some(current) = current else {
             // the sink cannot be read: a stored fingerprint is the best evidence of existence
             for m in &mapped {

@@ -32,10 +32,11 @@ pub enum Outcome {
 pub trait Sink: Send {
     fn write(&mut self, batch: &[Record]) -> impl Future<Output = Result<Vec<Outcome>, ConnectorError>> + Send;
 
-    /// The destination's current values for these keys (for dry-run diffs). A sink that cannot
-    /// read returns `None`, and the plan falls back to the stored fingerprints.
-    fn current(&mut self, keys: &[String]) -> impl Future<Output = Result<Option<Vec<Record>>, ConnectorError>> + Send {
-        let _ = keys;
+    /// The destination's current values of these records, matched by `Record::key` (for dry-run
+    /// diffs). A sink that cannot read returns `None`, and the plan falls back to the stored
+    /// fingerprints.
+    fn current(&mut self, batch: &[Record]) -> impl Future<Output = Result<Option<Vec<Record>>, ConnectorError>> + Send {
+        let _ = batch;
         async { Ok(None) }
     }
 }

@@ -9,6 +9,7 @@ mod faults;
 pub mod hubspot;
 mod ledger;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -17,7 +18,7 @@ use axum::routing::get;
 
 pub use faults::Faults;
 pub use hubspot::{Portal, PortalConfig, Property, Tier};
-pub use ledger::{Effect, Ledger, RequestLine};
+pub use ledger::{Effect, Ledger, RequestLine, Window};
 
 /// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -46,7 +47,7 @@ impl Seed {
             serde_json::json!({"name": "salario_neto", "type": "number", "fieldType": "number"}),
         ];
         for n in 1..=3 {
-            properties.push(serde_json::json!({"name": format!("beneficiario_{n}_"), "type": "string"}));
+            properties.push(serde_json::json!({"name": format!("nombre_beneficiario_{n}"), "type": "string"}));
             properties.push(serde_json::json!({"name": format!("porcentaje__beneficiario_{n}_"), "type": "number", "fieldType": "number"}));
         }
         let portal = serde_json::json!({"token": "sandbox-token", "tier": "free", "properties": {"contacts": properties}});
@@ -95,8 +96,18 @@ impl Sandbox {
         Router::new()
             .merge(hubspot::routes())
             .route("/__sandbox/ledger", get(ledger_json))
+            .route("/__sandbox/budget", get(budget_json))
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
             .with_state(self.clone())
+    }
+
+    /// The properties of every live object of `object_type` in the portal of `token`, by HubSpot
+    /// id (for tests in the same process: "the final state equals the fault-free run").
+    pub fn objects(&self, token: &str, object_type: &str) -> BTreeMap<u64, BTreeMap<String, String>> {
+        let state = self.lock();
+        let Some(portal) = state.portals.iter().find(|p| p.config.token == token) else { return BTreeMap::new() };
+        let Some(kind) = hubspot::object_type_name(object_type) else { return BTreeMap::new() };
+        portal.stores.get(kind).map(|s| s.objects.iter().map(|(id, o)| (*id, o.properties.clone())).collect()).unwrap_or_default()
     }
 
     /// A copy of the ledger (for tests in the same process).
@@ -117,6 +128,16 @@ async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<Faults> {
 async fn put_faults(State(sandbox): State<Sandbox>, axum::Json(faults): axum::Json<Faults>) -> axum::Json<Faults> {
     sandbox.set_faults(faults.clone());
     axum::Json(faults)
+}
+
+/// Budget use per 10-second window, and the most calls in any rolling 10 s.
+async fn budget_json(State(sandbox): State<Sandbox>) -> axum::Json<serde_json::Value> {
+    let ledger = sandbox.ledger();
+    axum::Json(serde_json::json!({
+        "window_ms": 10_000,
+        "max_rolling": ledger.max_rolling(10_000),
+        "windows": ledger.windows(10_000),
+    }))
 }
 
 async fn ledger_json(State(sandbox): State<Sandbox>) -> axum::Json<Ledger> {

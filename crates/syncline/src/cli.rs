@@ -98,6 +98,11 @@ pub struct RunArgs {
     /// Stop after reading this many records.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// Serve the built-in HubSpot sandbox (the demo member portal) at the HubSpot sink's
+    /// loopback `base_url` for this run, then print what it received. For trying syncline with
+    /// nothing else running; `syncline sandbox` serves it on its own.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,9 +4,13 @@ use crate::config::{Pipeline, RawCedulaKind, RawOtherwise, RawTransform, RawType
 use crate::exit::CliError;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use syncline_connectors::AnySink;
+use syncline_connectors::hubspot::{HubSpotSettings, HubSpotSink, MAX_INPUTS_PER_CALL};
 use syncline_connectors::sql::{SqlSink, SqlSource};
+use syncline_core::ConnectorError;
 use syncline_core::transform::*;
 use syncline_core::{Transform, Value};
 
@@ -109,19 +113,119 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
     }
 }
 
-pub async fn sink(pipeline: &Pipeline, base_dir: &Path) -> Result<SqlSink, CliError> {
+/// Opens the pipeline's sink; `batch_size` is the pipeline's (or the command line's).
+pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Result<AnySink, CliError> {
+    let opening = |e: ConnectorError| CliError::usage(format!("pipeline {}: sink: {e}", pipeline.name));
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
             let mut settings = settings.clone();
             settings.url = resolve_url(url, base_dir)?;
-            SqlSink::open(settings).await.map_err(|e| CliError::usage(format!("pipeline {}: sink: {e}", pipeline.name)))
+            SqlSink::open(settings).await.map(AnySink::Sql).map_err(|e| CliError::usage(format!("pipeline {}: sink: {e}", pipeline.name)))
+        }
+        SinkSettings::HubSpot { .. } => {
+            let settings = hubspot_settings(pipeline, batch_size)?;
+            HubSpotSink::new(settings).map(AnySink::HubSpot).map_err(opening)
         }
     }
+}
+
+/// The HubSpot sink's settings with the token read and what the transforms produce filled in.
+pub fn hubspot_settings(pipeline: &Pipeline, batch_size: usize) -> Result<HubSpotSettings, CliError> {
+    let SinkSettings::HubSpot { token, settings } = &pipeline.sink else {
+        return Err(CliError::usage(format!("pipeline {}: the sink is not HubSpot", pipeline.name)));
+    };
+    let mut settings = settings.clone();
+    settings.token = match token {
+        UrlSource::Inline(token) => token.clone(),
+        UrlSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("pipeline {}: cannot read token_file {}: {e}", pipeline.name, path.display())))?
+            .trim()
+            .to_owned(),
+    };
+    settings.inputs_per_call = batch_size.clamp(1, MAX_INPUTS_PER_CALL);
+    settings.produced_values = shape(pipeline).values;
+    Ok(settings)
 }
 
 /// The mapped field that keys the destination.
 pub fn sink_key(pipeline: &Pipeline) -> Arc<str> {
     match &pipeline.sink {
         SinkSettings::Sql { settings, .. } => Arc::from(settings.key.as_str()),
+        SinkSettings::HubSpot { settings, .. } => Arc::from(settings.id_property.as_str()),
     }
+}
+
+/// Records handed to the sink per write: a SQL sink writes `batch_size` rows per statement
+/// group; the HubSpot sink splits what it gets into calls of `batch_size` and keeps `in_flight`
+/// of them going, so it gets several calls' worth at a time.
+pub fn write_size(pipeline: &Pipeline, batch_size: usize) -> usize {
+    match &pipeline.sink {
+        SinkSettings::Sql { .. } => batch_size,
+        SinkSettings::HubSpot { settings, .. } => batch_size * settings.in_flight * 5,
+    }
+}
+
+/// What the transforms are known to produce, found without running them: the final fields
+/// when a `select` fixes them, and the closed set of values of fields an `enum`, `map_values`
+/// or `constant` step sets (the HubSpot pre-flight checks those against enumeration options).
+#[derive(Debug, Default, PartialEq)]
+pub struct Shape {
+    pub fields: Option<Vec<String>>,
+    pub values: BTreeMap<String, BTreeSet<String>>,
+}
+
+pub fn shape(pipeline: &Pipeline) -> Shape {
+    let mut shape = Shape::default();
+    for (_, step) in &pipeline.transforms {
+        match step {
+            RawTransform::Select(fields) => {
+                shape.values.retain(|name, _| fields.contains(name));
+                shape.fields = Some(fields.clone());
+            }
+            RawTransform::Rename(pairs) => {
+                if let Some(fields) = shape.fields.as_mut() {
+                    for name in fields.iter_mut() {
+                        if let Some(to) = pairs.get(name) {
+                            *name = to.clone();
+                        }
+                    }
+                }
+                for (from, to) in pairs {
+                    match shape.values.remove(from) {
+                        Some(values) => shape.values.insert(to.clone(), values),
+                        None => shape.values.remove(to),
+                    };
+                }
+            }
+            RawTransform::Constant(pairs) => {
+                for (name, value) in pairs {
+                    if let Some(fields) = shape.fields.as_mut().filter(|f| !f.contains(name)) {
+                        fields.push(name.clone());
+                    }
+                    match Value::from_json(value).as_text() {
+                        Some(text) => shape.values.insert(name.clone(), BTreeSet::from([text.into_owned()])),
+                        None => shape.values.remove(name),
+                    };
+                }
+            }
+            RawTransform::MapValues { field, values, otherwise } => match otherwise {
+                RawOtherwise::Keep => {
+                    shape.values.remove(field);
+                }
+                RawOtherwise::Reject | RawOtherwise::Null => {
+                    shape.values.insert(field.clone(), values.values().cloned().collect());
+                }
+            },
+            RawTransform::Enum { field, values, .. } => {
+                let allowed: BTreeSet<String> = values.iter().cloned().collect();
+                let narrowed = match shape.values.remove(field) {
+                    Some(before) => before.intersection(&allowed).cloned().collect(),
+                    None => allowed,
+                };
+                shape.values.insert(field.clone(), narrowed);
+            }
+            _ => {}
+        }
+    }
+    shape
 }

@@ -156,7 +156,8 @@ impl Sink for SqlSink {
         Ok(outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect())
     }
 
-    async fn current(&mut self, keys: &[String]) -> Result<Option<Vec<Record>>, ConnectorError> {
+    async fn current(&mut self, batch: &[Record]) -> Result<Option<Vec<Record>>, ConnectorError> {
+        let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
         if self.columns.is_none() {
             match self.pool.columns(&self.settings.table).await? {
                 Some(found) => self.columns = Some(found.into_iter().collect()),
@@ -172,7 +173,7 @@ impl Sink for SqlSink {
                 format!("SELECT * FROM {} WHERE {} IN ({})", d.quote(&self.settings.table), d.quote(&self.settings.key), marks.join(", "));
             let params: Vec<Param> = chunk
                 .iter()
-                .map(|k| convert(&Value::Text(k.clone()), key_family))
+                .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
                 .collect::<Result<_, _>>()
                 .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
             let rows = self.pool.fetch(&sql, &params).await?;

@@ -23,6 +23,11 @@ use portal::{Written, iso, object_type};
 use crate::ledger::{Effect, RequestLine};
 use crate::{Sandbox, SandboxState};
 
+/// The canonical name of an object type given by name or id (`contacts`, `0-1`…).
+pub fn object_type_name(name: &str) -> Option<&'static str> {
+    object_type(name)
+}
+
 /// Batch calls take at most this many inputs (API-CONTRACTS §1.4).
 const MAX_BATCH: usize = 100;
 

@@ -67,14 +67,14 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let store = Store::connect(&config.state_url).await.map_err(CliError::failed)?;
     let transforms = pipeline::transforms(p, &dir)?;
     let mut source = pipeline::source(p, &dir, None).await?;
-    let sink = pipeline::sink(p, &dir).await?;
+    let sink = pipeline::sink(p, &dir, p.batch_size).await?;
     let run_id = uuid::Uuid::now_v7().to_string();
     store.start_run(&run_id, "members", "full").await.map_err(CliError::failed)?;
     let options = RunOptions {
         run_id: run_id.clone(),
         pipeline: "members".into(),
         mode: RunMode::Full,
-        batch_size: p.batch_size,
+        batch_size: pipeline::write_size(p, p.batch_size),
         limit: None,
         sink_key: pipeline::sink_key(p),
         change_detection: p.change_detection,

@@ -4,7 +4,11 @@ use crate::config;
 use crate::exit::{CliResult, Exit};
 use crate::pipeline;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotSink};
 use syncline_connectors::sql::probe;
+use syncline_resilience::PolicyConfig;
 use syncline_store::Store;
 
 fn line(ok: bool, what: &str, detail: &str) {
@@ -36,19 +40,38 @@ pub async fn run(path: &Path) -> CliResult {
             Err(e) => report(false, format!("{}: transforms", p.name), e.message),
         }
         let config::SourceSettings::Sql { url, .. } = &p.source;
-        let config::SinkSettings::Sql { url: sink_url, .. } = &p.sink;
-        for (what, url) in [("source", url), ("sink", sink_url)] {
-            let outcome = match pipeline::resolve_url(url, &config.base_dir) {
-                Ok(url) => {
-                    probe(&url).await.map(|d| format!("{} at {}", d.name(), syncline_store::redact_url(&url))).map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.message),
-            };
-            match outcome {
-                Ok(detail) => report(true, format!("{}: {what}", p.name), detail),
-                Err(why) => report(false, format!("{}: {what}", p.name), why),
-            }
-        }
+        let source = probe_url(url, &config.base_dir).await;
+        report(source.is_ok(), format!("{}: source", p.name), source.unwrap_or_else(|why| why));
+        let sink = match &p.sink {
+            config::SinkSettings::Sql { url, .. } => probe_url(url, &config.base_dir).await,
+            config::SinkSettings::HubSpot { .. } => probe_hubspot(p).await,
+        };
+        report(sink.is_ok(), format!("{}: sink", p.name), sink.unwrap_or_else(|why| why));
     }
     Ok(if all_ok { Exit::Ok } else { Exit::Usage })
+}
+
+async fn probe_url(url: &config::UrlSource, base_dir: &Path) -> Result<String, String> {
+    let url = pipeline::resolve_url(url, base_dir).map_err(|e| e.message)?;
+    probe(&url).await.map(|d| format!("{} at {}", d.name(), syncline_store::redact_url(&url))).map_err(|e| e.to_string())
+}
+
+/// Reads the portal's property definitions (with a short retry policy) and runs the sink's
+/// pre-flight on the fields the transforms are known to produce.
+async fn probe_hubspot(p: &config::Pipeline) -> Result<String, String> {
+    let settings = pipeline::hubspot_settings(p, p.batch_size).map_err(|e| e.message)?;
+    let quick =
+        PolicyConfig { name: "hubspot".into(), max_attempts: 2, overall_timeout: Duration::from_secs(15), ..PolicyConfig::default() };
+    let api = HubSpotApi::with_policy(&settings, quick).map_err(|e| e.to_string())?;
+    let where_ = format!("HubSpot {} at {}", settings.object, settings.base_url);
+    let mut sink = HubSpotSink::with_api(settings, Arc::new(api));
+    let shape = pipeline::shape(p);
+    let fields: Vec<&str> = shape.fields.iter().flatten().map(String::as_str).collect();
+    sink.preflight(fields.iter().copied()).await.map_err(|e| format!("{where_}: {e}"))?;
+    Ok(match fields.len() {
+        0 => format!(
+            "{where_}; idProperty checked (add a `select` step to check the mapped properties here; `run` checks them before writing)"
+        ),
+        n => format!("{where_}; {n} mapped properties exist and take these values"),
+    })
 }

@@ -82,7 +82,7 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
             .pipeline(&name)
             .ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
         let transforms = pipeline::transforms(p, &config.base_dir)?;
-        let sink = pipeline::sink(p, &config.base_dir).await?;
+        let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
         let run_id = uuid::Uuid::now_v7().to_string();
         store.start_run(&run_id, &name, RunMode::Replay.name()).await.map_err(CliError::failed)?;
         let started = Instant::now();
@@ -90,7 +90,7 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
             run_id: run_id.clone(),
             pipeline: name.clone(),
             mode: RunMode::Replay,
-            batch_size: p.batch_size,
+            batch_size: pipeline::write_size(p, p.batch_size),
             limit: None,
             sink_key: pipeline::sink_key(p),
             change_detection: p.change_detection,

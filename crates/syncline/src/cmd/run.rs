@@ -1,14 +1,18 @@
 //! `syncline run`: one pipeline or all of them, with progress, history and a summary.
 
 use crate::cli::RunArgs;
+use crate::config::SinkSettings;
 use crate::config::{Config, Pipeline};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::pipeline;
 use crate::progress::{Reporter, summary};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
+use syncline_connectors::AnySink;
 use syncline_core::runner::{Counts, PlanEntry, RunMode, RunOptions, Runner};
+use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
 use tracing::Instrument;
 
@@ -29,6 +33,7 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, quiet: bool) -> 
         None => None,
     };
 
+    let sandbox = if args.sandbox { Some(start_sandbox(&pipelines).await?) } else { None };
     let mut rows = Vec::new();
     let mut worst = Exit::Ok;
     for pipeline in pipelines {
@@ -57,8 +62,59 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, quiet: bool) -> 
             println!("dead letters: `syncline dlq list` shows why; fix the data or the mapping, then `syncline dlq replay`.");
         }
         println!("history: `syncline runs`");
+        if let Some((sandbox, address)) = &sandbox {
+            print_ledger(sandbox, address);
+        }
     }
     Ok(worst)
+}
+
+/// Serves the sandbox's demo portal where the pipelines' HubSpot sinks point (a loopback URL).
+async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), CliError> {
+    let urls: Vec<&str> = pipelines
+        .iter()
+        .filter_map(|p| match &p.sink {
+            SinkSettings::HubSpot { settings, .. } => Some(settings.base_url.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some(url) = urls.first() else { return Err(CliError::usage("--sandbox: no selected pipeline writes to HubSpot")) };
+    if urls.iter().any(|u| u != url) {
+        return Err(CliError::usage("--sandbox: the selected pipelines point HubSpot at different URLs"));
+    }
+    let address = url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|a| a.starts_with("127.0.0.1:") || a.starts_with("localhost:"))
+        .ok_or_else(|| CliError::usage(format!("--sandbox: the HubSpot base_url {url} is not http://127.0.0.1:PORT")))?;
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        CliError::usage(format!(
+            "--sandbox: cannot listen on {address} ({e}); if `syncline sandbox` already runs there, leave out --sandbox"
+        ))
+    })?;
+    let sandbox = Sandbox::from_seed(Seed::members_demo());
+    let router = sandbox.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((sandbox, address.to_owned()))
+}
+
+/// What the sandbox received during the run: calls by endpoint and status, budget use, effects.
+fn print_ledger(sandbox: &Sandbox, address: &str) {
+    let ledger = sandbox.ledger();
+    let mut calls: BTreeMap<(String, String, u16), usize> = BTreeMap::new();
+    for r in &ledger.requests {
+        *calls.entry((r.method.clone(), r.path.clone(), r.status)).or_default() += 1;
+    }
+    println!("sandbox at http://{address} received {} calls:", ledger.requests.len());
+    for ((method, path, status), n) in calls {
+        println!("  {n:>6} × {method} {path} → {status}");
+    }
+    let created = ledger.effects.iter().filter(|e| e.kind == "created").count();
+    let updated = ledger.effects.iter().filter(|e| e.kind == "updated").count();
+    println!("  contacts created {created}, updated {updated}; at most {} calls in any 10 s", ledger.max_rolling(10_000));
+    println!("  (the sandbox stops with this command; `syncline sandbox` keeps one running, with its ledger at /__sandbox/ledger)");
 }
 
 fn worse(a: Exit, b: Exit) -> Exit {
@@ -98,7 +154,14 @@ async fn run_one(
 ) -> Result<(Exit, String, Counts, String), CliError> {
     let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
     let mut source = pipeline::source(pipeline, &config.base_dir, since).await?;
-    let sink = pipeline::sink(pipeline, &config.base_dir).await?;
+    let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
+    let mut sink = pipeline::sink(pipeline, &config.base_dir, batch_size).await?;
+    if let AnySink::HubSpot(hubspot) = &mut sink {
+        // the fields a `select` fixes are checked now; any others at the first write
+        let shape = pipeline::shape(pipeline);
+        let fields = shape.fields.iter().flatten().map(String::as_str);
+        hubspot.preflight(fields).await.map_err(|e| CliError::failed(format!("sink: {e}")))?;
+    }
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
 
     let mode = match (args.dry_run, args.full || since.is_some()) {
@@ -117,7 +180,7 @@ async fn run_one(
         run_id: run_id.clone(),
         pipeline: pipeline.name.clone(),
         mode,
-        batch_size: args.batch_size.map_or(pipeline.batch_size, |b| b as usize),
+        batch_size: pipeline::write_size(pipeline, batch_size),
         limit: args.limit,
         sink_key: pipeline::sink_key(pipeline),
         change_detection: pipeline.change_detection,

@@ -32,11 +32,12 @@ pub struct RawPipeline {
     #[schemars(with = "Vec<RawTransform>")]
     pub transforms: Vec<At<RawTransform>>,
     pub sink: RawSink,
-    /// Records per sink call (default 500 for SQL sinks).
+    /// Records per sink call (default 500 for SQL sinks; for HubSpot, inputs per batch call,
+    /// at most and by default 100).
     #[schemars(with = "Option<u64>")]
     pub batch_size: Option<At<u64>>,
-    /// Skip records whose mapped fields equal what was last written (default: off for SQL
-    /// sinks, whose upserts are idempotent anyway).
+    /// Skip records whose mapped fields equal what was last written (default: on for HubSpot,
+    /// where every call spends the rate budget; off for SQL sinks, whose upserts are idempotent).
     pub change_detection: Option<bool>,
 }
 
@@ -78,9 +79,54 @@ pub struct RawSqlSource {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
+// one value per pipeline, parsed once: the size difference costs nothing
+#[allow(clippy::large_enum_variant)]
 pub enum RawSink {
     /// A SQL table, upserted by key.
     Sql(RawSqlSink),
+    /// HubSpot CRM objects, batch-upserted by a unique property.
+    Hubspot(RawHubSpotSink),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHubSpotSink {
+    /// The API's URL (default `https://api.hubapi.com`; the sandbox's `http://127.0.0.1:8787`).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<At<String>>,
+    /// A private app's access token, as `${VAR}` (a token written in the config is refused).
+    #[schemars(with = "Option<String>")]
+    pub token: Option<At<String>>,
+    /// A file holding the token (for secrets mounted as files).
+    #[schemars(with = "Option<String>")]
+    pub token_file: Option<At<String>>,
+    /// `contacts` (default), `companies`, `deals`, `0-421` (appointments) or a custom `2-…` type.
+    #[schemars(with = "Option<String>")]
+    pub object: Option<At<String>>,
+    /// The unique property records are matched on (`email`, or e.g. `numero_asociado`); the
+    /// mapped field of the same name is the record's identity.
+    #[schemars(with = "String")]
+    pub id_property: At<String>,
+    /// The portal's tier, which sets the budget: `free`/`starter` (100 calls per 10 s),
+    /// `professional`/`enterprise` (190), `api_limit_increase` (250). Default `free`.
+    pub tier: Option<RawTier>,
+    /// Spend at most this many calls per 10 s (default: the tier's whole budget); leave room
+    /// for other apps on the same portal.
+    #[schemars(with = "Option<u64>")]
+    pub calls_per_10s: Option<At<u64>>,
+    /// Batch calls in flight at once (default 4); the budget paces them either way.
+    #[schemars(with = "Option<u64>")]
+    pub in_flight: Option<At<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTier {
+    Free,
+    Starter,
+    Professional,
+    Enterprise,
+    ApiLimitIncrease,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,6 +6,7 @@ use super::raw::*;
 use serde_saphyr::Location;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL, Tier};
 use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings, SqlTable};
 use syncline_core::transform::normalize_phone;
 
@@ -44,7 +45,16 @@ pub enum SourceSettings {
 
 #[derive(Debug)]
 pub enum SinkSettings {
-    Sql { url: UrlSource, settings: SqlSinkSettings },
+    Sql {
+        url: UrlSource,
+        settings: SqlSinkSettings,
+    },
+    /// The token is filled in from `token` when the pipeline is opened; `produced_values` and
+    /// `inputs_per_call` come from the transforms and `batch_size`.
+    HubSpot {
+        token: UrlSource,
+        settings: HubSpotSettings,
+    },
 }
 
 impl Config {
@@ -286,6 +296,52 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
                     create_table: s.create_table,
                 };
                 (SinkSettings::Sql { url, settings }, 500, 10_000, false)
+            }
+            RawSink::Hubspot(h) => {
+                let spath = format!("{path}.sink.hubspot");
+                let token = match (&h.token, &h.token_file) {
+                    (Some(token), None) if !token.value.contains("${") => {
+                        return Err(ctx.err(
+                            &token.referenced,
+                            &format!("{spath}.token"),
+                            "a token written in the config is not allowed; use ${HUBSPOT_TOKEN} (or token_file)",
+                        ));
+                    }
+                    (Some(token), None) => UrlSource::Inline(ctx.expand(token, &format!("{spath}.token"))?),
+                    (None, Some(file)) => UrlSource::File(base_dir.join(ctx.expand(file, &format!("{spath}.token_file"))?)),
+                    (Some(token), Some(_)) => return Err(ctx.err(&token.referenced, &spath, "give either token or token_file, not both")),
+                    (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
+                };
+                let base_url = match &h.base_url {
+                    Some(url) => {
+                        let expanded = ctx.expand(url, &format!("{spath}.base_url"))?;
+                        if !(expanded.starts_with("https://") || expanded.starts_with("http://")) {
+                            return Err(ctx.err(
+                                &url.referenced,
+                                &format!("{spath}.base_url"),
+                                format!("{expanded:?} is not an http(s) URL"),
+                            ));
+                        }
+                        expanded
+                    }
+                    None => DEFAULT_BASE_URL.to_owned(),
+                };
+                let object = match &h.object {
+                    Some(object) => ctx.expand(object, &format!("{spath}.object"))?,
+                    None => "contacts".to_owned(),
+                };
+                let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
+                let mut settings = HubSpotSettings::new(&base_url, "", &object, &id_property);
+                let tier = match h.tier.unwrap_or(RawTier::Free) {
+                    RawTier::Free | RawTier::Starter => Tier::Free,
+                    RawTier::Professional | RawTier::Enterprise => Tier::Professional,
+                    RawTier::ApiLimitIncrease => Tier::LimitIncrease,
+                };
+                let burst = u64::from(tier.per_ten_seconds());
+                settings.calls_per_ten_seconds =
+                    ctx.positive(&h.calls_per_10s, &format!("{spath}.calls_per_10s"), 1..=burst, burst)? as u32;
+                settings.in_flight = ctx.positive(&h.in_flight, &format!("{spath}.in_flight"), 1..=32, 4)?;
+                (SinkSettings::HubSpot { token, settings }, MAX_INPUTS_PER_CALL as u64, MAX_INPUTS_PER_CALL as u64, true)
             }
         };
         let batch_size = ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max_batch, default_batch)?;

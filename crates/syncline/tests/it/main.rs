@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod hubspot;
 mod members;
 mod sandbox;
 mod sql_copy;

@@ -17,7 +17,7 @@ impl Drop for Running {
 }
 
 /// One HTTP/1.1 request; returns the status line and the body.
-fn http(address: &str, method: &str, path: &str, token: &str, body: &str) -> (String, String) {
+pub fn http(address: &str, method: &str, path: &str, token: &str, body: &str) -> (String, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,

@@ -1,0 +1,350 @@
+//! HubSpot's wire: the request and response shapes syncline uses, and one `send` that runs every
+//! call through the shared resilience `Policy` and turns HTTP answers into error classes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use syncline_core::{ConnectorError, ErrorClass};
+use syncline_resilience::{Budget, CallError, Feedback, Policy, PolicyConfig, Reply, parse_retry_after};
+
+use super::config::HubSpotSettings;
+
+/// One property definition (`Property` in the properties spec); only what syncline checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub field_type: String,
+    #[serde(default)]
+    pub options: Vec<PropertyOptionDef>,
+    #[serde(default)]
+    pub has_unique_value: bool,
+    #[serde(default)]
+    pub calculated: bool,
+    #[serde(default)]
+    pub modification_metadata: Option<ModificationMetadata>,
+}
+
+impl PropertyDef {
+    /// Whether a value can be written to it through the API.
+    pub fn writable(&self) -> bool {
+        !self.calculated && !self.modification_metadata.as_ref().is_some_and(|m| m.read_only_value)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PropertyOptionDef {
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModificationMetadata {
+    #[serde(default)]
+    pub read_only_value: bool,
+}
+
+#[derive(Deserialize)]
+struct PropertyList {
+    results: Vec<PropertyDef>,
+}
+
+/// One input of a batch upsert.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpsertInput {
+    pub id: String,
+    pub id_property: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct Inputs<T> {
+    inputs: T,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadRequest<'a> {
+    inputs: Vec<ReadInput<'a>>,
+    properties: &'a [String],
+    id_property: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReadInput<'a> {
+    id: &'a str,
+}
+
+/// A batch answer, 200 or 207 (`BatchResponseSimplePublicObject[WithErrors]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    #[serde(default)]
+    pub results: Vec<SimpleObject>,
+    #[serde(default)]
+    pub errors: Vec<StandardError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimpleObject {
+    pub id: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Option<String>>,
+    /// Upserts only: whether the object was created.
+    #[serde(default)]
+    pub new: Option<bool>,
+}
+
+/// One input's error inside a 207; every field is optional in practice (API-CONTRACTS §1.5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StandardError {
+    pub category: String,
+    pub message: String,
+    pub context: BTreeMap<String, Vec<String>>,
+    pub errors: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ErrorDetail {
+    pub message: String,
+    pub code: Option<String>,
+    #[serde(rename = "in")]
+    pub field: Option<String>,
+}
+
+/// A whole-call error body (`Error`, and the 429 body with `policyName`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ErrorBody {
+    message: String,
+    category: Option<String>,
+    policy_name: Option<String>,
+}
+
+/// A HubSpot portal as seen through one private app token.
+pub struct HubSpotApi {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+    policy: Policy,
+}
+
+impl HubSpotApi {
+    /// A client whose calls share the portal's budget and a circuit breaker.
+    pub fn new(settings: &HubSpotSettings) -> Result<HubSpotApi, ConnectorError> {
+        let config = PolicyConfig {
+            name: "hubspot".into(),
+            // 1 % kept clear of the window's edge: our clock and HubSpot's are not the same clock
+            budget: Some(Budget::per(settings.calls_per_ten_seconds, Duration::from_secs(10)).with_margin(Duration::from_millis(100))),
+            max_in_flight: Some(settings.in_flight.max(1)),
+            bulkhead_wait: settings.call_timeout,
+            overall_timeout: settings.call_timeout,
+            ..PolicyConfig::default()
+        };
+        HubSpotApi::with_policy(settings, config)
+    }
+
+    /// A client with its own policy (`check` wants a short one).
+    pub fn with_policy(settings: &HubSpotSettings, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("syncline/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))?;
+        Ok(HubSpotApi { http, base_url: settings.base_url.clone(), token: settings.token.clone(), policy: Policy::new(config) })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /crm/v3/properties/{object}`.
+    pub async fn properties(&self, object: &str) -> Result<Vec<PropertyDef>, ConnectorError> {
+        let path = format!("/crm/v3/properties/{object}");
+        let body = self.send(Method::GET, &path, None).await?;
+        let list: PropertyList = decode(&path, &body)?;
+        Ok(list.results)
+    }
+
+    /// `POST /crm/v3/objects/{object}/batch/upsert` (≤ 100 inputs).
+    pub async fn batch_upsert(&self, object: &str, inputs: &[UpsertInput]) -> Result<BatchResponse, ConnectorError> {
+        let path = format!("/crm/v3/objects/{object}/batch/upsert");
+        let body = serde_json::to_vec(&Inputs { inputs }).expect("inputs serialize");
+        decode(&path, &self.send(Method::POST, &path, Some(body)).await?)
+    }
+
+    /// `POST /crm/v3/objects/{object}/batch/read` by `id_property` (≤ 100 ids).
+    pub async fn batch_read(
+        &self,
+        object: &str,
+        id_property: &str,
+        ids: &[&str],
+        properties: &[String],
+    ) -> Result<BatchResponse, ConnectorError> {
+        let path = format!("/crm/v3/objects/{object}/batch/read");
+        let request = ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, id_property };
+        let body = serde_json::to_vec(&request).expect("inputs serialize");
+        decode(&path, &self.send(Method::POST, &path, Some(body)).await?)
+    }
+
+    /// One call through the policy: retried while transient or rate-limited, paced by the budget.
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
+        let url = format!("{}{path}", self.base_url);
+        let what = format!("{method} {path}");
+        let attempt = || {
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
+            }
+            let what = what.as_str();
+            async move {
+                let response = match request.send().await {
+                    Ok(response) => response,
+                    Err(e) => return Reply::failed(ErrorClass::Transient { retry_after: None }, unreachable(&self.base_url, what, &e)),
+                };
+                let status = response.status();
+                let headers = response.headers().clone();
+                match response.bytes().await {
+                    Ok(bytes) => classify(status, &headers, bytes.to_vec(), what),
+                    // a reset or a truncated body: whether the write happened is unknown, and an
+                    // upsert by idProperty is safe to repeat
+                    Err(e) => Reply::failed(ErrorClass::Transient { retry_after: None }, format!("{what}: the answer was cut off: {e}")),
+                }
+            }
+        };
+        self.policy.call(attempt).await.map_err(|e| call_error(e, &self.base_url))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ConnectorError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let start: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        ConnectorError::new(
+            ErrorClass::Transient { retry_after: None },
+            format!("{what}: HubSpot's answer is not the expected JSON ({e}): {start}"),
+        )
+    })
+}
+
+fn unreachable(base_url: &str, what: &str, error: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut message = format!("{what}: cannot reach HubSpot at {base_url}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// A policy's final error as a connector error of the same class.
+fn call_error(error: CallError, base_url: &str) -> ConnectorError {
+    let class = error.class();
+    let message = match &error {
+        CallError::Failed(failure) if failure.class == ErrorClass::Config => {
+            format!("{} (check the token and its scopes for {base_url})", failure.message)
+        }
+        other => other.to_string(),
+    };
+    ConnectorError::new(class, message)
+}
+
+/// An HTTP answer as an attempt's outcome: 2xx (207 included) is a success; the rest has a class.
+fn classify(status: StatusCode, headers: &HeaderMap, body: Vec<u8>, what: &str) -> Reply<Vec<u8>> {
+    let mut feedback = feedback(headers);
+    if status.is_success() {
+        return Reply::ok(body).with_feedback(feedback);
+    }
+    let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let category = error.category.as_deref().or(error.policy_name.as_deref()).unwrap_or("no category");
+    let message = format!("{what}: HubSpot answered {} ({category}): {}", status.as_u16(), error.message);
+    let class = match status.as_u16() {
+        429 => {
+            match error.policy_name.as_deref() {
+                Some("DAILY") => feedback.daily_remaining = Some(0),
+                // the search API's per-second limit reopens within a second
+                Some("SECONDLY") => feedback.retry_after = feedback.retry_after.or(Some(Duration::from_secs(1))),
+                _ => {}
+            }
+            ErrorClass::RateLimited
+        }
+        401 | 403 => ErrorClass::Config,
+        408 | 500..=599 => ErrorClass::Transient { retry_after: feedback.retry_after },
+        409 => ErrorClass::Conflict,
+        _ => ErrorClass::Data,
+    };
+    Reply::failed(class, message).with_feedback(feedback)
+}
+
+/// The budget facts in HubSpot's rate-limit headers and `Retry-After`.
+fn feedback(headers: &HeaderMap) -> Feedback {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    Feedback {
+        max: text("x-hubspot-ratelimit-max").and_then(|v| v.parse().ok()),
+        remaining: text("x-hubspot-ratelimit-remaining").and_then(|v| v.parse().ok()),
+        daily_remaining: text("x-hubspot-ratelimit-daily-remaining").and_then(|v| v.parse().ok()),
+        retry_after: text("retry-after").and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn classes_follow_the_status() {
+        let class =
+            |status: u16, body: &str| match classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.into(), "x").outcome {
+                Ok(_) => None,
+                Err(f) => Some(f.class),
+            };
+        assert_eq!(class(200, "{}"), None);
+        assert_eq!(class(207, "{}"), None);
+        assert_eq!(class(401, r#"{"category":"INVALID_AUTHENTICATION","message":"no"}"#), Some(ErrorClass::Config));
+        assert_eq!(class(429, r#"{"policyName":"TEN_SECONDLY_ROLLING"}"#), Some(ErrorClass::RateLimited));
+        assert_eq!(class(503, "not json"), Some(ErrorClass::Transient { retry_after: None }));
+        assert_eq!(class(409, r#"{"category":"CONFLICT"}"#), Some(ErrorClass::Conflict));
+        assert_eq!(class(400, r#"{"category":"VALIDATION_ERROR"}"#), Some(ErrorClass::Data));
+    }
+
+    #[test]
+    fn rate_limit_facts_are_learned() {
+        let reply = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("x-hubspot-ratelimit-max", "100"), ("x-hubspot-ratelimit-remaining", "0"), ("retry-after", "3")]),
+            br#"{"policyName":"TEN_SECONDLY_ROLLING","message":"You have reached your ten_secondly_rolling limit."}"#.to_vec(),
+            "POST /x",
+        );
+        assert_eq!(
+            reply.feedback,
+            Feedback { max: Some(100), remaining: Some(0), daily_remaining: None, retry_after: Some(Duration::from_secs(3)) }
+        );
+        assert!(reply.outcome.unwrap_err().message.contains("ten_secondly_rolling limit"));
+
+        let daily = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), br#"{"policyName":"DAILY"}"#.to_vec(), "x");
+        assert_eq!(daily.feedback.daily_remaining, Some(0));
+        let secondly = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), br#"{"policyName":"SECONDLY"}"#.to_vec(), "x");
+        assert_eq!(secondly.feedback.retry_after, Some(Duration::from_secs(1)));
+    }
+}
