@@ -130,13 +130,19 @@ async fn put_faults(State(sandbox): State<Sandbox>, axum::Json(faults): axum::Js
     axum::Json(faults)
 }
 
-/// Budget use per 10-second window, and the most calls in any rolling 10 s.
+/// Budget use per 10-second window, the most calls in any rolling 10 s, and calls by endpoint
+/// and status.
 async fn budget_json(State(sandbox): State<Sandbox>) -> axum::Json<serde_json::Value> {
     let ledger = sandbox.ledger();
+    let mut by_call: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
+    for r in &ledger.requests {
+        *by_call.entry(format!("{} {}", r.method, r.path)).or_default().entry(r.status).or_default() += 1;
+    }
     axum::Json(serde_json::json!({
         "window_ms": 10_000,
         "max_rolling": ledger.max_rolling(10_000),
         "windows": ledger.windows(10_000),
+        "calls": by_call,
     }))
 }
 

@@ -74,6 +74,9 @@ pub struct SandboxArgs {
     /// (also settable at run time: `PUT /__sandbox/faults`).
     #[arg(long)]
     pub faults: Option<String>,
+    /// The demo portal's tier (free: 100 calls per 10 s, professional: 190, api-limit-increase: 250).
+    #[arg(long, value_parser = parse_tier, conflicts_with = "seed")]
+    pub tier: Option<syncline_connectors::hubspot::Tier>,
 }
 
 #[derive(Debug, Args)]
@@ -178,4 +181,18 @@ pub struct BenchArgs {
     /// Where to put the generated databases (default: a temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Write to an in-process HubSpot sandbox of this tier instead of SQLite, in real time
+    /// (free: 100 calls per 10 s, professional: 190, api-limit-increase: 250).
+    #[arg(long, value_parser = parse_tier)]
+    pub hubspot: Option<syncline_connectors::hubspot::Tier>,
+}
+
+fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {
+    use syncline_connectors::hubspot::Tier;
+    match text {
+        "free" | "starter" => Ok(Tier::Free),
+        "professional" | "enterprise" => Ok(Tier::Professional),
+        "api-limit-increase" | "api_limit_increase" => Ok(Tier::LimitIncrease),
+        other => Err(format!("{other:?} is not a tier; use free, professional or api-limit-increase")),
+    }
 }

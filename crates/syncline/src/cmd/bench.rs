@@ -1,12 +1,15 @@
 //! `syncline bench`: the members pipeline (every member rule) from SQLite to SQLite over
-//! generated rows, reporting records/s and resident memory. A command, not a timed test: the
-//! machines are shared, so figures are read by people, not asserted.
+//! generated rows, reporting records/s and resident memory; with `--hubspot TIER`, the same
+//! rows into an in-process HubSpot sandbox of that tier in real time, reporting how full each
+//! 10-second budget window was. A command, not a timed test: the machines are shared, so
+//! figures are read by people, not asserted.
 
 use crate::cli::BenchArgs;
 use crate::config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::pipeline;
 use std::time::{Duration, Instant};
+use syncline_connectors::hubspot::Tier;
 use syncline_core::Progress;
 use syncline_core::runner::{Counts, RunMode, RunOptions, Runner};
 use syncline_store::Store;
@@ -14,6 +17,7 @@ use syncline_store::Store;
 /// The members example config, shipped in the binary so the bench needs nothing else.
 const MEMBERS_YAML: &str = include_str!("../../../../examples/members.yaml");
 const MEMBER_SCHEMA: &str = include_str!("../../../../examples/member.schema.json");
+const MEMBERS_TO_HUBSPOT_YAML: &str = include_str!("../../../../examples/members-to-hubspot.yaml");
 
 /// Samples memory as the run goes.
 struct MemoryProbe {
@@ -49,20 +53,33 @@ pub async fn run(args: BenchArgs) -> CliResult {
         }
     };
     std::fs::create_dir_all(&dir).map_err(CliError::failed)?;
-    for name in ["members.db", "members-warehouse.db", "members-state.db"] {
+    for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
     std::fs::write(dir.join("member.schema.json"), MEMBER_SCHEMA).map_err(CliError::failed)?;
     eprintln!("generating {} member rows in {} …", args.rows, dir.display());
     let generated = Instant::now();
-    super::example::generate(&dir.join("members.db"), args.rows, 0.05, 7).await.map_err(CliError::failed)?;
+    // every row reaches HubSpot when it is the sink: the figures are about the budget
+    let invalid = if args.hubspot.is_some() { 0.0 } else { 0.05 };
+    super::example::generate(&dir.join("members.db"), args.rows, invalid, 7).await.map_err(CliError::failed)?;
     eprintln!(
         "generated in {:.1}s; running the members pipeline (release builds only give meaningful figures)",
         generated.elapsed().as_secs_f64()
     );
 
-    let env = |_: &str| None;
-    let config = config::parse("members.yaml", MEMBERS_YAML, &dir, &env)?;
+    let sandbox = match args.hubspot {
+        Some(tier) => Some(start_sandbox(tier)?),
+        None => None,
+    };
+    let base_url = sandbox.as_ref().map(|s| s.url.clone());
+    let env = move |name: &str| (name == "HUBSPOT_BASE_URL").then(|| base_url.clone()).flatten();
+    let (file, yaml) = match args.hubspot {
+        Some(_) => {
+            ("members-to-hubspot.yaml", MEMBERS_TO_HUBSPOT_YAML.replace("tier: free", &format!("tier: {}", tier_name(args.hubspot))))
+        }
+        None => ("members.yaml", MEMBERS_YAML.to_owned()),
+    };
+    let config = config::parse(file, &yaml, &dir, &env)?;
     let p = config.pipeline("members").expect("the example defines members");
     let store = Store::connect(&config.state_url).await.map_err(CliError::failed)?;
     let transforms = pipeline::transforms(p, &dir)?;
@@ -90,7 +107,13 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let took = started.elapsed().as_secs_f64();
     store.finish_run(&run_id, "succeeded", None, None).await.map_err(CliError::failed)?;
 
-    println!("bench: members pipeline, SQLite → map + validate (all member rules) → SQLite");
+    match &sandbox {
+        None => println!("bench: members pipeline, SQLite → map + validate (all member rules) → SQLite"),
+        Some(_) => println!(
+            "bench: members pipeline, SQLite → map + validate (all member rules) → HubSpot sandbox, {} tier, real time",
+            tier_name(args.hubspot)
+        ),
+    }
     println!("rows read        {}", counts.read);
     println!("written          {}", counts.created + counts.updated);
     println!("dead letters     {}", counts.rejected);
@@ -107,5 +130,72 @@ pub async fn run(args: BenchArgs) -> CliResult {
         timings.write.as_secs_f64(),
         timings.commit.as_secs_f64()
     );
+    if let Some(sandbox) = &sandbox {
+        print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
+    }
     Ok(Exit::Ok)
+}
+
+fn tier_name(tier: Option<Tier>) -> &'static str {
+    match tier {
+        Some(Tier::Professional) => "professional",
+        Some(Tier::LimitIncrease) => "api_limit_increase",
+        _ => "free",
+    }
+}
+
+/// `syncline sandbox` as a child process (so the figures measure syncline alone), killed on drop.
+struct SandboxProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sandbox(tier: Tier) -> Result<SandboxProcess, CliError> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(CliError::failed)?;
+    let mut child = std::process::Command::new(exe)
+        .args(["sandbox", "--port", "0", "--tier", tier_name(Some(tier))])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut banner = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut banner).map_err(CliError::failed)?;
+    let url = banner.trim().strip_prefix("sandbox listening on ").map(str::to_owned);
+    let process = SandboxProcess { child, url: url.unwrap_or_default() };
+    if process.url.is_empty() {
+        return Err(CliError::failed(format!("the sandbox did not start: {banner:?}")));
+    }
+    Ok(process)
+}
+
+/// Calls per 10-second window as the sandbox counted them, and how full the full windows were.
+async fn print_budget_use(url: &str, budget: u32) -> Result<(), CliError> {
+    let fetch = async { reqwest::get(format!("{url}/__sandbox/budget")).await?.json::<serde_json::Value>().await };
+    let use_: serde_json::Value = fetch.await.map_err(|e| CliError::failed(format!("reading the sandbox's budget use: {e}")))?;
+    for (call, statuses) in use_["calls"].as_object().into_iter().flatten() {
+        let statuses: Vec<String> = statuses.as_object().into_iter().flatten().map(|(s, n)| format!("{n} × {s}")).collect();
+        println!("calls            {call}: {}", statuses.join(", "));
+    }
+    let windows: Vec<u64> = use_["windows"].as_array().into_iter().flatten().filter_map(|w| w["calls"].as_u64()).collect();
+    let listed: Vec<String> = windows.iter().map(u64::to_string).collect();
+    println!("calls per 10 s   {} (budget {budget})", listed.join(" "));
+    // the last window is cut short by the end of the run
+    let full = &windows[..windows.len().saturating_sub(1)];
+    if let (Some(least), Some(most)) = (full.iter().min(), full.iter().max()) {
+        println!(
+            "full windows     {} · least {least} ({:.1} % of the budget) · most {most} · most in any rolling 10 s {}",
+            full.len(),
+            *least as f64 * 100.0 / f64::from(budget),
+            use_["max_rolling"]
+        );
+    }
+    Ok(())
 }

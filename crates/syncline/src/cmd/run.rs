@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 use syncline_connectors::AnySink;
-use syncline_core::runner::{Counts, PlanEntry, RunMode, RunOptions, Runner};
+use syncline_core::runner::{Counts, PlanEntry, RunMode, RunOptions, Runner, retry_transient};
 use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
 use tracing::Instrument;
@@ -160,7 +160,11 @@ async fn run_one(
         // the fields a `select` fixes are checked now; any others at the first write
         let shape = pipeline::shape(pipeline);
         let fields = shape.fields.iter().flatten().map(String::as_str);
-        hubspot.preflight(fields).await.map_err(|e| CliError::failed(format!("sink: {e}")))?;
+        let fields: Vec<&str> = fields.collect();
+        // an outage pauses the run as a database outage does; a config error stops it at once
+        retry_transient(RETRY_FOR, async || hubspot.preflight(fields.iter().copied()).await)
+            .await
+            .map_err(|e| CliError::failed(format!("sink: {e}")))?;
     }
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
 

@@ -1,5 +1,6 @@
 //! `syncline sandbox`: serves the API emulators until interrupted.
 
+use syncline_connectors::hubspot::Tier;
 use syncline_sandbox::{Faults, Sandbox, Seed};
 
 use crate::cli::SandboxArgs;
@@ -7,7 +8,7 @@ use crate::exit::{CliError, CliResult, Exit};
 
 pub async fn run(args: SandboxArgs) -> CliResult {
     let seed = match &args.seed {
-        None => Seed::members_demo(),
+        None => demo_seed(args.tier.unwrap_or(Tier::Free)),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
             // YAML is a superset of JSON, so one parser reads both
@@ -37,4 +38,15 @@ pub async fn run(args: SandboxArgs) -> CliResult {
         .await
         .map_err(CliError::failed)?;
     Ok(Exit::Ok)
+}
+
+/// The demo member portal at `tier`.
+pub fn demo_seed(tier: Tier) -> Seed {
+    let mut seed = Seed::members_demo();
+    seed.hubspot[0].tier = match tier {
+        Tier::Free => syncline_sandbox::Tier::Free,
+        Tier::Professional => syncline_sandbox::Tier::Professional,
+        Tier::LimitIncrease => syncline_sandbox::Tier::LimitIncrease,
+    };
+    seed
 }

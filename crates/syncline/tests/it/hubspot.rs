@@ -352,3 +352,40 @@ async fn faults_change_nothing_in_the_result() {
     assert_eq!(last_run(o, "hub.yaml")["read_count"], 500);
     assert_eq!(faulty.contacts(), clean.contacts(), "the same contacts, nothing lost or duplicated");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_opens_the_breaker_and_the_run_recovers() {
+    let hub = hub(Tier::Free);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    people(d, 3000, |n| (format!("p{n}@example.cr"), "Casado".into())).await;
+    let child = bin()
+        .current_dir(d)
+        .env("HUBSPOT_BASE_URL", &hub.url)
+        .arg("--config")
+        .arg(d.join("people.yaml"))
+        .args(["run", "people"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // once writes are going, HubSpot answers 503 to everything for 20 s: shorter than the
+    // breaker stays open (30 s)
+    while hub.upserts() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hub.sandbox.set_faults(Faults { down_for_secs: 20, ..Faults::default() });
+    let out = child.wait_with_output().unwrap();
+
+    assert_eq!(code(&out), 0, "the run waits the outage out: {}", stderr(&out));
+    assert_eq!(hub.contacts().len(), 3000, "nothing lost");
+    let ledger = hub.sandbox.ledger();
+    let failed = ledger.with_status(503);
+    // half of the last 20 calls failing (10 at least recorded) opens it — here after the 5
+    // successful calls, 5 failures; calls already past the breaker may land, then ≤ 3 probes
+    assert!((5..=12).contains(&failed), "a bounded number of calls fail: {failed}");
+    let times: Vec<i64> = ledger.requests.iter().map(|r| r.at_ms).collect();
+    let longest_pause = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest_pause >= 29_000, "no calls while the breaker is open: longest pause {longest_pause} ms");
+    assert_eq!(ledger.calls("/batch/upsert").iter().filter(|r| r.status == 200).count(), 30);
+}
