@@ -1,5 +1,6 @@
 //! Scripted faults, deterministic by seed: a share of 429s (with or without `Retry-After`),
-//! 5xx answers, writes whose answer is lost, added latency, and "down for N seconds". Set at
+//! 5xx answers, writes whose answer is lost, connections cut before or after the write is
+//! applied, answers cut off halfway, stalls, added latency, and "down for N seconds". Set at
 //! start (`syncline sandbox --faults`) or at run time (`PUT /__sandbox/faults`).
 
 use std::time::{Duration, Instant};
@@ -24,6 +25,33 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// Answer 503 to everything for this long, from when these faults were set.
     pub down_for_secs: u64,
+    /// Share of requests whose connection is cut before anything is applied (no usable answer).
+    pub resets_before: f64,
+    /// Share of requests applied, then their connection cut (no usable answer).
+    pub resets_after: f64,
+    /// Share of requests applied and answered with a body cut off halfway.
+    pub truncated: f64,
+    /// Share of requests held for `stall_ms` before they are handled (beyond a client's timeout).
+    pub stalls: f64,
+    pub stall_ms: u64,
+}
+
+/// How an answer's connection is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Nothing of the body arrives.
+    Reset,
+    /// Half of the body arrives.
+    Truncated,
+}
+
+impl Cut {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cut::Reset => "reset",
+            Cut::Truncated => "truncated",
+        }
+    }
 }
 
 /// What happens to one request.
@@ -36,6 +64,8 @@ pub(crate) struct Draw {
     pub after: Option<u16>,
     /// `Retry-After` seconds for an injected 429.
     pub retry_after: Option<u64>,
+    /// Cut the connection: before handling (`applied` false) or after.
+    pub cut: Option<(Cut, bool)>,
 }
 
 #[derive(Debug)]
@@ -61,6 +91,9 @@ impl FaultState {
         let f = &self.faults;
         let jitter = if f.jitter_ms > 0 { self.rng.u64(0..=f.jitter_ms) } else { 0 };
         let mut draw = Draw { delay: Duration::from_millis(f.latency_ms + jitter), ..Draw::default() };
+        if self.rng.f64() < f.stalls {
+            draw.delay += Duration::from_millis(f.stall_ms);
+        }
         if self.down_until.is_some_and(|until| now < until) {
             draw.before = Some(503);
         } else if self.rng.f64() < f.rate_limited {
@@ -70,6 +103,12 @@ impl FaultState {
             draw.before = Some([500, 502, 503, 504][self.rng.usize(0..4)]);
         } else if self.rng.f64() < f.lost_after_write {
             draw.after = Some(502);
+        } else if self.rng.f64() < f.resets_before {
+            draw.cut = Some((Cut::Reset, false));
+        } else if self.rng.f64() < f.resets_after {
+            draw.cut = Some((Cut::Reset, true));
+        } else if self.rng.f64() < f.truncated {
+            draw.cut = Some((Cut::Truncated, true));
         }
         draw
     }
@@ -93,6 +132,20 @@ mod tests {
         assert!((2_700..3_300).contains(&throttled), "{throttled}");
         // 10 % of the 70 % not throttled
         assert!((550..850).contains(&errors), "{errors}");
+    }
+
+    #[test]
+    fn cuts_and_stalls_are_drawn() {
+        let faults =
+            Faults { seed: 3, resets_before: 0.1, resets_after: 0.1, truncated: 0.1, stalls: 0.5, stall_ms: 1000, ..Faults::default() };
+        let mut state = FaultState::new(faults);
+        let draws: Vec<Draw> = (0..1_000).map(|_| state.draw(Instant::now())).collect();
+        let cut = |c: (Cut, bool)| draws.iter().filter(|d| d.cut == Some(c)).count();
+        for share in [cut((Cut::Reset, false)), cut((Cut::Reset, true)), cut((Cut::Truncated, true))] {
+            assert!((40..=130).contains(&share), "{share}");
+        }
+        let stalled = draws.iter().filter(|d| d.delay >= Duration::from_millis(1000)).count();
+        assert!((400..600).contains(&stalled), "{stalled}");
     }
 
     #[test]

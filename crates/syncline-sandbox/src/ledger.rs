@@ -18,6 +18,9 @@ pub struct RequestLine {
     pub at_ms: i64,
     /// Inputs in a batch body (0 for other requests).
     pub inputs: usize,
+    /// `reset` or `truncated` when a fault cut the answer's connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<&'static str>,
 }
 
 /// One applied change: `created`, `updated` or `archived`, on which object.
@@ -89,7 +92,7 @@ mod tests {
     use super::*;
 
     fn at(ms: &[i64]) -> Ledger {
-        let line = |at_ms| RequestLine { method: "POST".into(), path: "/x".into(), status: 200, at_ms, inputs: 0 };
+        let line = |at_ms| RequestLine { method: "POST".into(), path: "/x".into(), status: 200, at_ms, inputs: 0, cut: None };
         Ledger { requests: ms.iter().map(|&m| line(m)).collect(), effects: Vec::new() }
     }
 

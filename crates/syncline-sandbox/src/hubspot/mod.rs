@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 pub use portal::{Portal, PortalConfig, Property, PropertyOption, Tier};
 use portal::{Written, iso, object_type};
 
+use crate::faults::Cut;
 use crate::ledger::{Effect, RequestLine};
 use crate::{Sandbox, SandboxState};
 
@@ -83,7 +84,10 @@ async fn serve(
     let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let portal = token.and_then(|t| portals.iter_mut().find(|p| p.config.token == t));
     let mut effects = Vec::new();
+    // a connection cut before handling: nothing is applied and no usable answer is sent
+    let reset_before = fault.cut.is_some_and(|(_, applied)| !applied);
     let (mut status, mut body, mut headers) = match (fault.before, portal) {
+        _ if reset_before => (StatusCode::OK, Value::Null, Vec::new()),
         (Some(429), _) => {
             let headers = fault.retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
             (StatusCode::TOO_MANY_REQUESTS, rate_limit_body("TEN_SECONDLY_ROLLING"), headers)
@@ -120,15 +124,34 @@ async fn serve(
         status: status.as_u16(),
         at_ms: Utc::now().timestamp_millis(),
         inputs,
+        cut: fault.cut.map(|(cut, _)| cut.name()),
     });
     ledger.effects.extend(effects);
     drop(state);
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = match fault.cut {
+        None => (status, axum::Json(body)).into_response(),
+        Some((cut, _)) => cut_off(status, &body, cut),
+    };
     let map = response.headers_mut();
     map.insert("x-hubspot-correlation-id", HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("uuid is ascii"));
     for (name, value) in headers {
         map.insert(name, HeaderValue::from_str(&value).expect("numbers are ascii"));
     }
+    response
+}
+
+/// An answer whose connection breaks: after the status line, with none or half of the body.
+fn cut_off(status: StatusCode, body: &Value, cut: Cut) -> Response {
+    let bytes = serde_json::to_vec(body).expect("json serializes");
+    let sent = match cut {
+        Cut::Reset => Vec::new(),
+        Cut::Truncated => bytes[..bytes.len() / 2].to_vec(),
+    };
+    let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut by the sandbox");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(sent), Err(broken)];
+    let mut response = Response::new(axum::body::Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 

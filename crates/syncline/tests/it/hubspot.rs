@@ -319,7 +319,7 @@ async fn a_dry_run_plans_against_hubspot_without_writing() {
 async fn faults_change_nothing_in_the_result() {
     let clean = hub(Tier::LimitIncrease);
     let faulty = hub(Tier::LimitIncrease);
-    let dir = members_to_hubspot("api_limit_increase", "1000", "0");
+    let dir = members_to_hubspot("api_limit_increase", "3000", "0");
     let d = dir.path();
     let out = run(d, &clean, "hub.yaml", &["run", "members"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -330,6 +330,9 @@ async fn faults_change_nothing_in_the_result() {
         retry_after_secs,
         server_errors: 0.1,
         lost_after_write: 0.05,
+        resets_after: 0.05,
+        resets_before: 0.05,
+        truncated: 0.05,
         latency_ms: 2,
         jitter_ms: 30,
         ..Faults::default()
@@ -340,16 +343,20 @@ async fn faults_change_nothing_in_the_result() {
     for file in ["hub.yaml", "members.db"] {
         std::fs::copy(d.join(file), o.join(file)).unwrap();
     }
-    faulty.sandbox.set_faults(faults(7, Some(1)));
-    let out = run(o, &faulty, "hub.yaml", &["run", "members", "--limit", "500"]);
+    faulty.sandbox.set_faults(faults(41, Some(1)));
+    let out = run(o, &faulty, "hub.yaml", &["run", "members", "--limit", "1500"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    faulty.sandbox.set_faults(faults(8, None));
+    faulty.sandbox.set_faults(faults(42, None));
     let out = run(o, &faulty, "hub.yaml", &["run", "members"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 
     let ledger = faulty.sandbox.ledger();
-    assert!(ledger.with_status(429) > 0 && ledger.with_status(502) > 0, "the faults happened");
-    assert_eq!(last_run(o, "hub.yaml")["read_count"], 500);
+    let statuses: Vec<u16> = ledger.requests.iter().map(|r| r.status).collect();
+    assert!(ledger.with_status(429) > 0 && ledger.with_status(502) > 0, "the faults happened: {statuses:?}");
+    for cut in ["reset", "truncated"] {
+        assert!(ledger.requests.iter().any(|r| r.cut == Some(cut)), "some answers were {cut}");
+    }
+    assert_eq!(last_run(o, "hub.yaml")["read_count"], 1500);
     assert_eq!(faulty.contacts(), clean.contacts(), "the same contacts, nothing lost or duplicated");
 }
 
