@@ -2,13 +2,14 @@
 //! call through the shared resilience `Policy` and turns HTTP answers into error classes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, CallError, Feedback, Policy, PolicyConfig, Reply, parse_retry_after};
+use syncline_resilience::{Budget, CallError, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
 use super::config::HubSpotSettings;
 
@@ -136,6 +137,8 @@ pub struct HubSpotApi {
     base_url: String,
     token: String,
     policy: Policy,
+    /// Property definitions change rarely and every pre-flight reads them.
+    definitions: ResponseCache<Vec<PropertyDef>>,
 }
 
 impl HubSpotApi {
@@ -160,7 +163,13 @@ impl HubSpotApi {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))?;
-        Ok(HubSpotApi { http, base_url: settings.base_url.clone(), token: settings.token.clone(), policy: Policy::new(config) })
+        Ok(HubSpotApi {
+            http,
+            base_url: settings.base_url.clone(),
+            token: settings.token.clone(),
+            policy: Policy::new(config),
+            definitions: ResponseCache::new(Duration::from_secs(300), 100),
+        })
     }
 
     pub fn policy(&self) -> &Policy {
@@ -171,12 +180,14 @@ impl HubSpotApi {
         &self.base_url
     }
 
-    /// `GET /crm/v3/properties/{object}`.
-    pub async fn properties(&self, object: &str) -> Result<Vec<PropertyDef>, ConnectorError> {
+    /// `GET /crm/v3/properties/{object}`, cached for five minutes.
+    pub async fn properties(&self, object: &str) -> Result<Arc<Vec<PropertyDef>>, ConnectorError> {
         let path = format!("/crm/v3/properties/{object}");
-        let body = self.send(Method::GET, &path, None).await?;
-        let list: PropertyList = decode(&path, &body)?;
-        Ok(list.results)
+        let fetch = async {
+            let body = self.send(Method::GET, &path, None).await?;
+            decode::<PropertyList>(&path, &body).map(|list| list.results)
+        };
+        self.definitions.get_or_fetch(&path, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))
     }
 
     /// `POST /crm/v3/objects/{object}/batch/upsert` (≤ 100 inputs).

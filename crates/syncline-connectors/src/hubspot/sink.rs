@@ -42,7 +42,7 @@ impl HubSpotSink {
     pub async fn preflight<'f>(&mut self, fields: impl IntoIterator<Item = &'f str>) -> Result<(), ConnectorError> {
         if self.definitions.is_none() {
             let list = self.api.properties(&self.settings.object).await?;
-            self.definitions = Some(list.into_iter().map(|p| (p.name.clone(), p)).collect());
+            self.definitions = Some(list.iter().map(|p| (p.name.clone(), p.clone())).collect());
         }
         let definitions = self.definitions.as_ref().expect("read above");
         let object = &self.settings.object;
