@@ -34,6 +34,8 @@ pub struct Faults {
     /// Share of requests held for `stall_ms` before they are handled (beyond a client's timeout).
     pub stalls: f64,
     pub stall_ms: u64,
+    /// Writes become visible to search this long after they are applied (HubSpot: a few seconds).
+    pub search_delay_ms: u64,
 }
 
 /// How an answer's connection is cut.

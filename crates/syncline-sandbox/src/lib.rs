@@ -1,5 +1,5 @@
 //! Local emulators of the SaaS APIs syncline talks to, for tests, benchmarks, demos and users'
-//! dry runs. Today: HubSpot's CRM objects (batch upsert/read, list, get) and properties APIs,
+//! dry runs. Today: HubSpot's CRM objects (batch upsert/read, list, get, search) and properties APIs,
 //! with tokens mapped to portals, the portal's rolling rate budget with HubSpot's headers and
 //! 429 bodies, and a ledger of every request and applied effect.
 //!

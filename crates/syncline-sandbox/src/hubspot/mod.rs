@@ -1,7 +1,8 @@
 //! The HubSpot CRM emulator: `/crm/v3/properties/{objectType}` and the objects API's list, get,
-//! batch read and batch upsert, behind Bearer-token auth and the portal's rate budget.
+//! batch read, batch upsert and search, behind Bearer-token auth and the portal's rate budgets.
 
 mod portal;
+mod search;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -39,6 +40,7 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm/v3/objects/{object_type}/{id}", get(get_object))
         .route("/crm/v3/objects/{object_type}/batch/upsert", post(batch_upsert))
         .route("/crm/v3/objects/{object_type}/batch/read", post(batch_read))
+        .route("/crm/v3/objects/{object_type}/search", post(search_objects))
 }
 
 /// A HubSpot error body (`Error` in the specs).
@@ -66,6 +68,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
     }
 }
 
+/// Which budget a request spends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// The portal's rolling ten-second and daily budget, reported in rate-limit headers.
+    TenSecondly,
+    /// The search API's own 5 per second, without rate-limit headers.
+    Search,
+}
+
 /// Authenticates, spends the budget, runs `handler` on the portal, and records the ledger line.
 /// Scripted faults come first: the added latency, then an answer instead of the request, or
 /// after it (the write applied, its answer lost).
@@ -73,6 +84,7 @@ async fn serve(
     sandbox: &Sandbox,
     call: Call,
     inputs: usize,
+    limit: Limit,
     handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value),
 ) -> Response {
     let fault = sandbox.lock().faults.draw(Instant::now());
@@ -90,7 +102,8 @@ async fn serve(
         _ if reset_before => (StatusCode::OK, Value::Null, Vec::new()),
         (Some(429), _) => {
             let headers = fault.retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
-            (StatusCode::TOO_MANY_REQUESTS, rate_limit_body("TEN_SECONDLY_ROLLING"), headers)
+            let policy = if limit == Limit::Search { "SECONDLY" } else { "TEN_SECONDLY_ROLLING" };
+            (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), headers)
         }
         (Some(code), _) => {
             let status = StatusCode::from_u16(code).expect("fault codes are valid");
@@ -105,13 +118,20 @@ async fn serve(
             );
             (status, body, Vec::new())
         }
-        (None, Some(portal)) => match portal.spend(Instant::now()) {
-            Err(policy) => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), portal.rate_headers()),
-            Ok(()) => {
-                let (status, body) = handler(portal, &mut effects);
-                (status, body, portal.rate_headers())
+        (None, Some(portal)) => {
+            let spent = match limit {
+                Limit::TenSecondly => portal.spend(Instant::now()),
+                Limit::Search => portal.spend_search(Instant::now()),
+            };
+            let headers = |portal: &Portal| if limit == Limit::Search { Vec::new() } else { portal.rate_headers() };
+            match spent {
+                Err(policy) => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), headers(portal)),
+                Ok(()) => {
+                    let (status, body) = handler(portal, &mut effects);
+                    (status, body, headers(portal))
+                }
             }
-        },
+        }
     };
     if let Some(code) = fault.after {
         let status_code = StatusCode::from_u16(code).expect("fault codes are valid");
@@ -157,8 +177,11 @@ fn cut_off(status: StatusCode, body: &Value, cut: Cut) -> Response {
 
 /// HubSpot's 429 body for a spent `policy` (`TEN_SECONDLY_ROLLING`, `DAILY`).
 fn rate_limit_body(policy: &str) -> Value {
-    let message =
-        if policy == "DAILY" { "You have reached your daily limit." } else { "You have reached your ten_secondly_rolling limit." };
+    let message = match policy {
+        "DAILY" => "You have reached your daily limit.",
+        "SECONDLY" => "You have reached your secondly limit.",
+        _ => "You have reached your ten_secondly_rolling limit.",
+    };
     json!({
         "status": "error",
         "message": message,
@@ -181,7 +204,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusC
 }
 
 async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>) -> Response {
-    serve(&sandbox, call, 0, |portal, _| {
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -217,7 +240,7 @@ fn default_wanted(kind: &str) -> Vec<String> {
 }
 
 async fn list_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, Query(q): Query<ListQuery>) -> Response {
-    serve(&sandbox, call, 0, |portal, _| {
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -247,13 +270,32 @@ async fn list_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Pa
     .await
 }
 
+async fn search_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
+    let parsed: Result<search::SearchBody, _> = parse_body(&body);
+    let delay = sandbox.lock().faults.faults.search_delay_ms;
+    serve(&sandbox, call, 0, Limit::Search, |portal, _| {
+        let kind = match known_type(&kind) {
+            Ok(kind) => kind,
+            Err(e) => return e,
+        };
+        let body = match parsed {
+            Ok(body) => body,
+            Err(e) => return e,
+        };
+        // HubSpot indexes writes for search a moment after it applies them
+        let visible_before = Utc::now() - chrono::Duration::milliseconds(delay as i64);
+        search::search(portal, kind, body, visible_before)
+    })
+    .await
+}
+
 async fn get_object(
     State(sandbox): State<Sandbox>,
     call: Call,
     Path((kind, id)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    serve(&sandbox, call, 0, |portal, _| {
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
         let kind = match known_type(&kind) {
             Ok(kind) => kind,
             Err(e) => return e,
@@ -299,7 +341,7 @@ fn batch<T>(kind: &str, parsed: Result<T, (StatusCode, Value)>, inputs: usize) -
 async fn batch_upsert(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<UpsertBody, _> = parse_body(&body);
     let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, call, inputs, |portal, effects| {
+    serve(&sandbox, call, inputs, Limit::TenSecondly, |portal, effects| {
         let started = iso(Utc::now());
         let (kind, body) = match batch(&kind, parsed, inputs) {
             Ok(batch) => batch,
@@ -406,7 +448,7 @@ struct ReadInput {
 async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<ReadBody, _> = parse_body(&body);
     let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, call, inputs, |portal, _| {
+    serve(&sandbox, call, inputs, Limit::TenSecondly, |portal, _| {
         let started = iso(Utc::now());
         let (kind, body) = match batch(&kind, parsed, inputs) {
             Ok(batch) => batch,

@@ -273,6 +273,8 @@ pub struct Portal {
     pub stores: BTreeMap<&'static str, ObjectStore>,
     next_id: u64,
     window: VecDeque<Instant>,
+    /// The search API's own rolling second.
+    search_window: VecDeque<Instant>,
     pub daily_used: u64,
 }
 
@@ -293,7 +295,15 @@ impl Portal {
             }
             properties.insert(kind, list);
         }
-        Portal { config, properties, stores: BTreeMap::new(), next_id: 1001, window: VecDeque::new(), daily_used: 0 }
+        Portal {
+            config,
+            properties,
+            stores: BTreeMap::new(),
+            next_id: 1001,
+            window: VecDeque::new(),
+            search_window: VecDeque::new(),
+            daily_used: 0,
+        }
     }
 
     pub fn property(&self, object_type: &str, name: &str) -> Option<&Property> {
@@ -314,6 +324,18 @@ impl Portal {
         }
         self.window.push_back(now);
         self.daily_used += 1;
+        Ok(())
+    }
+
+    /// Spends one of the search API's 5 requests per second (exempt from the ten-second bucket).
+    pub fn spend_search(&mut self, now: Instant) -> Result<(), &'static str> {
+        while self.search_window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            self.search_window.pop_front();
+        }
+        if self.search_window.len() >= 5 {
+            return Err("SECONDLY");
+        }
+        self.search_window.push_back(now);
         Ok(())
     }
 

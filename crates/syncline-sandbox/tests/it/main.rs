@@ -307,3 +307,87 @@ async fn scripted_faults_answer_before_or_after_the_write() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["results"][0]["new"], false, "the lost write is there to update");
 }
+
+async fn seed_members(sandbox: &Sandbox, count: usize) {
+    for start in (0..count).step_by(100) {
+        let inputs: Vec<Value> = (start..(start + 100).min(count)).map(member).collect();
+        let reply = send(sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": inputs}))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn search_filters_sorts_and_pages() {
+    let sandbox = sandbox(Tier::Professional);
+    seed_members(&sandbox, 300).await;
+    let request = json!({
+        "filterGroups": [
+            {"filters": [{"propertyName": "numero_asociado", "operator": "LT", "value": "A00010"}]},
+            {"filters": [{"propertyName": "email", "operator": "IN", "values": ["ANA250@example.cr", "ana299@example.cr"]},
+                         {"propertyName": "marital_status", "operator": "EQ", "value": "soltero"}]},
+        ],
+        "sorts": [{"propertyName": "numero_asociado", "direction": "DESCENDING"}],
+        "properties": ["numero_asociado"],
+        "limit": 5,
+    });
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(request.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    conforms("hubspot/contacts.v3.json", "CollectionResponseWithTotalSimplePublicObject", &reply.body);
+    assert_eq!(reply.body["total"], 12, "10 below A00010, ORed with 2 by email");
+    let ids: Vec<&str> =
+        reply.body["results"].as_array().unwrap().iter().map(|r| r["properties"]["numero_asociado"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["A00299", "A00250", "A00009", "A00008", "A00007"]);
+    assert!(reply.body["results"][0]["properties"]["hs_object_id"].is_string(), "search returns the ids");
+    assert!(!reply.headers.contains_key("x-hubspot-ratelimit-remaining"), "search carries no rate-limit headers");
+    let mut next = request;
+    next["after"] = reply.body["paging"]["next"]["after"].clone();
+    next["limit"] = json!(10);
+    let page2 = send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(next)).await;
+    assert_eq!(page2.body["results"].as_array().unwrap().len(), 7);
+    assert!(page2.body.get("paging").is_none(), "the last page has no paging");
+
+    let tokens = json!({"filterGroups": [{"filters": [
+        {"propertyName": "firstname", "operator": "CONTAINS_TOKEN", "value": "ana"},
+        {"propertyName": "salario_bruto", "operator": "NOT_HAS_PROPERTY"},
+        {"propertyName": "createdate", "operator": "GTE", "value": "946684800000"}]}]});
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(tokens)).await;
+    assert_eq!(reply.body["total"], 300, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn search_has_its_own_limits() {
+    let sandbox = sandbox(Tier::Professional);
+    seed_members(&sandbox, 10).await;
+    let search = |body: Value| send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(body));
+    let too_many_groups: Vec<Value> = (0..6).map(|_| json!({"filters": [{"propertyName": "email", "operator": "HAS_PROPERTY"}]})).collect();
+    assert_eq!(search(json!({"filterGroups": too_many_groups})).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(search(json!({"limit": 201})).await.status, StatusCode::BAD_REQUEST);
+    let past = search(json!({"limit": 200, "after": "9900"})).await;
+    assert_eq!(past.status, StatusCode::BAD_REQUEST);
+    assert!(past.body["message"].as_str().unwrap().contains("10000"), "{}", past.body);
+    assert_eq!(
+        search(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // 4 searches so far this second (each spends, answered or not): the 6th is refused
+    assert_eq!(search(json!({})).await.status, StatusCode::OK);
+    let refused = search(json!({})).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body["policyName"], "SECONDLY");
+    assert!(!refused.headers.contains_key("x-hubspot-ratelimit-max"));
+    // the ten-second bucket was not touched by searches
+    let plain = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert_eq!(plain.headers["x-hubspot-ratelimit-remaining"], "188", "190 less the one upsert call and this one");
+}
+
+#[tokio::test]
+async fn new_writes_reach_search_after_the_configured_delay() {
+    let sandbox = sandbox(Tier::Professional);
+    sandbox.set_faults(serde_json::from_value(json!({"search_delay_ms": 60_000})).unwrap());
+    seed_members(&sandbox, 3).await;
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(json!({}))).await;
+    assert_eq!(reply.body["total"], 0, "not indexed yet");
+    sandbox.set_faults(Default::default());
+    let reply = send(&sandbox, "POST", "/crm/v3/objects/contacts/search", Some(TOKEN), Some(json!({}))).await;
+    assert_eq!(reply.body["total"], 3);
+}
