@@ -172,14 +172,6 @@ impl HubSpotApi {
         })
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// `GET /crm/v3/properties/{object}`, cached for five minutes.
     pub async fn properties(&self, object: &str) -> Result<Arc<Vec<PropertyDef>>, ConnectorError> {
         let path = format!("/crm/v3/properties/{object}");

@@ -21,6 +21,15 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// The tier as a config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Professional => "professional",
+            Tier::LimitIncrease => "api_limit_increase",
+        }
+    }
+
     pub fn per_ten_seconds(self) -> u32 {
         match self {
             Tier::Free => 100,

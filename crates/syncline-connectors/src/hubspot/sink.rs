@@ -32,10 +32,6 @@ impl HubSpotSink {
         HubSpotSink { api, settings, definitions: None, checked: HashSet::new() }
     }
 
-    pub fn api(&self) -> &HubSpotApi {
-        &self.api
-    }
-
     /// Checks that every field can be written to the object: the property exists, takes API
     /// writes, and (for enumerations) has an option for every value the transforms can produce;
     /// also that `idProperty` is unique. All problems are named in one `Config` error.

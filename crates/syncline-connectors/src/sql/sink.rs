@@ -4,7 +4,7 @@
 
 use super::config::SqlSinkSettings;
 use super::dialect::{ColumnFamily, Dialect};
-use super::pool::{Param, SqlPool};
+use super::pool::{Param, Rows, SqlPool};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
@@ -66,26 +66,32 @@ impl SqlSink {
 
     /// Keys of the batch that already exist at the destination.
     async fn existing(&self, keys: &[&str]) -> Result<HashSet<String>, ConnectorError> {
-        let d = self.dialect();
+        let key = self.dialect().quote(&self.settings.key);
         let mut found = HashSet::new();
         for chunk in keys.chunks(1000) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
-            let sql = format!(
-                "SELECT {key} FROM {} WHERE {key} IN ({})",
-                d.quote(&self.settings.table),
-                marks.join(", "),
-                key = d.quote(&self.settings.key)
-            );
-            let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
-            let params: Vec<Param> = chunk
-                .iter()
-                .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
-            let rows = self.pool.fetch(&sql, &params).await?;
+            let rows = self.select_by_key(&key, chunk).await?;
             found.extend(rows.rows.into_iter().filter_map(|r| r.into_iter().next()).map(|v| v.to_string()));
         }
         Ok(found)
+    }
+
+    /// `SELECT columns FROM table WHERE key IN (keys)`, the keys bound with the key column's type.
+    async fn select_by_key(&self, columns: &str, keys: &[&str]) -> Result<Rows, ConnectorError> {
+        let d = self.dialect();
+        let marks: Vec<String> = (1..=keys.len()).map(|i| d.placeholder(i)).collect();
+        let sql = format!(
+            "SELECT {columns} FROM {} WHERE {} IN ({})",
+            d.quote(&self.settings.table),
+            d.quote(&self.settings.key),
+            marks.join(", ")
+        );
+        let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
+        let params: Vec<Param> = keys
+            .iter()
+            .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
+        self.pool.fetch(&sql, &params).await
     }
 }
 
@@ -164,19 +170,9 @@ impl Sink for SqlSink {
                 None => return Ok(Some(Vec::new())), // no table yet: everything is a create
             }
         }
-        let d = self.dialect();
-        let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
         let mut out = Vec::new();
         for chunk in keys.chunks(1000) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| d.placeholder(i)).collect();
-            let sql =
-                format!("SELECT * FROM {} WHERE {} IN ({})", d.quote(&self.settings.table), d.quote(&self.settings.key), marks.join(", "));
-            let params: Vec<Param> = chunk
-                .iter()
-                .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
-            let rows = self.pool.fetch(&sql, &params).await?;
+            let rows = self.select_by_key("*", chunk).await?;
             let key_at = rows.names.iter().position(|n| **n == *self.settings.key).unwrap_or(0);
             for values in rows.rows {
                 out.push(Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() });

@@ -74,9 +74,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let base_url = sandbox.as_ref().map(|s| s.url.clone());
     let env = move |name: &str| (name == "HUBSPOT_BASE_URL").then(|| base_url.clone()).flatten();
     let (file, yaml) = match args.hubspot {
-        Some(_) => {
-            ("members-to-hubspot.yaml", MEMBERS_TO_HUBSPOT_YAML.replace("tier: free", &format!("tier: {}", tier_name(args.hubspot))))
-        }
+        Some(tier) => ("members-to-hubspot.yaml", MEMBERS_TO_HUBSPOT_YAML.replace("tier: free", &format!("tier: {}", tier.name()))),
         None => ("members.yaml", MEMBERS_YAML.to_owned()),
     };
     let config = config::parse(file, &yaml, &dir, &env)?;
@@ -107,11 +105,11 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let took = started.elapsed().as_secs_f64();
     store.finish_run(&run_id, "succeeded", None, None).await.map_err(CliError::failed)?;
 
-    match &sandbox {
+    match args.hubspot {
         None => println!("bench: members pipeline, SQLite → map + validate (all member rules) → SQLite"),
-        Some(_) => println!(
+        Some(tier) => println!(
             "bench: members pipeline, SQLite → map + validate (all member rules) → HubSpot sandbox, {} tier, real time",
-            tier_name(args.hubspot)
+            tier.name()
         ),
     }
     println!("rows read        {}", counts.read);
@@ -136,14 +134,6 @@ pub async fn run(args: BenchArgs) -> CliResult {
     Ok(Exit::Ok)
 }
 
-fn tier_name(tier: Option<Tier>) -> &'static str {
-    match tier {
-        Some(Tier::Professional) => "professional",
-        Some(Tier::LimitIncrease) => "api_limit_increase",
-        _ => "free",
-    }
-}
-
 /// `syncline sandbox` as a child process (so the figures measure syncline alone), killed on drop.
 struct SandboxProcess {
     child: std::process::Child,
@@ -161,7 +151,7 @@ fn start_sandbox(tier: Tier) -> Result<SandboxProcess, CliError> {
     use std::io::BufRead;
     let exe = std::env::current_exe().map_err(CliError::failed)?;
     let mut child = std::process::Command::new(exe)
-        .args(["sandbox", "--port", "0", "--tier", tier_name(Some(tier))])
+        .args(["sandbox", "--port", "0", "--tier", tier.name()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
