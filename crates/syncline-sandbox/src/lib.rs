@@ -1,5 +1,6 @@
 //! Local emulators of the SaaS APIs syncline talks to, for tests, benchmarks, demos and users'
-//! dry runs. Today: HubSpot's CRM objects (batch upsert/read, list, get, search) and properties APIs,
+//! dry runs. Today: HubSpot's CRM objects (single and batch reads and writes, search, standard and
+//! custom object types), custom object schemas and properties APIs,
 //! with tokens mapped to portals, the portal's rolling rate budget with HubSpot's headers and
 //! 429 bodies, and a ledger of every request and applied effect.
 //!
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::routing::get;
 
 pub use faults::Faults;
-pub use hubspot::{Portal, PortalConfig, Property, Tier};
+pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Tier};
 pub use ledger::{Effect, Ledger, RequestLine, Window};
 
 /// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
@@ -73,17 +74,23 @@ impl Sandbox {
         Sandbox::default()
     }
 
-    pub fn from_seed(seed: Seed) -> Sandbox {
+    /// A sandbox with the seed's portals, or what is wrong with the seed (naming the portal).
+    pub fn from_seed(seed: Seed) -> Result<Sandbox, String> {
         let sandbox = Sandbox::new();
-        for portal in seed.hubspot {
-            sandbox.add_portal(portal);
+        for (i, portal) in seed.hubspot.into_iter().enumerate() {
+            sandbox.add_portal(portal).map_err(|e| format!("hubspot portal {}: {e}", i + 1))?;
         }
-        sandbox
+        Ok(sandbox)
     }
 
-    /// Adds a HubSpot portal reachable with `config.token`.
-    pub fn add_portal(&self, config: PortalConfig) {
-        self.lock().portals.push(Portal::new(config));
+    /// Adds a HubSpot portal reachable with `config.token`; fails on a custom object schema or
+    /// property list HubSpot would refuse.
+    pub fn add_portal(&self, config: PortalConfig) -> Result<(), String> {
+        let mut state = self.lock();
+        let id = config.portal_id.unwrap_or(10_000_000 + state.portals.len() as u64);
+        let portal = Portal::new(config, id)?;
+        state.portals.push(portal);
+        Ok(())
     }
 
     /// Replaces the scripted faults (and restarts their random draws from the seed).
@@ -106,8 +113,8 @@ impl Sandbox {
     pub fn objects(&self, token: &str, object_type: &str) -> BTreeMap<u64, BTreeMap<String, String>> {
         let state = self.lock();
         let Some(portal) = state.portals.iter().find(|p| p.config.token == token) else { return BTreeMap::new() };
-        let Some(kind) = hubspot::object_type_name(object_type) else { return BTreeMap::new() };
-        portal.stores.get(kind).map(|s| s.objects.iter().map(|(id, o)| (*id, o.properties.clone())).collect()).unwrap_or_default()
+        let Some(kind) = portal.object_type(object_type) else { return BTreeMap::new() };
+        portal.stores.get(&kind).map(|s| s.live().map(|o| (o.id, o.properties.clone())).collect()).unwrap_or_default()
     }
 
     /// A copy of the ledger (for tests in the same process).

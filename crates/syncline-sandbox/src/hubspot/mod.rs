@@ -1,34 +1,30 @@
-//! The HubSpot CRM emulator: `/crm/v3/properties/{objectType}` and the objects API's list, get,
-//! batch read, batch upsert and search, behind Bearer-token auth and the portal's rate budgets.
+//! The HubSpot CRM emulator: the properties API, the objects API for standard and custom object
+//! types (`objects.rs`), search (`search.rs`) and custom object schemas (`schemas.rs`), behind
+//! Bearer-token auth and the portal's rate budgets.
 
+mod objects;
 mod portal;
+mod schemas;
 mod search;
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use portal::{Portal, PortalConfig, Property, PropertyOption, Tier};
-use portal::{Written, iso, object_type};
+pub use schemas::{Labels, SchemaEgg};
 
 use crate::faults::Cut;
 use crate::ledger::{Effect, RequestLine};
 use crate::{Sandbox, SandboxState};
-
-/// The canonical name of an object type given by name or id (`contacts`, `0-1`…).
-pub fn object_type_name(name: &str) -> Option<&'static str> {
-    object_type(name)
-}
 
 /// Batch calls take at most this many inputs (API-CONTRACTS §1.4).
 const MAX_BATCH: usize = 100;
@@ -36,15 +32,23 @@ const MAX_BATCH: usize = 100;
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route("/crm/v3/properties/{object_type}", get(list_properties))
-        .route("/crm/v3/objects/{object_type}", get(list_objects))
-        .route("/crm/v3/objects/{object_type}/{id}", get(get_object))
-        .route("/crm/v3/objects/{object_type}/batch/upsert", post(batch_upsert))
-        .route("/crm/v3/objects/{object_type}/batch/read", post(batch_read))
+        .route("/crm/v3/objects/{object_type}", get(objects::list).post(objects::create))
+        .route("/crm/v3/objects/{object_type}/{id}", get(objects::get).patch(objects::update).delete(objects::archive))
+        .route("/crm/v3/objects/{object_type}/batch/read", post(objects::batch_read))
+        .route("/crm/v3/objects/{object_type}/batch/create", post(objects::batch_create))
+        .route("/crm/v3/objects/{object_type}/batch/update", post(objects::batch_update))
+        .route("/crm/v3/objects/{object_type}/batch/upsert", post(objects::batch_upsert))
+        .route("/crm/v3/objects/{object_type}/batch/archive", post(objects::batch_archive))
         .route("/crm/v3/objects/{object_type}/search", post(search_objects))
+        .route("/crm-object-schemas/v3/schemas", get(schemas::list).post(schemas::create))
+        .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))
 }
 
+/// A status and JSON body, as handlers answer (`Value::Null` for no body).
+type Answer = (StatusCode, Value);
+
 /// A HubSpot error body (`Error` in the specs).
-fn error(status: StatusCode, category: &str, message: impl Into<String>) -> (StatusCode, Value) {
+fn error(status: StatusCode, category: &str, message: impl Into<String>) -> Answer {
     (status, json!({"status": "error", "message": message.into(), "correlationId": uuid::Uuid::now_v7().to_string(), "category": category}))
 }
 
@@ -85,7 +89,7 @@ async fn serve(
     call: Call,
     inputs: usize,
     limit: Limit,
-    handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> (StatusCode, Value),
+    handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> Answer,
 ) -> Response {
     let fault = sandbox.lock().faults.draw(Instant::now());
     if !fault.delay.is_zero() {
@@ -149,6 +153,7 @@ async fn serve(
     ledger.effects.extend(effects);
     drop(state);
     let mut response = match fault.cut {
+        None if body.is_null() => status.into_response(),
         None => (status, axum::Json(body)).into_response(),
         Some((cut, _)) => cut_off(status, &body, cut),
     };
@@ -192,40 +197,29 @@ fn rate_limit_body(policy: &str) -> Value {
     })
 }
 
-/// Resolves the path's object type, or answers as HubSpot does for an unknown one.
-fn known_type(name: &str) -> Result<&'static str, (StatusCode, Value)> {
-    object_type(name).ok_or_else(|| error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Unable to infer object type from: {name}")))
+/// Resolves the path's object type in `portal`, or answers as HubSpot does for an unknown one.
+fn known_type(portal: &Portal, name: &str) -> Result<String, Answer> {
+    portal
+        .object_type(name)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Unable to infer object type from: {name}")))
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, Value)> {
+/// The object type and body of a request with `inputs` batch inputs, or HubSpot's 400 for a bad
+/// one, before anything is applied.
+fn request<T>(portal: &Portal, kind: &str, parsed: Result<T, Answer>, inputs: usize) -> Result<(String, T), Answer> {
+    let kind = known_type(portal, kind)?;
+    let body = parsed?;
+    if inputs > MAX_BATCH {
+        let message = format!("Batch input contains {inputs} inputs; the limit is {MAX_BATCH}");
+        return Err(error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message));
+    }
+    Ok((kind, body))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
     serde_json::from_slice(body).map_err(|e| {
         error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()))
     })
-}
-
-async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>) -> Response {
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let kind = match known_type(&kind) {
-            Ok(kind) => kind,
-            Err(e) => return e,
-        };
-        let results: Vec<Value> = portal.properties[kind].iter().map(|(p, builtin)| p.to_json(*builtin)).collect();
-        (StatusCode::OK, json!({"results": results}))
-    })
-    .await
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-    after: Option<String>,
-    properties: Option<String>,
-    #[serde(rename = "idProperty")]
-    id_property: Option<String>,
-}
-
-fn wanted(properties: &Option<String>) -> Option<Vec<String>> {
-    properties.as_ref().map(|p| p.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
 /// Properties returned when none are asked for (API-CONTRACTS §1.2).
@@ -239,33 +233,14 @@ fn default_wanted(kind: &str) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-async fn list_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, Query(q): Query<ListQuery>) -> Response {
+async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>) -> Response {
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let kind = match known_type(&kind) {
+        let kind = match known_type(portal, &kind) {
             Ok(kind) => kind,
             Err(e) => return e,
         };
-        let limit = q.limit.unwrap_or(10).clamp(1, 100);
-        let after: u64 = match q.after.as_deref().map(str::parse).transpose() {
-            Ok(after) => after.unwrap_or(0),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "VALIDATION_ERROR",
-                    format!("Invalid after cursor: {}", q.after.unwrap_or_default()),
-                );
-            }
-        };
-        let wanted = wanted(&q.properties).unwrap_or_else(|| default_wanted(kind));
-        let store = portal.stores.entry(kind).or_default();
-        let mut page: Vec<&portal::Object> = store.objects.range(after..).take(limit + 1).map(|(_, o)| o).collect();
-        let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();
-        let results: Vec<Value> = page.iter().map(|o| o.to_json(Some(&wanted))).collect();
-        let mut body = json!({"results": results});
-        if let Some(next) = next {
-            body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("?after={next}")}});
-        }
-        (StatusCode::OK, body)
+        let results: Vec<Value> = portal.properties[&kind].iter().map(|(p, builtin)| p.to_json(*builtin)).collect();
+        (StatusCode::OK, json!({"results": results}))
     })
     .await
 }
@@ -274,207 +249,13 @@ async fn search_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): 
     let parsed: Result<search::SearchBody, _> = parse_body(&body);
     let delay = sandbox.lock().faults.faults.search_delay_ms;
     serve(&sandbox, call, 0, Limit::Search, |portal, _| {
-        let kind = match known_type(&kind) {
-            Ok(kind) => kind,
-            Err(e) => return e,
-        };
-        let body = match parsed {
-            Ok(body) => body,
+        let (kind, body) = match request(portal, &kind, parsed, 0) {
+            Ok(request) => request,
             Err(e) => return e,
         };
         // HubSpot indexes writes for search a moment after it applies them
         let visible_before = Utc::now() - chrono::Duration::milliseconds(delay as i64);
-        search::search(portal, kind, body, visible_before)
-    })
-    .await
-}
-
-async fn get_object(
-    State(sandbox): State<Sandbox>,
-    call: Call,
-    Path((kind, id)): Path<(String, String)>,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let kind = match known_type(&kind) {
-            Ok(kind) => kind,
-            Err(e) => return e,
-        };
-        let wanted = wanted(&q.properties).unwrap_or_else(|| default_wanted(kind));
-        let id_property = q.id_property.as_deref().unwrap_or("hs_object_id");
-        match portal.stores.entry(kind).or_default().find(id_property, &id) {
-            Some(object) => (StatusCode::OK, object.to_json(Some(&wanted))),
-            None => error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found"),
-        }
-    })
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpsertBody {
-    inputs: Vec<UpsertInput>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpsertInput {
-    id: String,
-    id_property: Option<String>,
-    #[serde(default)]
-    properties: BTreeMap<String, String>,
-    object_write_trace_id: Option<String>,
-}
-
-/// The object type and body of a batch call of `inputs` inputs, or HubSpot's 400 for a bad one,
-/// before anything is applied.
-fn batch<T>(kind: &str, parsed: Result<T, (StatusCode, Value)>, inputs: usize) -> Result<(&'static str, T), (StatusCode, Value)> {
-    let kind = known_type(kind)?;
-    let body = parsed?;
-    if inputs > MAX_BATCH {
-        let message = format!("Batch input contains {inputs} inputs; the limit is {MAX_BATCH}");
-        return Err(error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message));
-    }
-    Ok((kind, body))
-}
-
-async fn batch_upsert(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
-    let parsed: Result<UpsertBody, _> = parse_body(&body);
-    let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, call, inputs, Limit::TenSecondly, |portal, effects| {
-        let started = iso(Utc::now());
-        let (kind, body) = match batch(&kind, parsed, inputs) {
-            Ok(batch) => batch,
-            Err(e) => return e,
-        };
-        let mut seen = HashSet::new();
-        for input in &body.inputs {
-            let Some(id_property) = input.id_property.as_deref() else {
-                return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "idProperty is required for upserts");
-            };
-            match portal.property(kind, id_property) {
-                Some(p) if p.has_unique_value => {}
-                _ => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "VALIDATION_ERROR",
-                        format!("{id_property} is not a unique property of {kind}; it cannot be an idProperty"),
-                    );
-                }
-            }
-            if !seen.insert((id_property, input.id.as_str())) {
-                return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Duplicate IDs found in batch input: [{}]", input.id));
-            }
-        }
-        let mut results = Vec::new();
-        let mut errors = Vec::new();
-        for input in &body.inputs {
-            let id_property = input.id_property.as_deref().expect("checked above");
-            let context = json!({"ids": [input.id]});
-            let invalid = portal.check_properties(kind, &input.properties);
-            if !invalid.is_empty() {
-                let message = format!("Property values were not valid: {}", Value::Array(invalid.clone()));
-                let details = invalid.iter().map(|d| json!({"message": d["message"], "code": d["error"], "in": d["name"]})).collect();
-                errors.push(standard_error("VALIDATION_ERROR", message, context, details));
-                continue;
-            }
-            match portal.upsert(kind, id_property, &input.id, &input.properties) {
-                Err(existing) => errors.push(standard_error(
-                    "CONFLICT",
-                    format!("{} already exists. Existing ID: {existing}", singular(kind)),
-                    context,
-                    Vec::new(),
-                )),
-                Ok(written) => {
-                    let (id, new) = match written {
-                        Written::Created(id) => (id, true),
-                        Written::Updated(id) => (id, false),
-                    };
-                    effects.push(Effect {
-                        kind: if new { "created" } else { "updated" },
-                        object_type: kind.to_owned(),
-                        id: id.to_string(),
-                    });
-                    let object = &portal.stores[kind].objects[&id];
-                    let wanted: Vec<String> = input.properties.keys().cloned().collect();
-                    let mut json = object.to_json(Some(&wanted));
-                    json["new"] = Value::Bool(new);
-                    if let Some(trace) = &input.object_write_trace_id {
-                        json["objectWriteTraceId"] = Value::String(trace.clone());
-                    }
-                    results.push(json);
-                }
-            }
-        }
-        batch_response(results, errors, started)
-    })
-    .await
-}
-
-fn singular(kind: &str) -> &'static str {
-    match kind {
-        "contacts" => "Contact",
-        "companies" => "Company",
-        "deals" => "Deal",
-        _ => "Object",
-    }
-}
-
-/// 200 with every result, or 207 with the errors beside them.
-fn batch_response(results: Vec<Value>, errors: Vec<Value>, started: String) -> (StatusCode, Value) {
-    let mut body = json!({"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso(Utc::now())});
-    if errors.is_empty() {
-        return (StatusCode::OK, body);
-    }
-    body["numErrors"] = json!(errors.len());
-    body["errors"] = Value::Array(errors);
-    (StatusCode::MULTI_STATUS, body)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReadBody {
-    inputs: Vec<ReadInput>,
-    #[serde(default)]
-    properties: Vec<String>,
-    id_property: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ReadInput {
-    id: String,
-}
-
-async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
-    let parsed: Result<ReadBody, _> = parse_body(&body);
-    let inputs = parsed.as_ref().map_or(0, |b| b.inputs.len());
-    serve(&sandbox, call, inputs, Limit::TenSecondly, |portal, _| {
-        let started = iso(Utc::now());
-        let (kind, body) = match batch(&kind, parsed, inputs) {
-            Ok(batch) => batch,
-            Err(e) => return e,
-        };
-        let id_property = body.id_property.as_deref().unwrap_or("hs_object_id");
-        let wanted = if body.properties.is_empty() { default_wanted(kind) } else { body.properties.clone() };
-        let store = portal.stores.entry(kind).or_default();
-        let mut results = Vec::new();
-        let mut missing = Vec::new();
-        for input in &body.inputs {
-            match store.find(id_property, &input.id) {
-                Some(object) => results.push(object.to_json(Some(&wanted))),
-                None => missing.push(input.id.clone()),
-            }
-        }
-        let errors = if missing.is_empty() {
-            Vec::new()
-        } else {
-            let message = format!(
-                "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
-                singular(kind).to_uppercase()
-            );
-            vec![standard_error("OBJECT_NOT_FOUND", message, json!({"ids": missing}), Vec::new())]
-        };
-        batch_response(results, errors, started)
+        search::search(portal, &kind, body, visible_before)
     })
     .await
 }

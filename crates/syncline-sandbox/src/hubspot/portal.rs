@@ -7,6 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::schemas::{CustomSchema, SchemaEgg};
+
 /// HubSpot account tiers and their limits for privately distributed apps (API-CONTRACTS §1.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,9 +48,15 @@ impl Tier {
 pub struct PortalConfig {
     pub token: String,
     pub tier: Tier,
+    /// The account id (default: 10000000 plus the portal's position in the seed).
+    #[serde(default)]
+    pub portal_id: Option<u64>,
     /// Custom properties per object type (`contacts`, `companies`…).
     #[serde(default)]
     pub properties: BTreeMap<String, Vec<Property>>,
+    /// Custom object schemas, in the shape `POST /crm-object-schemas/v3/schemas` takes.
+    #[serde(default)]
+    pub custom_objects: Vec<SchemaEgg>,
 }
 
 /// A property definition, in HubSpot's own JSON shape.
@@ -91,7 +99,7 @@ fn contactinformation() -> String {
 }
 
 impl Property {
-    fn builtin(name: &str, kind: &str, field_type: &str, unique: bool, read_only: bool) -> Property {
+    pub(crate) fn builtin(name: &str, kind: &str, field_type: &str, unique: bool, read_only: bool) -> Property {
         Property {
             name: name.into(),
             label: name.into(),
@@ -174,13 +182,24 @@ impl Property {
     }
 }
 
+/// The properties HubSpot stamps on every object: (created, last modified). Contacts keep the
+/// old names; companies and deals mix them; appointments and custom objects use `hs_` names.
+pub fn stamp_properties(object_type: &str) -> (&'static str, &'static str) {
+    match object_type {
+        "contacts" => ("createdate", "lastmodifieddate"),
+        "companies" | "deals" => ("createdate", "hs_lastmodifieddate"),
+        _ => ("hs_createdate", "hs_lastmodifieddate"),
+    }
+}
+
 /// HubSpot's default properties per object type (a working subset).
 fn defaults(object_type: &str) -> Vec<Property> {
     let p = Property::builtin;
+    let (created, modified) = stamp_properties(object_type);
     let mut list = vec![
         p("hs_object_id", "number", "number", true, true),
-        p("createdate", "datetime", "date", false, true),
-        p("lastmodifieddate", "datetime", "date", false, true),
+        p(created, "datetime", "date", false, true),
+        p(modified, "datetime", "date", false, true),
     ];
     match object_type {
         "contacts" => list.extend([
@@ -199,20 +218,28 @@ fn defaults(object_type: &str) -> Vec<Property> {
             p("pipeline", "string", "text", false, false),
             p("dealstage", "string", "text", false, false),
         ]),
+        "appointments" => list.extend([
+            p("hs_appointment_name", "string", "text", false, false),
+            p("hs_appointment_start", "datetime", "date", false, false),
+            p("hs_appointment_end", "datetime", "date", false, false),
+        ]),
         _ => {}
     }
     list
 }
 
-/// The object types this emulator keeps, by path name and by objectTypeId.
-pub fn object_type(name: &str) -> Option<&'static str> {
-    match name {
-        "contacts" | "contact" | "0-1" => Some("contacts"),
-        "companies" | "company" | "0-2" => Some("companies"),
-        "deals" | "deal" | "0-3" => Some("deals"),
-        "appointments" | "0-421" => Some("appointments"),
-        _ => None,
-    }
+/// HubSpot's standard object types this emulator keeps: path name, objectTypeId, singular.
+const STANDARD_TYPES: [(&str, &str, &str); 4] =
+    [("contacts", "0-1", "contact"), ("companies", "0-2", "company"), ("deals", "0-3", "deal"), ("appointments", "0-421", "appointment")];
+
+/// A standard object type by path name, singular or objectTypeId (`contacts`, `contact`, `0-1`).
+pub fn standard_type(name: &str) -> Option<&'static str> {
+    STANDARD_TYPES.iter().find(|(path, id, singular)| [*path, *id, *singular].contains(&name)).map(|(path, ..)| *path)
+}
+
+/// The objectTypeId of a standard type's path name, or a custom type's own id.
+pub fn object_type_id(object_type: &str) -> &str {
+    STANDARD_TYPES.iter().find(|(path, ..)| *path == object_type).map_or(object_type, |(_, id, _)| id)
 }
 
 #[derive(Debug, Clone)]
@@ -221,10 +248,14 @@ pub struct Object {
     pub properties: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when archived: the object leaves reads, search and unique indexes, but stays
+    /// readable with `archived=true` (contacts are restorable for 90 days).
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 impl Object {
-    /// `SimplePublicObject` with the requested properties (all set ones when `wanted` is None).
+    /// `SimplePublicObject` with the requested properties (all set ones when `wanted` is None),
+    /// plus the id and stamps HubSpot always returns.
     pub fn to_json(&self, wanted: Option<&[String]>) -> Value {
         let mut properties = serde_json::Map::new();
         for (name, value) in &self.properties {
@@ -232,25 +263,29 @@ impl Object {
                 properties.insert(name.clone(), Value::String(value.clone()));
             }
         }
-        json!({
+        let mut json = json!({
             "id": self.id.to_string(),
             "properties": properties,
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
-            "archived": false,
-        })
+            "archived": self.archived_at.is_some(),
+        });
+        if let Some(at) = self.archived_at {
+            json["archivedAt"] = Value::String(iso(at));
+        }
+        json
     }
 }
 
 fn is_always_returned(name: &str) -> bool {
-    matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate")
+    matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate" | "hs_createdate" | "hs_lastmodifieddate")
 }
 
 pub fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// One object type's records and its unique-value indexes.
+/// One object type's records and its unique-value indexes (of live objects only).
 #[derive(Debug, Default)]
 pub struct ObjectStore {
     pub objects: BTreeMap<u64, Object>,
@@ -259,19 +294,45 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
+    /// The live object whose `id_property` is `value`.
     pub fn find(&self, id_property: &str, value: &str) -> Option<&Object> {
         if id_property == "hs_object_id" {
-            return value.parse().ok().and_then(|id| self.objects.get(&id));
+            return value.parse().ok().and_then(|id| self.objects.get(&id)).filter(|o| o.archived_at.is_none());
         }
         self.unique.get(&(id_property.to_owned(), value.to_owned())).and_then(|id| self.objects.get(id))
+    }
+
+    /// The live object (`archived` false) or archived one (`archived` true) whose `id_property` is
+    /// `value`, as reads with the `archived` query parameter see them.
+    pub fn find_as(&self, id_property: &str, value: &str, archived: bool) -> Option<&Object> {
+        if !archived {
+            return self.find(id_property, value);
+        }
+        self.objects.values().filter(|o| o.archived_at.is_some()).find(|o| o.properties.get(id_property).is_some_and(|v| v == value))
+    }
+
+    /// Live or archived objects in id order, from `after` on.
+    pub fn page(&self, after: u64, archived: bool) -> impl Iterator<Item = &Object> {
+        self.objects.range(after..).map(|(_, o)| o).filter(move |o| o.archived_at.is_some() == archived)
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values().filter(|o| o.archived_at.is_none())
     }
 }
 
 pub struct Portal {
     pub config: PortalConfig,
-    pub properties: BTreeMap<&'static str, Vec<(Property, bool)>>,
-    pub stores: BTreeMap<&'static str, ObjectStore>,
+    /// The account id (in custom objects' fully qualified names).
+    pub id: u64,
+    /// Property definitions per object type (standard path name or custom objectTypeId), each
+    /// marked whether HubSpot defines it.
+    pub properties: BTreeMap<String, Vec<(Property, bool)>>,
+    pub stores: BTreeMap<String, ObjectStore>,
+    /// Custom object schemas, archived ones included.
+    pub schemas: Vec<CustomSchema>,
     next_id: u64,
+    pub(crate) next_schema: u64,
     window: VecDeque<Instant>,
     /// The search API's own rolling second.
     search_window: VecDeque<Instant>,
@@ -284,30 +345,66 @@ pub enum Written {
     Updated(u64),
 }
 
+/// Why a write was refused.
+pub enum Refused {
+    /// No live object has that id.
+    NotFound,
+    /// Another object already holds one of the new unique values: its id.
+    Conflict(u64),
+}
+
 impl Portal {
-    pub fn new(config: PortalConfig) -> Portal {
+    pub fn new(config: PortalConfig, id: u64) -> Result<Portal, String> {
         let mut properties = BTreeMap::new();
-        for kind in ["contacts", "companies", "deals", "appointments"] {
-            let mut list: Vec<(Property, bool)> = defaults(kind).into_iter().map(|p| (p, true)).collect();
-            for custom in config.properties.get(kind).into_iter().flatten() {
-                list.retain(|(p, _)| p.name != custom.name);
-                list.push((custom.clone(), false));
-            }
-            properties.insert(kind, list);
+        for (kind, ..) in STANDARD_TYPES {
+            properties.insert(kind.to_owned(), defaults(kind).into_iter().map(|p| (p, true)).collect());
         }
-        Portal {
-            config,
+        let mut portal = Portal {
+            config: config.clone(),
+            id,
             properties,
             stores: BTreeMap::new(),
+            schemas: Vec::new(),
             next_id: 1001,
+            next_schema: 1,
             window: VecDeque::new(),
             search_window: VecDeque::new(),
             daily_used: 0,
+        };
+        for (kind, custom) in &config.properties {
+            let Some(kind) = portal.object_type(kind) else { return Err(format!("unknown object type {kind} in the portal's properties")) };
+            let list = portal.properties.get_mut(&kind).expect("every known type has definitions");
+            for property in custom {
+                list.retain(|(p, _)| p.name != property.name);
+                list.push((property.clone(), false));
+            }
         }
+        for egg in &config.custom_objects {
+            portal.define_schema(egg.clone()).map_err(|e| format!("custom object {}: {}", egg.name, e.message()))?;
+        }
+        Ok(portal)
+    }
+
+    /// The key of an object type given by path name, objectTypeId or, for custom objects,
+    /// fully qualified name (`p<portal>_<name>`).
+    pub fn object_type(&self, name: &str) -> Option<String> {
+        if let Some(kind) = standard_type(name) {
+            return Some(kind.to_owned());
+        }
+        self.schema(name).map(|s| s.object_type_id.clone())
+    }
+
+    /// The live custom schema called `name` (objectTypeId or fully qualified name).
+    pub fn schema(&self, name: &str) -> Option<&CustomSchema> {
+        self.schemas.iter().find(|s| !s.archived && (s.object_type_id == name || s.fully_qualified_name(self.id) == name))
     }
 
     pub fn property(&self, object_type: &str, name: &str) -> Option<&Property> {
         self.properties.get(object_type)?.iter().map(|(p, _)| p).find(|p| p.name == name)
+    }
+
+    pub fn store(&mut self, object_type: &str) -> &mut ObjectStore {
+        self.stores.entry(object_type.to_owned()).or_default()
     }
 
     /// Spends one call of the rolling ten-second budget, or says which limit is spent.
@@ -362,48 +459,90 @@ impl Portal {
             .collect()
     }
 
-    /// Creates or updates the object whose `id_property` is `key`. Another object already holding
-    /// one of the new unique values is a conflict: `Err(existing id)`.
+    /// A custom object's required properties that a create leaves out or empty.
+    pub fn missing_required(&self, object_type: &str, properties: &BTreeMap<String, String>) -> Vec<String> {
+        let required = self.schema(object_type).map(|s| s.required_properties.clone()).unwrap_or_default();
+        required.into_iter().filter(|name| properties.get(name).is_none_or(|v| v.is_empty())).collect()
+    }
+
+    fn unique_names(&self, object_type: &str) -> Vec<String> {
+        let list = self.properties.get(object_type).into_iter().flatten();
+        list.filter(|(p, _)| p.has_unique_value && p.name != "hs_object_id").map(|(p, _)| p.name.clone()).collect()
+    }
+
+    /// The object, other than `id`, that already holds one of the unique values in `properties`.
+    pub fn conflict(&self, object_type: &str, id: Option<u64>, properties: &BTreeMap<String, String>) -> Option<u64> {
+        let store = self.stores.get(object_type)?;
+        self.unique_names(object_type).iter().find_map(|name| {
+            let value = properties.get(name).filter(|v| !v.is_empty())?;
+            store.unique.get(&(name.clone(), value.clone())).copied().filter(|holder| Some(*holder) != id)
+        })
+    }
+
+    /// Creates an object with `properties`, or names the object holding one of its unique values.
+    pub fn create(&mut self, object_type: &str, properties: &BTreeMap<String, String>) -> Result<u64, Refused> {
+        if let Some(holder) = self.conflict(object_type, None, properties) {
+            return Err(Refused::Conflict(holder));
+        }
+        let now = Utc::now();
+        let id = self.next_id;
+        self.next_id += 1;
+        let (created, _) = stamp_properties(object_type);
+        let stamps = BTreeMap::from([("hs_object_id".to_owned(), id.to_string()), (created.to_owned(), iso(now))]);
+        let object = Object { id, properties: stamps, created_at: now, updated_at: now, archived_at: None };
+        self.store(object_type).objects.insert(id, object);
+        self.apply(object_type, id, properties);
+        Ok(id)
+    }
+
+    /// Sets `properties` on the live object `id` (an empty value clears one).
+    pub fn update(&mut self, object_type: &str, id: u64, properties: &BTreeMap<String, String>) -> Result<(), Refused> {
+        if self.stores.get(object_type).and_then(|s| s.find("hs_object_id", &id.to_string())).is_none() {
+            return Err(Refused::NotFound);
+        }
+        if let Some(holder) = self.conflict(object_type, Some(id), properties) {
+            return Err(Refused::Conflict(holder));
+        }
+        self.apply(object_type, id, properties);
+        Ok(())
+    }
+
+    /// Updates the live object whose `id_property` is `key`, or creates it with that key.
     pub fn upsert(
         &mut self,
-        object_type: &'static str,
+        object_type: &str,
         id_property: &str,
         key: &str,
         properties: &BTreeMap<String, String>,
-    ) -> Result<Written, u64> {
-        let now = Utc::now();
-        let unique: Vec<String> = self
-            .properties
-            .get(object_type)
-            .map(|list| list.iter().filter(|(p, _)| p.has_unique_value).map(|(p, _)| p.name.clone()).collect())
-            .unwrap_or_default();
-        let store = self.stores.entry(object_type).or_default();
-        let existing = store.find(id_property, key).map(|o| o.id);
-        for name in &unique {
-            let value = if name == id_property { Some(key) } else { properties.get(name).map(String::as_str) };
-            if let Some(value) = value.filter(|v| !v.is_empty())
-                && let Some(holder) = store.unique.get(&(name.clone(), value.to_owned()))
-                && Some(*holder) != existing
-            {
-                return Err(*holder);
+    ) -> Result<Written, Refused> {
+        match self.store(object_type).find(id_property, key).map(|o| o.id) {
+            Some(id) => self.update(object_type, id, properties).map(|()| Written::Updated(id)),
+            None => {
+                let mut properties = properties.clone();
+                if id_property != "hs_object_id" {
+                    properties.insert(id_property.to_owned(), key.to_owned());
+                }
+                self.create(object_type, &properties).map(Written::Created)
             }
         }
-        let (id, created) = match existing {
-            Some(id) => (id, false),
-            None => {
-                let id = self.next_id;
-                self.next_id += 1;
-                let mut props = BTreeMap::new();
-                props.insert("hs_object_id".to_owned(), id.to_string());
-                props.insert("createdate".to_owned(), iso(now));
-                if id_property != "hs_object_id" {
-                    props.insert(id_property.to_owned(), key.to_owned());
-                }
-                store.objects.insert(id, Object { id, properties: props, created_at: now, updated_at: now });
-                (id, true)
-            }
-        };
-        let object = store.objects.get_mut(&id).expect("just found or inserted");
+    }
+
+    /// Archives the live object `id`; false when there is none.
+    pub fn archive(&mut self, object_type: &str, id: u64) -> bool {
+        let store = self.store(object_type);
+        let Some(object) = store.objects.get_mut(&id).filter(|o| o.archived_at.is_none()) else { return false };
+        object.archived_at = Some(Utc::now());
+        store.unique.retain(|_, holder| *holder != id);
+        true
+    }
+
+    /// Writes checked values and keeps the unique indexes and the modified stamp current.
+    fn apply(&mut self, object_type: &str, id: u64, properties: &BTreeMap<String, String>) {
+        let unique = self.unique_names(object_type);
+        let (_, modified) = stamp_properties(object_type);
+        let now = Utc::now();
+        let store = self.store(object_type);
+        let object = store.objects.get_mut(&id).expect("callers check the object exists");
         for (name, value) in properties {
             if unique.contains(name)
                 && let Some(old) = object.properties.get(name)
@@ -422,7 +561,6 @@ impl Portal {
             }
         }
         object.updated_at = now;
-        object.properties.insert("lastmodifieddate".to_owned(), iso(now));
-        Ok(if created { Written::Created(id) } else { Written::Updated(id) })
+        object.properties.insert(modified.to_owned(), iso(now));
     }
 }

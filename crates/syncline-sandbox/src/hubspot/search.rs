@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::portal::{Object, Portal};
+use super::portal::{Object, Portal, stamp_properties};
 use super::{default_wanted, error};
 
 const MAX_GROUPS: usize = 5;
@@ -69,7 +69,7 @@ fn invalid(message: impl Into<String>) -> Answer {
 }
 
 /// Runs one search over the objects visible at `visible_before`.
-pub(crate) fn search(portal: &mut Portal, kind: &'static str, body: SearchBody, visible_before: DateTime<Utc>) -> Answer {
+pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, visible_before: DateTime<Utc>) -> Answer {
     let filters: usize = body.filter_groups.iter().map(|g| g.filters.len()).sum();
     if body.filter_groups.len() > MAX_GROUPS
         || body.filter_groups.iter().any(|g| g.filters.len() > MAX_FILTERS_PER_GROUP)
@@ -99,11 +99,10 @@ pub(crate) fn search(portal: &mut Portal, kind: &'static str, body: SearchBody, 
         return invalid(format!("Paging past {MAX_RESULTS} results is not supported; narrow the search (after {offset}, limit {limit})"));
     }
 
-    let store = portal.stores.entry(kind).or_default();
+    let store = portal.store(kind);
     let query = body.query.as_deref().map(str::to_lowercase).filter(|q| !q.trim().is_empty());
     let mut hits: Vec<&Object> = store
-        .objects
-        .values()
+        .live()
         .filter(|o| o.updated_at <= visible_before)
         .filter(|o| body.filter_groups.is_empty() || body.filter_groups.iter().any(|g| g.filters.iter().all(|f| matches(o, f))))
         .filter(|o| query.as_ref().is_none_or(|q| o.properties.values().any(|v| v.to_lowercase().contains(q.as_str()))))
@@ -120,7 +119,8 @@ pub(crate) fn search(portal: &mut Portal, kind: &'static str, body: SearchBody, 
     }
     let total = hits.len();
     let mut wanted = if body.properties.is_empty() { default_wanted(kind) } else { body.properties.clone() };
-    wanted.extend(["createdate", "hs_object_id", "lastmodifieddate"].map(String::from));
+    let (created, modified) = stamp_properties(kind);
+    wanted.extend([created, "hs_object_id", modified].map(String::from));
     let results: Vec<Value> = hits.iter().skip(offset).take(limit).map(|o| o.to_json(Some(&wanted))).collect();
     let mut answer = json!({"total": total, "results": results});
     if offset + limit < total {

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use syncline_sandbox::{PortalConfig, Sandbox, Tier};
 use tower::ServiceExt;
 
+mod schemas;
+mod writes;
+
 const TOKEN: &str = "pat-na1-test";
+const PORTAL_ID: u64 = 4_242_424;
 
 fn sandbox(tier: Tier) -> Sandbox {
     let sandbox = Sandbox::new();
@@ -21,7 +25,9 @@ fn sandbox(tier: Tier) -> Sandbox {
         ]
     }))
     .unwrap();
-    sandbox.add_portal(PortalConfig { token: TOKEN.into(), tier, properties });
+    sandbox
+        .add_portal(PortalConfig { token: TOKEN.into(), tier, portal_id: Some(PORTAL_ID), properties, custom_objects: Vec::new() })
+        .unwrap();
     sandbox
 }
 

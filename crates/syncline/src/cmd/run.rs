@@ -92,7 +92,7 @@ async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), Cli
             "--sandbox: cannot listen on {address} ({e}); if `syncline sandbox` already runs there, leave out --sandbox"
         ))
     })?;
-    let sandbox = Sandbox::from_seed(Seed::members_demo());
+    let sandbox = Sandbox::from_seed(Seed::members_demo()).expect("the demo seed is valid");
     let router = sandbox.router();
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;

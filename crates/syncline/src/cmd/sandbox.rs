@@ -16,7 +16,8 @@ pub async fn run(args: SandboxArgs) -> CliResult {
         }
     };
     let tokens: Vec<String> = seed.hubspot.iter().map(|p| format!("{} ({:?})", p.token, p.tier)).collect();
-    let sandbox = Sandbox::from_seed(seed);
+    let sandbox = Sandbox::from_seed(seed)
+        .map_err(|e| CliError::usage(format!("{}: {e}", args.seed.as_ref().map_or("the demo seed".into(), |p| p.display().to_string()))))?;
     if let Some(spec) = &args.faults {
         let faults: Faults = serde_saphyr::from_str(spec).map_err(|e| CliError::usage(format!("--faults: {e}")))?;
         sandbox.set_faults(faults);

@@ -19,7 +19,7 @@ struct Hub {
 fn hub(tier: Tier) -> Hub {
     let mut seed = Seed::members_demo();
     seed.hubspot[0].tier = tier;
-    let sandbox = Sandbox::from_seed(seed);
+    let sandbox = Sandbox::from_seed(seed).unwrap();
     let router = sandbox.router();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
