@@ -6,10 +6,12 @@
 mod checkpoint;
 mod dead_letters;
 mod error;
+mod inbox;
 mod runs;
 
 pub use dead_letters::{DeadLetterFilter, DeadLetterRow};
 pub use error::StoreError;
+pub use inbox::{Accepted, InboxDepth, InboxEvent, NewEvent};
 pub use runs::{CursorRow, RunRow};
 
 use chrono::{SecondsFormat, Utc};
@@ -96,6 +98,12 @@ impl Store {
         let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Closes every connection; later calls fail (used at shutdown, and by tests to take the
+    /// store away from a running server).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Whether the store answers (for `check` and `/readyz`).

@@ -49,6 +49,7 @@ async fn conformance() {
         reset_forgets_cursor_and_fingerprints(&store).await;
         idempotency_keeps_the_first_result(&store).await;
         events_are_appended_in_order(&store).await;
+        inbox_dedupes_claims_and_releases(&store).await;
         reopening_keeps_everything(&url).await;
     })
     .await;
@@ -162,4 +163,55 @@ async fn reopening_keeps_everything(url: &str) {
     again.ping().await.unwrap();
     assert_eq!(again.run("r1").await.unwrap().read_count, 5);
     assert_eq!(again.open_dead_letter_counts().await.unwrap(), vec![("members".to_string(), 1)]);
+}
+
+fn inbox_event(key: &str) -> syncline_store::NewEvent {
+    syncline_store::NewEvent {
+        source: "hubspot".into(),
+        dedupe_key: key.into(),
+        event_type: "contact.creation".into(),
+        payload: json!({"objectId": key}).to_string(),
+        occurred_at: Some(chrono::Utc::now()),
+    }
+}
+
+async fn inbox_dedupes_claims_and_releases(store: &Store) {
+    let delivery: Vec<_> = ["a", "b", "c", "b"].into_iter().map(inbox_event).collect();
+    let accepted = store.inbox_accept(&delivery).await.unwrap();
+    assert_eq!((accepted.stored, accepted.duplicates), (3, 1), "a key twice in one delivery is stored once");
+    let again = store.inbox_accept(&[inbox_event("c"), inbox_event("d")]).await.unwrap();
+    assert_eq!((again.stored, again.duplicates), (1, 1));
+
+    let lease = std::time::Duration::from_secs(60);
+    let first = store.inbox_claim("w1", lease, 2).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(first[0].attempts, 1);
+    assert_eq!(first[0].payload, json!({"objectId": "a"}).to_string());
+    let second = store.inbox_claim("w2", lease, 10).await.unwrap();
+    assert_eq!(second.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["c", "d"], "claimed events are not claimed twice");
+    assert!(store.inbox_claim("w3", lease, 10).await.unwrap().is_empty());
+
+    assert!(store.inbox_finish(first[0].id, "w1").await.unwrap());
+    assert!(!store.inbox_finish(first[1].id, "w2").await.unwrap(), "only the lease holder finishes");
+    let soon = chrono::Utc::now() - chrono::Duration::seconds(1);
+    assert!(store.inbox_retry(first[1].id, "w1", "ManyChat 503", soon).await.unwrap());
+    assert!(store.inbox_give_up(second[0].id, "w2", "no phone or email").await.unwrap());
+    let retried = store.inbox_claim("w3", lease, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].dedupe_key.as_str(), retried[0].attempts), ("b", 2));
+
+    // a worker that died: its expired lease makes the event claimable again
+    let expired = store.inbox_claim("w4", std::time::Duration::ZERO, 10).await;
+    assert!(expired.unwrap().is_empty(), "b and d are held under live leases");
+    store.inbox_accept(&[inbox_event("e")]).await.unwrap();
+    let short = store.inbox_claim("dying", std::time::Duration::from_millis(1), 10).await.unwrap();
+    assert_eq!(short.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let taken_over = store.inbox_claim("w5", lease, 10).await.unwrap();
+    assert_eq!(taken_over.iter().map(|e| (e.dedupe_key.as_str(), e.attempts)).collect::<Vec<_>>(), [("e", 2)]);
+    assert!(!store.inbox_finish(short[0].id, "dying").await.unwrap(), "the late worker cannot finish what it lost");
+
+    let depth = store.inbox_depth().await.unwrap();
+    let by_status: Vec<(&str, i64)> = depth.iter().map(|d| (d.status.as_str(), d.events)).collect();
+    assert_eq!(by_status, [("dead", 1), ("done", 1), ("running", 3)]);
 }

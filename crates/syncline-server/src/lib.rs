@@ -1,0 +1,179 @@
+//! `syncline serve`: webhook intake into the durable inbox.
+//!
+//! A delivery to `/webhooks/<source>` is refused with 413 past the body limit before it is
+//! buffered, checked against the source's signing secrets on its raw bytes (401, nothing
+//! stored), split into events (400 for a malformed body), and stored in the inbox in one
+//! transaction. Only then is it answered 2xx; a store that cannot commit (down, disk full)
+//! answers 503 so the sender retries, and nothing acknowledged is lost. Redelivered events are
+//! acknowledged and counted as duplicates.
+//!
+//! `/healthz` answers while the process runs; `/readyz` while the store answers.
+
+pub mod events;
+pub mod signature;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use syncline_store::{NewEvent, Store};
+
+pub use signature::{HubSpotVersion, Secret, SignatureError};
+
+/// Bodies above this are refused unless a source sets its own limit (HubSpot sends at most 100
+/// events per delivery, far below it).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Who posts to a source, which decides its signature scheme and payload shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    HubSpot,
+    Stripe,
+}
+
+/// One webhook endpoint, `/webhooks/<name>`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub provider: Provider,
+    /// Any of these verifies a delivery (two during a rotation).
+    pub secrets: Vec<Secret>,
+    /// HubSpot signature versions taken (default all three; v3 is checked when present).
+    pub hubspot_versions: Vec<HubSpotVersion>,
+    /// The URL the sender calls, as it signs it (HubSpot v2/v3), when a proxy in front changes
+    /// the scheme or host. Default: `http://<Host header><path and query>`.
+    pub public_url: Option<String>,
+    pub body_limit: usize,
+}
+
+/// Counts since start, by source and outcome (`stored`, `duplicate`, `unauthorized`,
+/// `malformed`, `too_large`, `unavailable`).
+#[derive(Default)]
+pub struct Counters {
+    counts: std::sync::Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+}
+
+impl Counters {
+    fn add(&self, source: &str, outcome: &'static str, n: u64) {
+        let counter = {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts.entry((source.to_owned(), outcome)).or_default().clone()
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every count, as (source, outcome, n).
+    pub fn snapshot(&self) -> Vec<(String, &'static str, u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.iter().map(|((s, o), n)| (s.clone(), *o, n.load(Ordering::Relaxed))).collect()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Intake {
+    store: Store,
+    sources: Arc<BTreeMap<String, Source>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Intake {
+    pub fn new(store: Store, sources: Vec<Source>) -> Intake {
+        let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
+        Intake { store, sources: Arc::new(sources), counters: Arc::default() }
+    }
+
+    /// The HTTP API: `POST /webhooks/<source>`, `GET /healthz`, `GET /readyz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/webhooks/{source}", post(receive))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(ready))
+            .with_state(self.clone())
+    }
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let Some(source) = intake.sources.get(&name) else {
+        return answer(StatusCode::NOT_FOUND, json!({"error": format!("no webhook source named {name}")}));
+    };
+    let counters = &intake.counters;
+    // refused before reading when the sender declares it too large; chunked bodies are cut off
+    // at the limit while being read, so memory stays bounded either way
+    let declared = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        counters.add(&name, "too_large", 1);
+        answer(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body is larger than {} bytes", source.body_limit)}))
+    };
+    if declared.is_some_and(|n| n > source.body_limit as u64) {
+        return too_large();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, source.body_limit).await else { return too_large() };
+    if let Err(why) = verify(source, &uri, &headers, &bytes) {
+        counters.add(&name, "unauthorized", 1);
+        tracing::warn!(source = %name, error = %why, "webhook signature refused");
+        return answer(StatusCode::UNAUTHORIZED, json!({"error": why.to_string()}));
+    }
+    let parsed = match source.provider {
+        Provider::HubSpot => events::hubspot(&name, &bytes),
+        Provider::Stripe => events::stripe(&name, &bytes),
+    };
+    let events: Vec<NewEvent> = match parsed {
+        Ok(events) => events,
+        Err(why) => {
+            counters.add(&name, "malformed", 1);
+            tracing::warn!(source = %name, error = %why, "webhook body refused");
+            return answer(StatusCode::BAD_REQUEST, json!({"error": why.to_string()}));
+        }
+    };
+    match intake.store.inbox_accept(&events).await {
+        Ok(accepted) => {
+            counters.add(&name, "stored", accepted.stored as u64);
+            counters.add(&name, "duplicate", accepted.duplicates as u64);
+            answer(StatusCode::OK, json!({"stored": accepted.stored, "duplicates": accepted.duplicates}))
+        }
+        Err(e) => {
+            counters.add(&name, "unavailable", 1);
+            tracing::error!(source = %name, error = %e, "inbox commit failed; answering 503 so the sender retries");
+            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the inbox cannot store events right now"}));
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+fn verify(source: &Source, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<(), SignatureError> {
+    let now = chrono::Utc::now();
+    match source.provider {
+        Provider::Stripe => signature::verify_stripe(body, headers, &source.secrets, now.timestamp()),
+        Provider::HubSpot => {
+            let url = match &source.public_url {
+                Some(public) => format!("{}{}", public.trim_end_matches('/'), uri.query().map(|q| format!("?{q}")).unwrap_or_default()),
+                None => {
+                    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+                    format!("http://{host}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+                }
+            };
+            let request = signature::Signed { method: "POST", url: &url, body };
+            signature::verify_hubspot(request, headers, &source.secrets, &source.hubspot_versions, now.timestamp_millis()).map(|_| ())
+        }
+    }
+}
+
+async fn ready(State(intake): State<Intake>) -> Response {
+    match intake.store.ping().await {
+        Ok(()) => answer(StatusCode::OK, json!({"store": "ok"})),
+        Err(e) => answer(StatusCode::SERVICE_UNAVAILABLE, json!({"store": e.to_string()})),
+    }
+}

@@ -1,0 +1,169 @@
+//! The webhook inbox: verified events stored durably before the sender gets its 2xx, then
+//! claimed by workers under a lease, and finished, retried later or given up on.
+//!
+//! Each event has a dedupe key; a redelivered event is acknowledged as a duplicate and never
+//! stored twice. On PostgreSQL, workers of several `serve` instances claim with
+//! `FOR UPDATE SKIP LOCKED`, so no two hold one event; a lease that runs out (its worker died)
+//! makes the event claimable again.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{Backend, Store, StoreError, format_time, now, placeholders};
+
+/// One event to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The configured webhook source (`hubspot`, `stripe`…).
+    pub source: String,
+    pub dedupe_key: String,
+    pub event_type: String,
+    /// The event's own JSON.
+    pub payload: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// What storing one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accepted {
+    pub stored: usize,
+    /// Events whose dedupe key was already there (acknowledged, not stored again).
+    pub duplicates: usize,
+}
+
+/// A claimed event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEvent {
+    pub id: i64,
+    pub source: String,
+    pub dedupe_key: String,
+    pub event_type: String,
+    pub payload: String,
+    /// Including this one.
+    pub attempts: i64,
+    pub occurred_at: Option<String>,
+}
+
+/// Events per source and status, and the oldest one's arrival (for `/metrics` and `inbox`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxDepth {
+    pub source: String,
+    /// `pending`, `running`, `done` or `dead`.
+    pub status: String,
+    pub events: i64,
+    pub oldest_received_at: String,
+}
+
+const COLUMNS: usize = 7;
+
+/// id, source, dedupe_key, event_type, payload, attempts, occurred_at.
+type ClaimedRow = (i64, String, String, String, String, i64, Option<String>);
+
+impl Store {
+    /// Stores a delivery's events in one transaction: all of them are durable when this returns
+    /// Ok, or none is. Events already stored (same dedupe key) count as duplicates.
+    pub async fn inbox_accept(&self, events: &[NewEvent]) -> Result<Accepted, StoreError> {
+        let received = now();
+        let mut tx = self.pool.begin().await?;
+        let mut stored = 0;
+        // 100 events × 7 values stays far below both backends' bound-parameter limits
+        for chunk in events.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * COLUMNS, COLUMNS))).collect();
+            let sql = format!(
+                "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at) VALUES {} \
+                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for event in chunk {
+                query = query
+                    .bind(&event.source)
+                    .bind(&event.dedupe_key)
+                    .bind(&event.event_type)
+                    .bind(&event.payload)
+                    .bind(event.occurred_at.map(format_time))
+                    .bind(&received)
+                    .bind(&received);
+            }
+            stored += query.fetch_all(&mut *tx).await?.len();
+        }
+        tx.commit().await?;
+        Ok(Accepted { stored, duplicates: events.len() - stored })
+    }
+
+    /// Claims up to `limit` events that are due (pending and past their next attempt, or running
+    /// under an expired lease) for `owner`, for `lease`. Each claim counts as an attempt.
+    pub async fn inbox_claim(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+        let now = Utc::now();
+        let until = format_time(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX));
+        let skip_locked = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE inbox SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM inbox WHERE (status = 'pending' AND next_attempt_at <= $3) \
+                          OR (status = 'running' AND lease_until < $3) ORDER BY id LIMIT $4{skip_locked}) \
+             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at"
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(until)
+            .bind(format_time(now))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events: Vec<InboxEvent> = rows
+            .into_iter()
+            .map(|r| InboxEvent { id: r.0, source: r.1, dedupe_key: r.2, event_type: r.3, payload: r.4, attempts: r.5, occurred_at: r.6 })
+            .collect();
+        events.sort_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    /// Marks a claimed event done. False when `owner` no longer holds it (its lease ran out and
+    /// another worker took it), in which case nothing changes.
+    pub async fn inbox_finish(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        self.inbox_release(id, owner, "done", None, None).await
+    }
+
+    /// Puts a claimed event back to be tried again at `at`, keeping why the attempt failed.
+    pub async fn inbox_retry(&self, id: i64, owner: &str, error: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inbox_release(id, owner, "pending", Some(error), Some(at)).await
+    }
+
+    /// Gives up on a claimed event (`dead`), keeping why.
+    pub async fn inbox_give_up(&self, id: i64, owner: &str, error: &str) -> Result<bool, StoreError> {
+        self.inbox_release(id, owner, "dead", Some(error), None).await
+    }
+
+    async fn inbox_release(
+        &self,
+        id: i64,
+        owner: &str,
+        status: &str,
+        error: Option<&str>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE inbox SET status = $1, last_error = COALESCE($2, last_error), next_attempt_at = COALESCE($3, next_attempt_at), \
+             lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(at.map(format_time))
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Events per source and status.
+    pub async fn inbox_depth(&self) -> Result<Vec<InboxDepth>, StoreError> {
+        let rows: Vec<(String, String, i64, String)> =
+            sqlx::query_as("SELECT source, status, COUNT(*), MIN(received_at) FROM inbox GROUP BY source, status ORDER BY source, status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| InboxDepth { source: r.0, status: r.1, events: r.2, oldest_received_at: r.3 }).collect())
+    }
+}
