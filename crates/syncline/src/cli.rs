@@ -57,6 +57,18 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve the local API emulators (HubSpot today) for tests, demos and dry runs.
     Sandbox(SandboxArgs),
+    /// Receive the configured webhooks into the durable inbox (`POST /webhooks/<name>`), with
+    /// `/healthz` and `/readyz`, until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Inbox events by webhook source and status.
+    Inbox,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (default: the config's `serve.bind`, else 127.0.0.1:8080).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +197,10 @@ pub struct BenchArgs {
     /// (free: 100 calls per 10 s, professional: 190, api-limit-increase: 250).
     #[arg(long, value_parser = parse_tier)]
     pub hubspot: Option<syncline_connectors::hubspot::Tier>,
+    /// Measure durable webhook intake instead: events/s for deliveries of 100 events, and the
+    /// time to 2xx at a steady 1,000 deliveries per second.
+    #[arg(long, conflicts_with = "hubspot")]
+    pub intake: bool,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

@@ -53,6 +53,9 @@ pub async fn run(args: BenchArgs) -> CliResult {
         }
     };
     std::fs::create_dir_all(&dir).map_err(CliError::failed)?;
+    if args.intake {
+        return super::intake_bench::run(&dir).await;
+    }
     for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }

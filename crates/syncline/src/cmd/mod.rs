@@ -4,9 +4,11 @@ mod bench;
 mod check;
 mod dlq;
 mod example;
+mod intake_bench;
 mod run;
 mod runs;
 mod sandbox;
+mod serve;
 mod state;
 
 use crate::cli::{Cli, Command};
@@ -37,6 +39,8 @@ pub async fn dispatch(cli: Cli) -> CliResult {
                 Command::Runs(args) => runs::run(&store, args).await,
                 Command::Dlq(dlq) => dlq::run(&config, &store, dlq, cli.quiet).await,
                 Command::State(state) => state::run(&config, &store, state).await,
+                Command::Serve(args) => serve::run(&config, &store, args).await,
+                Command::Inbox => serve::inbox(&store).await,
                 _ => unreachable!("handled above"),
             }
         }

@@ -19,7 +19,49 @@ pub struct RawConfig {
     #[schemars(with = "Option<String>")]
     pub state: Option<At<String>>,
     /// The pipelines, by name; `syncline run all` runs them in this order.
+    #[serde(default)]
     pub pipelines: indexmap::IndexMap<String, RawPipeline>,
+    /// Webhook endpoints `syncline serve` receives, by name: each is `POST /webhooks/<name>`.
+    #[serde(default)]
+    pub webhooks: indexmap::IndexMap<String, RawWebhook>,
+    /// How `syncline serve` listens.
+    pub serve: Option<RawServe>,
+}
+
+/// A webhook endpoint: who posts to it and the secrets its deliveries are signed with.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// `hubspot` (signatures v1/v2/v3, arrays of events) or `stripe` (`Stripe-Signature`).
+    pub provider: RawProvider,
+    /// Signing secrets as `${VAR}` (HubSpot: the app's client secret; Stripe: `whsec_…`). Any of
+    /// them verifies a delivery, so list the old and the new one while rotating.
+    #[schemars(with = "Vec<String>")]
+    pub secrets: Vec<At<String>>,
+    /// HubSpot signature versions accepted (default `[v1, v2, v3]`; v3 is checked when sent).
+    pub versions: Option<Vec<syncline_server::HubSpotVersion>>,
+    /// The URL the sender calls, when a proxy in front changes scheme or host (HubSpot v2/v3
+    /// sign it), e.g. `https://hooks.example.com/webhooks/hubspot`.
+    #[schemars(with = "Option<String>")]
+    pub public_url: Option<At<String>>,
+    /// Largest body taken, in bytes (default 1 MiB); larger ones get 413 before being read.
+    #[schemars(with = "Option<u64>")]
+    pub body_limit: Option<At<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawProvider {
+    Hubspot,
+    Stripe,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    /// Address and port to listen on (default `127.0.0.1:8080`).
+    #[schemars(with = "Option<String>")]
+    pub bind: Option<At<String>>,
 }
 
 /// One pipeline: a source read page by page, transforms, and a sink written in batches.

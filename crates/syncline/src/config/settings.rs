@@ -17,6 +17,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     pub state_url: String,
     pub pipelines: Vec<Pipeline>,
+    /// Webhook endpoints for `syncline serve`.
+    pub webhooks: Vec<syncline_server::Source>,
+    pub serve_bind: std::net::SocketAddr,
 }
 
 #[derive(Debug)]
@@ -246,9 +249,18 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         }
         None => resolve_sqlite("sqlite://syncline.db", base_dir),
     };
-    if raw.pipelines.is_empty() {
-        return Err(ConfigError::file(file, "pipelines: at least one pipeline is needed"));
+    if raw.pipelines.is_empty() && raw.webhooks.is_empty() {
+        return Err(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
     }
+    let webhooks = raw.webhooks.iter().map(|(name, w)| webhook(&ctx, name, w)).collect::<Result<Vec<_>, _>>()?;
+    let serve_bind = match raw.serve.as_ref().and_then(|s| s.bind.as_ref()) {
+        Some(bind) => {
+            let text = ctx.expand(bind, "serve.bind")?;
+            text.parse()
+                .map_err(|_| ctx.err(&bind.referenced, "serve.bind", format!("{text:?} is not an address:port such as 0.0.0.0:8080")))?
+        }
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
     let mut pipelines = Vec::new();
     for (name, p) in raw.pipelines {
         let path = format!("pipelines.{name}");
@@ -360,7 +372,60 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
             change_detection: p.change_detection.unwrap_or(default_detection),
         });
     }
-    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines })
+    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines, webhooks, serve_bind })
+}
+
+/// One webhook endpoint: secrets only as `${VAR}`, never written in the file.
+fn webhook(ctx: &Ctx, name: &str, raw: &RawWebhook) -> Result<syncline_server::Source, ConfigError> {
+    let path = format!("webhooks.{name}");
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(ConfigError { file: ctx.file.into(), at: None, path, message: "webhook names use letters, digits, _ and -".into() });
+    }
+    if raw.secrets.is_empty() {
+        return Err(ConfigError {
+            file: ctx.file.into(),
+            at: None,
+            path: format!("{path}.secrets"),
+            message: "at least one signing secret is needed".into(),
+        });
+    }
+    let mut secrets = Vec::new();
+    for (i, secret) in raw.secrets.iter().enumerate() {
+        let spath = format!("{path}.secrets[{i}]");
+        if !secret.value.contains("${") {
+            return Err(ctx.err(&secret.referenced, &spath, "a secret written in the config is not allowed; use ${VAR}"));
+        }
+        let value = ctx.expand(secret, &spath)?;
+        if value.is_empty() {
+            return Err(ctx.err(&secret.referenced, &spath, format!("{} is empty", secret.value)));
+        }
+        secrets.push(syncline_server::Secret::new(value));
+    }
+    let public_url = match &raw.public_url {
+        Some(url) => {
+            let expanded = ctx.expand(url, &format!("{path}.public_url"))?;
+            if !(expanded.starts_with("https://") || expanded.starts_with("http://")) {
+                return Err(ctx.err(&url.referenced, &format!("{path}.public_url"), format!("{expanded:?} is not an http(s) URL")));
+            }
+            Some(expanded)
+        }
+        None => None,
+    };
+    let default_limit = syncline_server::DEFAULT_BODY_LIMIT as u64;
+    Ok(syncline_server::Source {
+        name: name.to_owned(),
+        provider: match raw.provider {
+            RawProvider::Hubspot => syncline_server::Provider::HubSpot,
+            RawProvider::Stripe => syncline_server::Provider::Stripe,
+        },
+        secrets,
+        hubspot_versions: raw.versions.clone().unwrap_or_else(|| {
+            use syncline_server::HubSpotVersion::*;
+            vec![V1, V2, V3]
+        }),
+        public_url,
+        body_limit: ctx.positive(&raw.body_limit, &format!("{path}.body_limit"), 1024..=64 * 1024 * 1024, default_limit)?,
+    })
 }
 
 /// Checks what can be checked of a transform step without IO.

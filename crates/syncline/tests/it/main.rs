@@ -6,6 +6,7 @@ mod crash;
 mod hubspot;
 mod members;
 mod sandbox;
+mod serve;
 mod sql_copy;
 
 use std::path::{Path, PathBuf};

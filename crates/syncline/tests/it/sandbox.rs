@@ -16,15 +16,27 @@ impl Drop for Running {
     }
 }
 
-/// One HTTP/1.1 request; returns the status line and the body.
+/// One HTTP/1.1 request with a bearer token; returns the status line and the body.
 pub fn http(address: &str, method: &str, path: &str, token: &str, body: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    request(
+        address,
+        method,
+        path,
+        &[("Authorization", format!("Bearer {token}")), ("Content-Type", "application/json".into())],
+        body.as_bytes(),
     )
-    .unwrap();
+}
+
+/// One HTTP/1.1 request with `headers`; returns the status line and the body.
+pub fn request(address: &str, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.lines().next().unwrap_or_default().to_owned();

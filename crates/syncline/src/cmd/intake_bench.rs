@@ -1,0 +1,123 @@
+//! `syncline bench --intake`: durable webhook intake on the embedded store (SQLite,
+//! `synchronous=FULL`), over real TCP on loopback. Two figures: events/s when HubSpot-style
+//! deliveries of 100 events arrive as fast as they are answered, and the time to 2xx (p50, p99,
+//! max) at a steady 1,000 single-event deliveries per second.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use syncline_server::signature::sign;
+use syncline_server::{DEFAULT_BODY_LIMIT, HubSpotVersion, Intake, Provider, Secret, Source};
+use syncline_store::Store;
+
+use crate::exit::{CliError, CliResult, Exit};
+
+const SECRET: &str = "bench-secret";
+const BURST_DELIVERIES: usize = 2_000;
+const EVENTS_PER_DELIVERY: usize = 100;
+const CONCURRENCY: usize = 16;
+const STEADY_RATE: u64 = 1_000;
+const STEADY_SECS: u64 = 10;
+
+/// A signed delivery of `count` contact.creation events starting at object `first`.
+fn delivery(first: usize, count: usize) -> (Vec<u8>, String) {
+    let events: Vec<_> = (first..first + count)
+        .map(|i| {
+            json!({"eventId": i, "subscriptionId": 7, "portalId": 62515, "appId": 1, "occurredAt": 1_764_000_000_000u64 + i as u64,
+                   "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": i, "changeSource": "CRM", "changeFlag": "NEW"})
+        })
+        .collect();
+    let body = serde_json::to_vec(&events).expect("json");
+    let signature = sign::hubspot_v1(SECRET, &body);
+    (body, signature)
+}
+
+async fn send(client: &reqwest::Client, url: &str, (body, signature): (Vec<u8>, String)) -> Result<Duration, String> {
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .header("x-hubspot-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    match response.status().as_u16() {
+        200 => Ok(started.elapsed()),
+        status => Err(format!("status {status}")),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at].as_secs_f64() * 1000.0
+}
+
+pub async fn run(dir: &Path) -> CliResult {
+    let _ = std::fs::remove_file(dir.join("intake-state.db"));
+    let store = Store::connect(&format!("sqlite://{}", dir.join("intake-state.db").display())).await.map_err(CliError::failed)?;
+    let source = Source {
+        name: "hubspot".into(),
+        provider: Provider::HubSpot,
+        secrets: vec![Secret::new(SECRET)],
+        hubspot_versions: vec![HubSpotVersion::V1, HubSpotVersion::V3],
+        public_url: None,
+        body_limit: DEFAULT_BODY_LIMIT,
+    };
+    let router = Intake::new(store.clone(), vec![source]).router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
+    let url = format!("http://{}/webhooks/hubspot", listener.local_addr().map_err(CliError::failed)?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY * 2).build().map_err(CliError::failed)?;
+
+    eprintln!("burst: {BURST_DELIVERIES} deliveries of {EVENTS_PER_DELIVERY} events, {CONCURRENCY} at a time …");
+    let bodies: Vec<_> = (0..BURST_DELIVERIES).map(|d| delivery(d * EVENTS_PER_DELIVERY, EVENTS_PER_DELIVERY)).collect();
+    let started = Instant::now();
+    let results: Vec<Result<Duration, String>> =
+        futures_util::stream::iter(bodies.into_iter().map(|b| send(&client, &url, b))).buffer_unordered(CONCURRENCY).collect().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let stored: i64 = store.inbox_depth().await.map_err(CliError::failed)?.iter().map(|d| d.events).sum();
+    let events = (BURST_DELIVERIES - failed) * EVENTS_PER_DELIVERY;
+    println!(
+        "durable intake: {events} events in {elapsed:.2} s = {:.0} events/s ({:.0} deliveries/s), {failed} failed, {stored} rows in the inbox",
+        events as f64 / elapsed,
+        (BURST_DELIVERIES - failed) as f64 / elapsed
+    );
+
+    eprintln!("steady: {STEADY_RATE} single-event deliveries per second for {STEADY_SECS} s …");
+    let first = BURST_DELIVERIES * EVENTS_PER_DELIVERY;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..(STEADY_RATE * STEADY_SECS) as usize {
+        ticker.tick().await;
+        let (client, url, body) = (client.clone(), url.clone(), delivery(first + i, 1));
+        tasks.spawn(async move { send(&client, &url, body).await });
+    }
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.map_err(CliError::failed)? {
+            Ok(latency) => latencies.push(latency),
+            Err(_) => failures += 1,
+        }
+    }
+    latencies.sort();
+    if latencies.is_empty() {
+        return Err(CliError::failed("every steady delivery failed"));
+    }
+    println!(
+        "time to 2xx at {STEADY_RATE}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {failures} failed",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        latencies.len()
+    );
+    store.close().await;
+    Ok(Exit::Ok)
+}

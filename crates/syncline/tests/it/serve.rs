@@ -1,0 +1,72 @@
+//! `syncline serve` as a user runs it: a real process receiving signed webhooks over HTTP into
+//! the SQLite inbox, stopped with SIGTERM; `syncline inbox` shows what it stored.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use syncline_server::signature::sign;
+
+use crate::{bin, code, stderr, stdout, syncline};
+
+const SECRET: &str = "app-secret-for-tests";
+const CONFIG: &str = "webhooks:\n  hubspot:\n    provider: hubspot\n    secrets: [\"${HOOK_SECRET}\"]\n";
+
+fn post(address: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (String, String) {
+    crate::sandbox::request(address, "POST", path, headers, body)
+}
+
+#[test]
+fn serve_stores_signed_deliveries_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hooks.yaml"), CONFIG).unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .env("HOOK_SECRET", SECRET)
+        .args(["--config", "hooks.yaml", "serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let address = banner.strip_prefix("serving on http://").and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("unexpected banner {banner:?}")
+    });
+
+    let events = r#"[{"eventId":1,"subscriptionId":7,"portalId":62515,"occurredAt":1764000000000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":501,"appId":1},
+                    {"eventId":2,"subscriptionId":7,"portalId":62515,"occurredAt":1764000000001,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":502,"appId":1}]"#;
+    let signed = [("X-HubSpot-Signature", sign::hubspot_v1(SECRET, events.as_bytes())), ("Content-Type", "application/json".into())];
+    let (status, body) = post(address, "/webhooks/hubspot", &signed, events.as_bytes());
+    assert!(status.contains("200"), "{status} {body}");
+    assert_eq!(body, r#"{"duplicates":0,"stored":2}"#);
+    let (status, _) = post(address, "/webhooks/hubspot", &signed, events.as_bytes());
+    assert!(status.contains("200"), "a redelivery is acknowledged");
+    let forged = [("X-HubSpot-Signature", sign::hubspot_v1("not-the-secret", events.as_bytes()))];
+    let (status, _) = post(address, "/webhooks/hubspot", &forged, events.as_bytes());
+    assert!(status.contains("401"), "{status}");
+
+    let terminated = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "SIGTERM stops serve cleanly");
+
+    let output = bin().current_dir(dir.path()).env("HOOK_SECRET", SECRET).args(["--config", "hooks.yaml", "inbox"]).output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let table = stdout(&output);
+    let row = table.lines().find(|l| l.contains("pending")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("hubspot") && row.contains(" 2 "), "two events, each stored once: {table}");
+}
+
+#[test]
+fn webhook_secrets_must_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("literal.yaml"), "webhooks:\n  hubspot:\n    provider: hubspot\n    secrets: [\"abc123\"]\n").unwrap();
+    let output = syncline(dir.path(), "literal.yaml", &["serve"]);
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("webhooks.hubspot.secrets[0]") && stderr(&output).contains("${VAR}"), "{}", stderr(&output));
+    std::fs::write(dir.path().join("nothing.yaml"), "state: sqlite://s.db\n").unwrap();
+    let output = syncline(dir.path(), "nothing.yaml", &["serve"]);
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("nothing to do"), "{}", stderr(&output));
+}
