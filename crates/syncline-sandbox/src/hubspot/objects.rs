@@ -358,11 +358,7 @@ pub(crate) async fn batch_create(State(sandbox): State<Sandbox>, call: Call, Pat
 /// An untraced batch create is all or nothing: the first bad input, or two inputs claiming the
 /// same unique value, fails it before anything is written.
 fn check_all_or_nothing(portal: &Portal, kind: &str, inputs: &[CreateInput]) -> Result<(), Answer> {
-    let unique: Vec<String> = portal.properties[kind]
-        .iter()
-        .filter(|(p, _)| p.has_unique_value && p.name != "hs_object_id")
-        .map(|(p, _)| p.name.clone())
-        .collect();
+    let unique = portal.unique_names(kind);
     let mut claimed = HashSet::new();
     for input in inputs {
         validate(portal, kind, &input.properties, Some(&input.properties)).map_err(Invalid::answer)?;

@@ -99,7 +99,7 @@ fn contactinformation() -> String {
 }
 
 impl Property {
-    pub(crate) fn builtin(name: &str, kind: &str, field_type: &str, unique: bool, read_only: bool) -> Property {
+    fn builtin(name: &str, kind: &str, field_type: &str, unique: bool, read_only: bool) -> Property {
         Property {
             name: name.into(),
             label: name.into(),
@@ -192,8 +192,9 @@ pub fn stamp_properties(object_type: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// HubSpot's default properties per object type (a working subset).
-fn defaults(object_type: &str) -> Vec<Property> {
+/// HubSpot's default properties per object type (a working subset; a custom type gets the id
+/// and stamps).
+pub(crate) fn defaults(object_type: &str) -> Vec<Property> {
     let p = Property::builtin;
     let (created, modified) = stamp_properties(object_type);
     let mut list = vec![
@@ -465,7 +466,8 @@ impl Portal {
         required.into_iter().filter(|name| properties.get(name).is_none_or(|v| v.is_empty())).collect()
     }
 
-    fn unique_names(&self, object_type: &str) -> Vec<String> {
+    /// The properties whose values must be unique (the object id aside, which is always).
+    pub(crate) fn unique_names(&self, object_type: &str) -> Vec<String> {
         let list = self.properties.get(object_type).into_iter().flatten();
         list.filter(|(p, _)| p.has_unique_value && p.name != "hs_object_id").map(|(p, _)| p.name.clone()).collect()
     }

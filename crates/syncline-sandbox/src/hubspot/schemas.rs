@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::portal::{Portal, Property, iso, object_type_id, stamp_properties, standard_type};
+use super::portal::{Portal, Property, defaults, iso, object_type_id, standard_type};
 use super::{Answer, Call, Limit, error, parse_body, serve};
 use crate::Sandbox;
 
@@ -188,11 +188,7 @@ impl Portal {
         }
         let object_type_id = format!("2-{}", 10_000 + self.next_schema);
         self.next_schema += 1;
-        let (created, modified) = stamp_properties(&object_type_id);
-        let builtin =
-            [("hs_object_id", "number", "number", true), (created, "datetime", "date", false), (modified, "datetime", "date", false)];
-        let mut list: Vec<(Property, bool)> =
-            builtin.into_iter().map(|(name, kind, field, unique)| (Property::builtin(name, kind, field, unique, true), true)).collect();
+        let mut list: Vec<(Property, bool)> = defaults(&object_type_id).into_iter().map(|p| (p, true)).collect();
         list.extend(egg.properties.into_iter().map(|p| (p, false)));
         self.properties.insert(object_type_id.clone(), list);
         let now = Utc::now();
