@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -114,6 +117,21 @@ impl FaultState {
         }
         draw
     }
+}
+
+/// An answer whose connection breaks: after the status line, with none or half of the body.
+pub(crate) fn cut_off(status: StatusCode, body: &Value, cut: Cut) -> Response {
+    let bytes = serde_json::to_vec(body).expect("json serializes");
+    let sent = match cut {
+        Cut::Reset => Vec::new(),
+        Cut::Truncated => bytes[..bytes.len() / 2].to_vec(),
+    };
+    let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut by the sandbox");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(sent), Err(broken)];
+    let mut response = Response::new(axum::body::Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    response
 }
 
 #[cfg(test)]

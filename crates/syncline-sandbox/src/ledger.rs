@@ -7,6 +7,8 @@ use serde::Serialize;
 pub struct Ledger {
     pub requests: Vec<RequestLine>,
     pub effects: Vec<Effect>,
+    /// Messages ManyChat pages delivered.
+    pub messages: Vec<crate::manychat::Delivered>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -93,7 +95,7 @@ mod tests {
 
     fn at(ms: &[i64]) -> Ledger {
         let line = |at_ms| RequestLine { method: "POST".into(), path: "/x".into(), status: 200, at_ms, inputs: 0, cut: None };
-        Ledger { requests: ms.iter().map(|&m| line(m)).collect(), effects: Vec::new() }
+        Ledger { requests: ms.iter().map(|&m| line(m)).collect(), ..Ledger::default() }
     }
 
     #[test]

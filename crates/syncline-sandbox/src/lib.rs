@@ -1,5 +1,5 @@
 //! Local emulators of the SaaS APIs syncline talks to, for tests, benchmarks, demos and users'
-//! dry runs. Today: HubSpot's CRM objects (single and batch reads and writes, search, standard and
+//! dry runs. Today: ManyChat's page, subscriber and sending API (`manychat/`), and HubSpot's CRM objects (single and batch reads and writes, search, standard and
 //! custom object types), custom object schemas and properties APIs,
 //! with tokens mapped to portals, the portal's rolling rate budget with HubSpot's headers and
 //! 429 bodies, and a ledger of every request and applied effect.
@@ -9,24 +9,35 @@
 mod faults;
 pub mod hubspot;
 mod ledger;
+pub mod manychat;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::get;
 
 pub use faults::Faults;
 pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Tier};
 pub use ledger::{Effect, Ledger, RequestLine, Window};
+pub use manychat::{Delivered, PageConfig};
+
+/// The demo ManyChat page's token (`<page_id>:<key>`).
+pub const DEMO_MANYCHAT_TOKEN: &str = "1000001:sandbox-key";
 
 /// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     /// HubSpot portals, each reached with its own token.
+    #[serde(default)]
     pub hubspot: Vec<PortalConfig>,
+    /// ManyChat pages, each reached with its own `<page_id>:<key>` token.
+    #[serde(default)]
+    pub manychat: Vec<PageConfig>,
 }
 
 impl Seed {
@@ -52,7 +63,15 @@ impl Seed {
             properties.push(serde_json::json!({"name": format!("porcentaje__beneficiario_{n}_"), "type": "number", "fieldType": "number"}));
         }
         let portal = serde_json::json!({"token": "sandbox-token", "tier": "free", "properties": {"contacts": properties}});
-        Seed { hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")] }
+        let page = PageConfig {
+            token: DEMO_MANYCHAT_TOKEN.into(),
+            name: "Members (sandbox)".into(),
+            tags: Vec::new(),
+            custom_fields: vec![manychat::FieldSeed { name: "hubspot_contact_id".into(), kind: "text".into() }],
+            subscribers: Vec::new(),
+            rate_limits: true,
+        };
+        Seed { hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")], manychat: vec![page] }
     }
 }
 
@@ -65,6 +84,7 @@ pub struct Sandbox {
 #[derive(Default)]
 pub(crate) struct SandboxState {
     pub(crate) portals: Vec<Portal>,
+    pub(crate) pages: Vec<manychat::Page>,
     pub(crate) ledger: Ledger,
     pub(crate) faults: faults::FaultState,
 }
@@ -80,6 +100,9 @@ impl Sandbox {
         for (i, portal) in seed.hubspot.into_iter().enumerate() {
             sandbox.add_portal(portal).map_err(|e| format!("hubspot portal {}: {e}", i + 1))?;
         }
+        for (i, page) in seed.manychat.into_iter().enumerate() {
+            sandbox.add_page(page).map_err(|e| format!("manychat page {}: {e}", i + 1))?;
+        }
         Ok(sandbox)
     }
 
@@ -93,15 +116,36 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Adds a ManyChat page reachable with `config.token`.
+    pub fn add_page(&self, config: PageConfig) -> Result<(), String> {
+        let page = manychat::Page::new(config)?;
+        self.lock().pages.push(page);
+        Ok(())
+    }
+
+    /// Every message ManyChat pages delivered, in order (for tests in the same process).
+    pub fn delivered(&self) -> Vec<Delivered> {
+        self.lock().ledger.messages.clone()
+    }
+
+    /// A ManyChat subscriber as `getInfo` returns it, by id (for tests in the same process).
+    pub fn subscriber(&self, token: &str, id: u64) -> Option<serde_json::Value> {
+        let state = self.lock();
+        let page = state.pages.iter().find(|p| p.config.token == token)?;
+        page.subscribers.iter().find(|s| s.id == id).map(|s| page.subscriber_json(s))
+    }
+
     /// Replaces the scripted faults (and restarts their random draws from the seed).
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults::FaultState::new(faults);
     }
 
-    /// The HTTP API: HubSpot under `/crm/…`, the sandbox's own admin API under `/__sandbox/…`.
+    /// The HTTP API: HubSpot under `/crm/…`, ManyChat under `/fb/…`, the sandbox's own admin
+    /// API under `/__sandbox/…`.
     pub fn router(&self) -> Router {
         Router::new()
             .merge(hubspot::routes())
+            .merge(manychat::routes())
             .route("/__sandbox/ledger", get(ledger_json))
             .route("/__sandbox/budget", get(budget_json))
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
@@ -125,6 +169,21 @@ impl Sandbox {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SandboxState> {
         // a handler that panicked mid-request leaves plain data; keep serving
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What an emulator needs of a request besides its body: the token and the ledger's line.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Call { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() })
     }
 }
 

@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -22,9 +21,9 @@ use serde_json::{Value, json};
 pub use portal::{Portal, PortalConfig, Property, PropertyOption, Tier};
 pub use schemas::{Labels, SchemaEgg};
 
-use crate::faults::Cut;
+use crate::faults::cut_off;
 use crate::ledger::{Effect, RequestLine};
-use crate::{Sandbox, SandboxState};
+use crate::{Call, Sandbox, SandboxState};
 
 /// Batch calls take at most this many inputs (API-CONTRACTS §1.4).
 const MAX_BATCH: usize = 100;
@@ -55,21 +54,6 @@ fn error(status: StatusCode, category: &str, message: impl Into<String>) -> Answ
 /// A per-input error inside a 207 (`StandardError` in the specs).
 fn standard_error(category: &str, message: String, context: Value, errors: Vec<Value>) -> Value {
     json!({"status": "error", "category": category, "message": message, "context": context, "errors": errors, "links": {}})
-}
-
-/// What `serve` needs of a request besides its body: the token and the ledger's line.
-struct Call {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Call {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Call { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() })
-    }
 }
 
 /// Which budget a request spends.
@@ -162,21 +146,6 @@ async fn serve(
     for (name, value) in headers {
         map.insert(name, HeaderValue::from_str(&value).expect("numbers are ascii"));
     }
-    response
-}
-
-/// An answer whose connection breaks: after the status line, with none or half of the body.
-fn cut_off(status: StatusCode, body: &Value, cut: Cut) -> Response {
-    let bytes = serde_json::to_vec(body).expect("json serializes");
-    let sent = match cut {
-        Cut::Reset => Vec::new(),
-        Cut::Truncated => bytes[..bytes.len() / 2].to_vec(),
-    };
-    let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection cut by the sandbox");
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(sent), Err(broken)];
-    let mut response = Response::new(axum::body::Body::from_stream(futures_util::stream::iter(chunks)));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 
