@@ -2,7 +2,9 @@
 //! source, sink); a fixed set of connectors is a closed enum dispatched by `match`, not a plugin
 //! registry.
 
+mod http;
 pub mod hubspot;
+pub mod manychat;
 pub mod sql;
 
 use syncline_core::{ConnectorError, Outcome, Record, Sink};

@@ -158,11 +158,7 @@ impl HubSpotApi {
 
     /// A client with its own policy (`check` wants a short one).
     pub fn with_policy(settings: &HubSpotSettings, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("syncline/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))?;
+        let http = crate::http::client()?;
         Ok(HubSpotApi {
             http,
             base_url: settings.base_url.clone(),
@@ -203,6 +199,14 @@ impl HubSpotApi {
         decode(&path, &self.send(Method::POST, &path, Some(body)).await?)
     }
 
+    /// `GET /crm/v3/objects/{object}/{id}` with `properties` (a 404 is a `Data` error).
+    pub async fn get_object(&self, object: &str, id: &str, properties: &[String]) -> Result<SimpleObject, ConnectorError> {
+        let path = format!("/crm/v3/objects/{object}/{id}");
+        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("properties", &properties.join(",")).finish();
+        let body = self.send(Method::GET, &format!("{path}?{query}"), None).await?;
+        decode(&path, &body)
+    }
+
     /// One call through the policy: retried while transient or rate-limited, paced by the budget.
     async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
         let url = format!("{}{path}", self.base_url);
@@ -216,7 +220,12 @@ impl HubSpotApi {
             async move {
                 let response = match request.send().await {
                     Ok(response) => response,
-                    Err(e) => return Reply::failed(ErrorClass::Transient { retry_after: None }, unreachable(&self.base_url, what, &e)),
+                    Err(e) => {
+                        return Reply::failed(
+                            ErrorClass::Transient { retry_after: None },
+                            crate::http::unreachable("HubSpot", &self.base_url, what, &e),
+                        );
+                    }
                 };
                 let status = response.status();
                 let headers = response.headers().clone();
@@ -240,17 +249,6 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, 
             format!("{what}: HubSpot's answer is not the expected JSON ({e}): {start}"),
         )
     })
-}
-
-fn unreachable(base_url: &str, what: &str, error: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut message = format!("{what}: cannot reach HubSpot at {base_url}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
 }
 
 /// A policy's final error as a connector error of the same class.

@@ -1,0 +1,26 @@
+//! What every HTTP connector shares: the client, and how a failure to reach a service reads.
+
+use std::time::Duration;
+
+use syncline_core::{ConnectorError, ErrorClass};
+
+/// A client with syncline's user agent and a connect timeout (rustls, pooled connections).
+pub fn client() -> Result<reqwest::Client, ConnectorError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("syncline/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))
+}
+
+/// "`what`: cannot reach `service` at `base_url`: …", with every cause in the chain.
+pub fn unreachable(service: &str, base_url: &str, what: &str, error: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut message = format!("{what}: cannot reach {service} at {base_url}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}

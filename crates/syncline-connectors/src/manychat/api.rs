@@ -1,0 +1,341 @@
+//! ManyChat's wire: the shapes syncline uses, ManyChat's `status: success|error` envelopes turned
+//! into error classes, and one policy per method class (its documented per-second budget).
+//!
+//! Sends are not idempotent (ManyChat takes no idempotency key), so a send is never retried
+//! after an answer that leaves its fate unknown (5xx, reset, timeout): the failure goes back to
+//! the caller, whose recovery checks the message's own marker before sending again. 429s are
+//! retried: ManyChat refused the call, nothing was sent.
+
+use std::time::Duration;
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use syncline_core::{ConnectorError, ErrorClass};
+use syncline_resilience::{Budget, Policy, PolicyConfig, Reply, parse_retry_after};
+
+use super::config::{MAX_FIELDS_PER_CALL, ManyChatSettings};
+
+/// A subscriber (`Subscriber` in ManyChat's API); only what syncline reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Subscriber {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub whatsapp_phone: Option<String>,
+    pub email: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+impl Subscriber {
+    pub fn has_tag(&self, name: &str) -> bool {
+        self.tags.iter().any(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Tag {
+    pub id: u64,
+    pub name: String,
+}
+
+/// What `findBySystemField` looks up by.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    Email(&'a str),
+    /// A phone in international format; ManyChat matches SMS and WhatsApp numbers.
+    Phone(&'a str),
+}
+
+/// `createSubscriber`'s body: one of phone, whatsapp_phone or email is required, and an SMS
+/// opt-in needs the consent phrase the person agreed to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NewSubscriber {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp_phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub has_opt_in_sms: bool,
+    pub has_opt_in_email: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_phrase: Option<String>,
+}
+
+/// ManyChat's envelope: `status`, then `data` or the error's message, details and code.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Envelope {
+    status: String,
+    data: Value,
+    message: String,
+    details: Value,
+    code: Option<u32>,
+}
+
+/// Method classes, each with its own budget per second (API-CONTRACTS §2.3–2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Subscriber reads and writes, tags, fields: 10/s.
+    Subscriber,
+    /// `findBySystemField`: 50/s.
+    Find,
+    /// `sendContent`: 25/s.
+    SendContent,
+    /// `sendFlow`: 20/s (and 100 per subscriber per hour, which ManyChat enforces).
+    SendFlow,
+}
+
+impl Class {
+    const ALL: [Class; 4] = [Class::Subscriber, Class::Find, Class::SendContent, Class::SendFlow];
+
+    fn per_second(self) -> u32 {
+        match self {
+            Class::Subscriber => 10,
+            Class::Find => 50,
+            Class::SendContent => 25,
+            Class::SendFlow => 20,
+        }
+    }
+
+    fn is_send(self) -> bool {
+        matches!(self, Class::SendContent | Class::SendFlow)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Class::Subscriber => "manychat",
+            Class::Find => "manychat findBySystemField",
+            Class::SendContent => "manychat sendContent",
+            Class::SendFlow => "manychat sendFlow",
+        }
+    }
+}
+
+/// A ManyChat page as seen through its API token.
+pub struct ManyChatApi {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+    policies: Vec<(Class, Policy)>,
+}
+
+impl ManyChatApi {
+    pub fn new(settings: &ManyChatSettings) -> Result<ManyChatApi, ConnectorError> {
+        let policies = Class::ALL
+            .into_iter()
+            .map(|class| {
+                let config = PolicyConfig {
+                    name: class.name().into(),
+                    // ManyChat counts per second; 20 ms clear of the edge absorbs clock skew
+                    budget: Some(Budget::per(class.per_second(), Duration::from_secs(1)).with_margin(Duration::from_millis(20))),
+                    max_attempts: if class.is_send() { 1 } else { PolicyConfig::default().max_attempts },
+                    attempt_timeout: Duration::from_secs(10),
+                    overall_timeout: settings.call_timeout,
+                    ..PolicyConfig::default()
+                };
+                (class, Policy::new(config))
+            })
+            .collect();
+        Ok(ManyChatApi { http: crate::http::client()?, base_url: settings.base_url.clone(), token: settings.token.clone(), policies })
+    }
+
+    /// `GET /fb/subscriber/findBySystemField`: the subscriber with this email or phone, if any.
+    pub async fn find(&self, lookup: Lookup<'_>) -> Result<Option<Subscriber>, ConnectorError> {
+        let query = match lookup {
+            Lookup::Email(email) => [("email", email)],
+            Lookup::Phone(phone) => [("phone", phone)],
+        };
+        let data = self.send(Class::Find, Method::GET, "/fb/subscriber/findBySystemField", &query, None).await?;
+        // a miss is a success without a subscriber: null, {} or []
+        let empty = data.is_null() || data.as_object().is_some_and(|o| o.is_empty()) || data.as_array().is_some_and(|a| a.is_empty());
+        if empty { Ok(None) } else { subscriber("findBySystemField", data).map(Some) }
+    }
+
+    /// `GET /fb/subscriber/getInfo`.
+    pub async fn get_info(&self, subscriber_id: &str) -> Result<Subscriber, ConnectorError> {
+        let data = self.send(Class::Subscriber, Method::GET, "/fb/subscriber/getInfo", &[("subscriber_id", subscriber_id)], None).await?;
+        subscriber("getInfo", data)
+    }
+
+    /// `POST /fb/subscriber/createSubscriber`.
+    pub async fn create_subscriber(&self, new: &NewSubscriber) -> Result<Subscriber, ConnectorError> {
+        let body = serde_json::to_value(new).expect("a subscriber serializes");
+        let data = self.send(Class::Subscriber, Method::POST, "/fb/subscriber/createSubscriber", &[], Some(body)).await?;
+        subscriber("createSubscriber", data)
+    }
+
+    /// `POST /fb/subscriber/setCustomFields`, 20 fields per call, by field name.
+    pub async fn set_custom_fields(&self, subscriber_id: &str, fields: &[(String, Value)]) -> Result<(), ConnectorError> {
+        for chunk in fields.chunks(MAX_FIELDS_PER_CALL) {
+            let fields: Vec<Value> = chunk.iter().map(|(name, value)| json!({"field_name": name, "field_value": value})).collect();
+            let body = json!({"subscriber_id": id_number(subscriber_id)?, "fields": fields});
+            self.send(Class::Subscriber, Method::POST, "/fb/subscriber/setCustomFields", &[], Some(body)).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /fb/subscriber/addTagByName`.
+    pub async fn add_tag(&self, subscriber_id: &str, tag: &str) -> Result<(), ConnectorError> {
+        let body = json!({"subscriber_id": id_number(subscriber_id)?, "tag_name": tag});
+        self.send(Class::Subscriber, Method::POST, "/fb/subscriber/addTagByName", &[], Some(body)).await.map(drop)
+    }
+
+    /// `POST /fb/sending/sendContent` with content v2 (`{"version":"v2","content":{…}}`).
+    pub async fn send_content(&self, subscriber_id: &str, data: &Value, message_tag: Option<&str>) -> Result<(), ConnectorError> {
+        let mut body = json!({"subscriber_id": id_number(subscriber_id)?, "data": data});
+        if let Some(tag) = message_tag {
+            body["message_tag"] = json!(tag);
+        }
+        self.send(Class::SendContent, Method::POST, "/fb/sending/sendContent", &[], Some(body)).await.map(drop)
+    }
+
+    /// `POST /fb/sending/sendFlow`.
+    pub async fn send_flow(&self, subscriber_id: &str, flow_ns: &str) -> Result<(), ConnectorError> {
+        let body = json!({"subscriber_id": id_number(subscriber_id)?, "flow_ns": flow_ns});
+        self.send(Class::SendFlow, Method::POST, "/fb/sending/sendFlow", &[], Some(body)).await.map(drop)
+    }
+
+    /// Calls that ManyChat refused with 429 so far, over every method class.
+    pub fn rate_limited(&self) -> u64 {
+        self.policies.iter().map(|(_, p)| p.stats().rate_limited.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+
+    /// One call through its class's policy; the `data` of a success.
+    async fn send(
+        &self,
+        class: Class,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value, ConnectorError> {
+        let policy = &self.policies.iter().find(|(c, _)| *c == class).expect("a policy per class").1;
+        let url = url::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
+            .map_err(|e| ConnectorError::new(ErrorClass::Config, format!("ManyChat base_url {:?} is not a URL: {e}", self.base_url)))?;
+        let what = format!("{method} {path}");
+        let body = body.map(|b| serde_json::to_vec(&b).expect("json serializes"));
+        let attempt = || {
+            let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
+            }
+            let what = what.as_str();
+            async move {
+                let response = match request.send().await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        return Reply::failed(
+                            ErrorClass::Transient { retry_after: None },
+                            crate::http::unreachable("ManyChat", &self.base_url, what, &e),
+                        );
+                    }
+                };
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                match response.bytes().await {
+                    Ok(bytes) => classify(status, retry_after, &bytes, what),
+                    Err(e) => Reply::failed(ErrorClass::Transient { retry_after: None }, format!("{what}: the answer was cut off: {e}")),
+                }
+            }
+        };
+        policy.call(attempt).await.map_err(|e| ConnectorError::new(e.class(), e.to_string()))
+    }
+}
+
+fn id_number(subscriber_id: &str) -> Result<u64, ConnectorError> {
+    subscriber_id
+        .parse()
+        .map_err(|_| ConnectorError::new(ErrorClass::Data, format!("ManyChat subscriber id {subscriber_id:?} is not a number")))
+}
+
+fn subscriber(what: &str, data: Value) -> Result<Subscriber, ConnectorError> {
+    serde_json::from_value(data).map_err(|e| {
+        ConnectorError::new(
+            ErrorClass::Transient { retry_after: None },
+            format!("{what}: ManyChat's subscriber is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// An answer as an attempt's outcome. A body without `status: success` is a failure whatever
+/// the HTTP status (as ManyChat's own PHP client reads it).
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], what: &str) -> Reply<Value> {
+    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+    if status.is_success() && envelope.as_ref().is_some_and(|e| e.status == "success") {
+        return Reply::ok(envelope.expect("checked").data);
+    }
+    let envelope = envelope.unwrap_or_default();
+    let details: Vec<&str> =
+        envelope.details["messages"].as_array().map(|m| m.iter().filter_map(|m| m["message"].as_str()).collect()).unwrap_or_default();
+    let mut message = format!("{what}: ManyChat answered {}", status.as_u16());
+    if let Some(code) = envelope.code {
+        message.push_str(&format!(" (code {code})"));
+    }
+    if !envelope.message.is_empty() {
+        message.push_str(&format!(": {}", envelope.message));
+    }
+    if !details.is_empty() {
+        message.push_str(&format!(": {}", details.join("; ")));
+    }
+    if envelope.status.is_empty() && !status.is_success() {
+        let start: String = String::from_utf8_lossy(body).chars().take(120).collect();
+        message.push_str(&format!(": {start}"));
+    }
+    let class = match status.as_u16() {
+        429 => ErrorClass::RateLimited,
+        401 | 403 | 404 => ErrorClass::Config,
+        408 | 500..=599 => ErrorClass::Transient { retry_after },
+        // 3011/3021/3031/304x (the 24-hour window, OTN, notification reasons) and validation
+        // errors: sending again will not help until something changes
+        _ => ErrorClass::Data,
+    };
+    let mut reply = Reply::failed(class, message);
+    reply.feedback.retry_after = retry_after;
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(status: u16, body: &str) -> Result<Value, (ErrorClass, String)> {
+        classify(StatusCode::from_u16(status).unwrap(), None, body.as_bytes(), "POST /fb/sending/sendContent")
+            .outcome
+            .map_err(|f| (f.class, f.message))
+    }
+
+    #[test]
+    fn envelopes_decide_success_and_class() {
+        assert_eq!(class(200, r#"{"status":"success","data":{"id":"1"}}"#).unwrap(), json!({"id": "1"}));
+        assert_eq!(class(200, r#"{"status":"success"}"#).unwrap(), Value::Null);
+        let (c, m) = class(200, r#"{"status":"error","message":"weird"}"#).unwrap_err();
+        assert_eq!(c, ErrorClass::Data, "{m}");
+        let (c, m) =
+            class(400, r#"{"status":"error","message":"Subscriber was last active more than 24 hours ago","code":3011}"#).unwrap_err();
+        assert_eq!(c, ErrorClass::Data);
+        assert!(m.contains("code 3011") && m.contains("24 hours"), "{m}");
+        let (_, m) =
+            class(400, r#"{"status":"error","message":"Validation error","details":{"messages":[{"message":"text is required"}]}}"#)
+                .unwrap_err();
+        assert!(m.ends_with("Validation error: text is required"), "{m}");
+        assert_eq!(class(429, r#"{"status":"error"}"#).unwrap_err().0, ErrorClass::RateLimited);
+        assert_eq!(class(401, r#"{"status":"error"}"#).unwrap_err().0, ErrorClass::Config);
+        let (c, m) = class(502, "<html>bad gateway</html>").unwrap_err();
+        assert_eq!(c, ErrorClass::Transient { retry_after: None });
+        assert!(m.contains("bad gateway"), "{m}");
+    }
+}

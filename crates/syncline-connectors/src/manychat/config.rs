@@ -1,0 +1,29 @@
+//! Where the ManyChat page is and how long a call may take.
+
+use std::time::Duration;
+
+/// ManyChat's API host; the sandbox (or a proxy) is configured with `base_url`.
+pub const DEFAULT_BASE_URL: &str = "https://api.manychat.com";
+
+/// `setCustomFields` takes at most this many fields per call (API-CONTRACTS §2.3).
+pub const MAX_FIELDS_PER_CALL: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct ManyChatSettings {
+    /// `https://api.manychat.com`, or the sandbox's URL.
+    pub base_url: String,
+    /// The page's API token, `<page_id>:<key>` (sent as `Authorization: Bearer …`).
+    pub token: String,
+    /// How long one call, its retries included, may take.
+    pub call_timeout: Duration,
+}
+
+impl ManyChatSettings {
+    pub fn new(base_url: &str, token: &str) -> ManyChatSettings {
+        ManyChatSettings {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            call_timeout: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! ManyChat (API-CONTRACTS §2): subscriber lookups and creation, tags, custom fields, and
+//! sending, each method class through its own resilience `Policy` with ManyChat's documented
+//! per-method budget.
+
+mod api;
+mod config;
+
+pub use api::{Lookup, ManyChatApi, NewSubscriber, Subscriber, Tag};
+pub use config::{DEFAULT_BASE_URL, MAX_FIELDS_PER_CALL, ManyChatSettings};
