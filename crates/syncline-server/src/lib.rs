@@ -10,6 +10,7 @@
 //! `/healthz` answers while the process runs; `/readyz` while the store answers.
 
 pub mod events;
+pub mod flow;
 pub mod signature;
 
 use std::collections::BTreeMap;

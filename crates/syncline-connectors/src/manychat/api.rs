@@ -18,7 +18,7 @@ use syncline_resilience::{Budget, Policy, PolicyConfig, Reply, parse_retry_after
 use super::config::{MAX_FIELDS_PER_CALL, ManyChatSettings};
 
 /// A subscriber (`Subscriber` in ManyChat's API); only what syncline reads.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Subscriber {
     pub id: String,
@@ -36,7 +36,7 @@ impl Subscriber {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct Tag {
     pub id: u64,

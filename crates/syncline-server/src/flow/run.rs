@@ -1,0 +1,415 @@
+//! Running a flow on one event: the compiled flows, the connectors they call, and each step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use minijinja::Environment;
+use serde_json::{Map, Value, json};
+use syncline_connectors::hubspot::HubSpotApi;
+use syncline_connectors::manychat::{Lookup, ManyChatApi, NewSubscriber, Subscriber};
+use syncline_core::{ConnectorError, ErrorClass, RecordError};
+use syncline_resilience::ResponseCache;
+
+use super::{Flow, FlowError, Step, check_steps};
+
+/// The APIs flows may call; a flow whose steps need a missing one fails to load.
+#[derive(Default)]
+pub struct Connections {
+    pub hubspot: Option<HubSpotApi>,
+    pub manychat: Option<ManyChatApi>,
+}
+
+/// How a flow ended for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It sent its message (or started its ManyChat flow).
+    Sent,
+    /// The subscriber already had the flow's mark: an earlier attempt sent, so nothing was sent.
+    AlreadySent,
+    /// It ran without a send step.
+    Done,
+    /// The trigger's filter was false.
+    Filtered,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::AlreadySent => "already_sent",
+            Outcome::Done => "done",
+            Outcome::Filtered => "filtered",
+        }
+    }
+}
+
+/// Why a flow stopped: the class decides between a retry and a dead letter; `rule` names the
+/// step and `field` the contact field at fault, if one is.
+pub type Failure = RecordError;
+
+/// The loaded flows and what they need to run.
+pub struct Engine {
+    flows: Vec<Flow>,
+    templates: Environment<'static>,
+    connections: Connections,
+    /// Fetched HubSpot objects, by `object/id`: a burst of events about one contact reads once.
+    objects: ResponseCache<Map<String, Value>>,
+}
+
+/// What a step reads and writes.
+struct State {
+    event: Value,
+    contact: Map<String, Value>,
+    subscriber: Option<Subscriber>,
+}
+
+impl Engine {
+    /// Checks every flow (steps, templates, filters, connections) and keeps them ready to run.
+    pub fn new(flows: Vec<Flow>, connections: Connections) -> Result<Engine, FlowError> {
+        let templates = Environment::new();
+        for (i, flow) in flows.iter().enumerate() {
+            check_steps(flow)?;
+            check_templates(&templates, flow)?;
+            let fail = |step, message: String| FlowError { flow: flow.name.clone(), step, message };
+            if let Some(filter) = &flow.filter {
+                templates.compile_expression(filter).map_err(|e| fail(None, format!("filter: {}", describe(&e))))?;
+            }
+            for (s, step) in flow.steps.iter().enumerate() {
+                if matches!(step, Step::HubSpotGet { .. }) && connections.hubspot.is_none() {
+                    return Err(fail(Some(s), "hubspot.get needs a HubSpot connection (connections.hubspot)".into()));
+                }
+                if step.is_manychat() && connections.manychat.is_none() {
+                    return Err(fail(Some(s), format!("{} needs a ManyChat connection (connections.manychat)", step.name())));
+                }
+            }
+            if let Some(other) = flows[..i].iter().find(|o| o.source == flow.source && overlaps(&o.events, &flow.events)) {
+                let message =
+                    format!("flow {} already runs on these events of source {}; an event starts one flow", other.name, flow.source);
+                return Err(fail(None, message));
+            }
+        }
+        Ok(Engine { flows, templates, connections, objects: ResponseCache::new(Duration::from_secs(60), 10_000) })
+    }
+
+    /// The flow an event of `event_type` from `source` starts, if any.
+    pub fn flow_for(&self, source: &str, event_type: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.triggered_by(source, event_type))
+    }
+
+    pub fn flows(&self) -> &[Flow] {
+        &self.flows
+    }
+
+    /// Runs `flow` on one event's payload, step by step.
+    pub async fn run(&self, flow: &Flow, event: Value) -> Result<Outcome, Failure> {
+        let mut state = State { event, contact: Map::new(), subscriber: None };
+        if let Some(filter) = &flow.filter {
+            let expression =
+                self.templates.compile_expression(filter).map_err(|e| fail("filter", "-", ErrorClass::Config, describe(&e)))?;
+            let pass = expression
+                .eval(minijinja::context! { event => &state.event })
+                .map_err(|e| fail("filter", "-", ErrorClass::Data, describe(&e)))?;
+            if !pass.is_true() {
+                return Ok(Outcome::Filtered);
+            }
+        }
+        let mut outcome = Outcome::Done;
+        for step in &flow.steps {
+            if let Some(done) = self.step(flow, step, &mut state).await? {
+                outcome = done;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn step(&self, flow: &Flow, step: &Step, state: &mut State) -> Result<Option<Outcome>, Failure> {
+        let rule = step.name();
+        match step {
+            Step::HubSpotGet { object, properties } => {
+                state.contact = self.fetch(object, properties, &state.event).await.map_err(|e| connector(rule, e))?;
+            }
+            Step::RequireAny(fields) => {
+                if !fields.iter().any(|f| text(&state.contact, f).is_some()) {
+                    return Err(fail(
+                        rule,
+                        &fields.join("|"),
+                        ErrorClass::Data,
+                        format!("the contact has none of {}: nobody to write to", fields.join(", ")),
+                    ));
+                }
+            }
+            Step::Phone(fields) => {
+                for field in fields {
+                    let Some(raw) = text(&state.contact, field) else { continue };
+                    match syncline_core::transform::normalize_phone(&raw) {
+                        Ok(phone) => {
+                            state.contact.insert(field.clone(), Value::String(phone));
+                        }
+                        Err(why) => {
+                            tracing::info!(flow = %flow.name, %field, %why, "dropped a phone that is not a Costa Rica number");
+                            state.contact.remove(field);
+                        }
+                    }
+                }
+            }
+            Step::Name(fields) => {
+                for field in fields {
+                    if let Some(raw) = text(&state.contact, field) {
+                        state.contact.insert(field.clone(), Value::String(sanitize_name(&raw)));
+                    }
+                }
+            }
+            Step::FindOrCreateSubscriber(fields) => {
+                let manychat = self.manychat();
+                let value = |f: &Option<String>| f.as_ref().and_then(|f| text(&state.contact, f));
+                let phone = value(&fields.whatsapp_phone).or_else(|| value(&fields.phone));
+                let email = value(&fields.email);
+                let find = async || -> Result<Option<Subscriber>, ConnectorError> {
+                    if let Some(phone) = &phone {
+                        if let Some(found) = manychat.find(Lookup::Phone(phone)).await? {
+                            return Ok(Some(found));
+                        }
+                    }
+                    match &email {
+                        Some(email) => manychat.find(Lookup::Email(email)).await,
+                        None => Ok(None),
+                    }
+                };
+                let mut found = find().await.map_err(|e| connector(rule, e))?;
+                if found.is_none() && fields.create {
+                    let new = NewSubscriber {
+                        first_name: value(&fields.first_name),
+                        last_name: value(&fields.last_name),
+                        whatsapp_phone: value(&fields.whatsapp_phone),
+                        phone: value(&fields.phone),
+                        has_opt_in_email: email.is_some(),
+                        has_opt_in_sms: fields.consent_phrase.is_some() && value(&fields.phone).is_some(),
+                        consent_phrase: fields.consent_phrase.clone(),
+                        email: email.clone(),
+                    };
+                    found = match manychat.create_subscriber(&new).await {
+                        Ok(created) => Some(created),
+                        // created meanwhile (another event about the same person): use that one
+                        Err(e) if e.class == ErrorClass::Data => Some(find().await.ok().flatten().ok_or_else(|| connector(rule, e))?),
+                        Err(e) => return Err(connector(rule, e)),
+                    };
+                }
+                let Some(subscriber) = found else {
+                    return Err(fail(rule, "-", ErrorClass::Data, "no ManyChat subscriber has this phone or email, and create is false"));
+                };
+                state.subscriber = Some(subscriber);
+            }
+            Step::SetCustomFields(fields) => {
+                let mut values = Vec::with_capacity(fields.len());
+                for (name, template) in fields {
+                    values.push((name.clone(), Value::String(self.render(rule, name, template, state)?)));
+                }
+                self.manychat().set_custom_fields(&subscriber(state).id, &values).await.map_err(|e| connector(rule, e))?;
+            }
+            Step::AddTag(tag) => {
+                self.manychat().add_tag(&subscriber(state).id, tag).await.map_err(|e| connector(rule, e))?;
+            }
+            Step::SendContent { messages, message_tag, .. } => {
+                let mark = flow.mark();
+                if subscriber(state).has_tag(&mark) {
+                    return Ok(Some(Outcome::AlreadySent));
+                }
+                let mut texts = Vec::with_capacity(messages.len());
+                for (i, template) in messages.iter().enumerate() {
+                    let text = self.render(rule, &format!("messages[{i}]"), template, state)?;
+                    if text.trim().is_empty() {
+                        return Err(fail(rule, &format!("messages[{i}]"), ErrorClass::Data, "the message renders empty"));
+                    }
+                    texts.push(json!({"type": "text", "text": text}));
+                }
+                // the mark travels in the message itself: ManyChat tags the subscriber if and
+                // only if it accepted the message
+                let data = json!({"version": "v2", "content": {"messages": texts, "actions": [{"action": "add_tag", "tag_name": mark}]}});
+                let id = subscriber(state).id.clone();
+                self.manychat().send_content(&id, &data, message_tag.as_deref()).await.map_err(|e| connector(rule, e))?;
+                return Ok(Some(Outcome::Sent));
+            }
+            Step::SendFlow { flow_ns, .. } => {
+                let mark = flow.mark();
+                if subscriber(state).has_tag(&mark) {
+                    return Ok(Some(Outcome::AlreadySent));
+                }
+                let id = subscriber(state).id.clone();
+                self.manychat().send_flow(&id, flow_ns).await.map_err(|e| connector(rule, e))?;
+                // sendFlow takes no actions: the mark follows in a second call, so a crash
+                // between the two can start the flow twice (at-least-once, unlike send_content)
+                self.manychat().add_tag(&id, &mark).await.map_err(|e| connector(rule, e))?;
+                return Ok(Some(Outcome::Sent));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The event's object's properties: from the event when it carries them all (backfilled
+    /// events do), else from HubSpot (cached).
+    async fn fetch(&self, object: &str, properties: &[String], event: &Value) -> Result<Map<String, Value>, ConnectorError> {
+        if let Some(carried) = event.get("properties").and_then(Value::as_object) {
+            if properties.iter().all(|p| carried.contains_key(p)) {
+                return Ok(present(carried.iter().map(|(k, v)| (k.clone(), v.clone()))));
+            }
+        }
+        let id = match &event["objectId"] {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => return Err(ConnectorError::new(ErrorClass::Data, "the event has no objectId to fetch")),
+        };
+        let hubspot = self.connections.hubspot.as_ref().expect("checked at load");
+        let key = format!("{object}/{id}");
+        let fetch = async {
+            let found = hubspot.get_object(object, &id, properties).await?;
+            Ok::<_, ConnectorError>(present(found.properties.into_iter().map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null)))))
+        };
+        let contact = self.objects.get_or_fetch(&key, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))?;
+        Ok((*contact).clone())
+    }
+
+    fn render(&self, rule: &str, name: &str, template: &str, state: &State) -> Result<String, Failure> {
+        let subscriber = state.subscriber.as_ref().map(|s| serde_json::to_value(s).expect("a subscriber serializes"));
+        let context = minijinja::context! { event => &state.event, contact => &state.contact, subscriber => subscriber };
+        self.templates.render_str(template, context).map_err(|e| fail(rule, name, ErrorClass::Data, describe(&e)))
+    }
+
+    fn manychat(&self) -> &ManyChatApi {
+        self.connections.manychat.as_ref().expect("checked at load")
+    }
+
+    /// Policy counters of the ManyChat connection (429s seen), for benchmarks.
+    pub fn manychat_rate_limited(&self) -> u64 {
+        self.connections.manychat.as_ref().map_or(0, ManyChatApi::rate_limited)
+    }
+}
+
+fn subscriber(state: &State) -> &Subscriber {
+    state.subscriber.as_ref().expect("checked at load: a subscriber step comes first")
+}
+
+/// Properties without nulls and blanks: a missing value renders empty instead of `none`.
+fn present(properties: impl Iterator<Item = (String, Value)>) -> Map<String, Value> {
+    properties.filter(|(_, v)| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty())).collect()
+}
+
+fn text(contact: &Map<String, Value>, field: &str) -> Option<String> {
+    match contact.get(field)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Letters, spaces and `'-.`, whitespace collapsed, at most 50 characters.
+fn sanitize_name(raw: &str) -> String {
+    let kept: String = raw.chars().map(|c| if c.is_alphabetic() || matches!(c, '\'' | '-' | '.') { c } else { ' ' }).collect();
+    let collapsed = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.chars().take(50).collect::<String>().trim_end().to_owned()
+}
+
+fn fail(rule: &str, field: &str, class: ErrorClass, message: impl Into<String>) -> Failure {
+    RecordError { class, field: field.to_owned(), rule: rule.to_owned(), message: message.into() }
+}
+
+fn connector(rule: &str, error: ConnectorError) -> Failure {
+    fail(rule, "-", error.class, error.message)
+}
+
+fn overlaps(a: &[String], b: &[String]) -> bool {
+    a.is_empty() || b.is_empty() || a.iter().any(|e| b.contains(e))
+}
+
+/// A minijinja error with its line, when it has one.
+fn describe(error: &minijinja::Error) -> String {
+    let detail = error.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    let line = error.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+    format!("{}{detail}{line}", error.kind())
+}
+
+/// Templates must compile and may read only `event`, `subscriber` and the fetched `contact`
+/// properties.
+fn check_templates(env: &Environment<'static>, flow: &Flow) -> Result<(), FlowError> {
+    let fetched: Option<Vec<&String>> = flow.steps.iter().find_map(|s| match s {
+        Step::HubSpotGet { properties, .. } => Some(properties.iter().collect()),
+        _ => None,
+    });
+    for (i, step) in flow.steps.iter().enumerate() {
+        let fail = |message: String| FlowError { flow: flow.name.clone(), step: Some(i), message };
+        for (name, source) in step.templates() {
+            let template = env.template_from_str(source).map_err(|e| fail(format!("template {name}: {}", describe(&e))))?;
+            let used: BTreeMap<String, ()> = template.undeclared_variables(true).into_iter().map(|v| (v, ())).collect();
+            for variable in used.keys() {
+                let (top, rest) = variable.split_once('.').unwrap_or((variable, ""));
+                match top {
+                    "event" | "subscriber" => {}
+                    "contact" => {
+                        if let Some(fetched) = &fetched {
+                            if !rest.is_empty() && !fetched.iter().any(|p| p.as_str() == rest) {
+                                return Err(fail(format!("template {name} uses contact.{rest}, which hubspot.get does not fetch")));
+                            }
+                        }
+                    }
+                    other => return Err(fail(format!("template {name} uses {other:?}; templates see event, contact and subscriber"))),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cleaned() {
+        assert_eq!(sanitize_name("  maría   josé\t"), "maría josé");
+        assert_eq!(sanitize_name("O'Neil-Smith Jr."), "O'Neil-Smith Jr.");
+        assert_eq!(sanitize_name("Ana<script>1"), "Ana script");
+        assert_eq!(sanitize_name(&"a".repeat(80)).len(), 50);
+    }
+
+    fn flow(steps: serde_json::Value) -> Flow {
+        Flow {
+            name: "welcome".into(),
+            source: "hubspot".into(),
+            events: vec!["contact.creation".into()],
+            filter: None,
+            steps: serde_json::from_value(steps).unwrap(),
+            max_attempts: 3,
+        }
+    }
+
+    fn load(steps: serde_json::Value) -> Result<Engine, FlowError> {
+        Engine::new(vec![flow(steps)], Connections::default())
+    }
+
+    #[test]
+    fn steps_are_checked_at_load() {
+        let error = |steps| load(steps).err().map(|e| (e.step, e.message)).unwrap();
+        let (step, message) = error(json!([{"hubspot.get": {"properties": ["email"]}}, {"require_any": ["phone"]}]));
+        assert_eq!(step, Some(1));
+        assert!(message.contains("\"phone\"") && message.contains("does not fetch"), "{message}");
+        let (step, message) = error(json!([{"manychat.add_tag": "lead"}]));
+        assert!(step == Some(0) && message.contains("find_or_create_subscriber"), "{message}");
+        let (_, message) = error(json!([
+            {"manychat.find_or_create_subscriber": {"email": "email"}},
+            {"manychat.send_content": {"messages": ["hi {{ contact.firstname }"]}}
+        ]));
+        assert!(message.contains("messages[0]") && message.contains("syntax error") && message.contains("line 1"), "{message}");
+        let (_, message) = error(json!([
+            {"hubspot.get": {"properties": ["email", "firstname"]}},
+            {"manychat.find_or_create_subscriber": {"email": "email"}},
+            {"manychat.send_content": {"messages": ["Hola {{ contact.firstnme }}"]}}
+        ]));
+        assert!(message.contains("contact.firstnme"), "{message}");
+        let eleven: Vec<&str> = vec!["x"; 11];
+        let (_, message) =
+            error(json!([{"manychat.find_or_create_subscriber": {"email": "email"}}, {"manychat.send_content": {"messages": eleven}}]));
+        assert!(message.contains("1 to 10"), "{message}");
+        // a well-formed flow still needs its connections
+        let (_, message) = error(json!([{"hubspot.get": {"properties": ["email"]}}]));
+        assert!(message.contains("connections.hubspot"), "{message}");
+    }
+}
