@@ -7,11 +7,14 @@
 //! answers 503 so the sender retries, and nothing acknowledged is lost. Redelivered events are
 //! acknowledged and counted as duplicates.
 //!
+//! Workers (`worker.rs`) then claim the stored events and run the flows they start (`flow/`).
+//!
 //! `/healthz` answers while the process runs; `/readyz` while the store answers.
 
 pub mod events;
 pub mod flow;
 pub mod signature;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +65,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&self, source: &str, outcome: &'static str, n: u64) {
+    pub fn add(&self, source: &str, outcome: &'static str, n: u64) {
         let counter = {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             counts.entry((source.to_owned(), outcome)).or_default().clone()
@@ -83,12 +86,14 @@ pub struct Intake {
     store: Store,
     sources: Arc<BTreeMap<String, Source>>,
     pub counters: Arc<Counters>,
+    /// Notified after each delivery that stored events, to wake idle workers.
+    pub arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
         let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Intake { store, sources: Arc::new(sources), counters: Arc::default() }
+        Intake { store, sources: Arc::new(sources), counters: Arc::default(), arrived: Arc::default() }
     }
 
     /// The HTTP API: `POST /webhooks/<source>`, `GET /healthz`, `GET /readyz`.
@@ -142,6 +147,9 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
         Ok(accepted) => {
             counters.add(&name, "stored", accepted.stored as u64);
             counters.add(&name, "duplicate", accepted.duplicates as u64);
+            if accepted.stored > 0 {
+                intake.arrived.notify_one();
+            }
             answer(StatusCode::OK, json!({"stored": accepted.stored, "duplicates": accepted.duplicates}))
         }
         Err(e) => {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use syncline_core::RecordError;
+
 use crate::{Backend, Store, StoreError, format_time, now, placeholders};
 
 /// One event to store.
@@ -131,9 +133,75 @@ impl Store {
         self.inbox_release(id, owner, "pending", Some(error), Some(at)).await
     }
 
-    /// Gives up on a claimed event (`dead`), keeping why.
-    pub async fn inbox_give_up(&self, id: i64, owner: &str, error: &str) -> Result<bool, StoreError> {
-        self.inbox_release(id, owner, "dead", Some(error), None).await
+    /// Gives up on a claimed event (`dead`) and records it as a dead letter of `flow` in the
+    /// same transaction, keyed by its dedupe key, with why (`dlq list` shows it, `dlq replay`
+    /// puts it back). False when `owner` no longer holds it.
+    pub async fn inbox_give_up(&self, event: &InboxEvent, owner: &str, flow: &str, why: &RecordError) -> Result<bool, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE inbox SET status = 'dead', last_error = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(why.to_string())
+        .bind(event.id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO dead_letters (pipeline, record_key, class, field, rule, message, payload, attempts, first_seen_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (pipeline, record_key) WHERE status = 'open' DO UPDATE SET \
+               class = excluded.class, field = excluded.field, rule = excluded.rule, message = excluded.message, \
+               payload = excluded.payload, last_seen_at = excluded.last_seen_at, attempts = excluded.attempts",
+        )
+        .bind(flow)
+        .bind(&event.dedupe_key)
+        .bind(why.class.name())
+        .bind(&why.field)
+        .bind(&why.rule)
+        .bind(&why.message)
+        .bind(&event.payload)
+        .bind(event.attempts)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts dead events back in the inbox (by dedupe key) with fresh attempts, and marks their
+    /// open dead letters of `flow` replayed, in one transaction. Returns the events requeued.
+    pub async fn inbox_requeue(&self, flow: &str, dedupe_keys: &[String]) -> Result<u64, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let mut requeued = 0;
+        for chunk in dedupe_keys.chunks(500) {
+            let sql = format!(
+                "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL \
+                 WHERE status = 'dead' AND dedupe_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&at);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            requeued += query.execute(&mut *tx).await?.rows_affected();
+            let sql = format!(
+                "UPDATE dead_letters SET status = 'replayed', closed_at = $1 WHERE pipeline = $2 AND status = 'open' AND record_key IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&at).bind(flow);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(requeued)
     }
 
     async fn inbox_release(

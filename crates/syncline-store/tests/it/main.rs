@@ -195,7 +195,9 @@ async fn inbox_dedupes_claims_and_releases(store: &Store) {
     assert!(!store.inbox_finish(first[1].id, "w2").await.unwrap(), "only the lease holder finishes");
     let soon = chrono::Utc::now() - chrono::Duration::seconds(1);
     assert!(store.inbox_retry(first[1].id, "w1", "ManyChat 503", soon).await.unwrap());
-    assert!(store.inbox_give_up(second[0].id, "w2", "no phone or email").await.unwrap());
+    let why = syncline_core::RecordError::data("phone|email", "require_any", "the contact has none of phone, email");
+    assert!(store.inbox_give_up(&second[0], "w2", "lead-welcome", &why).await.unwrap());
+    assert!(!store.inbox_give_up(&second[0], "w2", "lead-welcome", &why).await.unwrap(), "given up once");
     let retried = store.inbox_claim("w3", lease, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!((retried[0].dedupe_key.as_str(), retried[0].attempts), ("b", 2));
@@ -214,4 +216,17 @@ async fn inbox_dedupes_claims_and_releases(store: &Store) {
     let depth = store.inbox_depth().await.unwrap();
     let by_status: Vec<(&str, i64)> = depth.iter().map(|d| (d.status.as_str(), d.events)).collect();
     assert_eq!(by_status, [("dead", 1), ("done", 1), ("running", 3)]);
+
+    // the dead event is a dead letter of its flow, with why; replay puts it back with fresh attempts
+    let filter = syncline_store::DeadLetterFilter { pipeline: Some("lead-welcome".into()), ..Default::default() };
+    let letters = store.dead_letters(&filter).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!((letter.record_key.as_str(), letter.class.as_str(), letter.rule.as_str()), ("c", "data", "require_any"));
+    assert_eq!((letter.field.as_str(), letter.status.as_str(), letter.attempts), ("phone|email", "open", 1));
+    assert_eq!(letter.payload, json!({"objectId": "c"}));
+    assert_eq!(store.inbox_requeue("lead-welcome", &["c".to_owned(), "a".to_owned()]).await.unwrap(), 1, "only dead events");
+    let again = store.inbox_claim("w6", lease, 10).await.unwrap();
+    assert_eq!(again.iter().map(|e| (e.dedupe_key.as_str(), e.attempts)).collect::<Vec<_>>(), [("c", 1)]);
+    assert_eq!(store.dead_letters(&filter).await.unwrap()[0].status, "replayed");
 }

@@ -1,0 +1,148 @@
+//! Inbox workers: claim due events under a lease, run the flow each one starts, then finish it,
+//! retry it later with backoff, or give up and keep it as a dead letter with the reason.
+//!
+//! Data errors (no phone or email, ManyChat's 3011) are dead letters at once: trying again
+//! cannot help until a person changes something, and `dlq replay` puts them back. Everything
+//! else (5xx, timeouts, 429s that outlasted the policy, a wrong token) is retried up to the
+//! flow's `max_attempts`. A worker killed mid-flow leaves its lease to expire; the event is
+//! then claimed again, and the send's mark keeps the person from being greeted twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use syncline_core::ErrorClass;
+use syncline_store::{InboxEvent, Store};
+use tokio::sync::{Notify, watch};
+
+use crate::Counters;
+use crate::flow::Engine;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this process's leases (unique per instance).
+    pub owner: String,
+    /// How long a claimed event stays ours; past it another worker may take it.
+    pub lease: Duration,
+    /// Events run at once (the connectors' budgets still pace the calls).
+    pub concurrency: usize,
+    /// How often to look for due events when no delivery wakes us (retries, other instances).
+    pub poll: Duration,
+    /// First retry delay; doubled each attempt up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(owner: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            owner: owner.into(),
+            lease: Duration::from_secs(60),
+            concurrency: 16,
+            poll: Duration::from_millis(500),
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The workers of one process.
+#[derive(Clone)]
+pub struct Workers {
+    store: Store,
+    engine: Arc<Engine>,
+    config: WorkerConfig,
+    /// Woken by the intake when it stores events, so they run without waiting for a poll.
+    arrived: Arc<Notify>,
+    /// Flow runs by flow and outcome (`sent`, `already_sent`, `done`, `filtered`, `retried`,
+    /// `dead`), and `unrouted` events no flow takes, under the source's name.
+    pub runs: Arc<Counters>,
+}
+
+impl Workers {
+    pub fn new(store: Store, engine: Arc<Engine>, config: WorkerConfig, arrived: Arc<Notify>) -> Workers {
+        Workers { store, engine, config, arrived, runs: Arc::default() }
+    }
+
+    /// Claims and runs events until `stop` turns true; events in hand are finished first.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.run_once().await {
+                Ok(0) => {
+                    tokio::select! {
+                        () = self.arrived.notified() => {}
+                        () = tokio::time::sleep(self.config.poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim inbox events; trying again");
+                    tokio::time::sleep(self.config.poll).await;
+                }
+            }
+        }
+    }
+
+    /// One round: claims up to `concurrency` due events and runs them. Returns how many.
+    pub async fn run_once(&self) -> Result<usize, syncline_store::StoreError> {
+        let events = self.store.inbox_claim(&self.config.owner, self.config.lease, self.config.concurrency).await?;
+        let claimed = events.len();
+        futures_util::stream::iter(events).for_each_concurrent(self.config.concurrency, |event| self.handle(event)).await;
+        Ok(claimed)
+    }
+
+    async fn handle(&self, event: InboxEvent) {
+        let owner = &self.config.owner;
+        let Some(flow) = self.engine.flow_for(&event.source, &event.event_type) else {
+            self.runs.add(&event.source, "unrouted", 1);
+            self.release(self.store.inbox_finish(event.id, owner).await, &event);
+            return;
+        };
+        let payload = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+        let result = self.engine.run(flow, payload).await;
+        let span = tracing::info_span!("flow", flow = %flow.name, key = %event.dedupe_key, attempt = event.attempts);
+        let _entered = span.enter();
+        match result {
+            Ok(outcome) => {
+                self.runs.add(&flow.name, outcome.name(), 1);
+                tracing::debug!(outcome = outcome.name(), "flow ran");
+                self.release(self.store.inbox_finish(event.id, owner).await, &event);
+            }
+            Err(failure) => {
+                let worth_retrying = !matches!(failure.class, ErrorClass::Data | ErrorClass::Conflict);
+                if worth_retrying && event.attempts < i64::from(flow.max_attempts) {
+                    let wait = self.backoff(event.attempts, &failure.class);
+                    tracing::warn!(error = %failure, retry_in = ?wait, "flow failed; will retry");
+                    self.runs.add(&flow.name, "retried", 1);
+                    let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                    self.release(self.store.inbox_retry(event.id, owner, &failure.to_string(), at).await, &event);
+                } else {
+                    tracing::error!(error = %failure, attempts = event.attempts, "flow failed; kept as a dead letter");
+                    self.runs.add(&flow.name, "dead", 1);
+                    self.release(self.store.inbox_give_up(&event, owner, &flow.name, &failure).await, &event);
+                }
+            }
+        }
+    }
+
+    /// Exponential from `retry_base`, at least what the server asked for.
+    fn backoff(&self, attempts: i64, class: &ErrorClass) -> Duration {
+        let doubled = self.config.retry_base.saturating_mul(1 << attempts.clamp(1, 16).saturating_sub(1));
+        let asked = match class {
+            ErrorClass::Transient { retry_after: Some(wait) } => *wait,
+            _ => Duration::ZERO,
+        };
+        doubled.min(self.config.retry_cap).max(asked)
+    }
+
+    fn release(&self, result: Result<bool, syncline_store::StoreError>, event: &InboxEvent) {
+        match result {
+            Ok(true) => {}
+            // the lease ran out and another worker holds the event now; it will run it again
+            Ok(false) => tracing::warn!(key = %event.dedupe_key, "lease lost before the event was released"),
+            // the lease will expire and the event run again; the send's mark prevents a repeat
+            Err(e) => tracing::error!(key = %event.dedupe_key, error = %e, "cannot record the event's outcome"),
+        }
+    }
+}

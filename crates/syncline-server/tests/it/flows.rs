@@ -1,0 +1,192 @@
+//! Flows run by inbox workers against the sandbox's HubSpot and ManyChat over real HTTP: the
+//! welcome is rendered and sent once per person, a crash between the send and the commit does
+//! not send again, and data errors (no phone or email, ManyChat's 3011) end as dead letters
+//! that a replay sends once after the fix.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotSettings};
+use syncline_connectors::manychat::{ManyChatApi, ManyChatSettings};
+use syncline_sandbox::{PageConfig, PortalConfig, Sandbox, Tier};
+use syncline_server::flow::{Connections, Engine, Flow};
+use syncline_server::worker::{WorkerConfig, Workers};
+use syncline_store::{DeadLetterFilter, NewEvent, Store};
+
+const HUBSPOT_TOKEN: &str = "pat-flows";
+const MANYCHAT_TOKEN: &str = "880001:flows-key";
+
+struct World {
+    sandbox: Sandbox,
+    base_url: String,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let sandbox = Sandbox::new();
+    let portal = PortalConfig {
+        token: HUBSPOT_TOKEN.into(),
+        tier: Tier::Professional,
+        portal_id: Some(62515),
+        properties: Default::default(),
+        custom_objects: Vec::new(),
+    };
+    sandbox.add_portal(portal).unwrap();
+    let page: PageConfig =
+        serde_json::from_value(json!({"token": MANYCHAT_TOKEN, "custom_fields": [{"name": "hubspot_contact_id"}]})).unwrap();
+    sandbox.add_page(page).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let router = sandbox.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("state.db").display())).await.unwrap();
+    World { sandbox, base_url, store, _dir: dir }
+}
+
+fn welcome(message_tag: Option<&str>) -> Flow {
+    let steps = json!([
+        {"hubspot.get": {"properties": ["firstname", "lastname", "email", "phone"]}},
+        {"phone": ["phone"]},
+        {"name": ["firstname", "lastname"]},
+        {"require_any": ["phone", "email"]},
+        {"manychat.find_or_create_subscriber": {"whatsapp_phone": "phone", "email": "email", "first_name": "firstname", "last_name": "lastname"}},
+        {"manychat.set_custom_fields": {"hubspot_contact_id": "{{ event.objectId }}"}},
+        {"manychat.send_content": {"messages": ["¡Hola {{ contact.firstname | default('amigo') }}! Bienvenido."], "message_tag": message_tag}}
+    ]);
+    Flow {
+        name: "lead-welcome".into(),
+        source: "hubspot".into(),
+        events: vec!["contact.creation".into()],
+        filter: None,
+        steps: serde_json::from_value(steps).unwrap(),
+        max_attempts: 3,
+    }
+}
+
+fn workers(world: &World, flow: Flow) -> Workers {
+    let hubspot = HubSpotApi::new(&HubSpotSettings::new(&world.base_url, HUBSPOT_TOKEN, "contacts", "hs_object_id")).unwrap();
+    let manychat = ManyChatApi::new(&ManyChatSettings::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
+    let engine = Engine::new(vec![flow], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
+    let mut config = WorkerConfig::new("test-worker");
+    config.retry_base = std::time::Duration::ZERO;
+    Workers::new(world.store.clone(), Arc::new(engine), config, Arc::default())
+}
+
+/// Creates a contact in the sandbox's HubSpot and returns its id.
+async fn contact(world: &World, properties: Value) -> u64 {
+    let response = reqwest::Client::new()
+        .post(format!("{}/crm/v3/objects/contacts", world.base_url))
+        .bearer_auth(HUBSPOT_TOKEN)
+        .json(&json!({"properties": properties}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn creation(id: u64, event_id: u64) -> NewEvent {
+    let payload = json!({"eventId": event_id, "portalId": 62515, "subscriptionType": "contact.creation", "objectId": id, "occurredAt": 1_764_000_000_000u64 + id});
+    NewEvent {
+        source: "hubspot".into(),
+        dedupe_key: format!("hubspot:62515:contact.creation:{id}::{event_id}"),
+        event_type: "contact.creation".into(),
+        payload: payload.to_string(),
+        occurred_at: None,
+    }
+}
+
+async fn drain(workers: &Workers) {
+    while workers.run_once().await.unwrap() > 0 {}
+}
+
+fn sent(world: &World) -> Vec<(u64, String)> {
+    world.sandbox.delivered().iter().map(|d| (d.subscriber_id, d.texts.join("|"))).collect()
+}
+
+#[tokio::test]
+async fn leads_are_welcomed_once_each() {
+    let world = world().await;
+    let ana = contact(&world, json!({"firstname": "  ana   maría ", "lastname": "Mora", "phone": "8888-7777"})).await;
+    let luis = contact(&world, json!({"email": "luis@example.com", "phone": "12"})).await;
+    world.store.inbox_accept(&[creation(ana, 1), creation(luis, 2)]).await.unwrap();
+    let workers = workers(&world, welcome(Some("ACCOUNT_UPDATE")));
+    drain(&workers).await;
+
+    let messages = sent(&world);
+    let texts: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(texts, ["¡Hola ana maría! Bienvenido.", "¡Hola amigo! Bienvenido."]);
+    let ana_subscriber = world.sandbox.subscriber(MANYCHAT_TOKEN, messages[0].0).unwrap();
+    assert_eq!(ana_subscriber["whatsapp_phone"], "+50688887777", "the phone was normalized");
+    assert_eq!(ana_subscriber["custom_fields"][0]["value"], ana.to_string());
+    assert_eq!(ana_subscriber["tags"][0]["name"], "lead-welcome-sent", "the message marked its subscriber");
+    let luis_subscriber = world.sandbox.subscriber(MANYCHAT_TOKEN, messages[1].0).unwrap();
+    assert_eq!(
+        (luis_subscriber["email"].as_str(), &luis_subscriber["whatsapp_phone"]),
+        (Some("luis@example.com"), &Value::Null),
+        "an invalid phone is dropped"
+    );
+
+    // the same person again under another dedupe key (a backfill, a second creation event):
+    // the mark is there, nothing is sent
+    world.store.inbox_accept(&[creation(ana, 99)]).await.unwrap();
+    drain(&workers).await;
+    assert_eq!(sent(&world).len(), 2);
+    let runs = workers.runs.snapshot();
+    assert!(runs.contains(&("lead-welcome".into(), "sent", 2)) && runs.contains(&("lead-welcome".into(), "already_sent", 1)), "{runs:?}");
+    let done = world.store.inbox_depth().await.unwrap();
+    assert_eq!(done.iter().map(|d| (d.status.as_str(), d.events)).collect::<Vec<_>>(), [("done", 3)]);
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_commit_does_not_send_twice() {
+    let world = world().await;
+    let id = contact(&world, json!({"firstname": "Eva", "email": "eva@example.com"})).await;
+    world.store.inbox_accept(&[creation(id, 5)]).await.unwrap();
+    let flow = welcome(Some("ACCOUNT_UPDATE"));
+    let workers = workers(&world, flow.clone());
+    // a worker claims the event and sends, then dies before recording the outcome
+    let claimed = world.store.inbox_claim("dead-worker", std::time::Duration::from_millis(1), 10).await.unwrap();
+    let hubspot = HubSpotApi::new(&HubSpotSettings::new(&world.base_url, HUBSPOT_TOKEN, "contacts", "hs_object_id")).unwrap();
+    let manychat = ManyChatApi::new(&ManyChatSettings::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
+    let engine = Engine::new(vec![flow.clone()], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
+    let payload: Value = serde_json::from_str(&claimed[0].payload).unwrap();
+    assert_eq!(engine.run(&flow, payload).await.unwrap().name(), "sent");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // its lease runs out; another worker takes the event over and finds the mark
+    drain(&workers).await;
+    assert_eq!(sent(&world).len(), 1, "one message, not two");
+    assert_eq!(workers.runs.snapshot(), [("lead-welcome".to_owned(), "already_sent", 1)]);
+}
+
+#[tokio::test]
+async fn data_errors_are_dead_letters_and_a_replay_sends_once() {
+    let world = world().await;
+    let nobody = contact(&world, json!({"firstname": "Sin Datos"})).await;
+    let stranger = contact(&world, json!({"firstname": "Leo", "email": "leo@example.com"})).await;
+    world.store.inbox_accept(&[creation(nobody, 1), creation(stranger, 2)]).await.unwrap();
+    // without a message tag, a subscriber who never wrote cannot be reached: ManyChat's 3011
+    let untagged = workers(&world, welcome(None));
+    drain(&untagged).await;
+    assert!(sent(&world).is_empty());
+
+    let filter = DeadLetterFilter { pipeline: Some("lead-welcome".into()), ..Default::default() };
+    let letters = world.store.dead_letters(&filter).await.unwrap();
+    let reasons: Vec<(&str, &str, i64)> = letters.iter().map(|l| (l.rule.as_str(), l.class.as_str(), l.attempts)).collect();
+    assert_eq!(reasons, [("require_any", "data", 1), ("manychat.send_content", "data", 1)], "dead at once, not retried");
+    assert!(letters[0].message.contains("none of phone, email"), "{}", letters[0].message);
+    assert!(letters[1].message.contains("code 3011"), "{}", letters[1].message);
+
+    // the fix: the flow now sends with a message tag; replaying the 3011 sends once
+    let fixed = workers(&world, welcome(Some("ACCOUNT_UPDATE")));
+    let key = letters[1].record_key.clone();
+    assert_eq!(world.store.inbox_requeue("lead-welcome", &[key.clone(), key]).await.unwrap(), 1);
+    drain(&fixed).await;
+    drain(&fixed).await;
+    assert_eq!(sent(&world).iter().map(|m| m.1.as_str()).collect::<Vec<_>>(), ["¡Hola Leo! Bienvenido."]);
+    let open = DeadLetterFilter { status: Some("open".into()), ..filter };
+    assert_eq!(world.store.dead_letters(&open).await.unwrap().len(), 1, "the lead without phone or email stays open");
+}
