@@ -72,8 +72,19 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
         return Ok(Exit::Ok);
     }
     let mut by_pipeline: BTreeMap<String, Vec<syncline_core::Record>> = BTreeMap::new();
+    let mut by_flow: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in &rows {
-        by_pipeline.entry(row.pipeline.clone()).or_default().push(row.record());
+        if config.flows.iter().any(|f| f.name == row.pipeline) {
+            by_flow.entry(row.pipeline.clone()).or_default().push(row.record_key.clone());
+        } else {
+            by_pipeline.entry(row.pipeline.clone()).or_default().push(row.record());
+        }
+    }
+    // a flow's dead letters are inbox events: back in the inbox, `syncline serve` runs them, and
+    // a send that already happened is not repeated (its mark is checked first)
+    for (flow, keys) in by_flow {
+        let requeued = store.inbox_requeue(&flow, &keys).await.map_err(CliError::failed)?;
+        println!("flow {flow}: {requeued} event(s) back in the inbox; `syncline serve` runs them");
     }
     let mut summaries = Vec::new();
     let mut exit = Exit::Ok;

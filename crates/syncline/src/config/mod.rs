@@ -2,6 +2,7 @@
 //! settings. Only this module (and `main`) reads the environment or files for configuration.
 
 mod error;
+mod flows;
 mod raw;
 mod settings;
 

@@ -24,8 +24,64 @@ pub struct RawConfig {
     /// Webhook endpoints `syncline serve` receives, by name: each is `POST /webhooks/<name>`.
     #[serde(default)]
     pub webhooks: indexmap::IndexMap<String, RawWebhook>,
-    /// How `syncline serve` listens.
+    /// How `syncline serve` listens and runs flows.
     pub serve: Option<RawServe>,
+    /// The APIs flows call.
+    pub connections: Option<RawConnections>,
+    /// Flows `syncline serve` runs on inbox events, by name.
+    #[serde(default)]
+    pub flows: indexmap::IndexMap<String, RawFlow>,
+}
+
+/// API accounts flows use (pipelines name their own in their sink).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    pub hubspot: Option<RawConnection>,
+    pub manychat: Option<RawConnection>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    /// The API token as `${VAR}` (HubSpot: a private app token; ManyChat: `<page_id>:<key>`).
+    #[schemars(with = "String")]
+    pub token: At<String>,
+    /// The API's URL (default the service's own; the sandbox's `http://127.0.0.1:8787`).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<At<String>>,
+    /// HubSpot only: the portal's tier, which sets the budget (default `free`).
+    pub tier: Option<RawTier>,
+}
+
+/// A flow: what starts it, and its steps.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlow {
+    pub trigger: RawTrigger,
+    /// Run in order on each event; see the README for every step.
+    #[schemars(with = "Vec<syncline_server::flow::Step>")]
+    pub steps: Vec<At<syncline_server::flow::Step>>,
+    /// Attempts before an event that keeps failing (5xx, timeouts) becomes a dead letter
+    /// (default 5). Data errors (no phone or email, ManyChat 3011) are dead letters at once.
+    #[schemars(with = "Option<u64>")]
+    pub max_attempts: Option<At<u64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    /// The webhook source (a name under `webhooks:`).
+    #[schemars(with = "String")]
+    pub source: At<String>,
+    /// Event types that start the flow (HubSpot `subscriptionType`, e.g. `contact.creation`;
+    /// Stripe `type`). Default: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// A minijinja expression over `event` that must be true, e.g.
+    /// `event.changeSource != "IMPORT"`.
+    #[schemars(with = "Option<String>")]
+    pub filter: Option<At<String>>,
 }
 
 /// A webhook endpoint: who posts to it and the secrets its deliveries are signed with.
@@ -62,6 +118,13 @@ pub struct RawServe {
     /// Address and port to listen on (default `127.0.0.1:8080`).
     #[schemars(with = "Option<String>")]
     pub bind: Option<At<String>>,
+    /// Inbox events run at once (default 16); the APIs' budgets pace the calls either way.
+    #[schemars(with = "Option<u64>")]
+    pub workers: Option<At<u64>>,
+    /// How long a claimed event stays this instance's before another may take it over
+    /// (default `60s`): after a crash, its events run again once their lease runs out.
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<At<String>>,
 }
 
 /// One pipeline: a source read page by page, transforms, and a sink written in batches.

@@ -6,7 +6,7 @@ use super::raw::*;
 use serde_saphyr::Location;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL, Tier};
+use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL};
 use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings, SqlTable};
 use syncline_core::transform::normalize_phone;
 
@@ -19,7 +19,19 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Webhook endpoints for `syncline serve`.
     pub webhooks: Vec<syncline_server::Source>,
-    pub serve_bind: std::net::SocketAddr,
+    pub serve: ServeSettings,
+    /// Flows `syncline serve` runs on inbox events, checked.
+    pub flows: Vec<syncline_server::flow::Flow>,
+    pub connections: super::flows::FlowConnections,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub bind: std::net::SocketAddr,
+    /// Inbox events run at once.
+    pub workers: usize,
+    /// How long a claimed event stays this instance's.
+    pub lease: Duration,
 }
 
 #[derive(Debug)]
@@ -66,20 +78,41 @@ impl Config {
     }
 }
 
-struct Ctx<'a> {
-    file: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a str,
     base_dir: &'a Path,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Ctx<'_> {
-    fn err(&self, at: &Location, path: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, at: &Location, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, at, path, message)
     }
 
     /// Expands `${VAR}` / `${VAR:-default}` in a string value.
-    fn expand(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
+    pub(super) fn expand(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
         interpolate(&value.value, self.env).map_err(|why| self.err(&value.referenced, path, why))
+    }
+
+    /// A secret given as `${VAR}` (one written in the file is refused), expanded and not empty.
+    pub(super) fn secret(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
+        if !value.value.contains("${") {
+            return Err(self.err(&value.referenced, path, "a secret written in the config is not allowed; use ${VAR}"));
+        }
+        let expanded = self.expand(value, path)?;
+        if expanded.is_empty() {
+            return Err(self.err(&value.referenced, path, format!("{} is empty", value.value)));
+        }
+        Ok(expanded)
+    }
+
+    /// An `http(s)://` URL, expanded.
+    pub(super) fn http_url(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
+        let expanded = self.expand(value, path)?;
+        if !(expanded.starts_with("https://") || expanded.starts_with("http://")) {
+            return Err(self.err(&value.referenced, path, format!("{expanded:?} is not an http(s) URL")));
+        }
+        Ok(expanded)
     }
 
     /// A connection URL: from `url` (a password in it must be a `${VAR}`) or `url_file`.
@@ -116,7 +149,7 @@ impl Ctx<'_> {
         resolve_sqlite(url, self.base_dir)
     }
 
-    fn positive(
+    pub(super) fn positive(
         &self,
         value: &Option<At<u64>>,
         path: &str,
@@ -253,6 +286,20 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         return Err(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
     }
     let webhooks = raw.webhooks.iter().map(|(name, w)| webhook(&ctx, name, w)).collect::<Result<Vec<_>, _>>()?;
+    let connections = super::flows::connections(&ctx, &raw)?;
+    let flows = super::flows::flows(&ctx, &raw, &webhooks, &connections)?;
+    let lease = match raw.serve.as_ref().and_then(|s| s.lease.as_ref()) {
+        Some(lease) => {
+            let text = ctx.expand(lease, "serve.lease")?;
+            let lease_time = parse_duration(&text).map_err(|why| ctx.err(&lease.referenced, "serve.lease", why))?;
+            if lease_time < Duration::from_secs(1) {
+                return Err(ctx.err(&lease.referenced, "serve.lease", "must be at least 1s"));
+            }
+            lease_time
+        }
+        None => Duration::from_secs(60),
+    };
+    let workers = ctx.positive(&raw.serve.as_ref().and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
     let serve_bind = match raw.serve.as_ref().and_then(|s| s.bind.as_ref()) {
         Some(bind) => {
             let text = ctx.expand(bind, "serve.bind")?;
@@ -325,17 +372,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
                     (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
                 };
                 let base_url = match &h.base_url {
-                    Some(url) => {
-                        let expanded = ctx.expand(url, &format!("{spath}.base_url"))?;
-                        if !(expanded.starts_with("https://") || expanded.starts_with("http://")) {
-                            return Err(ctx.err(
-                                &url.referenced,
-                                &format!("{spath}.base_url"),
-                                format!("{expanded:?} is not an http(s) URL"),
-                            ));
-                        }
-                        expanded
-                    }
+                    Some(url) => ctx.http_url(url, &format!("{spath}.base_url"))?,
                     None => DEFAULT_BASE_URL.to_owned(),
                 };
                 let object = match &h.object {
@@ -344,11 +381,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
                 };
                 let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
                 let mut settings = HubSpotSettings::new(&base_url, "", &object, &id_property);
-                let tier = match h.tier.unwrap_or(RawTier::Free) {
-                    RawTier::Free | RawTier::Starter => Tier::Free,
-                    RawTier::Professional | RawTier::Enterprise => Tier::Professional,
-                    RawTier::ApiLimitIncrease => Tier::LimitIncrease,
-                };
+                let tier = ctx.tier(h.tier);
                 let burst = u64::from(tier.per_ten_seconds());
                 settings.calls_per_ten_seconds =
                     ctx.positive(&h.calls_per_10s, &format!("{spath}.calls_per_10s"), 1..=burst, burst)? as u32;
@@ -372,7 +405,8 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
             change_detection: p.change_detection.unwrap_or(default_detection),
         });
     }
-    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines, webhooks, serve_bind })
+    let serve = ServeSettings { bind: serve_bind, workers, lease };
+    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines, webhooks, serve, flows, connections })
 }
 
 /// One webhook endpoint: secrets only as `${VAR}`, never written in the file.
@@ -391,26 +425,9 @@ fn webhook(ctx: &Ctx, name: &str, raw: &RawWebhook) -> Result<syncline_server::S
     }
     let mut secrets = Vec::new();
     for (i, secret) in raw.secrets.iter().enumerate() {
-        let spath = format!("{path}.secrets[{i}]");
-        if !secret.value.contains("${") {
-            return Err(ctx.err(&secret.referenced, &spath, "a secret written in the config is not allowed; use ${VAR}"));
-        }
-        let value = ctx.expand(secret, &spath)?;
-        if value.is_empty() {
-            return Err(ctx.err(&secret.referenced, &spath, format!("{} is empty", secret.value)));
-        }
-        secrets.push(syncline_server::Secret::new(value));
+        secrets.push(syncline_server::Secret::new(ctx.secret(secret, &format!("{path}.secrets[{i}]"))?));
     }
-    let public_url = match &raw.public_url {
-        Some(url) => {
-            let expanded = ctx.expand(url, &format!("{path}.public_url"))?;
-            if !(expanded.starts_with("https://") || expanded.starts_with("http://")) {
-                return Err(ctx.err(&url.referenced, &format!("{path}.public_url"), format!("{expanded:?} is not an http(s) URL")));
-            }
-            Some(expanded)
-        }
-        None => None,
-    };
+    let public_url = raw.public_url.as_ref().map(|url| ctx.http_url(url, &format!("{path}.public_url"))).transpose()?;
     let default_limit = syncline_server::DEFAULT_BODY_LIMIT as u64;
     Ok(syncline_server::Source {
         name: name.to_owned(),
