@@ -70,3 +70,34 @@ fn webhook_secrets_must_come_from_the_environment() {
     assert_eq!(code(&output), 2);
     assert!(stderr(&output).contains("nothing to do"), "{}", stderr(&output));
 }
+
+#[test]
+fn flow_mistakes_are_reported_at_load_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |steps: &str| {
+        format!(
+            "webhooks:\n  hubspot:\n    provider: hubspot\n    secrets: [\"${{HOOK_SECRET}}\"]\n\
+             connections:\n  hubspot:\n    token: ${{HOOK_SECRET}}\n  manychat:\n    token: ${{MC_TOKEN}}\n\
+             flows:\n  welcome:\n    trigger:\n      source: hubspot\n      events: [contact.creation]\n    steps:\n\
+             \x20     - hubspot.get:\n          properties: [firstname, email]\n\
+             \x20     - manychat.find_or_create_subscriber:\n          email: email\n{steps}"
+        )
+    };
+    let check = |name: &str, steps: &str, mc_token: &str| {
+        std::fs::write(dir.path().join(name), config(steps)).unwrap();
+        let output = bin().current_dir(dir.path()).env("HOOK_SECRET", SECRET).env("MC_TOKEN", mc_token).args(["--config", name, "check"]).output().unwrap();
+        (code(&output), format!("{}{}", stdout(&output), stderr(&output)))
+    };
+    // line 20 is the third step
+    let (status, message) = check("typo.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstnme }}\"]\n", "1:k");
+    assert_eq!(status, 2, "{message}");
+    assert!(message.contains("typo.yaml:20") && message.contains("flows.welcome.steps[2]") && message.contains("contact.firstnme"), "{message}");
+    let (status, message) = check("syntax.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstname }\"]\n", "1:k");
+    assert_eq!(status, 2);
+    assert!(message.contains("syntax.yaml:20") && message.contains("syntax error"), "{message}");
+    let (status, message) = check("token.yaml", "      - manychat.add_tag: lead\n", "not-a-page-token");
+    assert_eq!(status, 2);
+    assert!(message.contains("connections.manychat.token") && message.contains("<page_id>:<key>"), "{message}");
+    let (status, message) = check("ok.yaml", "      - manychat.add_tag: lead\n", "1:k");
+    assert_eq!(status, 0, "{message}");
+}
