@@ -30,6 +30,15 @@ impl<V: Send + Sync + 'static> ResponseCache<V> {
         self.entries.try_get_with(key.to_owned(), async { fetch.await.map(Arc::new) }).await
     }
 
+    /// Stores an answer fetched some other way (a batch read that covers many keys).
+    pub async fn insert(&self, key: &str, value: V) {
+        self.entries.insert(key.to_owned(), Arc::new(value)).await;
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// Drops every entry whose key starts with `prefix`.
     pub fn invalidate_prefix(&self, prefix: &str) {
         let prefix = prefix.to_owned();

@@ -88,6 +88,10 @@ impl Workers {
     pub async fn run_once(&self) -> Result<usize, syncline_store::StoreError> {
         let events = self.store.inbox_claim(&self.config.owner, self.config.lease, self.config.concurrency).await?;
         let claimed = events.len();
+        let payloads: Vec<serde_json::Value> = events.iter().map(|e| serde_json::from_str(&e.payload).unwrap_or_default()).collect();
+        let work: Vec<_> =
+            events.iter().zip(&payloads).filter_map(|(e, p)| self.engine.flow_for(&e.source, &e.event_type).map(|f| (f, p))).collect();
+        self.engine.prefetch(&work).await;
         futures_util::stream::iter(events).for_each_concurrent(self.config.concurrency, |event| self.handle(event)).await;
         Ok(claimed)
     }

@@ -136,6 +136,10 @@ async fn leads_are_welcomed_once_each() {
     assert_eq!(sent(&world).len(), 2);
     let runs = workers.runs.snapshot();
     assert!(runs.contains(&("lead-welcome".into(), "sent", 2)) && runs.contains(&("lead-welcome".into(), "already_sent", 1)), "{runs:?}");
+    // the claimed events' contacts came in one batch read (and the cache), not a GET each
+    let ledger = world.sandbox.ledger();
+    assert_eq!(ledger.calls("/batch/read").len(), 1);
+    assert!(!ledger.requests.iter().any(|r| r.method == "GET" && r.path.starts_with("/crm/")), "{:?}", ledger.requests);
     let done = world.store.inbox_depth().await.unwrap();
     assert_eq!(done.iter().map(|d| (d.status.as_str(), d.events)).collect::<Vec<_>>(), [("done", 3)]);
 }

@@ -85,14 +85,25 @@ fn flow_mistakes_are_reported_at_load_with_their_line() {
     };
     let check = |name: &str, steps: &str, mc_token: &str| {
         std::fs::write(dir.path().join(name), config(steps)).unwrap();
-        let output = bin().current_dir(dir.path()).env("HOOK_SECRET", SECRET).env("MC_TOKEN", mc_token).args(["--config", name, "check"]).output().unwrap();
+        let output = bin()
+            .current_dir(dir.path())
+            .env("HOOK_SECRET", SECRET)
+            .env("MC_TOKEN", mc_token)
+            .args(["--config", name, "check"])
+            .output()
+            .unwrap();
         (code(&output), format!("{}{}", stdout(&output), stderr(&output)))
     };
     // line 20 is the third step
-    let (status, message) = check("typo.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstnme }}\"]\n", "1:k");
+    let (status, message) =
+        check("typo.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstnme }}\"]\n", "1:k");
     assert_eq!(status, 2, "{message}");
-    assert!(message.contains("typo.yaml:20") && message.contains("flows.welcome.steps[2]") && message.contains("contact.firstnme"), "{message}");
-    let (status, message) = check("syntax.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstname }\"]\n", "1:k");
+    assert!(
+        message.contains("typo.yaml:20") && message.contains("flows.welcome.steps[2]") && message.contains("contact.firstnme"),
+        "{message}"
+    );
+    let (status, message) =
+        check("syntax.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstname }\"]\n", "1:k");
     assert_eq!(status, 2);
     assert!(message.contains("syntax.yaml:20") && message.contains("syntax error"), "{message}");
     let (status, message) = check("token.yaml", "      - manychat.add_tag: lead\n", "not-a-page-token");
