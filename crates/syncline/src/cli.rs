@@ -201,6 +201,10 @@ pub struct BenchArgs {
     /// time to 2xx at a steady 1,000 deliveries per second.
     #[arg(long, conflicts_with = "hubspot")]
     pub intake: bool,
+    /// Measure the lead → ManyChat flow instead: sends/s through a backlog of 1,000 events,
+    /// and webhook-to-message latency at 20 webhooks per second.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake"])]
+    pub flow: bool,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

@@ -56,6 +56,9 @@ pub async fn run(args: BenchArgs) -> CliResult {
     if args.intake {
         return super::intake_bench::run(&dir).await;
     }
+    if args.flow {
+        return super::flow_bench::run(&dir).await;
+    }
     for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }

@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod dlq;
 mod example;
+mod flow_bench;
 mod intake_bench;
 mod run;
 mod runs;

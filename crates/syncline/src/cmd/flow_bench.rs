@@ -1,0 +1,211 @@
+//! `syncline bench --flow`: the lead → ManyChat flow against the in-process sandbox (a HubSpot
+//! portal with the API limit increase, 25 calls/s, so that 20 single-event webhooks/s fit its
+//! budget: Professional's 19/s does not), one ManyChat page whose leads are already subscribers), through the real
+//! intake, SQLite inbox and workers over loopback. Two figures:
+//! - backlog: 1,000 stored events run as fast as the budgets allow; sends per second against
+//!   ManyChat's 25/s sendContent limit, and the 429s the sandbox answered;
+//! - latency: single-event webhooks at 20 per second; time from the POST to the sandbox's
+//!   record of the delivered message (p50, p99, max).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotSettings};
+use syncline_connectors::manychat::{ManyChatApi, ManyChatSettings};
+use syncline_sandbox::{PageConfig, PortalConfig, Sandbox, Tier};
+use syncline_server::flow::{Connections, Engine, Flow};
+use syncline_server::signature::sign;
+use syncline_server::worker::{WorkerConfig, Workers};
+use syncline_server::{DEFAULT_BODY_LIMIT, HubSpotVersion, Intake, Provider, Secret, Source};
+use syncline_store::Store;
+
+use crate::exit::{CliError, CliResult, Exit};
+
+const SECRET: &str = "bench-secret";
+const HUBSPOT_TOKEN: &str = "pat-bench";
+const MANYCHAT_TOKEN: &str = "770001:bench";
+const BACKLOG: usize = 1_000;
+const LATENCY_RATE: u64 = 20;
+const LATENCY_SECS: u64 = 10;
+
+fn phone(i: usize) -> String {
+    format!("8{:07}", i)
+}
+
+fn flow() -> Flow {
+    let steps = json!([
+        {"hubspot.get": {"properties": ["firstname", "mobilephone", "email"]}},
+        {"phone": ["mobilephone"]},
+        {"name": ["firstname"]},
+        {"require_any": ["mobilephone", "email"]},
+        {"manychat.find_or_create_subscriber": {"whatsapp_phone": "mobilephone", "email": "email", "first_name": "firstname"}},
+        {"manychat.send_content": {"messages": ["¡Hola {{ contact.firstname }}! Bienvenido."], "message_tag": "ACCOUNT_UPDATE"}}
+    ]);
+    Flow {
+        name: "lead-welcome".into(),
+        source: "hubspot".into(),
+        events: vec!["contact.creation".into()],
+        filter: None,
+        steps: serde_json::from_value(steps).expect("the bench flow is well formed"),
+        max_attempts: 5,
+    }
+}
+
+fn event(id: u64, n: usize) -> Value {
+    json!({"eventId": n, "subscriptionId": 7, "portalId": 62515, "appId": 1, "occurredAt": 1_764_000_000_000u64 + n as u64,
+           "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": id, "changeSource": "CRM", "changeFlag": "NEW"})
+}
+
+async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> Result<(), String> {
+    let body = serde_json::to_vec(events).expect("json");
+    let response = client
+        .post(url)
+        .header("x-hubspot-signature", sign::hubspot_v1(SECRET, &body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().as_u16() == 200 { Ok(()) } else { Err(format!("status {}", response.status())) }
+}
+
+/// Creates `count` contacts (numbered from `first`) in HubSpot, 100 per call; their ids.
+async fn contacts(client: &reqwest::Client, base: &str, first: usize, count: usize) -> Result<Vec<u64>, CliError> {
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (first..first + count).collect::<Vec<_>>().chunks(100) {
+        let inputs: Vec<Value> = chunk.iter().map(|i| json!({"properties": {"firstname": "Lead", "mobilephone": phone(*i)}})).collect();
+        let created: Value = client
+            .post(format!("{base}/crm/v3/objects/contacts/batch/create"))
+            .bearer_auth(HUBSPOT_TOKEN)
+            .json(&json!({"inputs": inputs}))
+            .send()
+            .await
+            .map_err(CliError::failed)?
+            .json()
+            .await
+            .map_err(CliError::failed)?;
+        let results = created["results"].as_array().ok_or_else(|| CliError::failed(format!("batch create failed: {created}")))?;
+        ids.extend(results.iter().filter_map(|r| r["id"].as_str().and_then(|id| id.parse::<u64>().ok())));
+    }
+    Ok(ids)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at]
+}
+
+pub async fn run(dir: &Path) -> CliResult {
+    let total = BACKLOG + (LATENCY_RATE * LATENCY_SECS) as usize;
+    let sandbox = Sandbox::new();
+    let portal = PortalConfig {
+        token: HUBSPOT_TOKEN.into(),
+        tier: Tier::LimitIncrease,
+        portal_id: Some(62515),
+        properties: Default::default(),
+        custom_objects: Vec::new(),
+    };
+    sandbox.add_portal(portal).map_err(CliError::failed)?;
+    let subscribers: Vec<Value> = (0..total)
+        .map(|i| json!({"first_name": "Lead", "whatsapp_phone": format!("+506{}", phone(i)), "last_interaction_hours_ago": 1.0}))
+        .collect();
+    let page: PageConfig =
+        serde_json::from_value(json!({"token": MANYCHAT_TOKEN, "subscribers": subscribers})).map_err(CliError::failed)?;
+    sandbox.add_page(page).map_err(CliError::failed)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
+    let base = format!("http://{}", listener.local_addr().map_err(CliError::failed)?);
+    let router = sandbox.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let _ = std::fs::remove_file(dir.join("flow-state.db"));
+    let store = Store::connect(&format!("sqlite://{}", dir.join("flow-state.db").display())).await.map_err(CliError::failed)?;
+    let source = Source {
+        name: "hubspot".into(),
+        provider: Provider::HubSpot,
+        secrets: vec![Secret::new(SECRET)],
+        hubspot_versions: vec![HubSpotVersion::V1],
+        public_url: None,
+        body_limit: DEFAULT_BODY_LIMIT,
+    };
+    let intake = Intake::new(store.clone(), vec![source]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
+    let url = format!("http://{}/webhooks/hubspot", listener.local_addr().map_err(CliError::failed)?);
+    let router = intake.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let client = reqwest::Client::new();
+    let mut settings = HubSpotSettings::new(&base, HUBSPOT_TOKEN, "contacts", "hs_object_id");
+    settings.calls_per_ten_seconds = 250;
+    let connections = Connections {
+        hubspot: Some(HubSpotApi::new(&settings).map_err(CliError::failed)?),
+        manychat: Some(ManyChatApi::new(&ManyChatSettings::new(&base, MANYCHAT_TOKEN)).map_err(CliError::failed)?),
+    };
+    let engine = Arc::new(Engine::new(vec![flow()], connections).map_err(CliError::failed)?);
+    let workers = Workers::new(store.clone(), engine, WorkerConfig::new("bench"), intake.arrived.clone());
+
+    // backlog: every event stored first, then the workers start
+    eprintln!("backlog: {BACKLOG} contacts and their webhooks, then the workers …");
+    let ids = contacts(&client, &base, 0, BACKLOG).await?;
+    let events: Vec<Value> = ids.iter().enumerate().map(|(n, id)| event(*id, n)).collect();
+    for delivery in events.chunks(100) {
+        post(&client, &url, delivery).await.map_err(CliError::failed)?;
+    }
+    let before = sandbox.ledger().requests.len();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = workers.clone();
+    let task = tokio::spawn(async move { running.run(stopped).await });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sandbox.delivered().len() < BACKLOG && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ledger = sandbox.ledger();
+    let sends: Vec<i64> = ledger.messages.iter().map(|m| m.at_ms).collect();
+    let (first, last) = (sends.first().copied().unwrap_or(0), sends.last().copied().unwrap_or(0));
+    let rate = (sends.len().saturating_sub(1)) as f64 / ((last - first).max(1) as f64 / 1000.0);
+    let backlog_calls = &ledger.requests[before..];
+    let limited = backlog_calls.iter().filter(|r| r.status == 429).count();
+    let hubspot_calls = backlog_calls.iter().filter(|r| r.path.starts_with("/crm/")).count();
+    println!(
+        "backlog: {} messages sent in {:.1} s = {rate:.1} sends/s (ManyChat sendContent limit 25/s); {limited} × 429; {hubspot_calls} HubSpot calls for {BACKLOG} contacts",
+        sends.len(),
+        (last - first) as f64 / 1000.0
+    );
+
+    // latency: the workers idle; single-event deliveries at a steady rate
+    eprintln!("latency: {LATENCY_RATE} webhooks/s for {LATENCY_SECS} s …");
+    let ids = contacts(&client, &base, BACKLOG, (LATENCY_RATE * LATENCY_SECS) as usize).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut ticker = tokio::time::interval(Duration::from_millis(1000 / LATENCY_RATE));
+    let mut posted = Vec::with_capacity(ids.len());
+    for (n, id) in ids.iter().enumerate() {
+        ticker.tick().await;
+        let at = chrono::Utc::now().timestamp_millis();
+        post(&client, &url, &[event(*id, BACKLOG + n)]).await.map_err(CliError::failed)?;
+        posted.push(at);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sandbox.delivered().len() < BACKLOG + ids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = sandbox.delivered();
+    // messages arrive in the order their webhooks were posted (one at a time, 50 ms apart)
+    let mut latencies: Vec<i64> = delivered[BACKLOG..].iter().zip(&posted).map(|(m, at)| m.at_ms - at).collect();
+    latencies.sort_unstable();
+    if latencies.is_empty() {
+        return Err(CliError::failed("no message was delivered in the latency phase"));
+    }
+    let limited = sandbox.ledger().requests.iter().filter(|r| r.status == 429).count();
+    println!(
+        "webhook → ManyChat send at {LATENCY_RATE}/s: p50 {} ms, p99 {} ms, max {} ms over {} messages; {limited} × 429 in all",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        latencies.len()
+    );
+    let _ = stop.send(true);
+    let _ = task.await;
+    store.close().await;
+    Ok(Exit::Ok)
+}
