@@ -190,13 +190,12 @@ fn check_steps(flow: &Flow) -> Result<(), FlowError> {
             }
             _ => Vec::new(),
         };
-        if let Some(fetched) = &fetched {
-            if let Some(missing) = fields.iter().find(|f| !fetched.contains(f.as_str())) {
-                return Err(fail(
-                    i,
-                    format!("{} reads contact field {missing:?}, which hubspot.get does not fetch (add it to its properties)", step.name()),
-                ));
-            }
+        if let Some(fetched) = &fetched
+            && let Some(missing) = fields.iter().find(|f| !fetched.contains(f.as_str()))
+        {
+            let message =
+                format!("{} reads contact field {missing:?}, which hubspot.get does not fetch (add it to its properties)", step.name());
+            return Err(fail(i, message));
         }
         match step {
             Step::HubSpotGet { properties, .. } if properties.is_empty() => {

@@ -204,10 +204,10 @@ impl Engine {
                 let phone = value(&fields.whatsapp_phone).or_else(|| value(&fields.phone));
                 let email = value(&fields.email);
                 let find = async || -> Result<Option<Subscriber>, ConnectorError> {
-                    if let Some(phone) = &phone {
-                        if let Some(found) = manychat.find(Lookup::Phone(phone)).await? {
-                            return Ok(Some(found));
-                        }
+                    if let Some(phone) = &phone
+                        && let Some(found) = manychat.find(Lookup::Phone(phone)).await?
+                    {
+                        return Ok(Some(found));
                     }
                     match &email {
                         Some(email) => manychat.find(Lookup::Email(email)).await,
@@ -287,10 +287,10 @@ impl Engine {
     /// The event's object's properties: from the event when it carries them all (backfilled
     /// events do), else from HubSpot (cached).
     async fn fetch(&self, object: &str, properties: &[String], event: &Value) -> Result<Map<String, Value>, ConnectorError> {
-        if let Some(carried) = event.get("properties").and_then(Value::as_object) {
-            if properties.iter().all(|p| carried.contains_key(p)) {
-                return Ok(present(carried.iter().map(|(k, v)| (k.clone(), v.clone()))));
-            }
+        if let Some(carried) = event.get("properties").and_then(Value::as_object)
+            && properties.iter().all(|p| carried.contains_key(p))
+        {
+            return Ok(present(carried.iter().map(|(k, v)| (k.clone(), v.clone()))));
         }
         let id = match &event["objectId"] {
             Value::Number(n) => n.to_string(),
@@ -383,10 +383,11 @@ fn check_templates(env: &Environment<'static>, flow: &Flow) -> Result<(), FlowEr
                 match top {
                     "event" | "subscriber" => {}
                     "contact" => {
-                        if let Some(fetched) = &fetched {
-                            if !rest.is_empty() && !fetched.iter().any(|p| p.as_str() == rest) {
-                                return Err(fail(format!("template {name} uses contact.{rest}, which hubspot.get does not fetch")));
-                            }
+                        if let Some(fetched) = &fetched
+                            && !rest.is_empty()
+                            && !fetched.iter().any(|p| p.as_str() == rest)
+                        {
+                            return Err(fail(format!("template {name} uses contact.{rest}, which hubspot.get does not fetch")));
                         }
                     }
                     other => return Err(fail(format!("template {name} uses {other:?}; templates see event, contact and subscriber"))),

@@ -52,10 +52,10 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs) -> CliResult {
     axum::serve(listener, intake.router()).with_graceful_shutdown(shutdown()).await.map_err(CliError::failed)?;
     // in-flight deliveries were answered (or never acknowledged); flows in hand get to finish
     let _ = stop.send(true);
-    if let Some(workers) = workers {
-        if tokio::time::timeout(DRAIN, workers).await.is_err() {
-            tracing::warn!("flows still running after {DRAIN:?}; their events run again when their leases run out");
-        }
+    if let Some(workers) = workers
+        && tokio::time::timeout(DRAIN, workers).await.is_err()
+    {
+        tracing::warn!("flows still running after {DRAIN:?}; their events run again when their leases run out");
     }
     store.close().await;
     tracing::info!("stopped");
