@@ -16,6 +16,7 @@ pub async fn run(args: SandboxArgs) -> CliResult {
         }
     };
     let tokens: Vec<String> = seed.hubspot.iter().map(|p| format!("{} ({:?})", p.token, p.tier)).collect();
+    let pages: Vec<String> = seed.manychat.iter().map(|p| p.token.clone()).collect();
     let sandbox = Sandbox::from_seed(seed)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.seed.as_ref().map_or("the demo seed".into(), |p| p.display().to_string()))))?;
     if let Some(spec) = &args.faults {
@@ -28,8 +29,9 @@ pub async fn run(args: SandboxArgs) -> CliResult {
     let address = listener.local_addr().map_err(CliError::failed)?;
     // a closed stdout (e.g. piped into `head -1`) must not stop the server: ignore write errors
     let banner = format!(
-        "sandbox listening on http://{address}\n  HubSpot portals (Bearer tokens): {}\n  ledger: http://{address}/__sandbox/ledger\n",
-        tokens.join(", ")
+        "sandbox listening on http://{address}\n  HubSpot portals (Bearer tokens): {}\n  ManyChat pages (Bearer tokens): {}\n  ledger: http://{address}/__sandbox/ledger\n",
+        tokens.join(", "),
+        if pages.is_empty() { "none".to_owned() } else { pages.join(", ") }
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     axum::serve(listener, sandbox.router())
