@@ -13,8 +13,24 @@ pub fn client() -> Result<reqwest::Client, ConnectorError> {
         .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))
 }
 
+/// One request and its whole answer. A failure to connect, a reset or a body cut off is an
+/// error message (transient: whether a write happened is unknown, so only the caller knows if
+/// repeating it is safe).
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+    service: &str,
+    base_url: &str,
+    what: &str,
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), String> {
+    let response = request.send().await.map_err(|e| unreachable(service, base_url, what, &e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|e| format!("{what}: the answer was cut off: {e}"))?;
+    Ok((status, headers, body.to_vec()))
+}
+
 /// "`what`: cannot reach `service` at `base_url`: …", with every cause in the chain.
-pub fn unreachable(service: &str, base_url: &str, what: &str, error: &reqwest::Error) -> String {
+fn unreachable(service: &str, base_url: &str, what: &str, error: &reqwest::Error) -> String {
     use std::error::Error;
     let mut message = format!("{what}: cannot reach {service} at {base_url}: {error}");
     let mut source = error.source();

@@ -92,18 +92,18 @@ impl Workers {
         let work: Vec<_> =
             events.iter().zip(&payloads).filter_map(|(e, p)| self.engine.flow_for(&e.source, &e.event_type).map(|f| (f, p))).collect();
         self.engine.prefetch(&work).await;
-        futures_util::stream::iter(events).for_each_concurrent(self.config.concurrency, |event| self.handle(event)).await;
+        let runs = events.into_iter().zip(payloads);
+        futures_util::stream::iter(runs).for_each_concurrent(self.config.concurrency, |(event, payload)| self.handle(event, payload)).await;
         Ok(claimed)
     }
 
-    async fn handle(&self, event: InboxEvent) {
+    async fn handle(&self, event: InboxEvent, payload: serde_json::Value) {
         let owner = &self.config.owner;
         let Some(flow) = self.engine.flow_for(&event.source, &event.event_type) else {
             self.runs.add(&event.source, "unrouted", 1);
             self.release(self.store.inbox_finish(event.id, owner).await, &event);
             return;
         };
-        let payload = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
         let result = self.engine.run(flow, payload).await;
         let span = tracing::info_span!("flow", flow = %flow.name, key = %event.dedupe_key, attempt = event.attempts);
         let _entered = span.enter();

@@ -218,22 +218,10 @@ impl HubSpotApi {
             }
             let what = what.as_str();
             async move {
-                let response = match request.send().await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        return Reply::failed(
-                            ErrorClass::Transient { retry_after: None },
-                            crate::http::unreachable("HubSpot", &self.base_url, what, &e),
-                        );
-                    }
-                };
-                let status = response.status();
-                let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(bytes) => classify(status, &headers, bytes.to_vec(), what),
-                    // a reset or a truncated body: whether the write happened is unknown, and an
-                    // upsert by idProperty is safe to repeat
-                    Err(e) => Reply::failed(ErrorClass::Transient { retry_after: None }, format!("{what}: the answer was cut off: {e}")),
+                // a reset or a truncated body is transient: an upsert by idProperty is safe to repeat
+                match crate::http::exchange(request, "HubSpot", &self.base_url, what).await {
+                    Ok((status, headers, body)) => classify(status, &headers, body, what),
+                    Err(message) => Reply::failed(ErrorClass::Transient { retry_after: None }, message),
                 }
             }
         };

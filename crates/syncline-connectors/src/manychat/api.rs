@@ -205,11 +205,6 @@ impl ManyChatApi {
         self.send(Class::SendFlow, Method::POST, "/fb/sending/sendFlow", &[], Some(body)).await.map(drop)
     }
 
-    /// Calls that ManyChat refused with 429 so far, over every method class.
-    pub fn rate_limited(&self) -> u64 {
-        self.policies.iter().map(|(_, p)| p.stats().rate_limited.load(std::sync::atomic::Ordering::Relaxed)).sum()
-    }
-
     /// One call through its class's policy; the `data` of a success.
     async fn send(
         &self,
@@ -231,24 +226,13 @@ impl ManyChatApi {
             }
             let what = what.as_str();
             async move {
-                let response = match request.send().await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        return Reply::failed(
-                            ErrorClass::Transient { retry_after: None },
-                            crate::http::unreachable("ManyChat", &self.base_url, what, &e),
-                        );
+                match crate::http::exchange(request, "ManyChat", &self.base_url, what).await {
+                    Ok((status, headers, body)) => {
+                        let retry_after =
+                            headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                        classify(status, retry_after, &body, what)
                     }
-                };
-                let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                match response.bytes().await {
-                    Ok(bytes) => classify(status, retry_after, &bytes, what),
-                    Err(e) => Reply::failed(ErrorClass::Transient { retry_after: None }, format!("{what}: the answer was cut off: {e}")),
+                    Err(message) => Reply::failed(ErrorClass::Transient { retry_after: None }, message),
                 }
             }
         };

@@ -40,6 +40,14 @@ impl Flow {
         self.source == source && (self.events.is_empty() || self.events.iter().any(|e| e == event_type))
     }
 
+    /// The object type and properties of the flow's `hubspot.get` step, if it has one.
+    pub fn hubspot_get(&self) -> Option<(&str, &[String])> {
+        self.steps.iter().find_map(|s| match s {
+            Step::HubSpotGet { object, properties } => Some((object.as_str(), properties.as_slice())),
+            _ => None,
+        })
+    }
+
     /// The tag that marks a subscriber as sent to by this flow (`<flow>-sent` unless set).
     pub fn mark(&self) -> String {
         self.steps
@@ -176,10 +184,7 @@ impl Step {
 /// The checks that need no connector: step order and sizes, and what each step reads.
 fn check_steps(flow: &Flow) -> Result<(), FlowError> {
     let fail = |step: usize, message: String| FlowError { flow: flow.name.clone(), step: Some(step), message };
-    let fetched: Option<BTreeSet<&str>> = flow.steps.iter().find_map(|s| match s {
-        Step::HubSpotGet { properties, .. } => Some(properties.iter().map(String::as_str).collect()),
-        _ => None,
-    });
+    let fetched: Option<BTreeSet<&str>> = flow.hubspot_get().map(|(_, properties)| properties.iter().map(String::as_str).collect());
     let mut subscriber_found = false;
     let mut sends = 0;
     for (i, step) in flow.steps.iter().enumerate() {

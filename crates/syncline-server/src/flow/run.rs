@@ -96,10 +96,6 @@ impl Engine {
         self.flows.iter().find(|f| f.triggered_by(source, event_type))
     }
 
-    pub fn flows(&self) -> &[Flow] {
-        &self.flows
-    }
-
     /// Reads, in one batch call per object type (≤ 100 ids), the HubSpot objects that the
     /// `hubspot.get` steps of these events would fetch one by one, so a claimed batch of events
     /// spends one call of the portal's budget instead of one each. A failure only leaves the
@@ -108,16 +104,14 @@ impl Engine {
         let Some(hubspot) = &self.connections.hubspot else { return };
         let mut wanted: BTreeMap<(&str, &[String]), Vec<String>> = BTreeMap::new();
         for (flow, event) in work {
-            let Some(Step::HubSpotGet { object, properties }) = flow.steps.iter().find(|s| matches!(s, Step::HubSpotGet { .. })) else {
-                continue;
-            };
+            let Some((object, properties)) = flow.hubspot_get() else { continue };
             let carried = event.get("properties").and_then(Value::as_object).is_some_and(|c| properties.iter().all(|p| c.contains_key(p)));
             let id = match &event["objectId"] {
                 Value::Number(n) => n.to_string(),
                 Value::String(s) => s.clone(),
                 _ => continue,
             };
-            let ids = wanted.entry((object.as_str(), properties.as_slice())).or_default();
+            let ids = wanted.entry((object, properties)).or_default();
             if !carried && !self.objects.contains(&format!("{object}/{id}")) && !ids.contains(&id) {
                 ids.push(id);
             }
@@ -316,11 +310,6 @@ impl Engine {
     fn manychat(&self) -> &ManyChatApi {
         self.connections.manychat.as_ref().expect("checked at load")
     }
-
-    /// Policy counters of the ManyChat connection (429s seen), for benchmarks.
-    pub fn manychat_rate_limited(&self) -> u64 {
-        self.connections.manychat.as_ref().map_or(0, ManyChatApi::rate_limited)
-    }
 }
 
 fn subscriber(state: &State) -> &Subscriber {
@@ -369,10 +358,7 @@ fn describe(error: &minijinja::Error) -> String {
 /// Templates must compile and may read only `event`, `subscriber` and the fetched `contact`
 /// properties.
 fn check_templates(env: &Environment<'static>, flow: &Flow) -> Result<(), FlowError> {
-    let fetched: Option<Vec<&String>> = flow.steps.iter().find_map(|s| match s {
-        Step::HubSpotGet { properties, .. } => Some(properties.iter().collect()),
-        _ => None,
-    });
+    let fetched = flow.hubspot_get().map(|(_, properties)| properties);
     for (i, step) in flow.steps.iter().enumerate() {
         let fail = |message: String| FlowError { flow: flow.name.clone(), step: Some(i), message };
         for (name, source) in step.templates() {
