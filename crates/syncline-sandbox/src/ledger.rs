@@ -9,6 +9,9 @@ pub struct Ledger {
     pub effects: Vec<Effect>,
     /// Messages ManyChat pages delivered.
     pub messages: Vec<crate::manychat::Delivered>,
+    /// Every try of every HubSpot webhook delivery.
+    pub webhook_attempts: Vec<crate::hubspot::WebhookAttempt>,
+    pub webhook_counts: crate::hubspot::WebhookCounts,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

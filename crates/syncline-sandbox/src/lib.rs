@@ -1,6 +1,7 @@
 //! Local emulators of the SaaS APIs syncline talks to, for tests, benchmarks, demos and users'
-//! dry runs. Today: ManyChat's page, subscriber and sending API (`manychat/`), and HubSpot's CRM objects (single and batch reads and writes, search, standard and
-//! custom object types), custom object schemas and properties APIs,
+//! dry runs. Today: ManyChat's page, subscriber and sending API (`manychat/`), and HubSpot's CRM
+//! objects (single and batch reads and writes, search, standard and custom object types), custom
+//! object schemas and properties APIs, and signed webhook delivery of changes (`hubspot/webhooks.rs`),
 //! with tokens mapped to portals, the portal's rolling rate budget with HubSpot's headers and
 //! 429 bodies, and a ledger of every request and applied effect.
 //!
@@ -21,7 +22,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::get;
 
 pub use faults::Faults;
-pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Tier};
+pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Subscription, Tier, WebhookAttempt, WebhookCounts, WebhookSettings};
 pub use ledger::{Effect, Ledger, RequestLine, Window};
 pub use manychat::{Delivered, PageConfig};
 
@@ -149,7 +150,17 @@ impl Sandbox {
             .route("/__sandbox/ledger", get(ledger_json))
             .route("/__sandbox/budget", get(budget_json))
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
+            .route("/__sandbox/webhooks", axum::routing::put(put_webhooks))
             .with_state(self.clone())
+    }
+
+    /// Serves the HTTP API on `listener` and delivers the portals' webhooks, until the future is
+    /// dropped or the listener fails.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let delivery = self.spawn_webhook_delivery();
+        let served = axum::serve(listener, self.router()).await;
+        delivery.abort();
+        served
     }
 
     /// The properties of every live object of `object_type` in the portal of `token`, by HubSpot
@@ -194,6 +205,22 @@ async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<Faults> {
 async fn put_faults(State(sandbox): State<Sandbox>, axum::Json(faults): axum::Json<Faults>) -> axum::Json<Faults> {
     sandbox.set_faults(faults.clone());
     axum::Json(faults)
+}
+
+/// `PUT /__sandbox/webhooks` body: a portal's token and its webhook settings (null removes them).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksBody {
+    token: String,
+    settings: Option<WebhookSettings>,
+}
+
+async fn put_webhooks(State(sandbox): State<Sandbox>, axum::Json(body): axum::Json<WebhooksBody>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match sandbox.set_webhooks(&body.token, body.settings.clone()) {
+        Ok(()) => axum::Json(body.settings).into_response(),
+        Err(e) => (axum::http::StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": e}))).into_response(),
+    }
 }
 
 /// Budget use per 10-second window, the most calls in any rolling 10 s, and calls by endpoint

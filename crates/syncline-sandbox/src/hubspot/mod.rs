@@ -6,6 +6,7 @@ mod objects;
 mod portal;
 mod schemas;
 mod search;
+mod webhooks;
 
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 
 pub use portal::{Portal, PortalConfig, Property, PropertyOption, Tier};
 pub use schemas::{Labels, SchemaEgg};
+pub use webhooks::{Subscription, WebhookAttempt, WebhookCounts, WebhookSettings, signature_headers};
 
 use crate::faults::cut_off;
 use crate::ledger::{Effect, RequestLine};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schemas::{CustomSchema, SchemaEgg};
+use super::webhooks::{Outbox, WebhookSettings};
 
 /// HubSpot account tiers and their limits for privately distributed apps (API-CONTRACTS §1.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -57,6 +58,9 @@ pub struct PortalConfig {
     /// Custom object schemas, in the shape `POST /crm-object-schemas/v3/schemas` takes.
     #[serde(default)]
     pub custom_objects: Vec<SchemaEgg>,
+    /// The app's webhook subscriptions and target, when changes should be delivered.
+    #[serde(default)]
+    pub webhooks: Option<WebhookSettings>,
 }
 
 /// A property definition, in HubSpot's own JSON shape.
@@ -338,6 +342,8 @@ pub struct Portal {
     /// The search API's own rolling second.
     search_window: VecDeque<Instant>,
     pub daily_used: u64,
+    /// Webhook events waiting to be delivered.
+    pub(crate) outbox: Outbox,
 }
 
 /// What a write input did.
@@ -371,7 +377,12 @@ impl Portal {
             window: VecDeque::new(),
             search_window: VecDeque::new(),
             daily_used: 0,
+            outbox: Outbox::default(),
         };
+        if let Some(settings) = &config.webhooks {
+            settings.check()?;
+            portal.outbox.settings = Some(settings.clone());
+        }
         for (kind, custom) in &config.properties {
             let Some(kind) = portal.object_type(kind) else { return Err(format!("unknown object type {kind} in the portal's properties")) };
             let list = portal.properties.get_mut(&kind).expect("every known type has definitions");
@@ -494,6 +505,7 @@ impl Portal {
         let object = Object { id, properties: stamps, created_at: now, updated_at: now, archived_at: None };
         self.store(object_type).objects.insert(id, object);
         self.apply(object_type, id, properties);
+        self.emit(object_type, id, "creation", None);
         Ok(id)
     }
 
@@ -505,7 +517,13 @@ impl Portal {
         if let Some(holder) = self.conflict(object_type, Some(id), properties) {
             return Err(Refused::Conflict(holder));
         }
+        let before = self.stores[object_type].objects[&id].properties.clone();
         self.apply(object_type, id, properties);
+        for (name, value) in properties {
+            if before.get(name).map_or("", String::as_str) != value {
+                self.emit(object_type, id, "propertyChange", Some((name, value)));
+            }
+        }
         Ok(())
     }
 
@@ -535,7 +553,15 @@ impl Portal {
         let Some(object) = store.objects.get_mut(&id).filter(|o| o.archived_at.is_none()) else { return false };
         object.archived_at = Some(Utc::now());
         store.unique.retain(|_, holder| *holder != id);
+        self.emit(object_type, id, "deletion", None);
         true
+    }
+
+    /// Queues the webhook event of a change to a standard object, when subscribed.
+    fn emit(&mut self, object_type: &str, id: u64, change: &str, property: Option<(&str, &str)>) {
+        if let Some((_, _, singular)) = STANDARD_TYPES.iter().find(|(path, ..)| *path == object_type) {
+            self.outbox.emit(self.id, singular, id, change, property);
+        }
     }
 
     /// Writes checked values and keeps the unique indexes and the modified stamp current.

@@ -10,6 +10,7 @@ use tower::ServiceExt;
 
 mod manychat;
 mod schemas;
+mod webhooks;
 mod writes;
 
 const TOKEN: &str = "pat-na1-test";
@@ -27,7 +28,7 @@ fn sandbox(tier: Tier) -> Sandbox {
     }))
     .unwrap();
     sandbox
-        .add_portal(PortalConfig { token: TOKEN.into(), tier, portal_id: Some(PORTAL_ID), properties, custom_objects: Vec::new() })
+        .add_portal(PortalConfig { token: TOKEN.into(), tier, portal_id: Some(PORTAL_ID), properties, custom_objects: Vec::new(), webhooks: None })
         .unwrap();
     sandbox
 }

@@ -169,6 +169,7 @@ fn a_seed_can_define_custom_objects_and_a_bad_one_is_named() {
         portal_id: None,
         properties: Default::default(),
         custom_objects: vec![serde_json::from_value(egg).unwrap()],
+        webhooks: None,
     };
     let error = Sandbox::from_seed(Seed { hubspot: vec![portal], manychat: Vec::new() }).err().unwrap();
     assert!(error.contains("hubspot portal 1") && error.contains("custom object car") && error.contains("vin"), "{error}");

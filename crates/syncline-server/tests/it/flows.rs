@@ -31,6 +31,7 @@ async fn world() -> World {
         portal_id: Some(62515),
         properties: Default::default(),
         custom_objects: Vec::new(),
+        webhooks: None,
     };
     sandbox.add_portal(portal).unwrap();
     let page: PageConfig =

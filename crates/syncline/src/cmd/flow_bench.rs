@@ -106,6 +106,7 @@ pub async fn run(dir: &Path) -> CliResult {
         portal_id: Some(62515),
         properties: Default::default(),
         custom_objects: Vec::new(),
+        webhooks: None,
     };
     sandbox.add_portal(portal).map_err(CliError::failed)?;
     let subscribers: Vec<Value> = (0..total)

@@ -34,6 +34,8 @@ pub async fn run(args: SandboxArgs) -> CliResult {
         if pages.is_empty() { "none".to_owned() } else { pages.join(", ") }
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
+    // portals seeded with `webhooks:` post their changes to the app's target URL
+    let _delivery = sandbox.spawn_webhook_delivery();
     axum::serve(listener, sandbox.router())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -31,6 +31,7 @@ fn sandbox() -> (Sandbox, String, tokio::runtime::Runtime) {
         portal_id: Some(62515),
         properties: Default::default(),
         custom_objects: Vec::new(),
+        webhooks: None,
     };
     sandbox.add_portal(portal).unwrap();
     // the leads wrote to the page on WhatsApp before (click-to-WhatsApp ads): they are
