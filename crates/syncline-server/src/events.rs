@@ -2,8 +2,10 @@
 //!
 //! HubSpot posts a JSON array of up to 100 events; its `eventId` is not unique on its own, so
 //! the key joins it with the portal, subscription type, object, property and `occurredAt`
-//! (`attemptNumber` is left out: a retry is the same event). Stripe posts one event whose `id`
-//! is unique.
+//! (`attemptNumber` is left out: a retry is the same event). An object is created once, so a
+//! `*.creation` event's key is the portal, type and object alone: `syncline backfill`, which
+//! finds created objects by search and never sees an `eventId`, makes the same key
+//! (`creation_key`). Stripe posts one event whose `id` is unique.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -48,16 +50,26 @@ pub fn hubspot(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
                 .and_then(millis)
                 .ok_or_else(|| BodyError(format!("event {i}: occurredAt {occurred} is not epoch milliseconds")))?;
             let property = text(event, "propertyName").unwrap_or_default();
-            let key = [field("portalId")?, kind.clone(), field("objectId")?, property, field("eventId")?, occurred].join(":");
+            let (portal, object) = (field("portalId")?, field("objectId")?);
+            let dedupe_key = match kind.ends_with(".creation") {
+                true => creation_key(&portal, &kind, &object),
+                false => format!("hubspot:{}", [portal, kind.clone(), object, property, field("eventId")?, occurred].join(":")),
+            };
             Ok(NewEvent {
                 source: source.to_owned(),
-                dedupe_key: format!("hubspot:{key}"),
+                dedupe_key,
                 event_type: kind,
                 payload: event.to_string(),
                 occurred_at: Some(occurred_at),
             })
         })
         .collect()
+}
+
+/// The dedupe key of the event that announces `object`'s creation in `portal` (`kind` is
+/// `contact.creation` and the like).
+pub fn creation_key(portal: &str, kind: &str, object: &str) -> String {
+    format!("hubspot:{portal}:{kind}:{object}")
 }
 
 /// The event of a Stripe delivery (one event object).
@@ -76,4 +88,23 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
         payload: event.to_string(),
         occurred_at,
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_creation_is_keyed_by_its_object_and_a_change_by_its_event() {
+        let body = br#"[
+            {"eventId": 1, "portalId": 62515, "occurredAt": 1764000000000, "subscriptionType": "contact.creation", "objectId": 7, "attemptNumber": 0},
+            {"eventId": 9, "portalId": 62515, "occurredAt": 1764000000500, "subscriptionType": "contact.creation", "objectId": 7, "attemptNumber": 3},
+            {"eventId": 2, "portalId": 62515, "occurredAt": 1764000001000, "subscriptionType": "contact.propertyChange", "objectId": 7,
+             "propertyName": "phone", "propertyValue": "8888"}
+        ]"#;
+        let keys: Vec<String> = hubspot("hubspot", body).unwrap().into_iter().map(|e| e.dedupe_key).collect();
+        assert_eq!(keys[0], creation_key("62515", "contact.creation", "7"));
+        assert_eq!(keys[0], keys[1], "one object is created once, whatever eventId HubSpot gives the event");
+        assert_eq!(keys[2], "hubspot:62515:contact.propertyChange:7:phone:2:1764000001000");
+    }
 }
