@@ -11,6 +11,7 @@
 //!
 //! `/healthz` answers while the process runs; `/readyz` while the store answers.
 
+pub mod backfill;
 pub mod events;
 pub mod flow;
 pub mod signature;

@@ -62,6 +62,24 @@ pub enum Command {
     Serve(ServeArgs),
     /// Inbox events by webhook source and status.
     Inbox,
+    /// After downtime: put the events a flow's trigger missed in the inbox (HubSpot objects
+    /// created since a time, under the webhooks' own dedupe keys); `serve` then runs them once.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The flow whose trigger missed events.
+    pub flow: String,
+    /// Objects created from this time on (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: String,
+    /// Up to this time (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Count what would be enqueued; store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -122,6 +122,39 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// A search page (`CollectionResponseWithTotalSimplePublicObjectForwardPaging`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SearchPage {
+    pub total: u64,
+    pub results: Vec<SimpleObject>,
+    pub paging: Option<Paging>,
+}
+
+impl SearchPage {
+    /// The cursor of the next page, if there is one.
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    pub next: Option<NextPage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NextPage {
+    pub after: String,
+}
+
+/// `GET /account-info/v3/details`, only the id.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountDetails {
+    portal_id: u64,
+}
+
 /// A whole-call error body (`Error`, and the 429 body with `policyName`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -137,6 +170,8 @@ pub struct HubSpotApi {
     base_url: String,
     token: String,
     policy: Policy,
+    /// The search API's own 5 requests per second, outside the ten-second budget.
+    search_policy: Policy,
     /// Property definitions change rarely and every pre-flight reads them.
     definitions: ResponseCache<Vec<PropertyDef>>,
 }
@@ -159,11 +194,17 @@ impl HubSpotApi {
     /// A client with its own policy (`check` wants a short one).
     pub fn with_policy(settings: &HubSpotSettings, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
         let http = crate::http::client()?;
+        let search = PolicyConfig {
+            name: "hubspot-search".into(),
+            budget: Some(Budget::per(SEARCHES_PER_SECOND, Duration::from_secs(1)).with_margin(Duration::from_millis(20))),
+            ..config.clone()
+        };
         Ok(HubSpotApi {
             http,
             base_url: settings.base_url.clone(),
             token: settings.token.clone(),
             policy: Policy::new(config),
+            search_policy: Policy::new(search),
             definitions: ResponseCache::new(Duration::from_secs(300), 100),
         })
     }
@@ -207,8 +248,27 @@ impl HubSpotApi {
         decode(&path, &body)
     }
 
-    /// One call through the policy: retried while transient or rate-limited, paced by the budget.
+    /// `POST /crm/v3/objects/{object}/search` with a `PublicObjectSearchRequest` body, paced by the
+    /// search API's own limit.
+    pub async fn search(&self, object: &str, request: &serde_json::Value) -> Result<SearchPage, ConnectorError> {
+        let path = format!("/crm/v3/objects/{object}/search");
+        let body = serde_json::to_vec(request).expect("JSON serializes");
+        decode(&path, &self.send_through(&self.search_policy, Method::POST, &path, Some(body)).await?)
+    }
+
+    /// The portal's id (`portalId` in its webhook events), from `GET /account-info/v3/details`.
+    pub async fn account_id(&self) -> Result<u64, ConnectorError> {
+        let path = "/account-info/v3/details";
+        decode::<AccountDetails>(path, &self.send(Method::GET, path, None).await?).map(|d| d.portal_id)
+    }
+
+    /// One call through the portal's policy.
     async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
+        self.send_through(&self.policy, method, path, body).await
+    }
+
+    /// One call through `policy`: retried while transient or rate-limited, paced by its budget.
+    async fn send_through(&self, policy: &Policy, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
         let url = format!("{}{path}", self.base_url);
         let what = format!("{method} {path}");
         let attempt = || {
@@ -225,9 +285,12 @@ impl HubSpotApi {
                 }
             }
         };
-        self.policy.call(attempt).await.map_err(|e| call_error(e, &self.base_url))
+        policy.call(attempt).await.map_err(|e| call_error(e, &self.base_url))
     }
 }
+
+/// The search API's limit per portal (API-CONTRACTS §1.3).
+const SEARCHES_PER_SECOND: u32 = 5;
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ConnectorError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm/v3/objects/{object_type}/batch/upsert", post(objects::batch_upsert))
         .route("/crm/v3/objects/{object_type}/batch/archive", post(objects::batch_archive))
         .route("/crm/v3/objects/{object_type}/search", post(search_objects))
+        .route("/account-info/v3/details", get(account_details))
         .route("/crm-object-schemas/v3/schemas", get(schemas::list).post(schemas::create))
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))
 }
@@ -212,6 +213,19 @@ async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind):
         };
         let results: Vec<Value> = portal.properties[&kind].iter().map(|(p, builtin)| p.to_json(*builtin)).collect();
         (StatusCode::OK, json!({"results": results}))
+    })
+    .await
+}
+
+/// `GET /account-info/v3/details`: the portal's id (the `portalId` of its webhook events).
+async fn account_details(State(sandbox): State<Sandbox>, call: Call) -> Response {
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
+        let details = json!({
+            "portalId": portal.id, "accountType": "STANDARD", "timeZone": "America/Costa_Rica", "companyCurrency": "CRC",
+            "additionalCurrencies": [], "utcOffset": "-06:00", "utcOffsetMilliseconds": -21_600_000, "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        });
+        (StatusCode::OK, details)
     })
     .await
 }

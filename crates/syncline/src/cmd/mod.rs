@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod backfill;
 mod bench;
 mod check;
 mod dlq;
@@ -42,6 +43,7 @@ pub async fn dispatch(cli: Cli) -> CliResult {
                 Command::State(state) => state::run(&config, &store, state).await,
                 Command::Serve(args) => serve::run(&config, &store, args).await,
                 Command::Inbox => serve::inbox(&store).await,
+                Command::Backfill(args) => backfill::run(&config, &store, args, cli.quiet).await,
                 _ => unreachable!("handled above"),
             }
         }

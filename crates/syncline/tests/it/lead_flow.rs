@@ -26,19 +26,18 @@ fn scale(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The sandbox, served from this test process on a port of its own, its HubSpot app posting
-/// to `target`.
-fn sandbox(contacts: usize, target: &str) -> (Sandbox, String, tokio::runtime::Runtime) {
+/// The HubSpot app's webhook settings: `contact.creation` to `target`, plus `knobs`.
+fn webhooks(target: &str, knobs: Value) -> WebhookSettings {
+    let mut settings = json!({"target_url": target, "client_secret": SECRET, "app_id": 1, "subscriptions": [{"eventType": "contact.creation"}]});
+    settings.as_object_mut().unwrap().extend(knobs.as_object().unwrap().clone());
+    serde_json::from_value(settings).unwrap()
+}
+
+/// The sandbox, served from this test process on a port of its own: a HubSpot portal whose app
+/// delivers with `webhooks`, and a ManyChat page where `contacts` leads are subscribers.
+fn sandbox(contacts: usize, webhooks: WebhookSettings) -> (Sandbox, String, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let sandbox = Sandbox::new();
-    let webhooks: WebhookSettings = serde_json::from_value(json!({
-        "target_url": target, "client_secret": SECRET, "app_id": 1,
-        "subscriptions": [{"eventType": "contact.creation"}],
-        "duplicate": 0.2, "shuffle": true, "seed": 2026,
-        // while serve is down deliveries are refused; retry soon and long enough to outlast it
-        "retry_delay_ms": 250, "max_attempts": 30,
-    }))
-    .unwrap();
     let portal = PortalConfig {
         token: HUBSPOT_TOKEN.into(),
         tier: Tier::LimitIncrease,
@@ -76,10 +75,11 @@ fn phone(i: usize) -> String {
     format!("8{:07}", 1_000_000 + i)
 }
 
-/// `syncline serve` on the example flow at `bind`, pointed at the sandbox.
-fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
+/// `syncline` on the example flow, its state in `dir`, serving at `bind`, pointed at the sandbox.
+fn syncline(dir: &std::path::Path, sandbox: &str, bind: &str) -> std::process::Command {
     let url = format!("http://{sandbox}");
-    let mut child = bin()
+    let mut command = bin();
+    command
         .current_dir(dir)
         .env("HUBSPOT_APP_SECRET", SECRET)
         .env("HUBSPOT_URL", &url)
@@ -90,7 +90,14 @@ fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
         .env("SERVE_LEASE", "2s")
         .env("LEAD_WELCOME_STATE", format!("sqlite://{}", dir.join("state.db").display()))
         .env("RUST_LOG", "warn")
-        .args(["--config", examples().join("lead-welcome.yaml").to_str().unwrap(), "serve"])
+        .args(["--config", examples().join("lead-welcome.yaml").to_str().unwrap()]);
+    command
+}
+
+/// `syncline serve` (see `syncline`), once it listens.
+fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
+    let mut child = syncline(dir, sandbox, bind)
+        .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -104,35 +111,73 @@ fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
     child
 }
 
+/// Creates contacts number `range` in HubSpot, in batches of 100; returns their ids.
+fn create_contacts(sandbox: &str, range: std::ops::Range<usize>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for chunk in range.collect::<Vec<_>>().chunks(100) {
+        let inputs: Vec<Value> = chunk
+            .iter()
+            .map(|&i| json!({"properties": {"firstname": format!("  lead   {} ", name(i)), "mobilephone": phone(i)}}))
+            .collect();
+        let body = json!({"inputs": inputs}).to_string();
+        let (status, body) = crate::sandbox::http(sandbox, "POST", "/crm/v3/objects/contacts/batch/create", HUBSPOT_TOKEN, &body);
+        assert!(status.contains("201"), "{status} {body}");
+        let created: Value = serde_json::from_str(&body).unwrap();
+        ids.extend(created["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().parse::<u64>().unwrap()));
+    }
+    ids
+}
+
+/// Messages per ManyChat subscriber, asserting each text is the welcome of the subscriber's
+/// contact and no one got two.
+fn welcomed(sandbox: &Sandbox) -> usize {
+    let delivered = sandbox.delivered();
+    let mut per_subscriber: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for message in &delivered {
+        per_subscriber.entry(message.subscriber_id).or_default().push(message.texts.join("|"));
+    }
+    let twice: Vec<_> = per_subscriber.iter().filter(|(_, m)| m.len() > 1).collect();
+    assert!(twice.is_empty(), "greeted more than once: {twice:?}");
+    for (i, (subscriber, messages)) in per_subscriber.iter().enumerate() {
+        let info = sandbox.subscriber(MANYCHAT_TOKEN, *subscriber).unwrap();
+        let number: usize = info["whatsapp_phone"].as_str().unwrap().trim_start_matches("+506").parse().unwrap();
+        let expected = format!(
+            "¡Hola lead {}! Gracias por tu interés. Te escribimos por aquí para ayudarte con tu afiliación.",
+            name(number - 81_000_000)
+        );
+        assert_eq!(messages[0], expected, "message {i}");
+        assert_eq!(info["tags"][0]["name"], "lead-welcome-sent");
+    }
+    delivered.len()
+}
+
+/// Waits until `n` welcomes were sent (or a deadline), then a little longer for any extra one.
+fn wait_for_welcomes(sandbox: &Sandbox, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120 + n as u64 / 10);
+    while sandbox.delivered().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+}
+
 #[test]
 fn every_lead_is_welcomed_exactly_once_through_kills_duplicates_and_shuffling() {
     let contacts = scale("SYNCLINE_LEAD_FLOW_CONTACTS", 200);
     let kills = scale("SYNCLINE_LEAD_FLOW_KILLS", 3);
     // serve keeps one address across restarts, as an app's target URL does
     let bind = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let (sandbox, sandbox_address, runtime) = sandbox(contacts, &format!("http://{bind}/webhooks/hubspot"));
+    let knobs = json!({
+        "duplicate": 0.2, "shuffle": true, "seed": 2026,
+        // while serve is down deliveries are refused; retry soon and long enough to outlast it
+        "retry_delay_ms": 250, "max_attempts": 30,
+    });
+    let (sandbox, sandbox_address, runtime) = sandbox(contacts, webhooks(&format!("http://{bind}/webhooks/hubspot"), knobs));
     let mut rng = fastrand::Rng::with_seed(2026);
     let dir = tempfile::tempdir().unwrap();
     let mut child = serve(dir.path(), &sandbox_address, &bind);
 
     // the new contacts, created in HubSpot in batches of 100; the app delivers their events
-    let mut ids = Vec::new();
-    for chunk in (0..contacts).collect::<Vec<_>>().chunks(100) {
-        let inputs: Vec<Value> = chunk
-            .iter()
-            .map(|&i| json!({"properties": {"firstname": format!("  lead   {} ", name(i)), "mobilephone": phone(i)}}))
-            .collect();
-        let (status, body) = crate::sandbox::http(
-            &sandbox_address,
-            "POST",
-            "/crm/v3/objects/contacts/batch/create",
-            HUBSPOT_TOKEN,
-            &json!({"inputs": inputs}).to_string(),
-        );
-        assert!(status.contains("201"), "{status} {body}");
-        let created: Value = serde_json::from_str(&body).unwrap();
-        ids.extend(created["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().parse::<u64>().unwrap()));
-    }
+    let ids = create_contacts(&sandbox_address, 0..contacts);
 
     // kill it without warning at random moments while it works, and start it again
     let deadline = Instant::now() + Duration::from_secs(60 + contacts as u64 / 10);
@@ -149,34 +194,12 @@ fn every_lead_is_welcomed_exactly_once_through_kills_duplicates_and_shuffling() 
         child = serve(dir.path(), &sandbox_address, &bind);
     }
 
-    // wait until every contact has its welcome, then a little longer for any second one
     assert_eq!(ids.len(), contacts);
-    let deadline = Instant::now() + Duration::from_secs(120 + contacts as u64 / 10);
-    while sandbox.delivered().len() < contacts && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for_welcomes(&sandbox, contacts);
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(welcomed(&sandbox), contacts, "one welcome per contact");
 
-    let delivered = sandbox.delivered();
-    let mut per_subscriber: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for message in &delivered {
-        per_subscriber.entry(message.subscriber_id).or_default().push(message.texts.join("|"));
-    }
-    let twice: Vec<_> = per_subscriber.iter().filter(|(_, m)| m.len() > 1).collect();
-    assert!(twice.is_empty(), "greeted more than once: {twice:?}");
-    assert_eq!(delivered.len(), contacts, "one welcome per contact");
-    for (i, (subscriber, messages)) in per_subscriber.iter().enumerate() {
-        let info = sandbox.subscriber(MANYCHAT_TOKEN, *subscriber).unwrap();
-        let number: usize = info["whatsapp_phone"].as_str().unwrap().trim_start_matches("+506").parse().unwrap();
-        let expected = format!(
-            "¡Hola lead {}! Gracias por tu interés. Te escribimos por aquí para ayudarte con tu afiliación.",
-            name(number - 81_000_000)
-        );
-        assert_eq!(messages[0], expected, "message {i}");
-        assert_eq!(info["tags"][0]["name"], "lead-welcome-sent");
-    }
     // a restarted process does not know what the killed one spent in the current window, so a
     // few 429s right after a restart are expected (and retried); none otherwise
     let limited: Vec<String> = sandbox.ledger().requests.iter().filter(|r| r.status == 429).map(|r| r.path.clone()).collect();
@@ -184,5 +207,63 @@ fn every_lead_is_welcomed_exactly_once_through_kills_duplicates_and_shuffling() 
     let counts = sandbox.ledger().webhook_counts;
     assert!(counts.duplicated > 0 && counts.given_up == 0 && counts.dropped == 0, "{counts:?}");
     eprintln!("lead_flow: {contacts} contacts, {kills} kills, {counts:?}, {} × 429", limited.len());
+    drop(runtime);
+}
+
+/// Done-when 5: serve is down while 500 contacts are created and HubSpot gives up on their
+/// webhooks; `backfill --since` enqueues exactly those (the contacts welcomed before by webhook
+/// are already in the inbox under the same keys), serve welcomes them once, and a second
+/// backfill enqueues and sends nothing.
+#[test]
+fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
+    const BEFORE: usize = 20;
+    const MISSED: usize = 500;
+    let bind = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    // HubSpot tries each delivery once here: a refused one is lost, as after its 24 h of retries
+    let knobs = json!({"max_attempts": 1});
+    let (sandbox, sandbox_address, runtime) = sandbox(BEFORE + MISSED, webhooks(&format!("http://{bind}/webhooks/hubspot"), knobs));
+    let dir = tempfile::tempdir().unwrap();
+    let since = chrono::Utc::now().to_rfc3339();
+
+    let mut child = serve(dir.path(), &sandbox_address, &bind);
+    create_contacts(&sandbox_address, 0..BEFORE);
+    wait_for_welcomes(&sandbox, BEFORE);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(welcomed(&sandbox), BEFORE);
+
+    create_contacts(&sandbox_address, BEFORE..BEFORE + MISSED);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sandbox.ledger().webhook_counts.given_up < MISSED as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sandbox.ledger().webhook_counts.given_up, MISSED as u64, "HubSpot lost the webhooks sent while serve was down");
+
+    let backfill = |extra: &[&str]| {
+        let output = syncline(dir.path(), &sandbox_address, &bind).args(["backfill", "lead-welcome", "--since", &since]).args(extra).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    let dry = backfill(&["--dry-run"]);
+    assert!(dry.contains(&format!("{} objects", BEFORE + MISSED)) && dry.contains("nothing stored"), "{dry}");
+    let first = backfill(&[]);
+    let expected = format!("{} objects created from", BEFORE + MISSED);
+    assert!(first.contains(&expected) && first.contains(&format!("{MISSED} enqueued, {BEFORE} already in the inbox")), "{first}");
+
+    let mut child = serve(dir.path(), &sandbox_address, &bind);
+    wait_for_welcomes(&sandbox, BEFORE + MISSED);
+    assert_eq!(welcomed(&sandbox), BEFORE + MISSED, "each missed lead welcomed once, the others not again");
+    // backfilled events carry the contact's properties: no HubSpot read per event
+    let reads = sandbox.ledger().requests.iter().filter(|r| r.path.starts_with("/crm/v3/objects/contacts") && r.method == "GET").count()
+        + sandbox.ledger().calls("/batch/read").len();
+    assert!(reads <= BEFORE, "{reads} HubSpot reads for {BEFORE} webhook events and {MISSED} backfilled ones");
+
+    let second = backfill(&[]);
+    assert!(second.contains(&format!("0 enqueued, {} already in the inbox", BEFORE + MISSED)), "{second}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(welcomed(&sandbox), BEFORE + MISSED, "a second backfill sends nothing");
+    let _ = child.kill();
+    let _ = child.wait();
     drop(runtime);
 }
