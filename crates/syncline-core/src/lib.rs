@@ -3,6 +3,7 @@
 //! pipeline runner that ties them to a state store. No network, database or file IO happens here.
 
 pub mod error;
+pub mod metric;
 pub mod record;
 pub mod runner;
 pub mod traits;

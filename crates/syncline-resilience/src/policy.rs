@@ -280,10 +280,9 @@ impl Policy {
 
     /// Waits while the breaker is open if it reopens before the deadline; fails fast otherwise.
     async fn wait_for_breaker(&self, deadline: Instant) -> Result<(), CallError> {
-        let Some(breaker) = &self.breaker else { return Ok(()) };
         loop {
             let now = Instant::now();
-            let verdict = lock(breaker).try_acquire(now);
+            let Some(verdict) = self.on_breaker(|b| b.try_acquire(now)) else { return Ok(()) };
             match verdict {
                 Ok(()) => return Ok(()),
                 Err(until) => {
@@ -301,13 +300,22 @@ impl Policy {
 
     /// Waits for a rate-limit permit; false when none comes before the deadline.
     async fn wait_for_permit(&self, deadline: Instant) -> bool {
+        let mut held_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let verdict = lock(&self.limiter).try_acquire(now);
             match verdict {
-                Ok(()) => return true,
+                Ok(()) => {
+                    if let Some(since) = held_since {
+                        syncline_core::metric::rate_limit_wait(&self.config.name, (now - since).as_secs_f64());
+                    }
+                    return true;
+                }
                 Err(at) if at >= deadline => return false,
-                Err(at) => sleep_until(at).await,
+                Err(at) => {
+                    held_since.get_or_insert(now);
+                    sleep_until(at).await;
+                }
             }
         }
     }
@@ -317,6 +325,7 @@ impl Policy {
         let throttled = matches!(&reply.outcome, Err(f) if f.class == ErrorClass::RateLimited);
         if throttled {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            syncline_core::metric::rate_limited(&self.config.name);
         }
         if feedback.daily_remaining == Some(0) {
             self.daily_spent.store(true, Ordering::Relaxed);
@@ -338,15 +347,23 @@ impl Policy {
     }
 
     fn breaker_result(&self, now: Instant, failed: bool) {
-        if let Some(breaker) = &self.breaker {
-            lock(breaker).on_result(now, failed);
-        }
+        self.on_breaker(|b| b.on_result(now, failed));
     }
 
     fn breaker_ignored(&self) {
-        if let Some(breaker) = &self.breaker {
-            lock(breaker).on_ignored();
+        self.on_breaker(CircuitBreaker::on_ignored);
+    }
+
+    /// Runs `f` on the breaker (if there is one) and exports its state when `f` changed it.
+    fn on_breaker<R>(&self, f: impl FnOnce(&mut CircuitBreaker) -> R) -> Option<R> {
+        let mut breaker = lock(self.breaker.as_ref()?);
+        let before = breaker.state().name();
+        let result = f(&mut breaker);
+        let after = breaker.state().name();
+        if before != after {
+            syncline_core::metric::breaker_state(&self.config.name, after);
         }
+        Some(result)
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Workers (`worker.rs`) then claim the stored events and run the flows they start (`flow/`).
 //!
-//! `/healthz` answers while the process runs; `/readyz` while the store answers.
+//! `/healthz` answers while the process runs; `/readyz` while the store answers; `/metrics`
+//! (Prometheus) with the names of `syncline_core::metric`.
 
 pub mod backfill;
 pub mod events;
@@ -58,15 +59,22 @@ pub struct Source {
     pub body_limit: usize,
 }
 
-/// Counts since start, by source and outcome (`stored`, `duplicate`, `unauthorized`,
-/// `malformed`, `too_large`, `unavailable`).
-#[derive(Default)]
+/// Counts since start, by a name (a source, a flow) and outcome (`stored`, `duplicate`,
+/// `unauthorized`, `malformed`, `too_large`, `unavailable`; `sent`, `dead`…), also exported as
+/// the Prometheus counter `metric` with the name under `label`.
 pub struct Counters {
+    metric: &'static str,
+    label: &'static str,
     counts: std::sync::Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
 }
 
 impl Counters {
+    pub fn new(metric: &'static str, label: &'static str) -> Counters {
+        Counters { metric, label, counts: Default::default() }
+    }
+
     pub fn add(&self, source: &str, outcome: &'static str, n: u64) {
+        syncline_core::metric::outcome(self.metric, self.label, source, outcome, n);
         let counter = {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             counts.entry((source.to_owned(), outcome)).or_default().clone()
@@ -89,22 +97,54 @@ pub struct Intake {
     pub counters: Arc<Counters>,
     /// Notified after each delivery that stored events, to wake idle workers.
     pub arrived: Arc<tokio::sync::Notify>,
+    /// Renders the process's metrics in Prometheus' text format, when `/metrics` is served.
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
         let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Intake { store, sources: Arc::new(sources), counters: Arc::default(), arrived: Arc::default() }
+        let counters = Arc::new(Counters::new(syncline_core::metric::WEBHOOKS, "source"));
+        Intake { store, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None }
     }
 
-    /// The HTTP API: `POST /webhooks/<source>`, `GET /healthz`, `GET /readyz`.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/webhooks/{source}", post(receive))
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(ready))
-            .with_state(self.clone())
+    /// Serves `GET /metrics` with what `render` returns (the installed Prometheus recorder's
+    /// text), after setting the inbox gauges from the store.
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Intake {
+        self.metrics = Some(Arc::new(render));
+        self
     }
+
+    /// The HTTP API: `POST /webhooks/<source>`, `GET /healthz`, `GET /readyz`, and
+    /// `GET /metrics` when set.
+    pub fn router(&self) -> Router {
+        let router =
+            Router::new().route("/webhooks/{source}", post(receive)).route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready));
+        let router = if self.metrics.is_some() { router.route("/metrics", get(metrics)) } else { router };
+        router.with_state(self.clone())
+    }
+}
+
+/// The inbox gauges, read from the store at scrape time (so several instances on one store
+/// report the same), then everything recorded.
+async fn metrics(State(intake): State<Intake>) -> Response {
+    use syncline_core::metric::{INBOX_EVENTS, INBOX_OLDEST_PENDING_AGE};
+    match intake.store.inbox_depth().await {
+        Ok(depth) => {
+            let now = chrono::Utc::now();
+            for row in depth {
+                metrics::gauge!(INBOX_EVENTS, "source" => row.source.clone(), "status" => row.status.clone()).set(row.events as f64);
+                if row.status == "pending" {
+                    let oldest = row.oldest_received_at.parse::<chrono::DateTime<chrono::Utc>>().ok();
+                    let age = oldest.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0);
+                    metrics::gauge!(INBOX_OLDEST_PENDING_AGE, "source" => row.source).set(age);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "inbox depth unavailable for /metrics"),
+    }
+    let render = intake.metrics.as_ref().expect("the route exists only with a renderer");
+    ([("content-type", "text/plain; version=0.0.4")], render()).into_response()
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
@@ -129,6 +169,7 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
     let Ok(bytes) = axum::body::to_bytes(body, source.body_limit).await else { return too_large() };
     if let Err(why) = verify(source, &uri, &headers, &bytes) {
         counters.add(&name, "unauthorized", 1);
+        metrics::counter!(syncline_core::metric::SIGNATURE_FAILURES, "source" => name.clone()).increment(1);
         tracing::warn!(source = %name, error = %why, "webhook signature refused");
         return answer(StatusCode::UNAUTHORIZED, json!({"error": why.to_string()}));
     }

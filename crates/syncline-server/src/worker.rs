@@ -61,7 +61,7 @@ pub struct Workers {
 
 impl Workers {
     pub fn new(store: Store, engine: Arc<Engine>, config: WorkerConfig, arrived: Arc<Notify>) -> Workers {
-        Workers { store, engine, config, arrived, runs: Arc::default() }
+        Workers { store, engine, config, arrived, runs: Arc::new(Counters::new(syncline_core::metric::FLOW_RUNS, "flow")) }
     }
 
     /// Claims and runs events until `stop` turns true; events in hand are finished first.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
+use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
 use syncline_resilience::{Budget, CallError, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
@@ -213,7 +214,7 @@ impl HubSpotApi {
     pub async fn properties(&self, object: &str) -> Result<Arc<Vec<PropertyDef>>, ConnectorError> {
         let path = format!("/crm/v3/properties/{object}");
         let fetch = async {
-            let body = self.send(Method::GET, &path, None).await?;
+            let body = self.send("properties", Method::GET, &path, None).await?;
             decode::<PropertyList>(&path, &body).map(|list| list.results)
         };
         self.definitions.get_or_fetch(&path, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))
@@ -223,7 +224,7 @@ impl HubSpotApi {
     pub async fn batch_upsert(&self, object: &str, inputs: &[UpsertInput]) -> Result<BatchResponse, ConnectorError> {
         let path = format!("/crm/v3/objects/{object}/batch/upsert");
         let body = serde_json::to_vec(&Inputs { inputs }).expect("inputs serialize");
-        decode(&path, &self.send(Method::POST, &path, Some(body)).await?)
+        decode(&path, &self.send("batch_upsert", Method::POST, &path, Some(body)).await?)
     }
 
     /// `POST /crm/v3/objects/{object}/batch/read` by `id_property` (≤ 100 ids).
@@ -237,14 +238,14 @@ impl HubSpotApi {
         let path = format!("/crm/v3/objects/{object}/batch/read");
         let request = ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, id_property };
         let body = serde_json::to_vec(&request).expect("inputs serialize");
-        decode(&path, &self.send(Method::POST, &path, Some(body)).await?)
+        decode(&path, &self.send("batch_read", Method::POST, &path, Some(body)).await?)
     }
 
     /// `GET /crm/v3/objects/{object}/{id}` with `properties` (a 404 is a `Data` error).
     pub async fn get_object(&self, object: &str, id: &str, properties: &[String]) -> Result<SimpleObject, ConnectorError> {
         let path = format!("/crm/v3/objects/{object}/{id}");
         let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("properties", &properties.join(",")).finish();
-        let body = self.send(Method::GET, &format!("{path}?{query}"), None).await?;
+        let body = self.send("get_object", Method::GET, &format!("{path}?{query}"), None).await?;
         decode(&path, &body)
     }
 
@@ -253,22 +254,30 @@ impl HubSpotApi {
     pub async fn search(&self, object: &str, request: &serde_json::Value) -> Result<SearchPage, ConnectorError> {
         let path = format!("/crm/v3/objects/{object}/search");
         let body = serde_json::to_vec(request).expect("JSON serializes");
-        decode(&path, &self.send_through(&self.search_policy, Method::POST, &path, Some(body)).await?)
+        decode(&path, &self.send_through(&self.search_policy, "search", Method::POST, &path, Some(body)).await?)
     }
 
     /// The portal's id (`portalId` in its webhook events), from `GET /account-info/v3/details`.
     pub async fn account_id(&self) -> Result<u64, ConnectorError> {
         let path = "/account-info/v3/details";
-        decode::<AccountDetails>(path, &self.send(Method::GET, path, None).await?).map(|d| d.portal_id)
+        decode::<AccountDetails>(path, &self.send("account_details", Method::GET, path, None).await?).map(|d| d.portal_id)
     }
 
     /// One call through the portal's policy.
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
-        self.send_through(&self.policy, method, path, body).await
+    async fn send(&self, operation: &str, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
+        self.send_through(&self.policy, operation, method, path, body).await
     }
 
-    /// One call through `policy`: retried while transient or rate-limited, paced by its budget.
-    async fn send_through(&self, policy: &Policy, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
+    /// One call through `policy`: retried while transient or rate-limited, paced by its budget;
+    /// each attempt is counted and timed under `operation` (`hubspot_api_*` metrics).
+    async fn send_through(
+        &self,
+        policy: &Policy,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ConnectorError> {
         let url = format!("{}{path}", self.base_url);
         let what = format!("{method} {path}");
         let attempt = || {
@@ -279,7 +288,7 @@ impl HubSpotApi {
             let what = what.as_str();
             async move {
                 // a reset or a truncated body is transient: an upsert by idProperty is safe to repeat
-                match crate::http::exchange(request, "HubSpot", &self.base_url, what).await {
+                match crate::http::exchange(request, Service::HubSpot, operation, &self.base_url, what).await {
                     Ok((status, headers, body)) => classify(status, &headers, body, what),
                     Err(message) => Reply::failed(ErrorClass::Transient { retry_after: None }, message),
                 }

@@ -12,6 +12,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
 use syncline_resilience::{Budget, Policy, PolicyConfig, Reply, parse_retry_after};
 
@@ -218,6 +219,8 @@ impl ManyChatApi {
         let url = url::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
             .map_err(|e| ConnectorError::new(ErrorClass::Config, format!("ManyChat base_url {:?} is not a URL: {e}", self.base_url)))?;
         let what = format!("{method} {path}");
+        // ManyChat's method name (`sendContent`…) is the operation in the `manychat_api_*` metrics
+        let operation = path.rsplit('/').next().unwrap_or(path);
         let body = body.map(|b| serde_json::to_vec(&b).expect("json serializes"));
         let attempt = || {
             let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(&self.token);
@@ -226,7 +229,7 @@ impl ManyChatApi {
             }
             let what = what.as_str();
             async move {
-                match crate::http::exchange(request, "ManyChat", &self.base_url, what).await {
+                match crate::http::exchange(request, Service::ManyChat, operation, &self.base_url, what).await {
                     Ok((status, headers, body)) => {
                         let retry_after =
                             headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));

@@ -318,7 +318,10 @@ impl Sandbox {
                 .post(&settings.target_url)
                 .timeout(Duration::from_millis(settings.timeout_ms))
                 .header("content-type", "application/json")
-                .header("user-agent", "HubSpot Connect 2.0 (http://dev.hubspot.com/) (namespace: webhooks-nonprod) - WebhooksExecutorDaemon")
+                .header(
+                    "user-agent",
+                    "HubSpot Connect 2.0 (http://dev.hubspot.com/) (namespace: webhooks-nonprod) - WebhooksExecutorDaemon",
+                )
                 .header("x-hubspot-timeout-millis", settings.timeout_ms.to_string());
             for (name, value) in signature_headers(&settings.client_secret, &settings.target_url, &body, now) {
                 request = request.header(name, value);

@@ -28,7 +28,14 @@ fn sandbox(tier: Tier) -> Sandbox {
     }))
     .unwrap();
     sandbox
-        .add_portal(PortalConfig { token: TOKEN.into(), tier, portal_id: Some(PORTAL_ID), properties, custom_objects: Vec::new(), webhooks: None })
+        .add_portal(PortalConfig {
+            token: TOKEN.into(),
+            tier,
+            portal_id: Some(PORTAL_ID),
+            properties,
+            custom_objects: Vec::new(),
+            webhooks: None,
+        })
         .unwrap();
     sandbox
 }

@@ -18,11 +18,14 @@ use crate::{TOKEN, send};
 
 const SECRET: &str = "app-secret";
 
+/// One received delivery: its headers and events.
+type Received = (HeaderMap, Vec<Value>);
+
 /// A receiver that records every delivery, answers `fail_first` requests with 500, and holds
 /// each request `hold` to measure how many are in flight.
 #[derive(Clone, Default)]
 struct Receiver {
-    deliveries: Arc<Mutex<Vec<(HeaderMap, Vec<Value>)>>>,
+    deliveries: Arc<Mutex<Vec<Received>>>,
     fail_first: Arc<AtomicUsize>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,

@@ -20,7 +20,10 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, quiet: bool
     };
     let source = config.webhooks.iter().find(|s| s.name == flow.source);
     if source.is_some_and(|s| s.provider != Provider::HubSpot) {
-        return Err(CliError::usage(format!("flow {}: its source {} is not a HubSpot webhook; backfill searches HubSpot", flow.name, flow.source)));
+        return Err(CliError::usage(format!(
+            "flow {}: its source {} is not a HubSpot webhook; backfill searches HubSpot",
+            flow.name, flow.source
+        )));
     }
     syncline_server::backfill::target(flow).map_err(CliError::usage)?;
     let Some(settings) = &config.connections.hubspot else {
@@ -37,7 +40,10 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, quiet: bool
     let hubspot = HubSpotApi::new(settings).map_err(CliError::failed)?;
     let show = |report: &Report| {
         if !quiet {
-            eprint!("\r{} found, {} enqueued, {} already in the inbox ({} searches)", report.found, report.enqueued, report.already, report.searches);
+            eprint!(
+                "\r{} found, {} enqueued, {} already in the inbox ({} searches)",
+                report.found, report.enqueued, report.already, report.searches
+            );
         }
     };
     let report = backfill(flow, &hubspot, store, since, until, args.dry_run, show).await.map_err(CliError::failed)?;

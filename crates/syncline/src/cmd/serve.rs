@@ -23,12 +23,12 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs) -> CliResult {
     let bind = args.bind.unwrap_or(config.serve.bind);
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
     let address = listener.local_addr().map_err(CliError::failed)?;
-    let intake = Intake::new(store.clone(), config.webhooks.clone());
+    let intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus()?);
     let mut banner = format!("serving on http://{address} (state: {})\n", syncline_store::redact_url(&config.state_url));
     for source in &config.webhooks {
         banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
     }
-    banner.push_str("  GET /healthz, /readyz\n");
+    banner.push_str("  GET /healthz, /readyz, /metrics\n");
     for flow in &config.flows {
         let events = if flow.events.is_empty() { "every event".to_owned() } else { flow.events.join(", ") };
         banner.push_str(&format!("  flow {}: {} from {} ({} steps)\n", flow.name, events, flow.source, flow.steps.len()));
@@ -60,6 +60,25 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs) -> CliResult {
     store.close().await;
     tracing::info!("stopped");
     Ok(Exit::Ok)
+}
+
+/// Installs the Prometheus recorder (histograms with buckets from 1 ms to 30 s) and returns
+/// what renders it.
+fn prometheus() -> Result<impl Fn() -> String + Send + Sync + 'static, CliError> {
+    const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| CliError::failed(format!("cannot set up /metrics: {e}")))?;
+    // the recorder leaves draining histogram samples to its owner
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(move || handle.render())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

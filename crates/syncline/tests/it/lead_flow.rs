@@ -28,7 +28,8 @@ fn scale(var: &str, default: usize) -> usize {
 
 /// The HubSpot app's webhook settings: `contact.creation` to `target`, plus `knobs`.
 fn webhooks(target: &str, knobs: Value) -> WebhookSettings {
-    let mut settings = json!({"target_url": target, "client_secret": SECRET, "app_id": 1, "subscriptions": [{"eventType": "contact.creation"}]});
+    let mut settings =
+        json!({"target_url": target, "client_secret": SECRET, "app_id": 1, "subscriptions": [{"eventType": "contact.creation"}]});
     settings.as_object_mut().unwrap().extend(knobs.as_object().unwrap().clone());
     serde_json::from_value(settings).unwrap()
 }
@@ -96,12 +97,7 @@ fn syncline(dir: &std::path::Path, sandbox: &str, bind: &str) -> std::process::C
 
 /// `syncline serve` (see `syncline`), once it listens.
 fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
-    let mut child = syncline(dir, sandbox, bind)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = syncline(dir, sandbox, bind).arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut banner = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
     if !banner.starts_with(&format!("serving on http://{bind}")) {
@@ -240,7 +236,11 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     assert_eq!(sandbox.ledger().webhook_counts.given_up, MISSED as u64, "HubSpot lost the webhooks sent while serve was down");
 
     let backfill = |extra: &[&str]| {
-        let output = syncline(dir.path(), &sandbox_address, &bind).args(["backfill", "lead-welcome", "--since", &since]).args(extra).output().unwrap();
+        let output = syncline(dir.path(), &sandbox_address, &bind)
+            .args(["backfill", "lead-welcome", "--since", &since])
+            .args(extra)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
         stdout
@@ -259,6 +259,20 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
         + sandbox.ledger().calls("/batch/read").len();
     assert!(reads <= BEFORE, "{reads} HubSpot reads for {BEFORE} webhook events and {MISSED} backfilled ones");
 
+    // what the second serve did, as Prometheus reads it; and a forged delivery is counted
+    let forged = crate::sandbox::request(&bind, "POST", "/webhooks/hubspot", &[("X-HubSpot-Signature", "00".into())], b"[]");
+    assert!(forged.0.contains(" 401"), "{forged:?}");
+    let (status, text) = crate::sandbox::request(&bind, "GET", "/metrics", &[], b"");
+    assert!(status.contains(" 200"), "{status}");
+    let sent = metric(&text, "manychat_api_requests_total", &[("operation", "sendContent"), ("status", "200")]);
+    assert_eq!(sent, MISSED as f64, "{text}");
+    assert_eq!(metric(&text, "syncline_flow_runs_total", &[("flow", "lead-welcome"), ("outcome", "sent")]), MISSED as f64);
+    assert_eq!(metric(&text, "syncline_inbox_events", &[("source", "hubspot"), ("status", "done")]), (BEFORE + MISSED) as f64);
+    assert_eq!(metric(&text, "syncline_webhook_signature_failures_total", &[("source", "hubspot")]), 1.0);
+    assert_eq!(metric(&text, "syncline_webhooks_total", &[("source", "hubspot"), ("outcome", "unauthorized")]), 1.0);
+    assert!(metric(&text, "manychat_api_request_duration_seconds_count", &[("operation", "sendContent")]) >= MISSED as f64);
+    assert!(metric(&text, "syncline_rate_limit_waits_total", &[("policy", "manychat")]) > 0.0, "{text}");
+
     let second = backfill(&[]);
     assert!(second.contains(&format!("0 enqueued, {} already in the inbox", BEFORE + MISSED)), "{second}");
     std::thread::sleep(Duration::from_secs(2));
@@ -266,4 +280,14 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     let _ = child.kill();
     let _ = child.wait();
     drop(runtime);
+}
+
+/// The value of the sample of `name` with all of `labels`, from Prometheus' text format.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let line = text.lines().find(|line| {
+        line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            && labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+    });
+    let line = line.unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }

@@ -1,0 +1,73 @@
+//! Every Prometheus metric syncline exports, named once (DESIGN.md). Recording goes through the
+//! `metrics` facade: a no-op until a binary installs a recorder (`syncline serve` installs the
+//! Prometheus one behind `/metrics`), so libraries and tests pay nothing for it.
+//!
+//! The API metrics keep the names of the seed users' Python clients
+//! (`hubspot_api_requests_total{operation,status}`, `hubspot_api_request_duration_seconds`,
+//! `manychat_api_…`) so their dashboards keep working.
+
+/// API requests by `operation` and `status` (the HTTP status, or `unreachable`), per service.
+pub const HUBSPOT_REQUESTS: &str = "hubspot_api_requests_total";
+pub const HUBSPOT_DURATION: &str = "hubspot_api_request_duration_seconds";
+pub const MANYCHAT_REQUESTS: &str = "manychat_api_requests_total";
+pub const MANYCHAT_DURATION: &str = "manychat_api_request_duration_seconds";
+/// Webhook deliveries by `source` and `outcome` (`stored`, `duplicate`, `unauthorized`, …).
+pub const WEBHOOKS: &str = "syncline_webhooks_total";
+/// Deliveries refused for their signature, by `source`.
+pub const SIGNATURE_FAILURES: &str = "syncline_webhook_signature_failures_total";
+/// Inbox events by `source` and `status`, and the age of the oldest pending one, at scrape time.
+pub const INBOX_EVENTS: &str = "syncline_inbox_events";
+pub const INBOX_OLDEST_PENDING_AGE: &str = "syncline_inbox_oldest_pending_age_seconds";
+/// Flow runs by `flow` and `outcome` (`sent`, `already_sent`, `filtered`, `retried`, `dead`…).
+pub const FLOW_RUNS: &str = "syncline_flow_runs_total";
+/// Circuit breaker state by `policy`: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "syncline_breaker_state";
+/// Calls held back by a rate budget, by `policy`, and how long they waited.
+pub const RATE_LIMIT_WAITS: &str = "syncline_rate_limit_waits_total";
+pub const RATE_LIMIT_WAIT: &str = "syncline_rate_limit_wait_seconds";
+/// 429 answers received, by `policy`.
+pub const RATE_LIMITED: &str = "syncline_rate_limited_total";
+
+/// The services whose API calls are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    HubSpot,
+    ManyChat,
+}
+
+/// Records one API request: its operation, status (HTTP code or `unreachable`) and duration.
+pub fn api_request(service: Service, operation: &str, status: &str, seconds: f64) {
+    let (requests, duration) = match service {
+        Service::HubSpot => (HUBSPOT_REQUESTS, HUBSPOT_DURATION),
+        Service::ManyChat => (MANYCHAT_REQUESTS, MANYCHAT_DURATION),
+    };
+    metrics::counter!(requests, "operation" => operation.to_owned(), "status" => status.to_owned()).increment(1);
+    metrics::histogram!(duration, "operation" => operation.to_owned()).record(seconds);
+}
+
+/// Adds `n` to a counter with one label pair besides `outcome` (webhooks by source, flow runs
+/// by flow).
+pub fn outcome(name: &'static str, label: &'static str, value: &str, outcome: &'static str, n: u64) {
+    metrics::counter!(name, label => value.to_owned(), "outcome" => outcome).increment(n);
+}
+
+/// A call of `policy` waited `seconds` for its rate budget.
+pub fn rate_limit_wait(policy: &str, seconds: f64) {
+    metrics::counter!(RATE_LIMIT_WAITS, "policy" => policy.to_owned()).increment(1);
+    metrics::histogram!(RATE_LIMIT_WAIT, "policy" => policy.to_owned()).record(seconds);
+}
+
+/// A call of `policy` was answered 429.
+pub fn rate_limited(policy: &str) {
+    metrics::counter!(RATE_LIMITED, "policy" => policy.to_owned()).increment(1);
+}
+
+/// `policy`'s breaker is now `state` (`closed`, `half_open`, `open`).
+pub fn breaker_state(policy: &str, state: &str) {
+    let code = match state {
+        "closed" => 0.0,
+        "half_open" => 1.0,
+        _ => 2.0,
+    };
+    metrics::gauge!(BREAKER_STATE, "policy" => policy.to_owned()).set(code);
+}
