@@ -4,6 +4,7 @@
 mod bad_input;
 mod crash;
 mod hubspot;
+mod instances;
 mod lead_flow;
 mod members;
 mod sandbox;
