@@ -3,7 +3,8 @@
 //! A delivery to `/webhooks/<source>` is refused with 413 past the body limit before it is
 //! buffered, checked against the source's signing secrets on its raw bytes (401, nothing
 //! stored), split into events (400 for a malformed body), and stored in the inbox in one
-//! transaction. Only then is it answered 2xx; a store that cannot commit (down, disk full)
+//! transaction, shared with the deliveries that arrived meanwhile (group commit, `commit.rs`).
+//! Only then is it answered 2xx; a store that cannot commit (down, disk full)
 //! answers 503 so the sender retries, and nothing acknowledged is lost. Redelivered events are
 //! acknowledged and counted as duplicates.
 //!
@@ -13,6 +14,7 @@
 //! (Prometheus) with the names of `syncline_core::metric`.
 
 pub mod backfill;
+mod commit;
 pub mod events;
 pub mod flow;
 pub mod signature;
@@ -93,6 +95,7 @@ impl Counters {
 #[derive(Clone)]
 pub struct Intake {
     store: Store,
+    inbox: commit::GroupCommit,
     sources: Arc<BTreeMap<String, Source>>,
     pub counters: Arc<Counters>,
     /// Notified after each delivery that stored events, to wake idle workers.
@@ -105,7 +108,8 @@ impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
         let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
         let counters = Arc::new(Counters::new(syncline_core::metric::WEBHOOKS, "source"));
-        Intake { store, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None }
+        let inbox = commit::GroupCommit::start(store.clone());
+        Intake { store, inbox, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None }
     }
 
     /// Serves `GET /metrics` with what `render` returns (the installed Prometheus recorder's
@@ -185,7 +189,7 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
             return answer(StatusCode::BAD_REQUEST, json!({"error": why.to_string()}));
         }
     };
-    match intake.store.inbox_accept(&events).await {
+    match intake.inbox.accept(events).await {
         Ok(accepted) => {
             counters.add(&name, "stored", accepted.stored as u64);
             counters.add(&name, "duplicate", accepted.duplicates as u64);

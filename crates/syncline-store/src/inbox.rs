@@ -67,32 +67,44 @@ impl Store {
     /// Stores a delivery's events in one transaction: all of them are durable when this returns
     /// Ok, or none is. Events already stored (same dedupe key) count as duplicates.
     pub async fn inbox_accept(&self, events: &[NewEvent]) -> Result<Accepted, StoreError> {
+        let mut accepted = self.inbox_accept_many(&[events]).await?;
+        Ok(accepted.pop().expect("one delivery in, one count out"))
+    }
+
+    /// Stores several deliveries in one transaction (group commit: one durable commit, one
+    /// fsync, for all of them), with what each stored. All are durable when this returns Ok, or
+    /// none is.
+    pub async fn inbox_accept_many(&self, deliveries: &[&[NewEvent]]) -> Result<Vec<Accepted>, StoreError> {
         let received = now();
         let mut tx = self.pool.begin().await?;
-        let mut stored = 0;
-        // 100 events × 7 values stays far below both backends' bound-parameter limits
-        for chunk in events.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * COLUMNS, COLUMNS))).collect();
-            let sql = format!(
-                "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at) VALUES {} \
-                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for event in chunk {
-                query = query
-                    .bind(&event.source)
-                    .bind(&event.dedupe_key)
-                    .bind(&event.event_type)
-                    .bind(&event.payload)
-                    .bind(event.occurred_at.map(format_time))
-                    .bind(&received)
-                    .bind(&received);
+        let mut accepted = Vec::with_capacity(deliveries.len());
+        for events in deliveries {
+            let mut stored = 0;
+            // 100 events × 7 values stays far below both backends' bound-parameter limits
+            for chunk in events.chunks(100) {
+                let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * COLUMNS, COLUMNS))).collect();
+                let sql = format!(
+                    "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at) VALUES {} \
+                     ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                    rows.join(", ")
+                );
+                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+                for event in chunk {
+                    query = query
+                        .bind(&event.source)
+                        .bind(&event.dedupe_key)
+                        .bind(&event.event_type)
+                        .bind(&event.payload)
+                        .bind(event.occurred_at.map(format_time))
+                        .bind(&received)
+                        .bind(&received);
+                }
+                stored += query.fetch_all(&mut *tx).await?.len();
             }
-            stored += query.fetch_all(&mut *tx).await?.len();
+            accepted.push(Accepted { stored, duplicates: events.len() - stored });
         }
         tx.commit().await?;
-        Ok(Accepted { stored, duplicates: events.len() - stored })
+        Ok(accepted)
     }
 
     /// Claims up to `limit` events that are due (pending and past their next attempt, or running

@@ -179,8 +179,10 @@ async fn inbox_dedupes_claims_and_releases(store: &Store) {
     let delivery: Vec<_> = ["a", "b", "c", "b"].into_iter().map(inbox_event).collect();
     let accepted = store.inbox_accept(&delivery).await.unwrap();
     assert_eq!((accepted.stored, accepted.duplicates), (3, 1), "a key twice in one delivery is stored once");
-    let again = store.inbox_accept(&[inbox_event("c"), inbox_event("d")]).await.unwrap();
-    assert_eq!((again.stored, again.duplicates), (1, 1));
+    // group commit: two deliveries in one transaction, each with its own count
+    let (c_and_d, d_again) = ([inbox_event("c"), inbox_event("d")], [inbox_event("d")]);
+    let again = store.inbox_accept_many(&[&c_and_d, &d_again]).await.unwrap();
+    assert_eq!(again.iter().map(|a| (a.stored, a.duplicates)).collect::<Vec<_>>(), [(1, 1), (0, 1)]);
 
     let lease = std::time::Duration::from_secs(60);
     let first = store.inbox_claim("w1", lease, 2).await.unwrap();
