@@ -223,6 +223,10 @@ pub struct BenchArgs {
     /// and webhook-to-message latency at 20 webhooks per second.
     #[arg(long, conflicts_with_all = ["hubspot", "intake"])]
     pub flow: bool,
+    /// Check instead that refusing a forged webhook signature takes the same time however much
+    /// of it matches (Welch's t-test per scheme; fails when p ≤ 0.01).
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow"])]
+    pub timing: bool,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

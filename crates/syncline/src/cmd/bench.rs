@@ -53,6 +53,9 @@ pub async fn run(args: BenchArgs) -> CliResult {
         }
     };
     std::fs::create_dir_all(&dir).map_err(CliError::failed)?;
+    if args.timing {
+        return super::timing_bench::run();
+    }
     if args.intake {
         return super::intake_bench::run(&dir).await;
     }

@@ -12,6 +12,7 @@ mod runs;
 mod sandbox;
 mod serve;
 mod state;
+mod timing_bench;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
