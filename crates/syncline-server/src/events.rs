@@ -72,6 +72,15 @@ pub fn creation_key(portal: &str, kind: &str, object: &str) -> String {
     format!("hubspot:{portal}:{kind}:{object}")
 }
 
+/// The object an event is about, for ordering one object's events: `<portalId>:<objectId>`
+/// for HubSpot, the `data.object.id` for Stripe.
+pub fn object_key(payload: &Value) -> Option<String> {
+    match (text(payload, "portalId"), text(payload, "objectId")) {
+        (Some(portal), Some(object)) => Some(format!("{portal}:{object}")),
+        _ => payload.pointer("/data/object/id").and_then(Value::as_str).map(str::to_owned),
+    }
+}
+
 /// The event of a Stripe delivery (one event object).
 pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     let event = parse(body)?;

@@ -6,6 +6,11 @@
 //! else (5xx, timeouts, 429s that outlasted the policy, a wrong token) is retried up to the
 //! flow's `max_attempts`. A worker killed mid-flow leaves its lease to expire; the event is
 //! then claimed again, and the send's mark keeps the person from being greeted twice.
+//!
+//! The events of one object in a claimed batch run one after another, oldest `occurredAt`
+//! first (objects run concurrently), so two events about one person never race. A flow marked
+//! `ordered` also skips an event older than one it already handled for that object, and audits
+//! it as `skipped_stale`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,8 +97,23 @@ impl Workers {
         let work: Vec<_> =
             events.iter().zip(&payloads).filter_map(|(e, p)| self.engine.flow_for(&e.source, &e.event_type).map(|f| (f, p))).collect();
         self.engine.prefetch(&work).await;
-        let runs = events.into_iter().zip(payloads);
-        futures_util::stream::iter(runs).for_each_concurrent(self.config.concurrency, |(event, payload)| self.handle(event, payload)).await;
+        // in claim order (insertion order), so the oldest claimed object starts first
+        let mut by_object: indexmap::IndexMap<String, Vec<(InboxEvent, serde_json::Value)>> = Default::default();
+        for (event, payload) in events.into_iter().zip(payloads) {
+            let object =
+                crate::events::object_key(&payload).map_or_else(|| format!("event {}", event.id), |k| format!("{}:{k}", event.source));
+            by_object.entry(object).or_default().push((event, payload));
+        }
+        let groups = by_object.into_values().map(|mut group| {
+            group.sort_by(|a, b| (&a.0.occurred_at, a.0.id).cmp(&(&b.0.occurred_at, b.0.id)));
+            group
+        });
+        let run_group = |group: Vec<(InboxEvent, serde_json::Value)>| async move {
+            for (event, payload) in group {
+                self.handle(event, payload).await;
+            }
+        };
+        futures_util::stream::iter(groups).for_each_concurrent(self.config.concurrency, run_group).await;
         Ok(claimed)
     }
 
@@ -104,6 +124,26 @@ impl Workers {
             self.release(self.store.inbox_finish(event.id, owner).await, &event);
             return;
         };
+        // an ordered flow: this object's version (the newest occurredAt handled) decides
+        let occurred = event.occurred_at.as_deref().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
+        let ordering = crate::events::object_key(&payload).zip(occurred).filter(|_| flow.ordered);
+        if let Some((object, at)) = &ordering {
+            match self.store.flow_version(&flow.name, object).await {
+                Ok(Some(newer)) if newer > *at => {
+                    tracing::info!(flow = %flow.name, key = %event.dedupe_key, %object, "skipped: a later event of the object ran already");
+                    self.runs.add(&flow.name, "skipped_stale", 1);
+                    self.release(self.store.inbox_skip_stale(&event, owner, &flow.name, object, newer).await, &event);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let at = chrono::Utc::now() + chrono::Duration::from_std(self.config.retry_base).unwrap_or_default();
+                    let why = format!("cannot read the order of {object}: {e}");
+                    self.release(self.store.inbox_retry(event.id, owner, &why, at).await, &event);
+                    return;
+                }
+            }
+        }
         let result = self.engine.run(flow, payload).await;
         let span = tracing::info_span!("flow", flow = %flow.name, key = %event.dedupe_key, attempt = event.attempts);
         let _entered = span.enter();
@@ -111,7 +151,11 @@ impl Workers {
             Ok(outcome) => {
                 self.runs.add(&flow.name, outcome.name(), 1);
                 tracing::debug!(outcome = outcome.name(), "flow ran");
-                self.release(self.store.inbox_finish(event.id, owner).await, &event);
+                let finished = match &ordering {
+                    Some((object, at)) => self.store.inbox_finish_version(event.id, owner, &flow.name, object, *at).await,
+                    None => self.store.inbox_finish(event.id, owner).await,
+                };
+                self.release(finished, &event);
             }
             Err(failure) => {
                 let worth_retrying = !matches!(failure.class, ErrorClass::Data | ErrorClass::Conflict);

@@ -140,6 +140,73 @@ impl Store {
         self.inbox_release(id, owner, "done", None, None).await
     }
 
+    /// The newest `occurredAt` an ordered `flow` has run for `object`, if any.
+    pub async fn flow_version(&self, flow: &str, object: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT occurred_at FROM flow_versions WHERE flow = $1 AND object_key = $2")
+            .bind(flow)
+            .bind(object)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|(at,)| at.parse().ok()))
+    }
+
+    /// Marks a claimed event done and records `occurred_at` as the newest `flow` has run for
+    /// `object` (unless a newer one is recorded), in one transaction. False when `owner` no
+    /// longer holds the event.
+    pub async fn inbox_finish_version(
+        &self,
+        id: i64,
+        owner: &str,
+        flow: &str,
+        object: &str,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !finish_in(&mut tx, id, owner).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO flow_versions (flow, object_key, occurred_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (flow, object_key) DO UPDATE SET occurred_at = excluded.occurred_at \
+             WHERE flow_versions.occurred_at < excluded.occurred_at",
+        )
+        .bind(flow)
+        .bind(object)
+        .bind(format_time(occurred_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a claimed event done without running it, because `flow` already ran an event of
+    /// `object` that occurred later (`newer`), and audits it as `skipped_stale` (subject
+    /// `flow:<flow>`), in one transaction. False when `owner` no longer holds the event.
+    pub async fn inbox_skip_stale(
+        &self,
+        event: &InboxEvent,
+        owner: &str,
+        flow: &str,
+        object: &str,
+        newer: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !finish_in(&mut tx, event.id, owner).await? {
+            return Ok(false);
+        }
+        let detail = serde_json::json!({
+            "dedupe_key": event.dedupe_key, "object": object, "occurred_at": event.occurred_at, "newer_run": format_time(newer),
+        });
+        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'skipped_stale', $2, NULL, $3)")
+            .bind(now())
+            .bind(format!("flow:{flow}"))
+            .bind(detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Puts a claimed event back to be tried again at `at`, keeping why the attempt failed.
     pub async fn inbox_retry(&self, id: i64, owner: &str, error: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inbox_release(id, owner, "pending", Some(error), Some(at)).await
@@ -246,4 +313,16 @@ impl Store {
                 .await?;
         Ok(rows.into_iter().map(|r| InboxDepth { source: r.0, status: r.1, events: r.2, oldest_received_at: r.3 }).collect())
     }
+}
+
+/// Marks a claimed event done inside `tx`; false when `owner` no longer holds it.
+async fn finish_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: i64, owner: &str) -> Result<bool, StoreError> {
+    let released = sqlx::query(
+        "UPDATE inbox SET status = 'done', lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    Ok(released.rows_affected() == 1)
 }

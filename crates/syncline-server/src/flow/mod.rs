@@ -33,6 +33,10 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// Attempts before an event that keeps failing transiently becomes a dead letter.
     pub max_attempts: u32,
+    /// Events of one object run in `occurredAt` order, and one older than an event already run
+    /// for that object is skipped as stale (audited `skipped_stale`), so the latest change wins
+    /// however HubSpot orders its deliveries.
+    pub ordered: bool,
 }
 
 impl Flow {

@@ -404,6 +404,7 @@ mod tests {
             filter: None,
             steps: serde_json::from_value(steps).unwrap(),
             max_attempts: 3,
+            ordered: false,
         }
     }
 

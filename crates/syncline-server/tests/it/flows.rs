@@ -63,6 +63,7 @@ fn welcome(message_tag: Option<&str>) -> Flow {
         filter: None,
         steps: serde_json::from_value(steps).unwrap(),
         max_attempts: 3,
+        ordered: false,
     }
 }
 
@@ -194,4 +195,77 @@ async fn data_errors_are_dead_letters_and_a_replay_sends_once() {
     assert_eq!(sent(&world).iter().map(|m| m.1.as_str()).collect::<Vec<_>>(), ["¡Hola Leo! Bienvenido."]);
     let open = DeadLetterFilter { status: Some("open".into()), ..filter };
     assert_eq!(world.store.dead_letters(&open).await.unwrap().len(), 1, "the lead without phone or email stays open");
+}
+
+/// RELIABILITY row 12: property changes of several objects, five each, arrive shuffled and are
+/// claimed in small rounds; an `ordered` flow ends with each object's latest value, and every
+/// event older than one already handled is skipped and audited `skipped_stale`.
+#[tokio::test]
+async fn an_ordered_flow_ends_with_the_latest_change_of_each_object_and_audits_stale_ones() {
+    const OBJECTS: u64 = 12;
+    const UPDATES: u64 = 5;
+    for seed in 1..=3 {
+        let world = world().await;
+        let steps = json!([
+            {"hubspot.get": {"properties": ["mobilephone"]}},
+            {"phone": ["mobilephone"]},
+            {"manychat.find_or_create_subscriber": {"whatsapp_phone": "mobilephone"}},
+            {"manychat.set_custom_fields": {"hubspot_contact_id": "{{ event.propertyValue }}"}}
+        ]);
+        let flow = Flow {
+            name: "sync-lastname".into(),
+            source: "hubspot".into(),
+            events: vec!["contact.propertyChange".into()],
+            filter: None,
+            steps: serde_json::from_value(steps).unwrap(),
+            max_attempts: 3,
+            ordered: true,
+        };
+        let workers = workers(&world, flow);
+        let phone = |object: u64| format!("8{:07}", 2_000_000 + object);
+        let mut events: Vec<NewEvent> = (0..OBJECTS)
+            .flat_map(|object| (0..UPDATES).map(move |update| (object, update)))
+            .map(|(object, update)| {
+                let occurred = 1_764_000_000_000i64 + (update * 1_000 + object) as i64;
+                let payload = json!({"eventId": object * 10 + update, "portalId": 62515, "objectId": 5_000 + object, "occurredAt": occurred,
+                                     "subscriptionType": "contact.propertyChange", "propertyName": "lastname", "propertyValue": format!("v{update}"),
+                                     "properties": {"mobilephone": phone(object)}});
+                NewEvent {
+                    source: "hubspot".into(),
+                    dedupe_key: format!("hubspot:62515:contact.propertyChange:{object}:lastname:{update}"),
+                    event_type: "contact.propertyChange".into(),
+                    payload: payload.to_string(),
+                    occurred_at: chrono::DateTime::from_timestamp_millis(occurred),
+                }
+            })
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        rng.shuffle(&mut events);
+        // deliveries of a few events, each followed by a worker round: later rounds meet events
+        // older than ones already run
+        let mut rest = &events[..];
+        while !rest.is_empty() {
+            let size = rng.usize(1..=8).min(rest.len());
+            world.store.inbox_accept(&rest[..size]).await.unwrap();
+            rest = &rest[size..];
+            workers.run_once().await.unwrap();
+        }
+        drain(&workers).await;
+
+        let mut latest = std::collections::BTreeMap::new();
+        for n in 1..=OBJECTS {
+            let subscriber = world.sandbox.subscriber(MANYCHAT_TOKEN, 880_001 * 1_000_000 + n).unwrap();
+            let field = subscriber["custom_fields"].as_array().unwrap().iter().find(|f| f["name"] == "hubspot_contact_id").unwrap();
+            latest.insert(subscriber["whatsapp_phone"].as_str().unwrap().to_owned(), field["value"].clone());
+        }
+        assert_eq!(latest.len() as u64, OBJECTS, "one subscriber per object (seed {seed})");
+        assert!(latest.values().all(|v| v == "v4"), "the latest change wins (seed {seed}): {latest:?}");
+        let runs = workers.runs.snapshot();
+        let count = |outcome: &str| runs.iter().find(|(f, o, _)| f == "sync-lastname" && *o == outcome).map_or(0, |r| r.2);
+        let audited = world.store.events("flow:sync-lastname").await.unwrap();
+        assert!(audited.iter().all(|(_, kind, _)| kind == "skipped_stale"));
+        assert_eq!(audited.len() as u64, count("skipped_stale"), "every skip is audited (seed {seed})");
+        assert_eq!(count("done") + count("skipped_stale"), OBJECTS * UPDATES, "every event handled once (seed {seed}): {runs:?}");
+        assert!(count("skipped_stale") > 0, "shuffled deliveries meet stale events (seed {seed})");
+    }
 }

@@ -50,6 +50,7 @@ async fn conformance() {
         idempotency_keeps_the_first_result(&store).await;
         events_are_appended_in_order(&store).await;
         inbox_dedupes_claims_and_releases(&store).await;
+        flow_versions_keep_the_newest_and_stale_skips_are_audited(&store).await;
         reopening_keeps_everything(&url).await;
     })
     .await;
@@ -173,6 +174,30 @@ fn inbox_event(key: &str) -> syncline_store::NewEvent {
         payload: json!({"objectId": key}).to_string(),
         occurred_at: Some(chrono::Utc::now()),
     }
+}
+
+async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store) {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_764_000_000_000 + ms).unwrap();
+    let keys: Vec<_> = ["v1", "v2", "v3"].into_iter().map(inbox_event).collect();
+    store.inbox_accept(&keys).await.unwrap();
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = store.inbox_claim("wv", lease, 100).await.unwrap();
+    let held = |key: &str| claimed.iter().find(|e| e.dedupe_key == key).unwrap();
+    let [newer, older, stale] = [held("v1"), held("v2"), held("v3")];
+    assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), None);
+    assert!(store.inbox_finish_version(newer.id, "wv", "sync-phone", "62515:7", at(500)).await.unwrap());
+    // an older event finishing later does not move the version back
+    assert!(store.inbox_finish_version(older.id, "wv", "sync-phone", "62515:7", at(100)).await.unwrap());
+    assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), Some(at(500)));
+    assert_eq!(store.flow_version("other-flow", "62515:7").await.unwrap(), None, "versions are per flow");
+    assert!(!store.inbox_finish_version(newer.id, "wv", "sync-phone", "62515:7", at(900)).await.unwrap(), "only a held event");
+    assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), Some(at(500)), "nothing changed");
+
+    assert!(store.inbox_skip_stale(stale, "wv", "sync-phone", "62515:7", at(500)).await.unwrap());
+    let audit = store.events("flow:sync-phone").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!((audit[0].1.as_str(), &audit[0].2["dedupe_key"], &audit[0].2["object"]), ("skipped_stale", &json!("v3"), &json!("62515:7")));
+    assert!(!store.inbox_skip_stale(stale, "wv", "sync-phone", "62515:7", at(500)).await.unwrap(), "done already");
 }
 
 async fn inbox_dedupes_claims_and_releases(store: &Store) {

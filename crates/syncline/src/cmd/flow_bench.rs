@@ -50,6 +50,7 @@ fn flow() -> Flow {
         filter: None,
         steps: serde_json::from_value(steps).expect("the bench flow is well formed"),
         max_attempts: 5,
+        ordered: false,
     }
 }
 

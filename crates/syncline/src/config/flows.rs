@@ -91,6 +91,7 @@ pub(super) fn flows(
             filter: f.trigger.filter.as_ref().map(|f| f.value.clone()),
             steps: f.steps.iter().map(|s| s.value.clone()).collect(),
             max_attempts: ctx.positive(&f.max_attempts, &format!("{path}.max_attempts"), 1..=100, 5)? as u32,
+            ordered: f.ordered,
         });
     }
     let opened = connections.open().map_err(|e| ConfigError::file(ctx.file, e.to_string()))?;

@@ -66,6 +66,11 @@ pub struct RawFlow {
     /// (default 5). Data errors (no phone or email, ManyChat 3011) are dead letters at once.
     #[schemars(with = "Option<u64>")]
     pub max_attempts: Option<At<u64>>,
+    /// Run each object's events in `occurredAt` order and skip (and audit) an event older than
+    /// one already run for the same object, so the latest change wins (default false; turn on
+    /// for `propertyChange` flows).
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
