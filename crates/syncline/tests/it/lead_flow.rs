@@ -90,14 +90,16 @@ fn syncline(dir: &std::path::Path, sandbox: &str, bind: &str) -> std::process::C
         .env("SERVE_BIND", bind)
         .env("SERVE_LEASE", "2s")
         .env("LEAD_WELCOME_STATE", format!("sqlite://{}", dir.join("state.db").display()))
-        .env("RUST_LOG", "warn")
+        // everything syncline logs, to check no secret is among it (RELIABILITY row 24)
+        .env("SYNCLINE_LOG", "debug")
         .args(["--config", examples().join("lead-welcome.yaml").to_str().unwrap()]);
     command
 }
 
 /// `syncline serve` (see `syncline`), once it listens.
 fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
-    let mut child = syncline(dir, sandbox, bind).arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let log = std::fs::File::options().create(true).append(true).open(dir.join("serve.log")).unwrap();
+    let mut child = syncline(dir, sandbox, bind).arg("serve").stdout(Stdio::piped()).stderr(log).spawn().unwrap();
     let mut banner = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
     if !banner.starts_with(&format!("serving on http://{bind}")) {
@@ -235,6 +237,7 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     }
     assert_eq!(sandbox.ledger().webhook_counts.given_up, MISSED as u64, "HubSpot lost the webhooks sent while serve was down");
 
+    let said = std::cell::RefCell::new(String::new());
     let backfill = |extra: &[&str]| {
         let output = syncline(dir.path(), &sandbox_address, &bind)
             .args(["backfill", "lead-welcome", "--since", &since])
@@ -242,7 +245,9 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stdout}{stderr}");
+        said.borrow_mut().push_str(&format!("{stdout}{stderr}"));
         stdout
     };
     let dry = backfill(&["--dry-run"]);
@@ -279,6 +284,16 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     assert_eq!(welcomed(&sandbox), BEFORE + MISSED, "a second backfill sends nothing");
     let _ = child.kill();
     let _ = child.wait();
+
+    // RELIABILITY row 24: the app secret and both tokens appear nowhere syncline writes — its
+    // debug logs, its answers and metrics, the backfill's output, the state store
+    let logs = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(logs.contains("DEBUG") || logs.contains("debug"), "debug logs were written");
+    let state = String::from_utf8_lossy(&std::fs::read(dir.path().join("state.db")).unwrap()).into_owned();
+    let everything = [logs, text, forged.1, said.into_inner(), state];
+    for secret in [SECRET, HUBSPOT_TOKEN, MANYCHAT_TOKEN] {
+        assert!(everything.iter().all(|output| !output.contains(secret)), "{secret} leaked");
+    }
     drop(runtime);
 }
 
