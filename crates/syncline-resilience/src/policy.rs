@@ -182,6 +182,11 @@ impl Policy {
         self.breaker.as_ref().map(|b| lock(b).state())
     }
 
+    /// The policy's name and its breaker's state (`closed`, `half_open`, `open`), for readiness.
+    pub fn breaker(&self) -> Option<(String, &'static str)> {
+        self.breaker_state().map(|state| (self.config.name.clone(), state.name()))
+    }
+
     /// The breaker's state changes so far, oldest first.
     pub fn breaker_transitions(&self) -> Vec<(Instant, &'static str)> {
         self.breaker.as_ref().map(|b| lock(b).transitions().to_vec()).unwrap_or_default()

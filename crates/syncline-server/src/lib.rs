@@ -10,7 +10,8 @@
 //!
 //! Workers (`worker.rs`) then claim the stored events and run the flows they start (`flow/`).
 //!
-//! `/healthz` answers while the process runs; `/readyz` while the store answers; `/metrics`
+//! `/healthz` answers while the process runs; `/readyz` while the store answers and not every
+//! connector's circuit breaker is open; `/metrics`
 //! (Prometheus) with the names of `syncline_core::metric`.
 
 pub mod backfill;
@@ -102,20 +103,32 @@ pub struct Intake {
     pub arrived: Arc<tokio::sync::Notify>,
     /// Renders the process's metrics in Prometheus' text format, when `/metrics` is served.
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// The circuit breakers of the connectors the workers use, by policy, for `/readyz`.
+    breakers: Option<Arc<Breakers>>,
 }
+
+/// Lists circuit breakers as (policy, state).
+type Breakers = dyn Fn() -> Vec<(String, &'static str)> + Send + Sync;
 
 impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
         let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
         let counters = Arc::new(Counters::new(syncline_core::metric::WEBHOOKS, "source"));
         let inbox = commit::GroupCommit::start(store.clone());
-        Intake { store, inbox, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None }
+        Intake { store, inbox, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None, breakers: None }
     }
 
     /// Serves `GET /metrics` with what `render` returns (the installed Prometheus recorder's
     /// text), after setting the inbox gauges from the store.
     pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Intake {
         self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// Reports these circuit breakers in `/readyz`, which answers 503 while every one is open
+    /// (nothing the workers call is reachable).
+    pub fn with_breakers(mut self, breakers: impl Fn() -> Vec<(String, &'static str)> + Send + Sync + 'static) -> Intake {
+        self.breakers = Some(Arc::new(breakers));
         self
     }
 
@@ -226,9 +239,15 @@ fn verify(source: &Source, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
     }
 }
 
+/// Ready while the store answers and not every circuit breaker is open.
 async fn ready(State(intake): State<Intake>) -> Response {
-    match intake.store.ping().await {
-        Ok(()) => answer(StatusCode::OK, json!({"store": "ok"})),
-        Err(e) => answer(StatusCode::SERVICE_UNAVAILABLE, json!({"store": e.to_string()})),
-    }
+    let store = intake.store.ping().await;
+    let breakers = intake.breakers.as_ref().map(|b| b()).unwrap_or_default();
+    let all_open = !breakers.is_empty() && breakers.iter().all(|(_, state)| *state == "open");
+    let body = json!({
+        "store": store.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_owned()),
+        "breakers": breakers.into_iter().collect::<BTreeMap<_, _>>(),
+    });
+    let status = if store.is_ok() && !all_open { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    answer(status, body)
 }

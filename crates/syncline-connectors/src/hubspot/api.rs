@@ -257,6 +257,11 @@ impl HubSpotApi {
         decode(&path, &self.send_through(&self.search_policy, "search", Method::POST, &path, Some(body)).await?)
     }
 
+    /// Each policy's breaker state (the portal's and search's), for `/readyz`.
+    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+        [&self.policy, &self.search_policy].into_iter().filter_map(Policy::breaker).collect()
+    }
+
     /// The portal's id (`portalId` in its webhook events), from `GET /account-info/v3/details`.
     pub async fn account_id(&self) -> Result<u64, ConnectorError> {
         let path = "/account-info/v3/details";

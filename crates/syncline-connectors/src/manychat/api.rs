@@ -192,6 +192,11 @@ impl ManyChatApi {
     }
 
     /// `POST /fb/sending/sendContent` with content v2 (`{"version":"v2","content":{…}}`).
+    /// Each method class's breaker state, for `/readyz`.
+    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+        self.policies.iter().filter_map(|(_, policy)| policy.breaker()).collect()
+    }
+
     pub async fn send_content(&self, subscriber_id: &str, data: &Value, message_tag: Option<&str>) -> Result<(), ConnectorError> {
         let mut body = json!({"subscriber_id": id_number(subscriber_id)?, "data": data});
         if let Some(tag) = message_tag {

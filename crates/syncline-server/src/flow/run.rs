@@ -133,6 +133,12 @@ impl Engine {
         }
     }
 
+    /// The breaker state of every connector policy the flows use, for `/readyz`.
+    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+        let hubspot = self.connections.hubspot.iter().flat_map(HubSpotApi::breakers);
+        hubspot.chain(self.connections.manychat.iter().flat_map(ManyChatApi::breakers)).collect()
+    }
+
     /// Runs `flow` on one event's payload, step by step.
     pub async fn run(&self, flow: &Flow, event: Value) -> Result<Outcome, Failure> {
         let mut state = State { event, contact: Map::new(), subscriber: None };

@@ -185,3 +185,23 @@ async fn a_store_that_cannot_commit_answers_503_and_acknowledges_nothing() {
     let alive = server.intake.router().oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(alive.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn readiness_reports_the_breakers_and_fails_while_every_one_is_open() {
+    let server = server().await;
+    let states = std::sync::Arc::new(std::sync::Mutex::new(vec![("hubspot".to_owned(), "open"), ("manychat".to_owned(), "closed")]));
+    let shared = states.clone();
+    let intake = server.intake.clone().with_breakers(move || shared.lock().unwrap().clone());
+    let ready = || async {
+        let response = intake.router().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body: Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+        (status, body)
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, StatusCode::OK, "one connector still reachable");
+    assert_eq!(body, json!({"store": "ok", "breakers": {"hubspot": "open", "manychat": "closed"}}));
+    states.lock().unwrap()[1].1 = "open";
+    let (status, body) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}

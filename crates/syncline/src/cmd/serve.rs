@@ -23,7 +23,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs) -> CliResult {
     let bind = args.bind.unwrap_or(config.serve.bind);
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
     let address = listener.local_addr().map_err(CliError::failed)?;
-    let intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus()?);
+    let mut intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus()?);
     let mut banner = format!("serving on http://{address} (state: {})\n", syncline_store::redact_url(&config.state_url));
     for source in &config.webhooks {
         banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
@@ -39,10 +39,13 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs) -> CliResult {
     } else {
         let connections = config.connections.open().map_err(CliError::failed)?;
         let engine = Engine::new(config.flows.clone(), connections).map_err(|e| CliError::usage(format!("flow {}: {e}", e.flow)))?;
+        let engine = Arc::new(engine);
+        let readiness = engine.clone();
+        intake = intake.with_breakers(move || readiness.breakers());
         let mut worker = WorkerConfig::new(format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()));
         worker.lease = config.serve.lease;
         worker.concurrency = config.serve.workers;
-        let workers = Workers::new(store.clone(), Arc::new(engine), worker, intake.arrived.clone());
+        let workers = Workers::new(store.clone(), engine, worker, intake.arrived.clone());
         let running = workers.clone();
         Some(tokio::spawn(async move { running.run(stopped).await }))
     };
