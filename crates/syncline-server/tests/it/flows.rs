@@ -123,6 +123,8 @@ async fn leads_are_welcomed_once_each() {
     let ana_subscriber = world.sandbox.subscriber(MANYCHAT_TOKEN, messages[0].0).unwrap();
     assert_eq!(ana_subscriber["whatsapp_phone"], "+50688887777", "the phone was normalized");
     assert_eq!(ana_subscriber["custom_fields"][0]["value"], ana.to_string());
+    // the field set right before the message travelled in it: no setCustomFields call
+    assert!(world.sandbox.ledger().calls("/setCustomFields").is_empty() && world.sandbox.ledger().calls("/sendContent").len() == 2);
     assert_eq!(ana_subscriber["tags"][0]["name"], "lead-welcome-sent", "the message marked its subscriber");
     let luis_subscriber = world.sandbox.subscriber(MANYCHAT_TOKEN, messages[1].0).unwrap();
     assert_eq!(

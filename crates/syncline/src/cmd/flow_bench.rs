@@ -41,6 +41,7 @@ fn flow() -> Flow {
         {"name": ["firstname"]},
         {"require_any": ["mobilephone", "email"]},
         {"manychat.find_or_create_subscriber": {"whatsapp_phone": "mobilephone", "email": "email", "first_name": "firstname"}},
+        {"manychat.set_custom_fields": {"hubspot_contact_id": "{{ event.objectId }}"}},
         {"manychat.send_content": {"messages": ["¡Hola {{ contact.firstname }}! Bienvenido."], "message_tag": "ACCOUNT_UPDATE"}}
     ]);
     Flow {
@@ -113,8 +114,10 @@ pub async fn run(dir: &Path) -> CliResult {
     let subscribers: Vec<Value> = (0..total)
         .map(|i| json!({"first_name": "Lead", "whatsapp_phone": format!("+506{}", phone(i)), "last_interaction_hours_ago": 1.0}))
         .collect();
-    let page: PageConfig =
-        serde_json::from_value(json!({"token": MANYCHAT_TOKEN, "subscribers": subscribers})).map_err(CliError::failed)?;
+    let page: PageConfig = serde_json::from_value(
+        json!({"token": MANYCHAT_TOKEN, "custom_fields": [{"name": "hubspot_contact_id"}], "subscribers": subscribers}),
+    )
+    .map_err(CliError::failed)?;
     sandbox.add_page(page).map_err(CliError::failed)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
     let base = format!("http://{}", listener.local_addr().map_err(CliError::failed)?);

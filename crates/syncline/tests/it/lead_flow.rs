@@ -281,7 +281,7 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     assert_eq!(metric(&text, "syncline_webhook_signature_failures_total", &[("source", "hubspot")]), 1.0);
     assert_eq!(metric(&text, "syncline_webhooks_total", &[("source", "hubspot"), ("outcome", "unauthorized")]), 1.0);
     assert!(metric(&text, "manychat_api_request_duration_seconds_count", &[("operation", "sendContent")]) >= MISSED as f64);
-    assert!(metric(&text, "syncline_rate_limit_waits_total", &[("policy", "manychat")]) > 0.0, "{text}");
+    assert!(metric(&text, "syncline_rate_limit_waits_total", &[("policy", "manychat sendContent")]) > 0.0, "{text}");
 
     let second = backfill(&[]);
     assert!(second.contains(&format!("0 enqueued, {} already in the inbox", BEFORE + MISSED)), "{second}");
