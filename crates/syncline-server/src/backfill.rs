@@ -131,6 +131,7 @@ pub async fn backfill(
                 });
                 events.push(NewEvent {
                     source: flow.source.clone(),
+                    object_key: Some(format!("{portal}:{}", found.id)),
                     dedupe_key: creation_key(&portal, &event_type, &found.id),
                     event_type: event_type.clone(),
                     payload: payload.to_string(),

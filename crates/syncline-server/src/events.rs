@@ -51,12 +51,14 @@ pub fn hubspot(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
                 .ok_or_else(|| BodyError(format!("event {i}: occurredAt {occurred} is not epoch milliseconds")))?;
             let property = text(event, "propertyName").unwrap_or_default();
             let (portal, object) = (field("portalId")?, field("objectId")?);
+            let object_key = Some(format!("{portal}:{object}"));
             let dedupe_key = match kind.ends_with(".creation") {
                 true => creation_key(&portal, &kind, &object),
                 false => format!("hubspot:{}", [portal, kind.clone(), object, property, field("eventId")?, occurred].join(":")),
             };
             Ok(NewEvent {
                 source: source.to_owned(),
+                object_key,
                 dedupe_key,
                 event_type: kind,
                 payload: event.to_string(),
@@ -92,6 +94,7 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     let occurred_at = event.get("created").and_then(Value::as_i64).and_then(|s| DateTime::from_timestamp(s, 0));
     Ok(vec![NewEvent {
         source: source.to_owned(),
+        object_key: object_key(&event),
         dedupe_key: format!("stripe:{id}"),
         event_type: field("type")?,
         payload: event.to_string(),

@@ -25,6 +25,9 @@ pub struct NewEvent {
     /// The event's own JSON.
     pub payload: String,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The object it is about (`<portal>:<objectId>` for HubSpot): while one event of an object
+    /// runs, no other event of that object is claimed, by any worker or instance.
+    pub object_key: Option<String>,
 }
 
 /// What storing one delivery did.
@@ -58,7 +61,7 @@ pub struct InboxDepth {
     pub oldest_received_at: String,
 }
 
-const COLUMNS: usize = 7;
+const COLUMNS: usize = 8;
 
 /// id, source, dedupe_key, event_type, payload, attempts, occurred_at.
 type ClaimedRow = (i64, String, String, String, String, i64, Option<String>);
@@ -84,7 +87,7 @@ impl Store {
             for chunk in events.chunks(100) {
                 let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * COLUMNS, COLUMNS))).collect();
                 let sql = format!(
-                    "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at) VALUES {} \
+                    "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at, object_key) VALUES {} \
                      ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
                     rows.join(", ")
                 );
@@ -97,7 +100,8 @@ impl Store {
                         .bind(&event.payload)
                         .bind(event.occurred_at.map(format_time))
                         .bind(&received)
-                        .bind(&received);
+                        .bind(&received)
+                        .bind(&event.object_key);
                 }
                 stored += query.fetch_all(&mut *tx).await?.len();
             }
@@ -108,24 +112,29 @@ impl Store {
     }
 
     /// Claims up to `limit` events that are due (pending and past their next attempt, or running
-    /// under an expired lease) for `owner`, for `lease`. Each claim counts as an attempt.
+    /// under an expired lease) for `owner`, for `lease`. Each claim counts as an attempt. An
+    /// event whose object has another event running under a live lease is left for later, so
+    /// one object's events never run at once; a claim may take several events of one object,
+    /// which the caller runs in order.
     pub async fn inbox_claim(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
         let now = Utc::now();
         let until = format_time(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX));
-        let skip_locked = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE inbox SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM inbox WHERE (status = 'pending' AND next_attempt_at <= $3) \
-                          OR (status = 'running' AND lease_until < $3) ORDER BY id LIMIT $4{skip_locked}) \
-             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at"
-        );
-        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(until)
-            .bind(format_time(now))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // claims take turns across instances (they are short), so each sees the others'
+            // running events before choosing; SQLite has one writer at a time anyway
+            sqlx::query("SELECT pg_advisory_xact_lock(72217001)").execute(&mut *tx).await?;
+        }
+        let sql = "UPDATE inbox SET status = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM inbox AS due WHERE ((status = 'pending' AND next_attempt_at <= $3) \
+                          OR (status = 'running' AND lease_until < $3)) \
+                          AND (object_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox AS busy WHERE busy.object_key = due.object_key \
+                               AND busy.status = 'running' AND busy.lease_until >= $3)) \
+                          ORDER BY id LIMIT $4) \
+             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at";
+        let rows: Vec<ClaimedRow> =
+            sqlx::query_as(sql).bind(owner).bind(until).bind(format_time(now)).bind(limit as i64).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         let mut events: Vec<InboxEvent> = rows
             .into_iter()
             .map(|r| InboxEvent { id: r.0, source: r.1, dedupe_key: r.2, event_type: r.3, payload: r.4, attempts: r.5, occurred_at: r.6 })

@@ -44,10 +44,12 @@ impl std::fmt::Debug for Store {
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "flow_versions", include_str!("../migrations/sqlite/0002_flow_versions.sql")),
+    (3, "inbox_object_key", include_str!("../migrations/sqlite/0003_inbox_object_key.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "flow_versions", include_str!("../migrations/postgres/0002_flow_versions.sql")),
+    (3, "inbox_object_key", include_str!("../migrations/postgres/0003_inbox_object_key.sql")),
 ];
 
 impl Store {

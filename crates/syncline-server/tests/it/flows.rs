@@ -97,6 +97,7 @@ fn creation(id: u64, event_id: u64) -> NewEvent {
         event_type: "contact.creation".into(),
         payload: payload.to_string(),
         occurred_at: None,
+        object_key: Some(format!("62515:{id}")),
     }
 }
 
@@ -238,6 +239,7 @@ async fn an_ordered_flow_ends_with_the_latest_change_of_each_object_and_audits_s
                     event_type: "contact.propertyChange".into(),
                     payload: payload.to_string(),
                     occurred_at: chrono::DateTime::from_timestamp_millis(occurred),
+                    object_key: Some(format!("62515:{}", 5_000 + object)),
                 }
             })
             .collect();

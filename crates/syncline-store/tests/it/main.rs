@@ -51,6 +51,7 @@ async fn conformance() {
         events_are_appended_in_order(&store).await;
         inbox_dedupes_claims_and_releases(&store).await;
         flow_versions_keep_the_newest_and_stale_skips_are_audited(&store).await;
+        one_objects_events_never_run_at_once(&store).await;
         reopening_keeps_everything(&url).await;
     })
     .await;
@@ -173,7 +174,38 @@ fn inbox_event(key: &str) -> syncline_store::NewEvent {
         event_type: "contact.creation".into(),
         payload: json!({"objectId": key}).to_string(),
         occurred_at: Some(chrono::Utc::now()),
+        object_key: None,
     }
+}
+
+/// An event about `object`.
+fn object_event(key: &str, object: &str) -> syncline_store::NewEvent {
+    syncline_store::NewEvent { object_key: Some(object.into()), ..inbox_event(key) }
+}
+
+async fn one_objects_events_never_run_at_once(store: &Store) {
+    let lease = std::time::Duration::from_secs(60);
+    // whatever earlier checks left due is taken out of the way first
+    while !store.inbox_claim("drain", lease, 100).await.unwrap().is_empty() {}
+    let keys = |events: &[syncline_store::InboxEvent]| events.iter().map(|e| e.dedupe_key.clone()).collect::<Vec<_>>();
+    let delivery = [object_event("o1-a", "62515:1"), object_event("o1-b", "62515:1"), object_event("o2-a", "62515:2")];
+    store.inbox_accept(&delivery).await.unwrap();
+    let first = store.inbox_claim("s1", lease, 1).await.unwrap();
+    assert_eq!(keys(&first), ["o1-a"]);
+    let second = store.inbox_claim("s2", lease, 10).await.unwrap();
+    assert_eq!(keys(&second), ["o2-a"], "o1-b waits while o1-a runs elsewhere");
+    assert!(store.inbox_finish(first[0].id, "s1").await.unwrap());
+    let third = store.inbox_claim("s2", lease, 10).await.unwrap();
+    assert_eq!(keys(&third), ["o1-b"]);
+    // one claim may take several events of one object (the worker runs them in order)
+    store.inbox_accept(&[object_event("o3-a", "62515:3"), object_event("o3-b", "62515:3")]).await.unwrap();
+    assert_eq!(keys(&store.inbox_claim("s3", lease, 10).await.unwrap()), ["o3-a", "o3-b"]);
+    // an expired lease frees its object
+    store.inbox_accept(&[object_event("o4-a", "62515:4"), object_event("o4-b", "62515:4")]).await.unwrap();
+    let short = store.inbox_claim("s4", std::time::Duration::ZERO, 1).await.unwrap();
+    assert_eq!(keys(&short), ["o4-a"]);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(keys(&store.inbox_claim("s5", lease, 10).await.unwrap()), ["o4-a", "o4-b"]);
 }
 
 async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store) {
