@@ -2,9 +2,11 @@
 //! claimed by workers under a lease, and finished, retried later or given up on.
 //!
 //! Each event has a dedupe key; a redelivered event is acknowledged as a duplicate and never
-//! stored twice. On PostgreSQL, workers of several `serve` instances claim with
-//! `FOR UPDATE SKIP LOCKED`, so no two hold one event; a lease that runs out (its worker died)
-//! makes the event claimable again.
+//! stored twice. A claim marks its events `running` under the claimer's lease in one statement,
+//! so no two workers hold one event, and it skips events whose object has another event
+//! running; on PostgreSQL, claims by several `serve` instances take turns through an advisory
+//! lock so each sees the others' running events. A lease that runs out (its worker died) makes
+//! the event claimable again.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! Done-when 3: three `serve` processes share one PostgreSQL inbox (workers claim with
-//! `FOR UPDATE SKIP LOCKED`); 10,000 events are delivered across them, one instance is
+//! Done-when 3: three `serve` processes share one PostgreSQL inbox (claims under leases, taking
+//! turns through an advisory lock); 10,000 events are delivered across them, one instance is
 //! SIGKILLed midway, and every event is processed exactly once: each is `done`, and each of the
 //! 500 that pass the flow's filter greeted its subscriber once (the ManyChat ledger), the events
 //! the killed instance held included.
