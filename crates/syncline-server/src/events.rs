@@ -74,15 +74,6 @@ pub fn creation_key(portal: &str, kind: &str, object: &str) -> String {
     format!("hubspot:{portal}:{kind}:{object}")
 }
 
-/// The object an event is about, for ordering one object's events: `<portalId>:<objectId>`
-/// for HubSpot, the `data.object.id` for Stripe.
-pub fn object_key(payload: &Value) -> Option<String> {
-    match (text(payload, "portalId"), text(payload, "objectId")) {
-        (Some(portal), Some(object)) => Some(format!("{portal}:{object}")),
-        _ => payload.pointer("/data/object/id").and_then(Value::as_str).map(str::to_owned),
-    }
-}
-
 /// The event of a Stripe delivery (one event object).
 pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     let event = parse(body)?;
@@ -94,7 +85,8 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     let occurred_at = event.get("created").and_then(Value::as_i64).and_then(|s| DateTime::from_timestamp(s, 0));
     Ok(vec![NewEvent {
         source: source.to_owned(),
-        object_key: object_key(&event),
+        // the object it is about, so one object's events never run at once
+        object_key: event.pointer("/data/object/id").and_then(Value::as_str).map(str::to_owned),
         dedupe_key: format!("stripe:{id}"),
         event_type: field("type")?,
         payload: event.to_string(),

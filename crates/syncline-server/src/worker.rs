@@ -100,8 +100,7 @@ impl Workers {
         // in claim order (insertion order), so the oldest claimed object starts first
         let mut by_object: indexmap::IndexMap<String, Vec<(InboxEvent, serde_json::Value)>> = Default::default();
         for (event, payload) in events.into_iter().zip(payloads) {
-            let object =
-                crate::events::object_key(&payload).map_or_else(|| format!("event {}", event.id), |k| format!("{}:{k}", event.source));
+            let object = event.object_key.as_ref().map_or_else(|| format!("event {}", event.id), |k| format!("{}:{k}", event.source));
             by_object.entry(object).or_default().push((event, payload));
         }
         let groups = by_object.into_values().map(|mut group| {
@@ -126,7 +125,7 @@ impl Workers {
         };
         // an ordered flow: this object's version (the newest occurredAt handled) decides
         let occurred = event.occurred_at.as_deref().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
-        let ordering = crate::events::object_key(&payload).zip(occurred).filter(|_| flow.ordered);
+        let ordering = event.object_key.clone().zip(occurred).filter(|_| flow.ordered);
         if let Some((object, at)) = &ordering {
             match self.store.flow_version(&flow.name, object).await {
                 Ok(Some(newer)) if newer > *at => {

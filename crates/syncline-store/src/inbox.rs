@@ -51,6 +51,8 @@ pub struct InboxEvent {
     /// Including this one.
     pub attempts: i64,
     pub occurred_at: Option<String>,
+    /// The object it is about, as stored (`NewEvent::object_key`).
+    pub object_key: Option<String>,
 }
 
 /// Events per source and status, and the oldest one's arrival (for `/metrics` and `inbox`).
@@ -65,8 +67,8 @@ pub struct InboxDepth {
 
 const COLUMNS: usize = 8;
 
-/// id, source, dedupe_key, event_type, payload, attempts, occurred_at.
-type ClaimedRow = (i64, String, String, String, String, i64, Option<String>);
+/// id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key.
+type ClaimedRow = (i64, String, String, String, String, i64, Option<String>, Option<String>);
 
 impl Store {
     /// Stores a delivery's events in one transaction: all of them are durable when this returns
@@ -133,13 +135,22 @@ impl Store {
                           AND (object_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox AS busy WHERE busy.object_key = due.object_key \
                                AND busy.status = 'running' AND busy.lease_until >= $3)) \
                           ORDER BY id LIMIT $4) \
-             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at";
+             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key";
         let rows: Vec<ClaimedRow> =
             sqlx::query_as(sql).bind(owner).bind(until).bind(format_time(now)).bind(limit as i64).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut events: Vec<InboxEvent> = rows
             .into_iter()
-            .map(|r| InboxEvent { id: r.0, source: r.1, dedupe_key: r.2, event_type: r.3, payload: r.4, attempts: r.5, occurred_at: r.6 })
+            .map(|r| InboxEvent {
+                id: r.0,
+                source: r.1,
+                dedupe_key: r.2,
+                event_type: r.3,
+                payload: r.4,
+                attempts: r.5,
+                occurred_at: r.6,
+                object_key: r.7,
+            })
             .collect();
         events.sort_by_key(|e| e.id);
         Ok(events)
