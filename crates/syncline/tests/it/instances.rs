@@ -4,7 +4,6 @@
 //! 500 that pass the flow's filter greeted its subscriber once (the ManyChat ledger), the events
 //! the killed instance held included.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,29 +57,16 @@ fn phone(object: usize) -> String {
 }
 
 fn serve(config: &std::path::Path, state: &str, sandbox: &str) -> (Child, String) {
-    let mut child = bin()
+    let mut command = bin();
+    command
         .env("STATE_URL", state)
         .env("APP_SECRET", SECRET)
         .env("SANDBOX_URL", format!("http://{sandbox}"))
         .env("HUBSPOT_TOKEN", "pat-instances")
         .env("MANYCHAT_TOKEN", MANYCHAT_TOKEN)
-        .env("RUST_LOG", "warn")
         .args(["--config", config.to_str().unwrap(), "serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let address = banner.strip_prefix("serving on http://").and_then(|r| r.split_whitespace().next()).map(str::to_owned);
-    let Some(address) = address else {
-        let output = child.wait_with_output().unwrap();
-        panic!("unexpected banner {banner:?}: {}", String::from_utf8_lossy(&output.stderr))
-    };
-    // the logs are not read here; a full pipe must not block the server
-    let mut stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, address)
+        .stderr(Stdio::null());
+    crate::start_serve(&mut command)
 }
 
 /// Posts a signed delivery; false when the instance did not answer 200 (killed).

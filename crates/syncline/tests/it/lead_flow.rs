@@ -9,8 +9,7 @@
 //! `SYNCLINE_LEAD_FLOW_CONTACTS=5000 SYNCLINE_LEAD_FLOW_KILLS=5 cargo test --release -p syncline --test it lead_flow`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -99,13 +98,8 @@ fn syncline(dir: &std::path::Path, sandbox: &str, bind: &str) -> std::process::C
 /// `syncline serve` (see `syncline`), once it listens.
 fn serve(dir: &std::path::Path, sandbox: &str, bind: &str) -> Child {
     let log = std::fs::File::options().create(true).append(true).open(dir.join("serve.log")).unwrap();
-    let mut child = syncline(dir, sandbox, bind).arg("serve").stdout(Stdio::piped()).stderr(log).spawn().unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    if !banner.starts_with(&format!("serving on http://{bind}")) {
-        let _ = child.kill();
-        panic!("unexpected banner {banner:?}");
-    }
+    let (child, address) = crate::start_serve(syncline(dir, sandbox, bind).arg("serve").stderr(log));
+    assert_eq!(address, bind);
     child
 }
 

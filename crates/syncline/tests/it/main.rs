@@ -11,8 +11,9 @@ mod sandbox;
 mod serve;
 mod sql_copy;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The built binary.
 pub fn bin() -> Command {
@@ -24,6 +25,21 @@ pub fn bin() -> Command {
 /// Runs `syncline --config <dir>/<config> args…` and returns its output.
 pub fn syncline(dir: &Path, config: &str, args: &[&str]) -> Output {
     bin().current_dir(dir).arg("--config").arg(dir.join(config)).args(args).output().expect("the binary runs")
+}
+
+/// Starts `command` (a `syncline … serve`) and waits for its banner; returns the process and
+/// the address it listens on. The caller decides where its stderr goes.
+pub fn start_serve(command: &mut Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("the binary runs");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut banner).expect("the banner is read");
+    match banner.strip_prefix("serving on http://").and_then(|r| r.split_whitespace().next()) {
+        Some(address) => (child, address.to_owned()),
+        None => {
+            let _ = child.kill();
+            panic!("unexpected banner {banner:?}")
+        }
+    }
 }
 
 pub fn code(output: &Output) -> i32 {

@@ -1,7 +1,6 @@
 //! `syncline serve` as a user runs it: a real process receiving signed webhooks over HTTP into
 //! the SQLite inbox, stopped with SIGTERM; `syncline inbox` shows what it stored.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use syncline_server::signature::sign;
@@ -19,20 +18,14 @@ fn post(address: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (
 fn serve_stores_signed_deliveries_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hooks.yaml"), CONFIG).unwrap();
-    let mut child = bin()
-        .current_dir(dir.path())
-        .env("HOOK_SECRET", SECRET)
-        .args(["--config", "hooks.yaml", "serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-    let address = banner.strip_prefix("serving on http://").and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("unexpected banner {banner:?}")
-    });
+    let (mut child, address) = crate::start_serve(
+        bin()
+            .current_dir(dir.path())
+            .env("HOOK_SECRET", SECRET)
+            .args(["--config", "hooks.yaml", "serve", "--bind", "127.0.0.1:0"])
+            .stderr(Stdio::piped()),
+    );
+    let address = address.as_str();
 
     let events = r#"[{"eventId":1,"subscriptionId":7,"portalId":62515,"occurredAt":1764000000000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":501,"appId":1},
                     {"eventId":2,"subscriptionId":7,"portalId":62515,"occurredAt":1764000000001,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":502,"appId":1}]"#;
