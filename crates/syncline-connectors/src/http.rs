@@ -14,26 +14,33 @@ pub fn client() -> Result<reqwest::Client, ConnectorError> {
         .map_err(|e| ConnectorError::with_source(ErrorClass::Config, "cannot build the HTTP client", e))
 }
 
-/// One request and its whole answer, counted and timed under `operation`. A failure to
-/// connect, a reset or a body cut off is an error message (transient: whether a write happened
-/// is unknown, so only the caller knows if repeating it is safe).
+/// One request and its whole answer, counted and timed under `operation`. A failure to connect
+/// (refused, unknown host, connect timeout) is `Unavailable`: nothing was sent. A reset or a
+/// body cut off is `Transient`: whether a write happened is unknown, so only the caller knows
+/// if repeating it is safe.
 pub async fn exchange(
     request: reqwest::RequestBuilder,
     service: Service,
     operation: &str,
     base_url: &str,
     what: &str,
-) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), String> {
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), (ErrorClass, String)> {
     let started = std::time::Instant::now();
     let name = match service {
         Service::HubSpot => "HubSpot",
         Service::ManyChat => "ManyChat",
     };
     let answer = async {
-        let response = request.send().await.map_err(|e| unreachable(name, base_url, what, &e))?;
+        let response = request.send().await.map_err(|e| {
+            let class = if e.is_connect() { ErrorClass::Unavailable } else { ErrorClass::Transient { retry_after: None } };
+            (class, unreachable(name, base_url, what, &e))
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| format!("{what}: the answer was cut off: {e}"))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| (ErrorClass::Transient { retry_after: None }, format!("{what}: the answer was cut off: {e}")))?;
         Ok((status, headers, body.to_vec()))
     }
     .await;
@@ -42,14 +49,14 @@ pub async fn exchange(
     answer
 }
 
-/// "`what`: cannot reach `service` at `base_url`: …", with every cause in the chain.
+/// "`what`: cannot reach `service` at `base_url`: connection refused": the innermost cause says
+/// what happened (the outer ones repeat the URL and the client's wording).
 fn unreachable(service: &str, base_url: &str, what: &str, error: &reqwest::Error) -> String {
     use std::error::Error;
-    let mut message = format!("{what}: cannot reach {service} at {base_url}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
+    let mut cause: &dyn Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
     }
-    message
+    let why = if error.is_timeout() { "no answer in time".to_owned() } else { cause.to_string() };
+    format!("{what}: cannot reach {service} at {base_url}: {why}")
 }

@@ -15,11 +15,29 @@ pub enum AnySink {
     HubSpot(hubspot::HubSpotSink),
 }
 
+impl AnySink {
+    /// The identity of what this sink writes to, for keying cursors and fingerprints: a
+    /// database without credentials and the table, or a HubSpot portal and object.
+    pub async fn identity(&self) -> Result<String, ConnectorError> {
+        match self {
+            AnySink::Sql(sink) => Ok(sink.identity()),
+            AnySink::HubSpot(sink) => sink.identity().await,
+        }
+    }
+}
+
 impl Sink for AnySink {
     async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
         match self {
             AnySink::Sql(sink) => sink.write(batch).await,
             AnySink::HubSpot(sink) => sink.write(batch).await,
+        }
+    }
+
+    fn retries_itself(&self) -> bool {
+        match self {
+            AnySink::Sql(sink) => sink.retries_itself(),
+            AnySink::HubSpot(sink) => sink.retries_itself(),
         }
     }
 

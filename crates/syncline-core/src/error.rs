@@ -7,6 +7,10 @@ use std::time::Duration;
 pub enum ErrorClass {
     /// Worth retrying, after `retry_after` when the other side said so.
     Transient { retry_after: Option<Duration> },
+    /// The service could not be reached at all (connection refused, unknown host, connect
+    /// timeout, a breaker that stays open): nothing was sent. Retried briefly, then the whole
+    /// run fails; records never become dead letters for it.
+    Unavailable,
     /// The rate budget is spent.
     RateLimited,
     /// The configuration is wrong; nothing will work until a person fixes it.
@@ -24,6 +28,7 @@ impl ErrorClass {
     pub fn name(&self) -> &'static str {
         match self {
             ErrorClass::Transient { .. } => "transient",
+            ErrorClass::Unavailable => "unavailable",
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::Config => "config",
             ErrorClass::Data => "data",
@@ -32,9 +37,15 @@ impl ErrorClass {
         }
     }
 
+    /// Worth trying again later: the failure says nothing about the request itself.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ErrorClass::Transient { .. } | ErrorClass::Unavailable | ErrorClass::RateLimited)
+    }
+
     pub fn from_name(name: &str) -> ErrorClass {
         match name {
             "transient" => ErrorClass::Transient { retry_after: None },
+            "unavailable" => ErrorClass::Unavailable,
             "rate_limited" => ErrorClass::RateLimited,
             "config" => ErrorClass::Config,
             "data" => ErrorClass::Data,

@@ -71,3 +71,37 @@ pub fn breaker_state(policy: &str, state: &str) {
     };
     metrics::gauge!(BREAKER_STATE, "policy" => policy.to_owned()).set(code);
 }
+
+/// Webhook outcomes and flow outcomes, as the counters label them.
+pub const WEBHOOK_OUTCOMES: [&str; 6] = ["stored", "duplicate", "unauthorized", "malformed", "too_large", "unavailable"];
+pub const FLOW_OUTCOMES: [&str; 7] = ["sent", "already_sent", "done", "filtered", "skipped_stale", "retried", "dead"];
+
+/// Gives every metric its `# HELP` text, and starts the series of the configured webhook
+/// sources and flows at zero, so a dashboard sees them before the first event.
+pub fn describe_and_initialize(sources: &[&str], flows: &[&str]) {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HUBSPOT_REQUESTS, "HubSpot API requests (every attempt) by operation and status (HTTP code or unreachable)");
+    describe_histogram!(HUBSPOT_DURATION, metrics::Unit::Seconds, "HubSpot API request duration by operation");
+    describe_counter!(MANYCHAT_REQUESTS, "ManyChat API requests (every attempt) by operation and status (HTTP code or unreachable)");
+    describe_histogram!(MANYCHAT_DURATION, metrics::Unit::Seconds, "ManyChat API request duration by operation");
+    describe_counter!(WEBHOOKS, "Webhook deliveries by source and outcome");
+    describe_counter!(SIGNATURE_FAILURES, "Webhook deliveries refused for their signature, by source");
+    describe_gauge!(INBOX_EVENTS, "Inbox events by source and status, read from the state store at scrape time");
+    describe_gauge!(INBOX_OLDEST_PENDING_AGE, metrics::Unit::Seconds, "Age of the oldest pending inbox event, by source");
+    describe_counter!(FLOW_RUNS, "Flow runs by flow and outcome");
+    describe_gauge!(BREAKER_STATE, "Circuit breaker state by policy: 0 closed, 1 half-open, 2 open");
+    describe_counter!(RATE_LIMIT_WAITS, "Calls held back by a rate budget, by policy");
+    describe_histogram!(RATE_LIMIT_WAIT, metrics::Unit::Seconds, "How long calls waited for their rate budget, by policy");
+    describe_counter!(RATE_LIMITED, "429 answers received, by policy");
+    for source in sources {
+        for outcome in WEBHOOK_OUTCOMES {
+            metrics::counter!(WEBHOOKS, "source" => source.to_string(), "outcome" => outcome).increment(0);
+        }
+        metrics::counter!(SIGNATURE_FAILURES, "source" => source.to_string()).increment(0);
+    }
+    for flow in flows {
+        for outcome in FLOW_OUTCOMES {
+            metrics::counter!(FLOW_RUNS, "flow" => flow.to_string(), "outcome" => outcome).increment(0);
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The pipeline runner: source pages → transforms → change detection → sink batches → one
 //! checkpoint commit per page. The cursor of a page is committed only after every record of the
-//! page has an outcome, in the same store transaction as the page's dead letters.
+//! page has an outcome, in the same store transaction as the page's dead letters, and only by a
+//! run that read every row from the committed cursor on (`RunMode::moves_cursor`).
 
 use crate::error::{ConnectorError, ErrorClass, RecordError};
 use crate::record::{Cursor, Page, Record};
@@ -13,13 +14,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How a run reads and whether it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunMode {
+    /// Everything, from the start; the cursor follows.
     Full,
+    /// From the committed cursor (or from a `--since` at or before it) to the end.
     Incremental,
+    /// A window that starts after the committed cursor (`--since` past it, or with no cursor):
+    /// the rows between the cursor and the window were not read, so the cursor stays put.
+    Window,
+    /// Reads and diffs; writes and commits nothing.
     DryRun,
+    /// Stored dead letters through the current transforms and sink.
     Replay,
 }
 
@@ -28,9 +37,44 @@ impl RunMode {
         match self {
             RunMode::Full => "full",
             RunMode::Incremental => "incremental",
+            RunMode::Window => "window",
             RunMode::DryRun => "dry-run",
             RunMode::Replay => "replay",
         }
+    }
+
+    /// Whether the run's pages advance the cursor. Only a run that read every row from the
+    /// committed cursor (or from the start) on may move it: the cursor moves only over rows
+    /// that were read and acknowledged, so it never jumps over a row no run has read.
+    pub fn moves_cursor(self) -> bool {
+        matches!(self, RunMode::Full | RunMode::Incremental)
+    }
+}
+
+/// Whose state a run reads and commits: the pipeline, and the identities of its source and its
+/// target (a database URL without credentials and the table; a HubSpot portal and object).
+/// A cursor belongs to all three and fingerprints to the pipeline and the target, so a new
+/// source or target starts from nothing and a new target gets every record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Scope {
+    pub pipeline: String,
+    pub source: String,
+    pub target: String,
+}
+
+/// The one ceiling on each path the runner retries (source reads, writes to sinks that do not
+/// retry on their own, store commits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLimits {
+    /// How long transient failures (a dropped connection, a busy database) are retried.
+    pub transient: Duration,
+    /// How long a service that cannot be reached at all is retried before the run fails.
+    pub unavailable: Duration,
+}
+
+impl Default for RetryLimits {
+    fn default() -> Self {
+        RetryLimits { transient: Duration::from_secs(60), unavailable: Duration::from_secs(5) }
     }
 }
 
@@ -72,8 +116,9 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, Default)]
 pub struct BatchCommit {
     pub run_id: String,
-    pub pipeline: String,
-    /// Advance the pipeline's cursor to this (None: leave it).
+    /// The pipeline (dead letters are the pipeline's), and whose cursor and fingerprints these are.
+    pub scope: Arc<Scope>,
+    /// Advance the scope's cursor to this (None: leave it).
     pub cursor: Option<Cursor>,
     pub dead_letters: Vec<DeadLetter>,
     /// Destination key → fingerprint of what was written.
@@ -87,9 +132,9 @@ pub struct BatchCommit {
 
 /// The state store as the runner sees it.
 pub trait Checkpoint: Send + Sync {
-    /// The stored fingerprints of these destination keys (missing keys are absent).
-    fn fingerprints(&self, pipeline: &str, keys: &[String])
-    -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
+    /// The fingerprints stored for these destination keys in the scope's target (missing keys
+    /// are absent).
+    fn fingerprints(&self, scope: &Scope, keys: &[String]) -> impl Future<Output = Result<HashMap<String, String>, ConnectorError>> + Send;
 
     fn commit(&self, batch: &BatchCommit) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
@@ -125,7 +170,7 @@ impl Progress for () {
 /// How one run behaves.
 pub struct RunOptions {
     pub run_id: String,
-    pub pipeline: String,
+    pub scope: Arc<Scope>,
     pub mode: RunMode,
     /// Records per sink call.
     pub batch_size: usize,
@@ -133,10 +178,15 @@ pub struct RunOptions {
     pub limit: Option<u64>,
     /// The mapped field that identifies a record at the destination.
     pub sink_key: Arc<str>,
-    /// Skip records whose fingerprint equals the last one written.
+    /// Skip records whose fingerprint equals the last one written to the same target.
     pub change_detection: bool,
-    /// How long transient source/sink failures are retried before the run fails.
-    pub retry_for: Duration,
+    /// Write every record even when its fingerprint is unchanged (fingerprints are still kept).
+    pub resend: bool,
+    /// How long failures are retried before the run fails.
+    pub retry: RetryLimits,
+    /// Cancelled on Ctrl-C / SIGTERM: the run stops reading and writing at once, commits the
+    /// pages the sink already acknowledged, and returns [`RunError::Interrupted`].
+    pub stop: CancellationToken,
 }
 
 /// The result of a run.
@@ -155,6 +205,8 @@ pub enum RunError {
     Sink(#[source] ConnectorError),
     #[error("committing to the state store failed: {0}")]
     State(#[source] ConnectorError),
+    #[error("stopped by a signal")]
+    Interrupted,
     #[error("{0}")]
     Internal(String),
 }
@@ -215,19 +267,27 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
     /// use the second core), the writer sends the one before that to the sink, and the
     /// committer commits the page the sink has acknowledged. Pages move in order, so cursors
     /// are committed in order and never before their records are written.
+    ///
+    /// When `options.stop` is cancelled, the reader and the writer stop at once (a write in
+    /// flight is abandoned: its records are read again next time, and writes are idempotent),
+    /// the committer commits what the sink already acknowledged, and the run returns
+    /// [`RunError::Interrupted`] with `total` holding what was committed.
     pub async fn run<S: Source>(&mut self, source: &mut S, start: Option<Cursor>) -> Result<Counts, RunError> {
         let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(1);
         let (prepared_tx, mut prepared_rx) = mpsc::channel::<Prepared>(1);
-        let retry_for = self.options.retry_for;
-        let limit = self.options.limit;
+        let (retry, limit, stop) = (self.options.retry, self.options.limit, self.options.stop.clone());
 
-        let reader = async move {
+        let reader = async {
             let started = Instant::now();
             let mut busy = Duration::ZERO;
             let (mut cursor, mut read) = (start, 0u64);
             loop {
                 let fetch = Instant::now();
-                let page = retry_transient(retry_for, async || source.next_page(cursor.as_ref()).await).await.map_err(RunError::Source)?;
+                let page = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    page = retry_transient(retry, &stop, async || source.next_page(cursor.as_ref()).await) => page.map_err(RunError::Source)?,
+                };
                 busy += fetch.elapsed();
                 let Some(mut page) = page.filter(|p| !p.records.is_empty()) else { break };
                 let mut last = page.cursor.is_none();
@@ -248,6 +308,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                     break; // the writer stopped, or this was the last page
                 }
             }
+            drop(pages_tx);
             tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "reader done");
             Ok::<_, RunError>(busy)
         };
@@ -277,14 +338,20 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         let (checkpoint, dry_run) = (self.checkpoint, self.options.mode == RunMode::DryRun);
         let mut progress = std::mem::replace(&mut self.progress, Box::new(()));
         let mut total = self.total;
+        let writer_stop = self.options.stop.clone();
         let writer = async {
             while let Some(prepared) = prepared_rx.recv().await {
-                let commit = self.write_page(prepared).await?;
+                let commit = tokio::select! {
+                    biased;
+                    () = writer_stop.cancelled() => break,
+                    commit = self.write_page(prepared) => commit?,
+                };
                 if commits_tx.send(commit).await.is_err() {
                     break;
                 }
             }
             drop(commits_tx);
+            drop(prepared_rx);
             Ok::<_, RunError>(())
         };
 
@@ -293,7 +360,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             while let Some(commit) = commits_rx.recv().await {
                 if !dry_run {
                     let committing = Instant::now();
-                    retry_transient(retry_for, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
+                    // acknowledged pages are committed even after a stop; only the retries end
+                    retry_transient(retry, &stop, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
                     busy += committing.elapsed();
                 }
                 total.add(&commit.counts);
@@ -309,6 +377,9 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         self.timings.read += read_busy;
         self.timings.transform += transform_busy;
         self.timings.commit += commit_busy;
+        if self.options.stop.is_cancelled() {
+            return Err(RunError::Interrupted);
+        }
         Ok(self.total)
     }
 
@@ -324,14 +395,14 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         let dry_run = self.options.mode == RunMode::DryRun;
         let mut commit = BatchCommit {
             run_id: self.options.run_id.clone(),
-            pipeline: self.options.pipeline.clone(),
-            cursor: prepared.cursor,
+            scope: self.options.scope.clone(),
+            cursor: prepared.cursor.filter(|_| self.options.mode.moves_cursor()),
             passed_status: if self.options.mode == RunMode::Replay { "replayed" } else { "resolved" },
             ..BatchCommit::default()
         };
         commit.counts.read = prepared.read;
         if self.open_keys.is_none() {
-            let keys = self.checkpoint.open_dead_letter_keys(&self.options.pipeline).await.map_err(RunError::State)?;
+            let keys = self.checkpoint.open_dead_letter_keys(&self.options.scope.pipeline).await.map_err(RunError::State)?;
             self.open_keys = Some(keys);
         }
         for (source, error) in prepared.rejected {
@@ -341,9 +412,9 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         }
         let mut mapped = prepared.mapped;
         let mut stored = HashMap::new();
-        if self.options.change_detection && !mapped.is_empty() {
+        if self.options.change_detection && !self.options.resend && !mapped.is_empty() {
             let keys: Vec<String> = mapped.iter().map(|m| m.dest_key.clone()).collect();
-            stored = self.checkpoint.fingerprints(&self.options.pipeline, &keys).await.map_err(RunError::State)?;
+            stored = self.checkpoint.fingerprints(&self.options.scope, &keys).await.map_err(RunError::State)?;
             let mut changed = Vec::with_capacity(mapped.len());
             for m in mapped {
                 if stored.get(&m.dest_key) == Some(&m.fingerprint) {
@@ -363,7 +434,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         } else {
             for chunk in mapped.chunks_mut(self.options.batch_size.max(1)) {
                 let batch: Vec<Record> = chunk.iter_mut().map(|m| std::mem::take(&mut m.mapped)).collect();
-                let outcomes = write_isolating(&mut self.sink, &batch, self.options.retry_for).await.map_err(RunError::Sink)?;
+                let outcomes =
+                    write_isolating(&mut self.sink, &batch, self.options.retry, &self.options.stop).await.map_err(RunError::Sink)?;
                 for (m, outcome) in chunk.iter().zip(outcomes) {
                     match outcome {
                         Outcome::Created | Outcome::Updated | Outcome::Unchanged => {
@@ -416,7 +488,8 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             return Ok(());
         }
         let records: Vec<Record> = mapped.iter().map(|m| m.mapped.clone()).collect();
-        let current = retry_transient(self.options.retry_for, async || self.sink.current(&records).await).await.map_err(RunError::Sink)?;
+        let (retry, stop) = (self.options.retry, self.options.stop.clone());
+        let current = retry_transient(retry, &stop, async || self.sink.current(&records).await).await.map_err(RunError::Sink)?;
         let Some(current) = current else {
             // the sink cannot be read: a stored fingerprint is the best evidence of existence
             for m in &mapped {
@@ -573,8 +646,16 @@ fn value_tag(value: &Value) -> u8 {
 
 /// Writes a batch; when the sink rejects the whole batch for one bad record (a `Data` or
 /// `Conflict` error), splits it in halves until the bad records are isolated and rejected alone.
-async fn write_isolating<K: Sink>(sink: &mut K, batch: &[Record], retry_for: Duration) -> Result<Vec<Outcome>, ConnectorError> {
-    match retry_transient(retry_for, async || sink.write(batch).await).await {
+/// A sink with its own retry policy is called once per batch: its policy is the one ceiling.
+async fn write_isolating<K: Sink>(
+    sink: &mut K,
+    batch: &[Record],
+    retry: RetryLimits,
+    stop: &CancellationToken,
+) -> Result<Vec<Outcome>, ConnectorError> {
+    let written =
+        if sink.retries_itself() { sink.write(batch).await } else { retry_transient(retry, stop, async || sink.write(batch).await).await };
+    match written {
         Ok(outcomes) => Ok(outcomes),
         Err(error) if matches!(error.class, ErrorClass::Data | ErrorClass::Conflict) => {
             if batch.len() == 1 {
@@ -587,36 +668,55 @@ async fn write_isolating<K: Sink>(sink: &mut K, batch: &[Record], retry_for: Dur
                 })]);
             }
             let (left, right) = batch.split_at(batch.len() / 2);
-            let mut outcomes = Box::pin(write_isolating(sink, left, retry_for)).await?;
-            outcomes.extend(Box::pin(write_isolating(sink, right, retry_for)).await?);
+            let mut outcomes = Box::pin(write_isolating(sink, left, retry, stop)).await?;
+            outcomes.extend(Box::pin(write_isolating(sink, right, retry, stop)).await?);
             Ok(outcomes)
         }
         Err(error) => Err(error),
     }
 }
 
-/// Retries transient failures with capped exponential backoff for up to `retry_for`; any other
-/// class is returned at once. (The HTTP connectors get the full resilience Policy; this is the
-/// SQL-side equivalent: a database that is down pauses the run instead of failing it.)
-pub async fn retry_transient<T, F>(retry_for: Duration, mut call: F) -> Result<T, ConnectorError>
+/// Retries failures worth retrying with capped exponential backoff: transient ones for up to
+/// `limits.transient`, an unreachable service for up to `limits.unavailable`; any other class
+/// is returned at once, and so is the last failure once `stop` is cancelled. (The HTTP
+/// connectors have the full resilience Policy; this is the SQL and state-store equivalent: a
+/// database that drops a connection pauses the run instead of failing it.) The error returned
+/// after the ceiling says how long it was retried and why it stopped.
+pub async fn retry_transient<T, F>(limits: RetryLimits, stop: &CancellationToken, mut call: F) -> Result<T, ConnectorError>
 where
     F: AsyncFnMut() -> Result<T, ConnectorError>,
 {
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
+    let mut attempts = 0u32;
     loop {
-        match call().await {
-            Err(error) if matches!(error.class, ErrorClass::Transient { .. }) && started.elapsed() + delay <= retry_for => {
-                let wait = match &error.class {
-                    ErrorClass::Transient { retry_after: Some(after) } => (*after).max(delay),
-                    _ => delay,
-                };
-                tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
-                tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+        attempts += 1;
+        let error = match call().await {
+            Err(error) if matches!(error.class, ErrorClass::Transient { .. } | ErrorClass::Unavailable) => error,
             other => return other,
+        };
+        let (ceiling, setting) = match error.class {
+            ErrorClass::Unavailable => (limits.unavailable, "retry.unreachable"),
+            _ => (limits.transient, "retry.transient"),
+        };
+        let wait = match &error.class {
+            ErrorClass::Transient { retry_after: Some(after) } => (*after).max(delay),
+            _ => delay,
+        };
+        if stop.is_cancelled() || started.elapsed() + wait > ceiling {
+            if attempts == 1 || stop.is_cancelled() {
+                return Err(error);
+            }
+            let message =
+                format!("{} (gave up after {attempts} attempts in {:.1?}; {setting} is {ceiling:?})", error.message, started.elapsed());
+            return Err(ConnectorError { message, ..error });
         }
+        tracing::debug!(error = %error, wait_ms = wait.as_millis() as u64, "failure worth retrying; retrying");
+        tokio::select! {
+            () = stop.cancelled() => return Err(error),
+            () = tokio::time::sleep(wait) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -32,6 +32,12 @@ pub enum Outcome {
 pub trait Sink: Send {
     fn write(&mut self, batch: &[Record]) -> impl Future<Output = Result<Vec<Outcome>, ConnectorError>> + Send;
 
+    /// Whether the sink retries failed calls under its own policy (the HTTP sinks do); the
+    /// runner then calls it once per batch, so each call path has one retry ceiling.
+    fn retries_itself(&self) -> bool {
+        false
+    }
+
     /// The destination's current values of these records, matched by `Record::key` (for dry-run
     /// diffs). A sink that cannot read returns `None`, and the plan falls back to the stored
     /// fingerprints.

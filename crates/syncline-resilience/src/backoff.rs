@@ -72,9 +72,11 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    /// `cap`: the most retries saved up in quiet times (e.g. 10 s worth of `per_second`).
+    /// `cap`: the most retries saved up in quiet times (e.g. 10 s worth of `per_second`). It
+    /// starts with one second's worth, so the first calls of a process may retry too (the floor
+    /// of `per_second` retries a second holds from the start, as in Finagle's budget).
     pub fn new(ratio: f64, per_second: f64, cap: f64) -> RetryBudget {
-        RetryBudget { ratio, per_second, cap, balance: 0.0, since: None }
+        RetryBudget { ratio, per_second, cap, balance: per_second.min(cap), since: None }
     }
 
     /// Counts a first attempt.
@@ -165,7 +167,8 @@ mod tests {
                 retries += 1;
             }
         }
-        let seconds = 100.0;
+        // the floor's first second is there from the start
+        let seconds = 100.0 + 1.0;
         assert!(retries as f64 <= 2_000.0 + 10.0 * seconds, "{retries} retries");
         assert!(retries >= 2_900, "the budget should allow its ratio and rate: {retries}");
     }

@@ -28,6 +28,9 @@ pub struct PolicyConfig {
     pub attempt_timeout: Duration,
     /// The whole call, retries and waits included.
     pub overall_timeout: Duration,
+    /// How long a service that cannot be reached at all (`ErrorClass::Unavailable`) is retried
+    /// before the call fails with that class.
+    pub unavailable_for: Duration,
     pub breaker: Option<BreakerConfig>,
     /// Bulkhead: calls in flight at once.
     pub max_in_flight: Option<usize>,
@@ -49,6 +52,7 @@ impl Default for PolicyConfig {
             max_rate_limited: 30,
             attempt_timeout: Duration::from_secs(30),
             overall_timeout: Duration::from_secs(300),
+            unavailable_for: Duration::from_secs(5),
             breaker: Some(BreakerConfig::default()),
             max_in_flight: None,
             bulkhead_wait: Duration::from_secs(60),
@@ -104,7 +108,7 @@ pub enum CallError {
     /// The last attempt's failure, when it is not worth retrying or retries ran out.
     #[error("{}", .0.message)]
     Failed(Failure),
-    #[error("{name}: circuit breaker open (the service kept failing); calls resume after {wait:?}")]
+    #[error("{name}: circuit breaker open (the service kept failing); calls resume after {wait:.1?}")]
     CircuitOpen { name: String, wait: Duration },
     #[error("{name}: {max} calls already in flight")]
     BulkheadFull { name: String, max: usize },
@@ -118,7 +122,8 @@ impl CallError {
     pub fn class(&self) -> ErrorClass {
         match self {
             CallError::Failed(failure) => failure.class.clone(),
-            CallError::CircuitOpen { wait, .. } => ErrorClass::Transient { retry_after: Some(*wait) },
+            // the service kept failing: as good as unreachable until the breaker lets calls through
+            CallError::CircuitOpen { .. } => ErrorClass::Unavailable,
             CallError::BulkheadFull { .. } | CallError::Deadline { .. } => ErrorClass::Transient { retry_after: None },
             CallError::DailyLimit { .. } => ErrorClass::RateLimited,
         }
@@ -208,6 +213,7 @@ impl Policy {
             lock(budget).record_call(start);
         }
         let (mut transient, mut rate_limited) = (0u32, 0u32);
+        let mut unreachable_since: Option<Instant> = None;
         let mut previous_delay = Duration::ZERO;
         let mut last_failure = None;
         loop {
@@ -254,6 +260,19 @@ impl Policy {
                     let backoff = self.config.backoff.delay(transient - 1, previous_delay, &mut lock(&self.rng));
                     previous_delay = backoff;
                     backoff.max(retry_after.unwrap_or_default())
+                }
+                ErrorClass::Unavailable => {
+                    self.breaker_result(now, true);
+                    let since = *unreachable_since.get_or_insert(now);
+                    transient += 1;
+                    if now - since >= self.config.unavailable_for {
+                        let message = format!("{} (unreachable for {:.1?})", failure.message, now - since);
+                        return Err(CallError::Failed(Failure { message, ..failure }));
+                    }
+                    let backoff = self.config.backoff.delay(transient - 1, previous_delay, &mut lock(&self.rng));
+                    previous_delay = backoff;
+                    // the last try comes at the ceiling, not past it
+                    backoff.min((since + self.config.unavailable_for).saturating_duration_since(now))
                 }
                 // the service answered; the request itself is wrong: retrying cannot help
                 _ => {

@@ -111,7 +111,15 @@ impl Sandbox {
     /// property list HubSpot would refuse.
     pub fn add_portal(&self, config: PortalConfig) -> Result<(), String> {
         let mut state = self.lock();
-        let id = config.portal_id.unwrap_or(10_000_000 + state.portals.len() as u64);
+        let taken: Vec<u64> = state.portals.iter().map(|p| p.id).collect();
+        let id = config.portal_id.unwrap_or_else(|| {
+            loop {
+                let id = fastrand::u64(10_000_000..100_000_000);
+                if !taken.contains(&id) {
+                    break id;
+                }
+            }
+        });
         let portal = Portal::new(config, id)?;
         state.portals.push(portal);
         Ok(())

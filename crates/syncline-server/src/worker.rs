@@ -143,13 +143,15 @@ impl Workers {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let result = self.engine.run(flow, payload).await;
-        let span = tracing::info_span!("flow", flow = %flow.name, key = %event.dedupe_key, attempt = event.attempts);
+        let span = tracing::info_span!("flow", flow = %flow.name, event = event.id, key = %event.dedupe_key, attempt = event.attempts);
         let _entered = span.enter();
+        let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(outcome) => {
                 self.runs.add(&flow.name, outcome.name(), 1);
-                tracing::debug!(outcome = outcome.name(), "flow ran");
+                tracing::info!(outcome = outcome.name(), ms, "event handled");
                 let finished = match &ordering {
                     Some((object, at)) => self.store.inbox_finish_version(event.id, owner, &flow.name, object, *at).await,
                     None => self.store.inbox_finish(event.id, owner).await,
@@ -160,16 +162,42 @@ impl Workers {
                 let worth_retrying = !matches!(failure.class, ErrorClass::Data | ErrorClass::Conflict);
                 if worth_retrying && event.attempts < i64::from(flow.max_attempts) {
                     let wait = self.backoff(event.attempts, &failure.class);
-                    tracing::warn!(error = %failure, retry_in = ?wait, "flow failed; will retry");
+                    tracing::warn!(outcome = "retried", ms, error = %failure, retry_in = ?wait, "event failed; will retry");
                     self.runs.add(&flow.name, "retried", 1);
                     let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
                     self.release(self.store.inbox_retry(event.id, owner, &failure.to_string(), at).await, &event);
                 } else {
-                    tracing::error!(error = %failure, attempts = event.attempts, "flow failed; kept as a dead letter");
+                    tracing::error!(outcome = "dead", ms, error = %failure, attempts = event.attempts, "event failed; kept as a dead letter");
                     self.runs.add(&flow.name, "dead", 1);
                     self.release(self.store.inbox_give_up(&event, owner, &flow.name, &failure).await, &event);
                 }
             }
+        }
+    }
+
+    /// Records this process's flow work in the sync history: a `runs` row per flow (mode
+    /// `serve`), its counts brought up to date every few seconds until [`FlowHistory::finish`].
+    /// Rows a killed process left `running` (silent for a minute) become `interrupted` first.
+    pub async fn history(&self, flows: Vec<String>) -> FlowHistory {
+        let mut rows = Vec::new();
+        for flow in flows {
+            let _ = self.store.mark_silent_interrupted(&flow, Duration::from_secs(60)).await;
+            let id = uuid::Uuid::now_v7().to_string();
+            match self.store.start_run(&id, &flow, "serve").await {
+                Ok(()) => rows.push((flow, id)),
+                Err(e) => tracing::warn!(%flow, error = %e, "cannot record the flow's run in the history"),
+            }
+        }
+        let history = FlowHistory { store: self.store.clone(), runs: self.runs.clone(), rows: Arc::new(rows), ticker: None };
+        let ticking = history.clone();
+        FlowHistory {
+            ticker: Some(Arc::new(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    ticking.save().await;
+                }
+            }))),
+            ..history
         }
     }
 
@@ -190,6 +218,50 @@ impl Workers {
             Ok(false) => tracing::warn!(key = %event.dedupe_key, "lease lost before the event was released"),
             // the lease will expire and the event run again; the send's mark prevents a repeat
             Err(e) => tracing::error!(key = %event.dedupe_key, error = %e, "cannot record the event's outcome"),
+        }
+    }
+}
+
+/// A serve's flow work in the sync history (see [`Workers::history`]). In a flow's row, `read`
+/// counts events run, `created` messages sent, `updated` flows done without a send, `unchanged`
+/// events already sent, filtered out or stale, `rejected` dead letters and `failed` retries.
+#[derive(Clone)]
+pub struct FlowHistory {
+    store: Store,
+    runs: Arc<Counters>,
+    rows: Arc<Vec<(String, String)>>,
+    ticker: Option<Arc<tokio::task::JoinHandle<()>>>,
+}
+
+impl FlowHistory {
+    async fn save(&self) {
+        let snapshot = self.runs.snapshot();
+        for (flow, id) in self.rows.iter() {
+            let mut counts = syncline_core::runner::Counts::default();
+            for (_, outcome, n) in snapshot.iter().filter(|(f, ..)| f == flow) {
+                counts.read += n;
+                match *outcome {
+                    "sent" => counts.created += n,
+                    "done" => counts.updated += n,
+                    "already_sent" | "filtered" | "skipped_stale" => counts.unchanged += n,
+                    "dead" => counts.rejected += n,
+                    _ => counts.failed += n,
+                }
+            }
+            if let Err(e) = self.store.set_run_counts(id, &counts).await {
+                tracing::debug!(%flow, error = %e, "cannot update the flow's run in the history");
+            }
+        }
+    }
+
+    /// Saves the final counts and closes the rows with `status`.
+    pub async fn finish(self, status: &str) {
+        if let Some(ticker) = &self.ticker {
+            ticker.abort();
+        }
+        self.save().await;
+        for (_, id) in self.rows.iter() {
+            let _ = self.store.finish_run(id, status, None, None).await;
         }
     }
 }

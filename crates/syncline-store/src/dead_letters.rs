@@ -54,6 +54,18 @@ impl DeadLetterRow {
     }
 }
 
+/// Open dead letters of one pipeline failing one rule on one field (`syncline dlq summary`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterGroup {
+    pub pipeline: String,
+    pub rule: String,
+    pub field: String,
+    pub class: String,
+    pub count: i64,
+    /// One of their messages, as an example.
+    pub example: String,
+}
+
 /// Which dead letters to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetterFilter {
@@ -89,6 +101,22 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(DeadLetterRow::from).ok_or_else(|| StoreError::NotFound(format!("no dead letter with id {id}")))
+    }
+
+    /// Open dead letters grouped by pipeline, rule, field and class, largest group first.
+    pub async fn dead_letter_summary(&self, pipeline: Option<&str>) -> Result<Vec<DeadLetterGroup>, StoreError> {
+        let rows: Vec<(String, String, String, String, i64, String)> = sqlx::query_as(
+            "SELECT pipeline, rule, field, class, COUNT(*), MIN(message) FROM dead_letters
+             WHERE status = 'open' AND ($1 IS NULL OR pipeline = $1)
+             GROUP BY pipeline, rule, field, class ORDER BY COUNT(*) DESC, pipeline, rule, field",
+        )
+        .bind(pipeline)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(pipeline, rule, field, class, count, example)| DeadLetterGroup { pipeline, rule, field, class, count, example })
+            .collect())
     }
 
     /// Open dead letters per pipeline.

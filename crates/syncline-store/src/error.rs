@@ -14,6 +14,10 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("{0}")]
     NotFound(String),
+    /// The store's tables are somewhere else than configured (an older default); using the
+    /// configured place would start from nothing.
+    #[error("{0}")]
+    Moved(String),
 }
 
 impl StoreError {

@@ -55,6 +55,44 @@ pub struct InboxEvent {
     pub object_key: Option<String>,
 }
 
+/// One inbox event as `syncline inbox list|show` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxRow {
+    pub id: i64,
+    pub source: String,
+    pub event_type: String,
+    pub dedupe_key: String,
+    pub status: String,
+    pub attempts: i64,
+    pub occurred_at: Option<String>,
+    pub received_at: String,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    /// Only filled by [`Store::inbox_event`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+type InboxRowTuple = (i64, String, String, String, String, i64, Option<String>, String, String, Option<String>, Option<String>);
+
+impl From<InboxRowTuple> for InboxRow {
+    fn from(r: InboxRowTuple) -> Self {
+        InboxRow {
+            id: r.0,
+            source: r.1,
+            event_type: r.2,
+            dedupe_key: r.3,
+            status: r.4,
+            attempts: r.5,
+            occurred_at: r.6,
+            received_at: r.7,
+            next_attempt_at: r.8,
+            last_error: r.9,
+            payload: r.10.and_then(|p| serde_json::from_str(&p).ok()),
+        }
+    }
+}
+
 /// Events per source and status, and the oldest one's arrival (for `/metrics` and `inbox`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InboxDepth {
@@ -325,6 +363,47 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Events newest first, of one source and status if given.
+    pub async fn inbox_events(&self, source: Option<&str>, status: Option<&str>, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
+        let rows: Vec<InboxRowTuple> = sqlx::query_as(
+            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, NULL
+             FROM inbox WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(source)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(InboxRow::from).collect())
+    }
+
+    /// One event with its payload.
+    pub async fn inbox_event(&self, id: i64) -> Result<InboxRow, StoreError> {
+        let row: Option<InboxRowTuple> = sqlx::query_as(
+            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, payload
+             FROM inbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(InboxRow::from).ok_or_else(|| StoreError::NotFound(format!("no inbox event {id}")))
+    }
+
+    /// Hands the events `owner` still runs back to the inbox at once (a worker stopping before
+    /// they finished), so another worker need not wait for the lease to run out. The attempt
+    /// they were on does not count. Returns how many.
+    pub async fn inbox_hand_back(&self, owner: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE inbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, attempts = attempts - 1, next_attempt_at = $1
+             WHERE lease_owner = $2 AND status = 'running'",
+        )
+        .bind(now())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     /// Events per source and status.

@@ -9,10 +9,10 @@ mod error;
 mod inbox;
 mod runs;
 
-pub use dead_letters::{DeadLetterFilter, DeadLetterRow};
+pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
-pub use inbox::{Accepted, InboxDepth, InboxEvent, NewEvent};
-pub use runs::{CursorRow, RunRow};
+pub use inbox::{Accepted, InboxDepth, InboxEvent, InboxRow, NewEvent};
+pub use runs::{CursorRow, FingerprintCount, RunRow};
 
 use chrono::{SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -45,24 +45,33 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "flow_versions", include_str!("../migrations/sqlite/0002_flow_versions.sql")),
     (3, "inbox_object_key", include_str!("../migrations/sqlite/0003_inbox_object_key.sql")),
+    (4, "state_scopes", include_str!("../migrations/sqlite/0004_state_scopes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "flow_versions", include_str!("../migrations/postgres/0002_flow_versions.sql")),
     (3, "inbox_object_key", include_str!("../migrations/postgres/0003_inbox_object_key.sql")),
+    (4, "state_scopes", include_str!("../migrations/postgres/0004_state_scopes.sql")),
 ];
 
 impl Store {
     /// Opens (creating where needed) and migrates the store at `url`: `sqlite://path` or
-    /// `postgres://…`.
+    /// `postgres://…`, whose tables live in the schema `?schema=` names (default `syncline`,
+    /// created when missing).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
+        let mut schema = None;
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let sep = if path.contains('?') { '&' } else { '?' };
             let url = if path.contains("mode=") { format!("sqlite://{path}") } else { format!("sqlite://{path}{sep}mode=rwc") };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
+            let (url, named) = take_schema(url);
+            schema = Some(named.clone().unwrap_or_else(|| DEFAULT_SCHEMA.to_owned()));
+            if named.is_none() {
+                refuse_moved_tables(&url).await?;
+            }
+            (Backend::Postgres, url)
         } else {
             return Err(StoreError::Url(redact_url(url)));
         };
@@ -80,7 +89,16 @@ impl Store {
                 })
             });
         } else {
-            options = options.max_connections(8);
+            let schema = schema.expect("postgres has a schema");
+            let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+            create_schema(&url, &quoted).await?;
+            options = options.max_connections(8).after_connect(move |conn, _| {
+                let set = format!("SET search_path TO {quoted}");
+                Box::pin(async move {
+                    conn.execute(AssertSqlSafe(set)).await?;
+                    Ok(())
+                })
+            });
         }
         let pool = options.connect(&url).await.map_err(|e| StoreError::connect(&url, e))?;
         let store = Store { pool, backend };
@@ -170,6 +188,57 @@ impl Store {
         tx.commit().await?;
         Ok(serde_json::from_str(&stored).unwrap_or_default())
     }
+}
+
+/// Where syncline's tables live in a PostgreSQL store unless the URL says `?schema=`.
+pub const DEFAULT_SCHEMA: &str = "syncline";
+
+/// The URL without its `schema` parameter (which is syncline's, not the driver's), and the schema.
+fn take_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, schema)
+}
+
+async fn create_schema(url: &str, quoted: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(|e| StoreError::connect(url, e))?;
+    conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Before 0.2 the tables lived in `public`. Opening the default schema then would start from an
+/// empty store (every cursor gone), so that case is refused with the fix.
+async fn refuse_moved_tables(url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(|e| StoreError::connect(url, e))?;
+    let (old, new): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('public.cursors') IS NOT NULL AND to_regclass('public.inbox') IS NOT NULL,
+                to_regclass('syncline._sqlx_migrations') IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    if old && !new {
+        return Err(StoreError::Moved(format!(
+            "the state store at {} keeps its tables in schema public (syncline before 0.2); the default schema is now `{DEFAULT_SCHEMA}`. \
+             Keep them where they are with `state_schema: public` in the config (or ?schema=public in the URL)",
+            redact_url(url)
+        )));
+    }
+    Ok(())
 }
 
 /// Now, as stored: UTC, millisecond precision, sortable text.

@@ -3,7 +3,7 @@
 use crate::{Store, StoreError, now};
 use serde::Serialize;
 use syncline_core::Cursor;
-use syncline_core::runner::Counts;
+use syncline_core::runner::{Counts, Scope};
 
 /// One row of sync history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,24 +48,43 @@ impl From<Row> for RunRow {
 
 const COLUMNS: &str = "id, pipeline, mode, status, started_at, finished_at, read_count, created_count, updated_count, unchanged_count, rejected_count, failed_count, error";
 
-/// A pipeline's committed cursor.
+/// A committed cursor and whose it is: the pipeline reading `source` into `target` (both empty
+/// for cursors stored before state was tied to them; no run uses those).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CursorRow {
     pub pipeline: String,
+    pub source: String,
+    pub target: String,
     pub cursor: serde_json::Value,
     pub run_id: Option<String>,
     pub updated_at: String,
 }
 
+/// How many change-detection fingerprints a pipeline keeps for one target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FingerprintCount {
+    pub pipeline: String,
+    pub target: String,
+    pub records: i64,
+    pub updated_at: String,
+}
+
 impl Store {
     pub async fn start_run(&self, id: &str, pipeline: &str, mode: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO runs (id, pipeline, mode, status, started_at) VALUES ($1, $2, $3, 'running', $4)")
+        let at = now();
+        sqlx::query("INSERT INTO runs (id, pipeline, mode, status, started_at, updated_at) VALUES ($1, $2, $3, 'running', $4, $4)")
             .bind(id)
             .bind(pipeline)
             .bind(mode)
-            .bind(now())
+            .bind(at)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Settles a run's mode once it is known (see `syncline run`'s `--since`).
+    pub async fn set_run_mode(&self, id: &str, mode: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET mode = $1 WHERE id = $2").bind(mode).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -79,19 +98,42 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if let Some(c) = dry_run_counts {
-            sqlx::query("UPDATE runs SET read_count = $1, created_count = $2, updated_count = $3, unchanged_count = $4, rejected_count = $5, failed_count = $6 WHERE id = $7")
-                .bind(c.read as i64)
-                .bind(c.created as i64)
-                .bind(c.updated as i64)
-                .bind(c.unchanged as i64)
-                .bind(c.rejected as i64)
-                .bind(c.failed as i64)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        if let Some(counts) = dry_run_counts {
+            self.set_run_counts(id, counts).await?;
         }
         Ok(())
+    }
+
+    /// Replaces a run's counts (a dry run's, which commit nothing; a serve's flow work) and
+    /// notes that it is alive.
+    pub async fn set_run_counts(&self, id: &str, c: &Counts) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET read_count = $1, created_count = $2, updated_count = $3, unchanged_count = $4, rejected_count = $5, failed_count = $6, updated_at = $7 WHERE id = $8")
+            .bind(c.read as i64)
+            .bind(c.created as i64)
+            .bind(c.updated as i64)
+            .bind(c.unchanged as i64)
+            .bind(c.rejected as i64)
+            .bind(c.failed as i64)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs of `pipeline` still marked `running` that have shown no sign of life since
+    /// `silent_for` become `interrupted` (their process is gone).
+    pub async fn mark_silent_interrupted(&self, pipeline: &str, silent_for: std::time::Duration) -> Result<u64, StoreError> {
+        let before = crate::format_time(chrono::Utc::now() - chrono::Duration::from_std(silent_for).unwrap_or_default());
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE pipeline = $2 AND status = 'running' AND COALESCE(updated_at, started_at) < $3",
+        )
+        .bind(now())
+        .bind(pipeline)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Runs still marked `running` whose process is gone become `interrupted` (called at start).
@@ -120,19 +162,32 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no run {id}")))
     }
 
-    pub async fn cursor(&self, pipeline: &str) -> Result<Option<Cursor>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = $1").bind(pipeline).fetch_optional(&self.pool).await?;
+    /// The cursor committed for this pipeline, source and target.
+    pub async fn cursor(&self, scope: &Scope) -> Result<Option<Cursor>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT cursor FROM cursors WHERE pipeline = $1 AND source = $2 AND target = $3")
+            .bind(&scope.pipeline)
+            .bind(&scope.source)
+            .bind(&scope.target)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.and_then(|(json,)| serde_json::from_str(&json).ok()).map(Cursor))
     }
 
-    pub async fn cursors(&self) -> Result<Vec<CursorRow>, StoreError> {
-        let rows: Vec<(String, String, Option<String>, String)> =
-            sqlx::query_as("SELECT pipeline, cursor, run_id, updated_at FROM cursors ORDER BY pipeline").fetch_all(&self.pool).await?;
+    /// Every committed cursor (of one pipeline, if given).
+    pub async fn cursors(&self, pipeline: Option<&str>) -> Result<Vec<CursorRow>, StoreError> {
+        let rows: Vec<(String, String, String, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT pipeline, source, target, cursor, run_id, updated_at FROM cursors
+             WHERE ($1 IS NULL OR pipeline = $1) ORDER BY pipeline, updated_at DESC",
+        )
+        .bind(pipeline)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(pipeline, cursor, run_id, updated_at)| CursorRow {
+            .map(|(pipeline, source, target, cursor, run_id, updated_at)| CursorRow {
                 pipeline,
+                source,
+                target,
                 cursor: serde_json::from_str(&cursor).unwrap_or_default(),
                 run_id,
                 updated_at,
@@ -140,13 +195,57 @@ impl Store {
             .collect())
     }
 
-    /// Forgets a pipeline's cursor and fingerprints, so its next run reads and writes
-    /// everything. Returns (cursors removed, fingerprints removed).
-    pub async fn reset(&self, pipeline: &str) -> Result<(u64, u64), StoreError> {
+    /// The fingerprints kept per pipeline and target (of one pipeline, if given).
+    pub async fn fingerprint_counts(&self, pipeline: Option<&str>) -> Result<Vec<FingerprintCount>, StoreError> {
+        let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+            "SELECT pipeline, target, COUNT(*), MAX(updated_at) FROM record_hashes
+             WHERE ($1 IS NULL OR pipeline = $1) GROUP BY pipeline, target ORDER BY pipeline, target",
+        )
+        .bind(pipeline)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(pipeline, target, records, updated_at)| FingerprintCount { pipeline, target, records, updated_at })
+            .collect())
+    }
+
+    /// Sets the cursor of a pipeline, source and target by hand (`syncline state set`), with an
+    /// audit row saying what it was before.
+    pub async fn set_cursor(&self, scope: &Scope, cursor: &Cursor) -> Result<Option<Cursor>, StoreError> {
+        let before = self.cursor(scope).await?;
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO cursors (pipeline, source, target, cursor, run_id, updated_at) VALUES ($1, $2, $3, $4, NULL, $5)
+             ON CONFLICT (pipeline, source, target) DO UPDATE SET cursor = excluded.cursor, run_id = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(&scope.pipeline)
+        .bind(&scope.source)
+        .bind(&scope.target)
+        .bind(cursor.0.to_string())
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "source": scope.source, "target": scope.target, "before": before.as_ref().map(|c| &c.0), "after": cursor.0 });
+        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'state_set', $2, NULL, $3)")
+            .bind(&at)
+            .bind(&scope.pipeline)
+            .bind(detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(before)
+    }
+
+    /// Forgets a pipeline's cursors and fingerprints (every source and target), so its next run
+    /// reads and writes everything; dead letters and history stay. Returns (cursors removed,
+    /// fingerprints removed).
+    pub async fn clear_state(&self, pipeline: &str) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
         let cursors = sqlx::query("DELETE FROM cursors WHERE pipeline = $1").bind(pipeline).execute(&mut *tx).await?.rows_affected();
         let hashes = sqlx::query("DELETE FROM record_hashes WHERE pipeline = $1").bind(pipeline).execute(&mut *tx).await?.rows_affected();
-        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'state_reset', $2, NULL, $3)")
+        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'state_clear', $2, NULL, $3)")
             .bind(now())
             .bind(pipeline)
             .bind(serde_json::json!({ "cursors": cursors, "fingerprints": hashes }).to_string())

@@ -3,12 +3,23 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The config file used when none is given.
+pub const DEFAULT_CONFIG: &str = "syncline.yaml";
+
+/// Exit codes, the same for every command.
+const EXIT_CODES: &str = "Exit codes (every command):
+  0    done
+  3    done, but some records became dead letters (`syncline dlq list`)
+  1    failed: a database or API failed or could not be reached; what was acknowledged is kept
+  2    nothing was done: bad arguments, config or credentials (a refused token is a config problem)
+  130  interrupted by Ctrl-C or SIGTERM; what was acknowledged is kept";
+
 /// Keeps CRM, messaging, billing, accounting and SQL databases in sync.
 #[derive(Debug, Parser)]
-#[command(name = "syncline", version, about, propagate_version = true)]
+#[command(name = "syncline", version, about, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The config file.
-    #[arg(long, short = 'c', global = true, env = "SYNCLINE_CONFIG", default_value = "syncline.yaml")]
+    #[arg(long, short = 'c', global = true, env = "SYNCLINE_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
@@ -35,12 +46,12 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the config, then probe every connection it names.
     Check,
-    /// Sync history, newest first.
+    /// Sync history, newest first (pipeline runs, replays, and flows' work per `serve`).
     Runs(RunsArgs),
     /// Dead letters: records that could not be written, and why.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Cursors and resets.
+    /// What a pipeline has stored: cursors per source and target, change-detection fingerprints.
     #[command(subcommand)]
     State(StateCommand),
     /// Print the JSON Schema of the config file (for editors).
@@ -60,8 +71,8 @@ pub enum Command {
     /// Receive the configured webhooks into the durable inbox (`POST /webhooks/<name>`), with
     /// `/healthz` and `/readyz`, until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
-    /// Inbox events by webhook source and status.
-    Inbox,
+    /// The webhook inbox: events by source and status, one by one, or one with its payload.
+    Inbox(InboxArgs),
     /// After downtime: put the events a flow's trigger missed in the inbox (HubSpot objects
     /// created since a time, under the webhooks' own dedupe keys); `serve` then runs them once.
     Backfill(BackfillArgs),
@@ -116,7 +127,9 @@ pub struct RunArgs {
     /// Read everything, ignoring the committed cursor.
     #[arg(long, conflicts_with = "since")]
     pub full: bool,
-    /// Read rows changed since this time (RFC 3339 or YYYY-MM-DD), ignoring the cursor.
+    /// Read rows changed since this time (RFC 3339 or YYYY-MM-DD). At or before the cursor, the
+    /// run continues from there and moves the cursor; after it (or with no cursor), it reads that
+    /// window only and leaves the cursor alone (mode `window`), so no row is ever skipped.
     #[arg(long)]
     pub since: Option<String>,
     /// Read, transform and diff, but write nothing and commit no cursor.
@@ -128,9 +141,12 @@ pub struct RunArgs {
     /// Records per sink call (overrides the config).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: Option<u64>,
-    /// Stop after reading this many records.
+    /// Stop after reading this many records (the cursor moves over what was read).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
+    /// Write every record, also those whose fingerprint says the target has them already.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub resend: bool,
     /// Serve the built-in HubSpot sandbox (the demo member portal) at the HubSpot sink's
     /// loopback `base_url` for this run, then print what it received. For trying syncline with
     /// nothing else running; `syncline sandbox` serves it on its own.
@@ -140,13 +156,37 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// Only this pipeline's (or flow's) runs.
     #[arg(long)]
     pub pipeline: Option<String>,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
     pub limit: i64,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DlqStatus {
+    Open,
+    Resolved,
+    Replayed,
+    Ignored,
+    All,
+}
+
+impl DlqStatus {
+    /// The stored status, or None for all.
+    pub fn stored(self) -> Option<&'static str> {
+        match self {
+            DlqStatus::Open => Some("open"),
+            DlqStatus::Resolved => Some("resolved"),
+            DlqStatus::Replayed => Some("replayed"),
+            DlqStatus::Ignored => Some("ignored"),
+            DlqStatus::All => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,11 +195,19 @@ pub enum DlqCommand {
     List {
         #[arg(long)]
         pipeline: Option<String>,
-        /// open, resolved, replayed, ignored or all.
-        #[arg(long, default_value = "open")]
-        status: String,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, value_enum, default_value_t = DlqStatus::Open)]
+        status: DlqStatus,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open dead letters counted by pipeline, rule and field: what to fix first.
+    Summary {
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
@@ -181,10 +229,70 @@ pub enum DlqCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Every pipeline's committed cursor.
-    Cursors,
-    /// Forget a pipeline's cursor and fingerprints: its next run reads everything.
-    Reset { pipeline: String },
+    /// Cursors (per source and target) and fingerprint counts, of one pipeline or all.
+    Show {
+        pipeline: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a pipeline's cursor for its current source and target, e.g.
+    /// `{"watermark": {"type": "timestamp", "value": "2024-05-01T00:00:00"}, "key": {"type": "int", "value": 0}}`
+    /// (rows up to it are then never read; asks first).
+    Set(StateSetArgs),
+    /// Forget a pipeline's cursors and fingerprints (every source and target): its next run
+    /// reads and writes everything. Dead letters and history stay. Asks first.
+    Clear {
+        pipeline: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StateSetArgs {
+    pub pipeline: String,
+    /// The cursor as JSON, in the shape `state show --json` prints.
+    pub cursor: String,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    #[command(subcommand)]
+    pub command: Option<InboxCommand>,
+}
+
+/// Inbox event statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InboxStatus {
+    Pending,
+    Running,
+    Done,
+    Dead,
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Events newest first, with their attempts and last error.
+    List {
+        /// Only this webhook source's.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, value_enum, default_value_t = InboxStatus::All)]
+        status: InboxStatus,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event with its payload.
+    Show { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

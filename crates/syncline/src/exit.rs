@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-/// How a command ended.
+/// How a command ended; the codes are listed in `--help` and are the same for every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Everything was written.
     Ok = 0,
-    /// The command failed.
+    /// A database or API failed or could not be reached.
     Failed = 1,
-    /// Bad usage or configuration; nothing was done.
+    /// Bad arguments, configuration or credentials; nothing was done.
     Usage = 2,
     /// Finished, but some records became dead letters.
     Rejects = 3,
@@ -38,10 +38,30 @@ impl CliError {
     pub fn failed(message: impl std::fmt::Display) -> Self {
         CliError { code: Exit::Failed, message: message.to_string() }
     }
+
+    pub fn interrupted() -> Self {
+        CliError { code: Exit::Interrupted, message: "interrupted".into() }
+    }
+
+    /// A connector's failure: a refused token or a mapping the target cannot take is the
+    /// config's (exit 2); anything else is a failure of the service (exit 1).
+    pub fn connector(error: &syncline_core::ConnectorError, context: impl std::fmt::Display) -> Self {
+        let message = format!("{context}: {error}");
+        match error.class {
+            syncline_core::ErrorClass::Config => CliError::usage(message),
+            _ => CliError::failed(message),
+        }
+    }
 }
 
 impl From<crate::config::ConfigError> for CliError {
     fn from(e: crate::config::ConfigError) -> Self {
+        CliError::usage(e)
+    }
+}
+
+impl From<crate::config::ConfigErrors> for CliError {
+    fn from(e: crate::config::ConfigErrors) -> Self {
         CliError::usage(e)
     }
 }

@@ -5,12 +5,14 @@ mod cli;
 mod cmd;
 mod config;
 mod exit;
+mod output;
 mod pipeline;
 mod progress;
 mod telemetry;
 
 use clap::Parser;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 /// Pipelines allocate many small strings per record; mimalloc handles that pattern several
 /// times faster than glibc's allocator (measured with `syncline bench`).
@@ -27,11 +29,68 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cmd::dispatch(cli)) {
+    let stop = CancellationToken::new();
+    runtime.spawn(interrupts(stop.clone(), cli.quiet));
+    let result = runtime.block_on(cmd::dispatch(cli, stop));
+    // a blocking task may still hold the runtime (a transform stage cut off mid-page)
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(code) => code.into(),
         Err(error) => {
-            eprintln!("error: {}", error.message);
+            if error.code != exit::Exit::Interrupted {
+                eprintln!("error: {}", error.message);
+            }
             error.code.into()
+        }
+    }
+}
+
+/// The first Ctrl-C or SIGTERM asks the command to stop: it commits what was acknowledged and
+/// records the run as interrupted. A second one exits at once.
+async fn interrupts(stop: CancellationToken, quiet: bool) {
+    let mut signals = Signals::new();
+    signals.next().await;
+    if !quiet {
+        eprintln!("\nstopping: committing what was acknowledged (Ctrl-C again to quit at once)");
+    }
+    stop.cancel();
+    signals.next().await;
+    std::process::exit(exit::Exit::Interrupted as i32);
+}
+
+/// Ctrl-C and SIGTERM as one stream.
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminate => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -102,25 +102,26 @@ pub fn resolve_url(url: &UrlSource, base_dir: &Path) -> Result<String, CliError>
     }
 }
 
-/// Opens the pipeline's source; a database that cannot be reached is a usage error (exit 2).
+/// Opens the pipeline's source: a database that cannot be reached is a failure (exit 1), a URL
+/// or credentials it refuses a config error (exit 2).
 pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDateTime>) -> Result<SqlSource, CliError> {
     match &pipeline.source {
-        SourceSettings::Sql { url, settings } => {
+        SourceSettings::Sql { url, settings, .. } => {
             let mut settings = settings.clone();
             settings.url = resolve_url(url, base_dir)?;
-            SqlSource::open(settings, since).await.map_err(|e| CliError::usage(format!("pipeline {}: source: {e}", pipeline.name)))
+            SqlSource::open(settings, since).await.map_err(|e| CliError::connector(&e, format!("pipeline {}: source", pipeline.name)))
         }
     }
 }
 
 /// Opens the pipeline's sink; `batch_size` is the pipeline's (or the command line's).
 pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Result<AnySink, CliError> {
-    let opening = |e: ConnectorError| CliError::usage(format!("pipeline {}: sink: {e}", pipeline.name));
+    let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: sink", pipeline.name));
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
             let mut settings = settings.clone();
             settings.url = resolve_url(url, base_dir)?;
-            SqlSink::open(settings).await.map(AnySink::Sql).map_err(|e| CliError::usage(format!("pipeline {}: sink: {e}", pipeline.name)))
+            SqlSink::open(settings).await.map(AnySink::Sql).map_err(opening)
         }
         SinkSettings::HubSpot { .. } => {
             let settings = hubspot_settings(pipeline, batch_size)?;
@@ -131,7 +132,7 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
 
 /// The HubSpot sink's settings with the token read and what the transforms produce filled in.
 pub fn hubspot_settings(pipeline: &Pipeline, batch_size: usize) -> Result<HubSpotSettings, CliError> {
-    let SinkSettings::HubSpot { token, settings } = &pipeline.sink else {
+    let SinkSettings::HubSpot { token, settings, .. } = &pipeline.sink else {
         return Err(CliError::usage(format!("pipeline {}: the sink is not HubSpot", pipeline.name)));
     };
     let mut settings = settings.clone();
@@ -143,6 +144,9 @@ pub fn hubspot_settings(pipeline: &Pipeline, batch_size: usize) -> Result<HubSpo
             .to_owned(),
     };
     settings.inputs_per_call = batch_size.clamp(1, MAX_INPUTS_PER_CALL);
+    // the portal's policy is this call path's one retry ceiling
+    settings.call_timeout = pipeline.retry.transient;
+    settings.unreachable_for = pipeline.retry.unavailable;
     settings.produced_values = shape(pipeline).values;
     Ok(settings)
 }

@@ -1,7 +1,8 @@
-//! Progress of long runs: a bar on a terminal, a plain line every few seconds otherwise, and
-//! the summary table at the end.
+//! Progress of long runs: a bar on a terminal (rate and ETA only once there is data to base them
+//! on), a plain line every few seconds otherwise, and the summary table at the end.
 
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use crate::exit::Exit;
+use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use syncline_core::runner::Counts;
 pub struct Reporter {
     pipeline: String,
     bar: Option<ProgressBar>,
+    total: Option<u64>,
     quiet: bool,
     started: Instant,
     last_line: Instant,
@@ -20,21 +22,18 @@ impl Reporter {
     /// `total` is the number of records expected, when the source could tell.
     pub fn new(pipeline: &str, total: Option<u64>, quiet: bool) -> Reporter {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = match total {
-                Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            };
-            let template = if total.is_some() {
-                "{prefix} [{bar:30}] {pos}/{len} records · {per_sec} · ETA {eta} {msg}"
-            } else {
-                "{prefix} {spinner} {pos} records · {per_sec} {msg}"
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let template = match total {
+                Some(_) => "{prefix} [{bar:30}] {human_pos}/{human_len} records {msg}",
+                None => "{prefix} {spinner} {human_pos} records {msg}",
             };
             bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
             bar.set_prefix(pipeline.to_owned());
+            bar.set_message("· starting");
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Reporter { pipeline: pipeline.to_owned(), bar, quiet, started: Instant::now(), last_line: Instant::now() }
+        Reporter { pipeline: pipeline.to_owned(), bar, total, quiet, started: Instant::now(), last_line: Instant::now() }
     }
 
     pub fn finish(&self) {
@@ -42,54 +41,153 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+
+    /// "· 1,234 records/s · ETA 12s · 5 rejected", from what was committed so far.
+    fn message(&self, total: &Counts) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let mut parts = Vec::new();
+        if total.read > 0 && secs >= 0.5 {
+            let rate = total.read as f64 / secs;
+            parts.push(format!("{} records/s", thousands(rate.round() as u64)));
+            if let Some(expected) = self.total.filter(|&t| t > total.read) {
+                parts.push(format!("ETA {}", eta(Duration::from_secs_f64((expected - total.read) as f64 / rate))));
+            }
+        }
+        if total.rejected + total.failed > 0 {
+            parts.push(format!("{} rejected", thousands(total.rejected + total.failed)));
+        }
+        parts.iter().map(|p| format!("· {p}")).collect::<Vec<_>>().join(" ")
+    }
 }
 
 impl Progress for Reporter {
     fn update(&mut self, total: &Counts) {
         if let Some(bar) = &self.bar {
             bar.set_position(total.read);
-            if total.rejected > 0 {
-                bar.set_message(format!("· {} rejected", total.rejected));
-            }
+            bar.set_message(self.message(total));
         } else if !self.quiet && self.last_line.elapsed() >= Duration::from_secs(5) {
             self.last_line = Instant::now();
-            let secs = self.started.elapsed().as_secs_f64().max(0.001);
             eprintln!(
-                "{}: {} read, {} written, {} rejected ({:.0} records/s)",
+                "{}: {} read, {} written {}",
                 self.pipeline,
-                total.read,
-                total.created + total.updated,
-                total.rejected,
-                total.read as f64 / secs
+                thousands(total.read),
+                thousands(total.created + total.updated),
+                self.message(total)
             );
         }
     }
 }
 
-/// A table for terminal output, in the one style every command uses.
-pub fn table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_style(UTF8_BORDERS_ONLY);
-    table.set_header(header.to_vec());
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn eta(left: Duration) -> String {
+    let secs = left.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// One line of the end-of-run summary.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub pipeline: String,
+    pub mode: String,
+    pub counts: Counts,
+    pub took: Duration,
+    pub status: String,
+    pub exit: Exit,
+}
+
+impl RunRow {
+    pub fn failed(pipeline: &str, took: Duration) -> RunRow {
+        RunRow {
+            pipeline: pipeline.to_owned(),
+            mode: "-".into(),
+            counts: Counts::default(),
+            took,
+            status: "failed".into(),
+            exit: Exit::Failed,
+        }
+    }
+}
+
+/// The end-of-run summary, one row per pipeline run. Counts that are zero in every row are
+/// left out, so the usual summary fits an 80-column terminal as a table.
+pub fn summary(rows: &[RunRow]) -> Table {
+    type Count = fn(&Counts) -> u64;
+    let counts: [(&str, Count); 6] = [
+        ("read", |c| c.read),
+        ("created", |c| c.created),
+        ("updated", |c| c.updated),
+        ("unchanged", |c| c.unchanged),
+        ("rejected", |c| c.rejected),
+        ("failed", |c| c.failed),
+    ];
+    let shown: Vec<(&str, Count)> =
+        counts.into_iter().filter(|(name, count)| *name == "read" || rows.iter().any(|r| count(&r.counts) > 0)).collect();
+    let mut header = vec!["pipeline", "mode"];
+    header.extend(shown.iter().map(|(name, _)| *name));
+    header.extend(["time", "status"]);
+    let mut table = crate::output::table(&header);
+    for r in rows {
+        let mut cells = vec![r.pipeline.clone(), r.mode.clone()];
+        cells.extend(shown.iter().map(|(_, count)| count(&r.counts).to_string()));
+        cells.extend([format!("{:.1}s", r.took.as_secs_f64()), r.status.clone()]);
+        table.add_row(cells);
+    }
     table
 }
 
-/// The end-of-run summary, one row per pipeline run.
-pub fn summary(rows: &[(String, String, Counts, Duration, String)]) -> String {
-    let mut table = table(&["pipeline", "mode", "read", "created", "updated", "unchanged", "rejected", "failed", "time", "status"]);
-    for (pipeline, mode, c, took, status) in rows {
-        table.add_row([
-            pipeline.clone(),
-            mode.clone(),
-            c.read.to_string(),
-            c.created.to_string(),
-            c.updated.to_string(),
-            c.unchanged.to_string(),
-            c.rejected.to_string(),
-            c.failed.to_string(),
-            format!("{:.1}s", took.as_secs_f64()),
-            status.clone(),
-        ]);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_fits_80_columns() {
+        let counts = Counts { read: 1_000_000, created: 950_000, updated: 12_345, unchanged: 20_000, rejected: 50_000, failed: 1_234 };
+        let mut rows = vec![RunRow {
+            pipeline: "members-to-hubspot-production".into(),
+            mode: "incremental".into(),
+            counts,
+            took: Duration::from_secs(3600),
+            status: "interrupted".into(),
+            exit: Exit::Interrupted,
+        }];
+        let lines = crate::output::render(&summary(&rows), Some(80));
+        for line in &lines {
+            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+        }
+        let text = lines.join("\n");
+        assert!(text.contains("created 950000") && text.contains("members-to-hubspot-production"), "{text}");
+        // a short one is a bordered table
+        rows[0].pipeline = "members".into();
+        rows[0].counts = Counts { read: 5000, created: 4750, rejected: 250, ..Counts::default() };
+        rows[0].status = "rejects".into();
+        let lines = crate::output::render(&summary(&rows), Some(80));
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:#?}");
+        assert!(lines[0].starts_with('┌') && lines.len() == 5, "{lines:#?}");
+        assert!(lines[1].contains("rejected") && !lines[1].contains("unchanged"), "only counts that are not all zero: {lines:#?}");
+        let piped = crate::output::render(&summary(&rows), None);
+        assert!(piped.iter().all(|l| l.is_ascii()), "{piped:#?}");
     }
-    table.to_string()
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(eta(Duration::from_secs(75)), "1m15s");
+    }
 }

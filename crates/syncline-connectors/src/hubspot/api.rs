@@ -187,6 +187,7 @@ impl HubSpotApi {
             max_in_flight: Some(settings.in_flight.max(1)),
             bulkhead_wait: settings.call_timeout,
             overall_timeout: settings.call_timeout,
+            unavailable_for: settings.unreachable_for,
             ..PolicyConfig::default()
         };
         HubSpotApi::with_policy(settings, config)
@@ -295,7 +296,7 @@ impl HubSpotApi {
                 // a reset or a truncated body is transient: an upsert by idProperty is safe to repeat
                 match crate::http::exchange(request, Service::HubSpot, operation, &self.base_url, what).await {
                     Ok((status, headers, body)) => classify(status, &headers, body, what),
-                    Err(message) => Reply::failed(ErrorClass::Transient { retry_after: None }, message),
+                    Err((class, message)) => Reply::failed(class, message),
                 }
             }
         };

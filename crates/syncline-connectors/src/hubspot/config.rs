@@ -59,6 +59,8 @@ pub struct HubSpotSettings {
     pub in_flight: usize,
     /// How long one call (its retries included) may take before its records are dead-lettered.
     pub call_timeout: Duration,
+    /// How long a portal that cannot be reached at all is retried before the call fails.
+    pub unreachable_for: Duration,
     /// What the transforms can put in each field, where that is known (enumeration checks).
     pub produced_values: BTreeMap<String, BTreeSet<String>>,
 }
@@ -74,6 +76,7 @@ impl HubSpotSettings {
             inputs_per_call: MAX_INPUTS_PER_CALL,
             in_flight: 4,
             call_timeout: Duration::from_secs(300),
+            unreachable_for: Duration::from_secs(5),
             produced_values: BTreeMap::new(),
         }
     }

@@ -32,6 +32,13 @@ impl HubSpotSink {
         HubSpotSink { api, settings, definitions: None, checked: HashSet::new() }
     }
 
+    /// What it writes to, for keying state: the portal (asked of HubSpot, so a token for another
+    /// portal is another target) and the object type.
+    pub async fn identity(&self) -> Result<String, ConnectorError> {
+        let portal = self.api.account_id().await?;
+        Ok(format!("hubspot:portal/{portal}/{}", self.settings.object))
+    }
+
     /// Checks that every field can be written to the object: the property exists, takes API
     /// writes, and (for enumerations) has an option for every value the transforms can produce;
     /// also that `idProperty` is unique. All problems are named in one `Config` error.
@@ -125,6 +132,11 @@ impl Sink for HubSpotSink {
         Ok(outcomes)
     }
 
+    /// Every call goes through the portal's `Policy`, whose limits are the ceiling.
+    fn retries_itself(&self) -> bool {
+        true
+    }
+
     /// The objects' current values of the batch's fields, read by `idProperty` (dry runs).
     async fn current(&mut self, batch: &[Record]) -> Result<Option<Vec<Record>>, ConnectorError> {
         self.check_fields(batch).await?;
@@ -156,7 +168,8 @@ impl Sink for HubSpotSink {
 }
 
 /// One batch upsert; a call that still fails transiently after the policy's retries fails its
-/// records (they become dead letters) instead of the run.
+/// records (they become dead letters) instead of the run. A portal that cannot be reached at all
+/// fails the run: that says nothing about the records.
 async fn upsert(api: &HubSpotApi, settings: &HubSpotSettings, chunk: &[&Record]) -> Result<Vec<Outcome>, ConnectorError> {
     let inputs: Vec<UpsertInput> = chunk.iter().map(|r| input(settings, r)).collect();
     match api.batch_upsert(&settings.object, &inputs).await {

@@ -191,12 +191,18 @@ impl ManyChatApi {
         self.send(Class::Subscriber, Method::POST, "/fb/subscriber/addTagByName", &[], Some(body)).await.map(drop)
     }
 
-    /// `POST /fb/sending/sendContent` with content v2 (`{"version":"v2","content":{…}}`).
+    /// `GET /fb/page/getInfo`: the page's name, which proves the token opens it (`syncline check`).
+    pub async fn page_name(&self) -> Result<String, ConnectorError> {
+        let data = self.send(Class::Subscriber, Method::GET, "/fb/page/getInfo", &[], None).await?;
+        Ok(data.get("name").and_then(Value::as_str).unwrap_or("(no name)").to_owned())
+    }
+
     /// Each method class's breaker state, for `/readyz`.
     pub fn breakers(&self) -> Vec<(String, &'static str)> {
         self.policies.iter().filter_map(|(_, policy)| policy.breaker()).collect()
     }
 
+    /// `POST /fb/sending/sendContent` with content v2 (`{"version":"v2","content":{…}}`).
     pub async fn send_content(&self, subscriber_id: &str, data: &Value, message_tag: Option<&str>) -> Result<(), ConnectorError> {
         let mut body = json!({"subscriber_id": id_number(subscriber_id)?, "data": data});
         if let Some(tag) = message_tag {
@@ -240,7 +246,7 @@ impl ManyChatApi {
                             headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
                         classify(status, retry_after, &body, what)
                     }
-                    Err(message) => Reply::failed(ErrorClass::Transient { retry_after: None }, message),
+                    Err((class, message)) => Reply::failed(class, message),
                 }
             }
         };

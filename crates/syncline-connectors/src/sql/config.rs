@@ -32,3 +32,79 @@ pub struct SqlSinkSettings {
     /// Create the table, with types taken from the first batch, when it does not exist.
     pub create_table: bool,
 }
+
+impl SqlSourceSettings {
+    /// What this source reads, for keying its cursor: the database without credentials, and the
+    /// table (or a digest of the query, so an edited query starts from the beginning).
+    pub fn identity(&self) -> String {
+        let what = match &self.from {
+            SqlTable::Table(table) => table.clone(),
+            SqlTable::Query(query) => {
+                use sha2::{Digest, Sha256};
+                let normalized: Vec<&str> = query.split_whitespace().collect();
+                let digest = Sha256::digest(normalized.join(" ").as_bytes());
+                format!("query:{}", digest[..6].iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+        };
+        format!("{}#{what}", url_identity(&self.url))
+    }
+}
+
+impl SqlSinkSettings {
+    /// What this sink writes to, for keying state: the database without credentials, and the table.
+    pub fn identity(&self) -> String {
+        format!("{}#{}", url_identity(&self.url), self.table)
+    }
+}
+
+/// A database URL reduced to what names the database: `scheme://host:port/database` without
+/// user, password or options, or a SQLite file's path. State is keyed by it, so it must not
+/// change with a password rotation and must never hold one.
+pub fn url_identity(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return format!("sqlite://{}", path.split('?').next().unwrap_or_default());
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            let scheme = match parsed.scheme() {
+                "postgresql" => "postgres",
+                "mariadb" => "mysql",
+                "sqlserver" => "mssql",
+                other => other,
+            };
+            let host = parsed.host_str().unwrap_or("localhost").to_ascii_lowercase();
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{scheme}://{host}{port}{}", parsed.path().trim_end_matches('/'))
+        }
+        // not a URL: keep the scheme only, never the text (it could hold a secret)
+        Err(_) => {
+            let scheme = url.split_once(':').map(|(s, _)| s).filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()));
+            format!("{}://?", scheme.unwrap_or("unknown"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_hold_no_credentials() {
+        assert_eq!(url_identity("postgres://u:secret@DB.example:5432/members?sslmode=require"), "postgres://db.example:5432/members");
+        assert_eq!(url_identity("postgresql://db/members"), "postgres://db/members");
+        assert_eq!(url_identity("sqlite:///data/w.db?mode=ro"), "sqlite:///data/w.db");
+        assert_eq!(url_identity("mssql://sa:pw@sql:1433/Socios?encrypt=true"), "mssql://sql:1433/Socios");
+        assert!(!url_identity("not a url with hunter2").contains("hunter2"));
+        let query = |q: &str| SqlSourceSettings {
+            url: "sqlite:///m.db".into(),
+            from: SqlTable::Query(q.into()),
+            key: "k".into(),
+            watermark: "w".into(),
+            page_size: 10,
+            overlap: Duration::ZERO,
+        };
+        assert_eq!(query("SELECT *  FROM m").identity(), query("SELECT * FROM\n m").identity(), "whitespace does not count");
+        assert_ne!(query("SELECT * FROM m").identity(), query("SELECT * FROM n").identity());
+        assert!(query("SELECT * FROM m").identity().starts_with("sqlite:///m.db#query:"));
+    }
+}

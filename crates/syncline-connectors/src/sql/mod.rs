@@ -10,8 +10,9 @@ mod sink;
 mod source;
 mod sqlite;
 
+pub use config::url_identity;
 pub use config::{SqlSinkSettings, SqlSourceSettings, SqlTable};
-pub use dialect::Dialect;
+pub use dialect::{ColumnFamily, Dialect};
 pub use pool::{SqlPool, probe};
 pub use sink::SqlSink;
-pub use source::SqlSource;
+pub use source::{SqlSource, decode_cursor};

@@ -5,6 +5,7 @@
 //! Not tested against a live server here (none can run on this machine): the URL parsing, the
 //! T-SQL text and the parameter mapping are unit-tested; the wire protocol is tiberius's.
 
+use super::dialect::ColumnFamily;
 use super::pool::{Param, Rows, redact};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
@@ -63,15 +64,40 @@ impl MssqlClient {
         let shown = redact(url);
         let config =
             config_from_url(url).map_err(|why| ConnectorError::new(ErrorClass::Config, format!("SQL Server URL {shown}: {why}")))?;
-        let transient = ErrorClass::Transient { retry_after: None };
-        let tcp = TcpStream::connect(config.get_addr())
-            .await
-            .map_err(|e| ConnectorError::with_source(transient.clone(), format!("cannot connect to SQL Server at {shown}: {e}"), e))?;
+        let tcp = TcpStream::connect(config.get_addr()).await.map_err(|e| {
+            ConnectorError::with_source(ErrorClass::Unavailable, format!("cannot connect to SQL Server at {shown}: {e}"), e)
+        })?;
         tcp.set_nodelay(true).ok();
         let client = Client::connect(config, tcp.compat_write())
             .await
             .map_err(|e| ConnectorError::new(classify(&e), format!("cannot log in to SQL Server at {shown}: {e}")))?;
         Ok(MssqlClient { client: Arc::new(Mutex::new(client)) })
+    }
+
+    /// The columns `sql` returns (run as given: callers pass a `TOP (0)` query).
+    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+        use tiberius::ColumnType as T;
+        let mut client = self.client.lock().await;
+        let mut stream = Query::new(sql.to_owned()).query(&mut client).await.map_err(|e| query_error(sql, e))?;
+        let columns = stream.columns().await.map_err(|e| query_error(sql, e))?.unwrap_or_default();
+        let described = columns
+            .iter()
+            .map(|c| {
+                let family = match c.column_type() {
+                    T::Bit | T::Bitn => ColumnFamily::Bool,
+                    T::Int1 | T::Int2 | T::Int4 | T::Int8 | T::Intn => ColumnFamily::Int,
+                    T::Float4 | T::Float8 | T::Floatn => ColumnFamily::Float,
+                    T::Money | T::Money4 | T::Decimaln | T::Numericn => ColumnFamily::Decimal,
+                    T::Daten => ColumnFamily::Date,
+                    T::Datetime | T::Datetime4 | T::Datetimen | T::Datetime2 => ColumnFamily::Timestamp,
+                    T::DatetimeOffsetn => ColumnFamily::TimestampTz,
+                    _ => ColumnFamily::Text,
+                };
+                (c.name().to_owned(), family)
+            })
+            .collect();
+        drop(stream);
+        Ok(described)
     }
 
     pub async fn fetch(&self, sql: &str, params: &[Param]) -> Result<Rows, ConnectorError> {

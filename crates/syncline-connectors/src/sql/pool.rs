@@ -164,6 +164,28 @@ impl SqlPool {
         result.map_err(|e| query_error(sql, e))
     }
 
+    /// The columns a query returns and their families, found without reading a row (the query
+    /// runs with `WHERE 1 = 0`).
+    pub async fn describe(&self, relation: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+        let sql = match self.dialect() {
+            Dialect::Mssql => format!("SELECT TOP (0) * FROM {relation}"),
+            _ => format!("SELECT * FROM {relation} WHERE 1 = 0"),
+        };
+        macro_rules! describe_with {
+            ($pool:expr) => {{
+                use sqlx::Statement;
+                let statement = $pool.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await.map_err(|e| query_error(&sql, e))?;
+                Ok(statement.columns().iter().map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name()))).collect())
+            }};
+        }
+        match self {
+            SqlPool::Sqlite(db) => db.describe(&sql).await,
+            SqlPool::Postgres(pool) => describe_with!(pool),
+            SqlPool::MySql(pool) => describe_with!(pool),
+            SqlPool::Mssql(client) => client.describe(&sql).await,
+        }
+    }
+
     /// The columns of a table and their families, or `None` when the table does not exist.
     pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
         let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.dialect().quote(table));
@@ -326,6 +348,18 @@ pub fn classify(error: &sqlx::Error) -> ErrorClass {
     use sqlx::Error::*;
     let transient = ErrorClass::Transient { retry_after: None };
     match error {
+        // nothing answers at that address: not worth waiting long for (retry.unreachable)
+        Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            ErrorClass::Unavailable
+        }
         Io(_) | Tls(_) | PoolTimedOut | PoolClosed | WorkerCrashed | Protocol(_) => transient,
         Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -370,7 +404,19 @@ fn query_error(sql: &str, e: sqlx::Error) -> ConnectorError {
     if shown.len() < sql.len() {
         shown.push('…');
     }
-    ConnectorError::with_source(classify(&e), format!("{e} (in: {shown})"), e)
+    ConnectorError::with_source(classify(&e), format!("{} (in: {shown})", describe(&e)), e)
+}
+
+/// A database error as the database's own message and code: never the server's internal source
+/// file and line, which say nothing about the config.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} ({code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
 }
 
 /// A database URL with its password hidden.

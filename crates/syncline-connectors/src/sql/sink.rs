@@ -32,6 +32,20 @@ impl SqlSink {
         &self.pool
     }
 
+    /// The table's columns, or `None` when it does not exist (`syncline check`).
+    pub async fn table_columns(&self) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
+        self.pool.columns(&self.settings.table).await
+    }
+
+    pub fn settings(&self) -> &SqlSinkSettings {
+        &self.settings
+    }
+
+    /// What it writes to, for keying state (no credentials).
+    pub fn identity(&self) -> String {
+        self.settings.identity()
+    }
+
     /// Learns the table's columns, creating the table from `sample` when it is missing and
     /// `create_table` is set.
     async fn ensure_table(&mut self, sample: &[Record]) -> Result<(), ConnectorError> {

@@ -78,6 +78,43 @@ impl SqlSource {
     pub fn pool(&self) -> &SqlPool {
         &self.pool
     }
+
+    /// The columns it reads and their families, found without reading a row (`syncline check`).
+    pub async fn columns(&self) -> Result<Vec<(String, super::dialect::ColumnFamily)>, ConnectorError> {
+        self.pool.describe(&self.relation()).await
+    }
+
+    /// The first `rows` rows in the order a run reads them (`syncline check` runs the
+    /// transforms over them).
+    pub async fn sample(&mut self, rows: usize) -> Result<Vec<Record>, ConnectorError> {
+        let page_size = std::mem::replace(&mut self.settings.page_size, rows.max(1));
+        let page = self.next_page(None).await;
+        self.settings.page_size = page_size;
+        Ok(page?.map(|p| p.records).unwrap_or_default())
+    }
+
+    pub fn settings(&self) -> &SqlSourceSettings {
+        &self.settings
+    }
+
+    /// What it reads, for keying its cursor (no credentials).
+    pub fn identity(&self) -> String {
+        self.settings.identity()
+    }
+
+    /// Whether reading from `since` on covers every row after `cursor`, so a `--since` run may
+    /// move the cursor. False when the watermark is not a date or time, or cannot be compared:
+    /// the run then reads its window and leaves the cursor alone, which can never skip a row.
+    pub fn starts_at_or_before(&self, since: NaiveDateTime, cursor: &Cursor) -> bool {
+        let Ok((watermark, _)) = decode_cursor(cursor) else { return false };
+        match watermark {
+            Value::Timestamp(t) => since <= t,
+            Value::TimestampTz(t) => since <= t.naive_utc(),
+            Value::Date(d) => since <= d.and_time(chrono::NaiveTime::MIN),
+            Value::Text(text) => parse_datetime(&text).is_some_and(|t| since <= t),
+            _ => false,
+        }
+    }
 }
 
 impl Source for SqlSource {
@@ -163,14 +200,20 @@ fn minus(watermark: &Value, overlap: std::time::Duration) -> Option<Value> {
         Value::TimestampTz(t) => Some(Value::TimestampTz(*t - overlap)),
         Value::Date(d) => Some(Value::Date(*d - overlap)),
         Value::Text(s) => {
-            let iso = s.replace(' ', "T");
-            let naive = NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .or_else(|| chrono::DateTime::parse_from_rfc3339(&iso).ok().map(|t| t.with_timezone(&Utc).naive_utc()))?;
+            let naive = parse_datetime(s)?;
             // keep the stored text format so text comparison stays correct
             let sep = if s.contains('T') { "T" } else { " " };
             Some(Value::Text((naive - overlap).format(&format!("%Y-%m-%d{sep}%H:%M:%S%.f")).to_string()))
         }
         _ => None,
     }
+}
+
+/// A date/time watermark stored as text (`2024-05-01 10:00:00`, ISO 8601 or RFC 3339), in UTC.
+fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    let iso = text.replace(' ', "T");
+    NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(&iso).ok().map(|t| t.with_timezone(&Utc).naive_utc()))
+        .or_else(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN)))
 }

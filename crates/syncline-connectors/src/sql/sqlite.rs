@@ -113,6 +113,21 @@ impl SqliteDb {
     }
 
     /// The columns of a table and their families, or `None` when it does not exist.
+    /// The columns `sql` returns, by their declared types (without running it).
+    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+        let (conn, sql) = (Arc::clone(&self.conn), sql.to_owned());
+        blocking(move || {
+            let conn = conn.lock().map_err(|_| poisoned())?;
+            let statement = conn.prepare(&sql).map_err(|e| error(&sql, e))?;
+            Ok(statement
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_owned(), c.decl_type().map_or(ColumnFamily::Text, ColumnFamily::from_type_name)))
+                .collect())
+        })
+        .await
+    }
+
     pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
         let (conn, table) = (Arc::clone(&self.conn), table.to_owned());
         blocking(move || {

@@ -49,7 +49,8 @@ impl Tier {
 pub struct PortalConfig {
     pub token: String,
     pub tier: Tier,
-    /// The account id (default: 10000000 plus the portal's position in the seed).
+    /// The account id. Default: a random one, as a new HubSpot portal gets — so a sandbox
+    /// started again is a new, empty portal, not the one an earlier sandbox was.
     #[serde(default)]
     pub portal_id: Option<u64>,
     /// Custom properties per object type (`contacts`, `companies`…).

@@ -158,6 +158,7 @@ async fn schemas_hubspot_would_refuse_are_400_naming_the_problem() {
 fn a_seed_can_define_custom_objects_and_a_bad_one_is_named() {
     let mut seed = Seed::members_demo();
     seed.hubspot[0].custom_objects = vec![serde_json::from_value(cars()).unwrap()];
+    seed.hubspot[0].portal_id = Some(10_000_000);
     let sandbox = Sandbox::from_seed(seed).unwrap();
     assert!(sandbox.objects("sandbox-token", "p10000000_car").is_empty(), "the type exists and is empty");
 

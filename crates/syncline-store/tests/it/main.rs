@@ -1,7 +1,8 @@
 //! The state-store conformance suite: every check runs against SQLite and PostgreSQL.
 
 use serde_json::json;
-use syncline_core::runner::{BatchCommit, Checkpoint, Counts, DeadLetter};
+use std::sync::Arc;
+use syncline_core::runner::{BatchCommit, Checkpoint, Counts, DeadLetter, Scope};
 use syncline_core::{Cursor, ErrorClass};
 use syncline_store::{DeadLetterFilter, Store};
 
@@ -30,10 +31,15 @@ fn dead_letter(key: &str, message: &str) -> DeadLetter {
     }
 }
 
+/// The members pipeline reading `source` into `target`.
+fn scope(source: &str, target: &str) -> Scope {
+    Scope { pipeline: "members".into(), source: source.into(), target: target.into() }
+}
+
 fn commit(run: &str, cursor: Option<i64>) -> BatchCommit {
     BatchCommit {
         run_id: run.into(),
-        pipeline: "members".into(),
+        scope: Arc::new(scope("sqlite:///m.db#members", "hubspot:portal/1/contacts")),
         cursor: cursor.map(|c| Cursor(json!({ "at": c }))),
         passed_status: "resolved",
         ..BatchCommit::default()
@@ -46,7 +52,8 @@ async fn conformance() {
         runs_and_cursors(&store).await;
         dead_letters_are_unique_while_open(&store).await;
         fingerprints_round_trip(&store).await;
-        reset_forgets_cursor_and_fingerprints(&store).await;
+        state_belongs_to_its_source_and_target(&store).await;
+        clear_forgets_cursors_and_fingerprints(&store).await;
         idempotency_keeps_the_first_result(&store).await;
         events_are_appended_in_order(&store).await;
         inbox_dedupes_claims_and_releases(&store).await;
@@ -58,13 +65,14 @@ async fn conformance() {
 }
 
 async fn runs_and_cursors(store: &Store) {
+    let members = commit("r1", None).scope;
     store.start_run("r1", "members", "full").await.unwrap();
-    assert_eq!(store.cursor("members").await.unwrap(), None);
+    assert_eq!(store.cursor(&members).await.unwrap(), None);
     let mut page = commit("r1", Some(10));
     page.counts = Counts { read: 5, created: 3, updated: 1, rejected: 1, ..Counts::default() };
     store.commit(&page).await.unwrap();
     store.commit(&commit("r1", Some(20))).await.unwrap();
-    assert_eq!(store.cursor("members").await.unwrap(), Some(Cursor(json!({"at": 20}))));
+    assert_eq!(store.cursor(&members).await.unwrap(), Some(Cursor(json!({"at": 20}))));
     store.finish_run("r1", "rejects", None, None).await.unwrap();
     let run = store.run("r1").await.unwrap();
     assert_eq!((run.status.as_str(), run.read_count, run.created_count, run.updated_count, run.rejected_count), ("rejects", 5, 3, 1, 1));
@@ -76,9 +84,11 @@ async fn runs_and_cursors(store: &Store) {
     let members = store.runs(Some("members"), 10).await.unwrap();
     assert_eq!(members.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
     assert_eq!(store.run("r2").await.unwrap().status, "interrupted");
-    let cursors = store.cursors().await.unwrap();
+    let cursors = store.cursors(None).await.unwrap();
     assert_eq!(cursors.len(), 1);
     assert_eq!(cursors[0].run_id.as_deref(), Some("r1"));
+    assert_eq!((cursors[0].source.as_str(), cursors[0].target.as_str()), ("sqlite:///m.db#members", "hubspot:portal/1/contacts"));
+    assert!(store.cursors(Some("other")).await.unwrap().is_empty());
 }
 
 async fn dead_letters_are_unique_while_open(store: &Store) {
@@ -127,18 +137,41 @@ async fn fingerprints_round_trip(store: &Store) {
     page.fingerprints = (0..1200).map(|i| (format!("k{i}"), format!("h{i}"))).collect();
     store.commit(&page).await.unwrap();
     let keys: Vec<String> = (1100..1300).map(|i| format!("k{i}")).collect();
-    let found = store.fingerprints("members", &keys).await.unwrap();
+    let found = store.fingerprints(&page.scope, &keys).await.unwrap();
     assert_eq!(found.len(), 100);
     assert_eq!(found.get("k1150").map(String::as_str), Some("h1150"));
-    assert!(store.fingerprints("other", &keys).await.unwrap().is_empty());
+    let other = Scope { pipeline: "other".into(), ..(*page.scope).clone() };
+    assert!(store.fingerprints(&other, &keys).await.unwrap().is_empty());
 }
 
-async fn reset_forgets_cursor_and_fingerprints(store: &Store) {
-    let (cursors, hashes) = store.reset("members").await.unwrap();
-    assert_eq!((cursors, hashes), (1, 1200));
-    assert_eq!(store.cursor("members").await.unwrap(), None);
+/// A cursor is the pipeline's for one source and one target; fingerprints for one target.
+async fn state_belongs_to_its_source_and_target(store: &Store) {
+    let (a, b) =
+        (scope("sqlite:///m.db#members", "hubspot:portal/1/contacts"), scope("sqlite:///m.db#members", "hubspot:portal/2/contacts"));
+    let keys = vec!["k1".to_string()];
+    assert_eq!(store.fingerprints(&a, &keys).await.unwrap().len(), 1, "written to portal 1 by fingerprints_round_trip");
+    assert!(store.fingerprints(&b, &keys).await.unwrap().is_empty(), "portal 2 has none of them");
+    assert_eq!(store.cursor(&b).await.unwrap(), None, "portal 2 starts from nothing");
+    let other_source = scope("postgres://db:5432/prod#members", "hubspot:portal/1/contacts");
+    assert_eq!(store.cursor(&other_source).await.unwrap(), None, "another source starts from nothing");
+    // set by hand: audited with what it was
+    let before = store.set_cursor(&b, &Cursor(json!({"at": 7}))).await.unwrap();
+    assert_eq!(before, None);
+    assert_eq!(store.cursor(&b).await.unwrap(), Some(Cursor(json!({"at": 7}))));
+    assert_eq!(store.cursor(&a).await.unwrap(), Some(Cursor(json!({"at": 20}))), "portal 1's cursor is untouched");
     let events = store.events("members").await.unwrap();
-    assert_eq!(events.last().map(|e| e.1.as_str()), Some("state_reset"));
+    assert_eq!(events.last().map(|e| (e.1.as_str(), e.2["after"].clone())), Some(("state_set", json!({"at": 7}))));
+    let counts = store.fingerprint_counts(Some("members")).await.unwrap();
+    assert_eq!(counts.iter().map(|c| (c.target.as_str(), c.records)).collect::<Vec<_>>(), [("hubspot:portal/1/contacts", 1200)]);
+}
+
+async fn clear_forgets_cursors_and_fingerprints(store: &Store) {
+    let (cursors, hashes) = store.clear_state("members").await.unwrap();
+    assert_eq!((cursors, hashes), (2, 1200), "both targets' cursors");
+    assert_eq!(store.cursor(&scope("sqlite:///m.db#members", "hubspot:portal/1/contacts")).await.unwrap(), None);
+    assert!(store.cursors(Some("members")).await.unwrap().is_empty());
+    let events = store.events("members").await.unwrap();
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("state_clear"));
 }
 
 async fn idempotency_keeps_the_first_result(store: &Store) {
@@ -288,4 +321,50 @@ async fn inbox_dedupes_claims_and_releases(store: &Store) {
     let again = store.inbox_claim("w6", lease, 10).await.unwrap();
     assert_eq!(again.iter().map(|e| (e.dedupe_key.as_str(), e.attempts)).collect::<Vec<_>>(), [("c", 1)]);
     assert_eq!(store.dead_letters(&filter).await.unwrap()[0].status, "replayed");
+
+    // a worker stopping hands its events back at once, the attempt not counted
+    assert_eq!(store.inbox_hand_back("w6").await.unwrap(), 1);
+    let back = store.inbox_claim("w7", lease, 10).await.unwrap();
+    assert_eq!(back.iter().map(|e| (e.dedupe_key.as_str(), e.attempts)).collect::<Vec<_>>(), [("c", 1)]);
+
+    // `inbox list` and `inbox show`
+    let listed = store.inbox_events(None, Some("running"), 10).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["e", "d", "c", "b"], "newest first");
+    assert!(listed.iter().all(|e| e.payload.is_none()), "lists leave payloads out");
+    let shown = store.inbox_event(listed[3].id).await.unwrap();
+    assert_eq!((shown.attempts, shown.last_error.as_deref()), (2, Some("ManyChat 503")));
+    assert_eq!(shown.payload, Some(json!({"objectId": "b"})));
+    assert!(matches!(store.inbox_event(999_999).await, Err(syncline_store::StoreError::NotFound(_))));
+}
+
+/// On PostgreSQL the tables live in their own schema (`syncline`, or `?schema=`), and tables an
+/// older syncline left in `public` are not silently replaced by an empty store.
+#[tokio::test]
+async fn postgres_stores_live_in_their_schema() {
+    let Some(db) = syncline_testkit::postgres().await else { return };
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let store = Store::connect(&db.url).await.unwrap();
+    store.start_run("r", "members", "full").await.unwrap();
+    let tables: Vec<(String,)> =
+        sqlx::query_as("SELECT table_schema FROM information_schema.tables WHERE table_name = 'runs'").fetch_all(&pool).await.unwrap();
+    assert_eq!(tables, [("syncline".to_string(),)]);
+    let named = Store::connect(&format!("{}?schema=other_place", db.url)).await.unwrap();
+    assert!(named.runs(None, 10).await.unwrap().is_empty(), "another schema, another store");
+    assert_eq!(store.runs(None, 10).await.unwrap().len(), 1);
+    store.close().await;
+    named.close().await;
+
+    // tables where syncline before 0.2 put them: refused with the fix, kept with ?schema=public
+    let old = syncline_testkit::postgres().await.unwrap();
+    let public = Store::connect(&format!("{}?schema=public", old.url)).await.unwrap();
+    public.start_run("old", "members", "full").await.unwrap();
+    public.close().await;
+    let error = Store::connect(&old.url).await.unwrap_err().to_string();
+    assert!(error.contains("schema public") && error.contains("state_schema: public"), "{error}");
+    let kept = Store::connect(&format!("{}?schema=public", old.url)).await.unwrap();
+    assert_eq!(kept.runs(None, 10).await.unwrap()[0].id, "old");
+    kept.close().await;
+    pool.close().await;
+    old.drop().await;
+    db.drop().await;
 }

@@ -8,13 +8,18 @@ use syncline_server::backfill::{Report, backfill};
 use syncline_store::Store;
 
 use crate::cli::BackfillArgs;
-use crate::cmd::run::parse_since;
+use crate::cmd::Session;
+use crate::cmd::run::parse_time;
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
 
-pub async fn run(config: &Config, store: &Store, args: BackfillArgs, quiet: bool) -> CliResult {
+pub async fn run(config: &Config, store: &Store, args: BackfillArgs, session: &Session) -> CliResult {
+    let quiet = session.quiet;
     let Some(flow) = config.flows.iter().find(|f| f.name == args.flow) else {
         let known: Vec<&str> = config.flows.iter().map(|f| f.name.as_str()).collect();
+        if let Some(close) = crate::config::did_you_mean(&args.flow, known.iter().copied()) {
+            return Err(CliError::usage(format!("unknown flow {:?}; did you mean {close:?}?", args.flow)));
+        }
         let known = if known.is_empty() { "no flows".to_owned() } else { known.join(", ") };
         return Err(CliError::usage(format!("unknown flow {:?}; {} defines: {known}", args.flow, config.file)));
     };
@@ -29,9 +34,9 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, quiet: bool
     let Some(settings) = &config.connections.hubspot else {
         return Err(CliError::usage(format!("{}: backfill searches HubSpot; add connections.hubspot", config.file)));
     };
-    let since = parse_since(&args.since)?.and_utc();
+    let since = parse_time("--since", &args.since)?.and_utc();
     let until = match &args.until {
-        Some(text) => parse_since(text).map_err(|_| CliError::usage(format!("--until {text:?}: expected RFC 3339 or a date")))?.and_utc(),
+        Some(text) => parse_time("--until", text)?.and_utc(),
         None => Utc::now(),
     };
     if until <= since {
@@ -46,18 +51,20 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, quiet: bool
             );
         }
     };
+    // a refused token is the config's problem (exit 2), not a failed search
+    hubspot.account_id().await.map_err(|e| CliError::connector(&e, "backfill: HubSpot"))?;
     let report = backfill(flow, &hubspot, store, since, until, args.dry_run, show).await.map_err(CliError::failed)?;
     if !quiet {
         eprintln!();
     }
     let range = format!("created from {} to {}", since.to_rfc3339(), until.to_rfc3339());
     if args.dry_run {
-        println!("backfill {} (dry run): {} objects {range}; nothing stored", flow.name, report.found);
+        crate::output::line(format!("backfill {} (dry run): {} objects {range}; nothing stored", flow.name, report.found));
     } else {
-        println!(
+        crate::output::line(format!(
             "backfill {}: {} objects {range}: {} enqueued, {} already in the inbox ({} searches); a running `syncline serve` runs them",
             flow.name, report.found, report.enqueued, report.already, report.searches
-        );
+        ));
     }
     Ok(Exit::Ok)
 }

@@ -8,10 +8,10 @@ use crate::cli::BenchArgs;
 use crate::config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::pipeline;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use syncline_connectors::hubspot::Tier;
 use syncline_core::Progress;
-use syncline_core::runner::{Counts, RunMode, RunOptions, Runner};
+use syncline_core::runner::{Counts, RunMode, RunOptions, Runner, Scope};
 use syncline_store::Store;
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
@@ -88,21 +88,25 @@ pub async fn run(args: BenchArgs) -> CliResult {
     };
     let config = config::parse(file, &yaml, &dir, &env)?;
     let p = config.pipeline("members").expect("the example defines members");
-    let store = Store::connect(&config.state_url).await.map_err(CliError::failed)?;
+    let store = Store::connect(&config.state.url).await.map_err(CliError::failed)?;
     let transforms = pipeline::transforms(p, &dir)?;
     let mut source = pipeline::source(p, &dir, None).await?;
     let sink = pipeline::sink(p, &dir, p.batch_size).await?;
+    let target = sink.identity().await.map_err(CliError::failed)?;
+    let scope = std::sync::Arc::new(Scope { pipeline: "members".into(), source: source.identity(), target });
     let run_id = uuid::Uuid::now_v7().to_string();
     store.start_run(&run_id, "members", "full").await.map_err(CliError::failed)?;
     let options = RunOptions {
         run_id: run_id.clone(),
-        pipeline: "members".into(),
+        scope,
         mode: RunMode::Full,
         batch_size: pipeline::write_size(p, p.batch_size),
         limit: None,
         sink_key: pipeline::sink_key(p),
         change_detection: p.change_detection,
-        retry_for: Duration::from_secs(60),
+        resend: false,
+        retry: p.retry,
+        stop: Default::default(),
     };
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };

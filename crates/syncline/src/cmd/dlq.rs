@@ -1,33 +1,32 @@
-//! `syncline dlq`: list, show, replay and ignore dead letters.
+//! `syncline dlq`: list, summarize, show, replay and ignore dead letters.
 
 use crate::cli::DlqCommand;
+use crate::cmd::Session;
 use crate::config::Config;
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output;
 use crate::pipeline;
-use crate::progress::{Reporter, summary};
+use crate::progress::{Reporter, RunRow, summary};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use syncline_core::runner::{RunMode, RunOptions, Runner};
+use std::time::Instant;
+use syncline_core::runner::{RunError, RunMode, RunOptions, Runner, Scope};
 use syncline_store::{DeadLetterFilter, Store};
 
-pub async fn run(config: &Config, store: &Store, command: DlqCommand, quiet: bool) -> CliResult {
+/// The commands that only read or mark the store.
+pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliResult {
+    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     match command {
         DlqCommand::List { pipeline, status, limit, json } => {
-            let status = (status != "all").then_some(status);
-            let rows = store
-                .dead_letters(&DeadLetterFilter { pipeline, status, ids: Vec::new(), limit: Some(limit) })
-                .await
-                .map_err(CliError::failed)?;
+            let filter = DeadLetterFilter { pipeline, status: status.stored().map(str::to_owned), ids: Vec::new(), limit: Some(limit) };
+            let rows = store.dead_letters(&filter).await.map_err(failed)?;
             if json {
                 for row in &rows {
-                    println!("{}", serde_json::to_string(row).expect("json"));
+                    output::line(serde_json::to_string(row).expect("json"));
                 }
                 return Ok(Exit::Ok);
             }
-            let mut table =
-                crate::progress::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "attempts", "status", "last seen"]);
+            let mut table = output::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "tries", "status", "last seen"]);
             for d in &rows {
-                let reason: String = d.message.chars().take(70).collect();
                 table.add_row([
                     d.id.to_string(),
                     d.pipeline.clone(),
@@ -35,40 +34,111 @@ pub async fn run(config: &Config, store: &Store, command: DlqCommand, quiet: boo
                     d.class.clone(),
                     d.field.clone(),
                     d.rule.clone(),
-                    reason,
+                    d.message.chars().take(70).collect(),
                     d.attempts.to_string(),
                     d.status.clone(),
-                    d.last_seen_at.clone(),
+                    d.last_seen_at.get(..19).unwrap_or(&d.last_seen_at).replace('T', " "),
                 ]);
             }
-            println!("{table}");
-            if !quiet {
-                let counts = store.open_dead_letter_counts().await.map_err(CliError::failed)?;
-                let open: i64 = counts.iter().map(|c| c.1).sum();
-                println!("{} shown; {open} open in all. `syncline dlq show ID` for the payload.", rows.len());
+            if rows.is_empty() {
+                output::line("no dead letters match");
+            } else {
+                output::print_table(&table);
+            }
+            if !session.quiet {
+                let open: i64 = store.open_dead_letter_counts().await.map_err(failed)?.iter().map(|c| c.1).sum();
+                output::line(format!(
+                    "{} shown; {open} open in all. `{}` for one with its record, `{}` by rule and field",
+                    rows.len(),
+                    session.hint("dlq show ID"),
+                    session.hint("dlq summary")
+                ));
+            }
+            Ok(Exit::Ok)
+        }
+        DlqCommand::Summary { pipeline, json } => {
+            let groups = store.dead_letter_summary(pipeline.as_deref()).await.map_err(failed)?;
+            if json {
+                for group in &groups {
+                    output::line(serde_json::to_string(group).expect("json"));
+                }
+                return Ok(Exit::Ok);
+            }
+            if groups.is_empty() {
+                output::line("no open dead letters");
+                return Ok(Exit::Ok);
+            }
+            let mut table = output::table(&["pipeline", "rule", "field", "class", "open", "for example"]);
+            for g in &groups {
+                table.add_row([
+                    g.pipeline.clone(),
+                    g.rule.clone(),
+                    g.field.clone(),
+                    g.class.clone(),
+                    g.count.to_string(),
+                    g.example.chars().take(60).collect(),
+                ]);
+            }
+            output::print_table(&table);
+            if !session.quiet {
+                output::line(format!(
+                    "fix the data at the source (the next run picks it up) or the mapping, then `{}`",
+                    session.hint("dlq replay")
+                ));
             }
             Ok(Exit::Ok)
         }
         DlqCommand::Show { id } => {
-            let row = store.dead_letter(id).await.map_err(CliError::usage)?;
-            println!("{}", serde_json::to_string_pretty(&row).expect("json"));
+            let row = store.dead_letter(id).await.map_err(|e| match e {
+                syncline_store::StoreError::NotFound(why) => CliError::usage(why),
+                other => failed(other),
+            })?;
+            output::line(serde_json::to_string_pretty(&row).expect("json"));
             Ok(Exit::Ok)
         }
         DlqCommand::Ignore { ids } => {
-            let changed = store.ignore_dead_letters(&ids).await.map_err(CliError::failed)?;
-            println!("{changed} of {} dead letter(s) marked ignored", ids.len());
+            let found = store.dead_letters(&DeadLetterFilter { ids: ids.clone(), ..Default::default() }).await.map_err(failed)?;
+            let missing: Vec<String> = ids.iter().filter(|id| !found.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
+            if !missing.is_empty() {
+                return Err(CliError::usage(format!(
+                    "no dead letter with id {}; `{}` lists them",
+                    missing.join(", "),
+                    session.hint("dlq list")
+                )));
+            }
+            let changed = store.ignore_dead_letters(&ids).await.map_err(failed)?;
+            output::line(format!("{changed} of {} dead letter(s) marked ignored", ids.len()));
+            for d in found.iter().filter(|d| d.status != "open") {
+                output::line(format!("  {} was already {}", d.id, d.status));
+            }
             Ok(Exit::Ok)
         }
-        DlqCommand::Replay { pipeline, ids } => replay(config, store, pipeline, ids, quiet).await,
+        DlqCommand::Replay { .. } => unreachable!("replay needs the whole config"),
     }
 }
 
-/// Runs open dead letters through the current transforms and sink, pipeline by pipeline.
-async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: Vec<i64>, quiet: bool) -> CliResult {
-    let filter = DeadLetterFilter { pipeline, status: Some("open".into()), ids, limit: None };
-    let rows = store.dead_letters(&filter).await.map_err(CliError::failed)?;
+/// Runs open dead letters through the current transforms and sink, pipeline by pipeline; a
+/// flow's go back to the inbox for `serve`.
+pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: Vec<i64>, session: &Session) -> CliResult {
+    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
+    if let Some(name) = &pipeline
+        && config.pipeline(name).is_none()
+        && !config.flows.iter().any(|f| &f.name == name)
+    {
+        return Err(CliError::usage(format!("{} defines no pipeline or flow {name:?}", config.file)));
+    }
+    let filter = DeadLetterFilter { pipeline, status: Some("open".into()), ids: ids.clone(), limit: None };
+    let rows = store.dead_letters(&filter).await.map_err(failed)?;
+    let missing: Vec<String> = ids.iter().filter(|id| !rows.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
+    if !missing.is_empty() {
+        return Err(CliError::usage(format!(
+            "no open dead letter with id {}; `{}` lists them",
+            missing.join(", "),
+            session.hint("dlq list")
+        )));
+    }
     if rows.is_empty() {
-        println!("no open dead letters to replay");
+        output::line("no open dead letters to replay");
         return Ok(Exit::Ok);
     }
     let mut by_pipeline: BTreeMap<String, Vec<syncline_core::Record>> = BTreeMap::new();
@@ -83,8 +153,8 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
     // a flow's dead letters are inbox events: back in the inbox, `syncline serve` runs them, and
     // a send that already happened is not repeated (its mark is checked first)
     for (flow, keys) in by_flow {
-        let requeued = store.inbox_requeue(&flow, &keys).await.map_err(CliError::failed)?;
-        println!("flow {flow}: {requeued} event(s) back in the inbox; `syncline serve` runs them");
+        let requeued = store.inbox_requeue(&flow, &keys).await.map_err(failed)?;
+        output::line(format!("flow {flow}: {requeued} event(s) back in the inbox; `{}` runs them", session.hint("serve")));
     }
     let mut summaries = Vec::new();
     let mut exit = Exit::Ok;
@@ -92,45 +162,67 @@ async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: V
         let p = config
             .pipeline(&name)
             .ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
+        let started = Instant::now();
         let transforms = pipeline::transforms(p, &config.base_dir)?;
         let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
+        let target = sink.identity().await.map_err(|e| CliError::connector(&e, format!("replay of {name}: sink")))?;
         let run_id = uuid::Uuid::now_v7().to_string();
-        store.start_run(&run_id, &name, RunMode::Replay.name()).await.map_err(CliError::failed)?;
-        let started = Instant::now();
+        store.start_run(&run_id, &name, RunMode::Replay.name()).await.map_err(failed)?;
         let options = RunOptions {
             run_id: run_id.clone(),
-            pipeline: name.clone(),
+            // no source is read: a replay commits no cursor, only fingerprints for its target
+            scope: std::sync::Arc::new(Scope { pipeline: name.clone(), source: String::new(), target }),
             mode: RunMode::Replay,
             batch_size: pipeline::write_size(p, p.batch_size),
             limit: None,
             sink_key: pipeline::sink_key(p),
             change_detection: p.change_detection,
-            retry_for: Duration::from_secs(300),
+            resend: false,
+            retry: p.retry,
+            stop: session.stop.clone(),
         };
-        let mut reporter = Reporter::new(&name, Some(records.len() as u64), quiet);
+        let mut reporter = Reporter::new(&name, Some(records.len() as u64), session.quiet);
         let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, store);
         runner.progress = Box::new(&mut reporter);
         let result = runner.replay(records).await;
+        let counts = runner.total;
         drop(runner);
         reporter.finish();
-        let (status, error) = match &result {
-            Err(e) => ("failed", Some(e.to_string())),
-            Ok(c) if c.rejected + c.failed > 0 => ("rejects", None),
-            Ok(_) => ("succeeded", None),
+        let (status, row_exit) = match &result {
+            Err(RunError::Interrupted) => ("interrupted", Exit::Interrupted),
+            Err(_) => ("failed", Exit::Failed),
+            Ok(c) if c.rejected + c.failed > 0 => ("rejects", Exit::Rejects),
+            Ok(_) => ("succeeded", Exit::Ok),
         };
-        store.finish_run(&run_id, status, error.as_deref(), None).await.map_err(CliError::failed)?;
+        let error = result.as_ref().err().map(ToString::to_string);
+        store.finish_run(&run_id, status, error.as_deref(), None).await.map_err(failed)?;
         match result {
+            Err(RunError::Interrupted) => {}
+            Err(RunError::Sink(e)) => return Err(CliError::connector(&e, format!("replay of {name}"))),
             Err(e) => return Err(CliError::failed(format!("replay of {name}: {e}"))),
-            Ok(c) => {
-                if c.rejected + c.failed > 0 {
-                    exit = Exit::Rejects;
-                }
-                summaries.push((name, "replay".to_owned(), c, started.elapsed(), status.to_owned()));
-            }
+            Ok(_) => {}
+        }
+        exit = if row_exit == Exit::Interrupted || exit == Exit::Interrupted {
+            Exit::Interrupted
+        } else if row_exit == Exit::Rejects {
+            Exit::Rejects
+        } else {
+            exit
+        };
+        summaries.push(RunRow {
+            pipeline: name,
+            mode: "replay".into(),
+            counts,
+            took: started.elapsed(),
+            status: status.into(),
+            exit: row_exit,
+        });
+        if exit == Exit::Interrupted {
+            break;
         }
     }
-    if !quiet {
-        println!("{}", summary(&summaries));
+    if !session.quiet && !summaries.is_empty() {
+        output::print_table(&summary(&summaries));
     }
     Ok(exit)
 }

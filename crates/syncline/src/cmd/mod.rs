@@ -1,4 +1,5 @@
-//! One module per command.
+//! One module per command, and what they share: the session (config path, hints, the
+//! interrupt), opening the state store, and the commands that need nothing else.
 
 mod backfill;
 mod bench;
@@ -6,6 +7,7 @@ mod check;
 mod dlq;
 mod example;
 mod flow_bench;
+mod inbox;
 mod intake_bench;
 mod run;
 mod runs;
@@ -14,16 +16,65 @@ mod serve;
 mod state;
 mod timing_bench;
 
-use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
+use crate::cli::{Cli, Command, DlqCommand, StateCommand};
+use crate::config::{self, StateSettings};
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output;
 use clap::CommandFactory;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use syncline_store::Store;
+use tokio_util::sync::CancellationToken;
 
-pub async fn dispatch(cli: Cli) -> CliResult {
-    match cli.command {
+/// How long a command may take to wind down after Ctrl-C or SIGTERM before it is cut off.
+const WIND_DOWN: Duration = Duration::from_millis(1500);
+
+/// What every command gets besides its own arguments.
+pub struct Session {
+    pub config_path: PathBuf,
+    pub quiet: bool,
+    /// Cancelled by the first Ctrl-C or SIGTERM.
+    pub stop: CancellationToken,
+}
+
+impl Session {
+    /// The start of a command line that repeats this one's config, for hints a person can copy:
+    /// `syncline --config examples/members.yaml`.
+    pub fn hint(&self, command: &str) -> String {
+        if self.config_path == Path::new(crate::cli::DEFAULT_CONFIG) {
+            format!("syncline {command}")
+        } else {
+            format!("syncline --config {} {command}", shell_word(&self.config_path.display().to_string()))
+        }
+    }
+}
+
+/// A path as one shell word.
+fn shell_word(text: &str) -> String {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// Runs the command. Every command stops within `WIND_DOWN` of an interrupt: those with work
+/// to record (run, replay, serve, backfill) wind down on their own and say what they
+/// committed; any other is cut off.
+pub async fn dispatch(cli: Cli, stop: CancellationToken) -> CliResult {
+    let session = Session { config_path: cli.config.clone(), quiet: cli.quiet, stop: stop.clone() };
+    let work = command(cli.command, &session);
+    tokio::select! {
+        result = work => result,
+        () = async { stop.cancelled().await; tokio::time::sleep(WIND_DOWN).await } => Err(CliError::interrupted()),
+    }
+}
+
+async fn command(command: Command, session: &Session) -> CliResult {
+    let path = &session.config_path;
+    match command {
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&config::json_schema()).expect("json"));
+            output::line(serde_json::to_string_pretty(&config::json_schema()).expect("json"));
             Ok(Exit::Ok)
         }
         Command::Completions { shell } => {
@@ -32,25 +83,69 @@ pub async fn dispatch(cli: Cli) -> CliResult {
         }
         Command::Example(example) => example::run(example),
         Command::Bench(args) => bench::run(args).await,
-        Command::Sandbox(args) => sandbox::run(args).await,
-        Command::Check => check::run(&cli.config).await,
-        command => {
-            let config = config::load(&cli.config)?;
-            let store = open_store(&config).await?;
-            match command {
-                Command::Run(args) => run::run(&config, &store, args, cli.quiet).await,
-                Command::Runs(args) => runs::run(&store, args).await,
-                Command::Dlq(dlq) => dlq::run(&config, &store, dlq, cli.quiet).await,
-                Command::State(state) => state::run(&config, &store, state).await,
-                Command::Serve(args) => serve::run(&config, &store, args).await,
-                Command::Inbox => serve::inbox(&store).await,
-                Command::Backfill(args) => backfill::run(&config, &store, args, cli.quiet).await,
-                _ => unreachable!("handled above"),
-            }
+        Command::Sandbox(args) => sandbox::run(args, session).await,
+        Command::Check => check::run(session).await,
+        // these read only the state store: no secrets or connections needed
+        Command::Runs(args) => runs::run(&store_only(session).await?, args).await,
+        Command::Inbox(args) => inbox::run(&store_only(session).await?, args).await,
+        Command::Dlq(DlqCommand::Replay { pipeline, ids }) => {
+            let config = config::load(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            dlq::replay(&config, &store, pipeline, ids, session).await
+        }
+        Command::Dlq(dlq) => dlq::run(&store_only(session).await?, dlq, session).await,
+        Command::State(StateCommand::Set(args)) => {
+            let config = config::load(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            state::set(&config, &store, args, session).await
+        }
+        Command::State(state) => {
+            let config = config::load_store(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            state::run(&config, &store, state, session).await
+        }
+        Command::Run(args) => {
+            let config = config::load(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            run::run(&config, &store, args, session).await
+        }
+        Command::Serve(args) => {
+            let config = config::load(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            serve::run(&config, &store, args, session).await
+        }
+        Command::Backfill(args) => {
+            let config = config::load(path)?;
+            let store = open_store(&config.state, &config.base_dir, session).await?;
+            backfill::run(&config, &store, args, session).await
         }
     }
 }
 
-pub async fn open_store(config: &Config) -> Result<Store, CliError> {
-    Store::connect(&config.state_url).await.map_err(|e| CliError::usage(format!("state store: {e}")))
+/// The store of a command that needs nothing else of the config.
+async fn store_only(session: &Session) -> Result<Store, CliError> {
+    let config = config::load_store(&session.config_path)?;
+    open_store(&config.state, &config.base_dir, session).await
+}
+
+/// Opens (creating or migrating) the state store. A new SQLite file is announced once; the
+/// store of an older syncline's default (`syncline.db`, shared by every config in a folder)
+/// is never silently replaced by a new, empty one.
+pub async fn open_store(state: &StateSettings, base_dir: &Path, session: &Session) -> Result<Store, CliError> {
+    let file = state.url.strip_prefix("sqlite://").map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)));
+    let new = file.as_ref().is_some_and(|f| !f.exists());
+    if new && !state.explicit && base_dir.join("syncline.db").exists() {
+        return Err(CliError::usage(format!(
+            "{} holds state from an earlier syncline, whose default store was syncline.db in the config's folder; \
+             it is no longer used by default. Keep using it with `state: sqlite://syncline.db` in the config, \
+             or move it to {} if no other config in the folder uses it",
+            base_dir.join("syncline.db").display(),
+            file.as_ref().expect("sqlite").display()
+        )));
+    }
+    let store = Store::connect(&state.url).await.map_err(|e| CliError::usage(format!("state store: {e}")))?;
+    if new && !session.quiet {
+        eprintln!("state: created {}", file.expect("sqlite").display());
+    }
+    Ok(store)
 }

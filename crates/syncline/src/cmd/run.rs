@@ -1,67 +1,86 @@
 //! `syncline run`: one pipeline or all of them, with progress, history and a summary.
+//!
+//! Which rows a run reads, and whether its cursor follows (the cursor only moves over rows that
+//! were read and acknowledged):
+//! - no flag: from the cursor of this pipeline's source and target to the end (`incremental`);
+//! - `--full`: everything (`full`), the cursor follows;
+//! - `--since T` at or before the cursor: from T to the end (`incremental`), the cursor follows;
+//! - `--since T` after the cursor, or with no cursor: the window from T (`window`); the rows
+//!   between the cursor and T were not read, so the cursor stays where it was;
+//! - `--limit N` stops after N rows; in the modes above the cursor moves over exactly those.
 
 use crate::cli::RunArgs;
+use crate::cmd::Session;
 use crate::config::SinkSettings;
 use crate::config::{Config, Pipeline};
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output;
 use crate::pipeline;
-use crate::progress::{Reporter, summary};
+use crate::progress::{Reporter, RunRow, summary};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use syncline_connectors::AnySink;
-use syncline_core::runner::{Counts, PlanEntry, RunMode, RunOptions, Runner, retry_transient};
+use syncline_connectors::sql::SqlSource;
+use syncline_core::runner::{PlanEntry, RunError, RunMode, RunOptions, Runner, Scope};
+use syncline_core::{Cursor, ErrorClass};
 use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
 use tracing::Instrument;
 
-/// How long a run waits out a database that is down before it fails.
-const RETRY_FOR: Duration = Duration::from_secs(300);
-
-pub async fn run(config: &Config, store: &Store, args: RunArgs, quiet: bool) -> CliResult {
+pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Session) -> CliResult {
     let pipelines: Vec<&Pipeline> = if args.pipeline == "all" {
         config.pipelines.iter().collect()
     } else {
         vec![config.pipeline(&args.pipeline).ok_or_else(|| unknown_pipeline(config, &args.pipeline))?]
     };
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let mut plan_out = match &args.plan_out {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| CliError::usage(format!("cannot write the plan to {}: {e}", path.display())))?,
-        )),
-        None => None,
-    };
+    let since = args.since.as_deref().map(|t| parse_time("--since", t)).transpose()?;
+    let plan = Arc::new(Mutex::new(Plan::default()));
+    if let Some(path) = &args.plan_out {
+        let file = std::fs::File::create(path).map_err(|e| CliError::usage(format!("cannot write the plan to {}: {e}", path.display())))?;
+        plan.lock().expect("plan").out = Some(std::io::BufWriter::new(file));
+    }
 
     let sandbox = if args.sandbox { Some(start_sandbox(&pipelines).await?) } else { None };
     let mut rows = Vec::new();
     let mut worst = Exit::Ok;
     for pipeline in pipelines {
         let started = Instant::now();
-        let outcome = run_one(config, store, pipeline, &args, since, plan_out.as_mut(), quiet).await;
-        let (exit, mode, counts, status) = match outcome {
-            Ok(done) => done,
-            Err(error) if error.code == Exit::Usage => return Err(error),
+        let row = match run_one(config, store, pipeline, &args, since, &plan, session).await {
+            Ok(row) => row,
+            Err(error) if error.code == Exit::Usage || error.code == Exit::Interrupted => return Err(error),
             Err(error) => {
-                eprintln!("error: pipeline {}: {}", pipeline.name, error.message);
-                (Exit::Failed, String::new(), Counts::default(), "failed".to_owned())
+                eprintln!("error: {}", error.message);
+                RunRow::failed(&pipeline.name, started.elapsed())
             }
         };
-        rows.push((pipeline.name.clone(), mode, counts, started.elapsed(), status));
-        worst = worse(worst, exit);
-        if exit == Exit::Interrupted {
+        worst = worse(worst, row.exit);
+        let interrupted = row.exit == Exit::Interrupted;
+        rows.push(row);
+        if interrupted {
             break;
         }
     }
-    if let Some(mut out) = plan_out {
+    let mut plan = Arc::try_unwrap(plan).map_err(|_| CliError::failed("the plan is still in use"))?.into_inner().expect("plan");
+    if let Some(out) = plan.out.as_mut() {
         out.flush().map_err(|e| CliError::failed(format!("writing the plan failed: {e}")))?;
     }
-    if !quiet {
-        println!("{}", summary(&rows));
-        if rows.iter().any(|r| r.2.rejected + r.2.failed > 0) {
-            println!("dead letters: `syncline dlq list` shows why; fix the data or the mapping, then `syncline dlq replay`.");
+    if !session.quiet {
+        output::print_table(&summary(&rows));
+        if args.dry_run {
+            plan.print(args.plan_out.as_deref());
         }
-        println!("history: `syncline runs`");
+        if rows.iter().any(|r| r.counts.rejected + r.counts.failed > 0) {
+            output::line(format!(
+                "dead letters: `{}` says why, `{}` groups them by rule and field",
+                session.hint("dlq list"),
+                session.hint("dlq summary")
+            ));
+            output::line("  fix the data or the mapping, then replay them: ".to_owned() + &format!("`{}`", session.hint("dlq replay")));
+        }
+        output::line(format!("history: `{}`", session.hint("runs")));
         if let Some((sandbox, address)) = &sandbox {
             print_ledger(sandbox, address);
         }
@@ -107,14 +126,15 @@ fn print_ledger(sandbox: &Sandbox, address: &str) {
     for r in &ledger.requests {
         *calls.entry((r.method.clone(), r.path.clone(), r.status)).or_default() += 1;
     }
-    println!("sandbox at http://{address} received {} calls:", ledger.requests.len());
+    output::line(format!("sandbox at http://{address} received {} calls:", ledger.requests.len()));
     for ((method, path, status), n) in calls {
-        println!("  {n:>6} × {method} {path} → {status}");
+        output::line(format!("  {n:>6} × {method} {path} → {status}"));
     }
     let created = ledger.effects.iter().filter(|e| e.kind == "created").count();
     let updated = ledger.effects.iter().filter(|e| e.kind == "updated").count();
-    println!("  contacts created {created}, updated {updated}; at most {} calls in any 10 s", ledger.max_rolling(10_000));
-    println!("  (the sandbox stops with this command; `syncline sandbox` keeps one running, with its ledger at /__sandbox/ledger)");
+    output::line(format!("  contacts created {created}, updated {updated}; at most {} calls in any 10 s", ledger.max_rolling(10_000)));
+    output::line("  (this sandbox stops with the command, and the next --sandbox run starts an empty one;");
+    output::line("   `syncline sandbox` keeps one running, with its ledger at /__sandbox/ledger)");
 }
 
 fn worse(a: Exit, b: Exit) -> Exit {
@@ -130,119 +150,251 @@ fn worse(a: Exit, b: Exit) -> Exit {
 
 fn unknown_pipeline(config: &Config, name: &str) -> CliError {
     let known: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-    CliError::usage(format!("unknown pipeline {name:?}; {} defines: {}, or all", config.file, known.join(", ")))
+    match crate::config::did_you_mean(name, known.iter().copied()) {
+        Some(close) => CliError::usage(format!("unknown pipeline {name:?}; did you mean {close:?}?")),
+        None => CliError::usage(format!("unknown pipeline {name:?}; {} defines: {}, or all", config.file, known.join(", "))),
+    }
 }
 
-/// `--since`: RFC 3339, `YYYY-MM-DDTHH:MM:SS` (UTC) or a date.
-pub fn parse_since(text: &str) -> Result<NaiveDateTime, CliError> {
+/// A time given on the command line: RFC 3339, `YYYY-MM-DDTHH:MM:SS` (UTC) or a date.
+pub fn parse_time(flag: &str, text: &str) -> Result<NaiveDateTime, CliError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc).naive_utc())
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
         .or_else(|_| NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
-        .map_err(|_| CliError::usage(format!("--since {text:?}: expected RFC 3339 (2024-05-01T10:00:00Z) or a date (2024-05-01)")))
+        .map_err(|_| CliError::usage(format!("{flag} {text:?}: expected RFC 3339 (2024-05-01T10:00:00Z) or a date (2024-05-01)")))
 }
 
-/// Runs one pipeline; returns its exit, mode, counts and status.
+/// Where a run starts, and whether its cursor follows: see the module's notes.
+fn mode_and_start(args: &RunArgs, since: Option<NaiveDateTime>, cursor: Option<Cursor>, source: &SqlSource) -> (RunMode, Option<Cursor>) {
+    let (mode, start) = match (args.full, since) {
+        (true, _) => (RunMode::Full, None),
+        (false, Some(since)) => match &cursor {
+            Some(cursor) if source.starts_at_or_before(since, cursor) => (RunMode::Incremental, None),
+            _ => (RunMode::Window, None),
+        },
+        (false, None) => (RunMode::Incremental, cursor),
+    };
+    (if args.dry_run { RunMode::DryRun } else { mode }, start)
+}
+
+/// Waits for `work` unless the command is interrupted first.
+async fn unless_stopped<T>(session: &Session, work: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    tokio::select! {
+        result = work => result,
+        () = session.stop.cancelled() => Err(CliError::interrupted()),
+    }
+}
+
+/// A pipeline opened and checked, ready to run.
+struct Ready {
+    transforms: syncline_core::transform::Chain,
+    source: SqlSource,
+    sink: AnySink,
+    scope: Arc<Scope>,
+    mode: RunMode,
+    start: Option<Cursor>,
+    batch_size: usize,
+}
+
+/// Opens the pipeline's source and sink, finds whose state it uses, decides where it starts,
+/// and checks the HubSpot mapping. Every step gives way to an interrupt.
+async fn prepare(
+    config: &Config,
+    store: &Store,
+    pipeline: &Pipeline,
+    args: &RunArgs,
+    since: Option<NaiveDateTime>,
+    session: &Session,
+) -> Result<Ready, CliError> {
+    let name = &pipeline.name;
+    let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
+    let source = unless_stopped(session, pipeline::source(pipeline, &config.base_dir, since)).await?;
+    let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
+    let mut sink = unless_stopped(session, pipeline::sink(pipeline, &config.base_dir, batch_size)).await?;
+    let identity = async { sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink"))) };
+    let target = unless_stopped(session, identity).await?;
+    let scope = Arc::new(Scope { pipeline: name.clone(), source: source.identity(), target });
+    let cursor = store.cursor(&scope).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
+    let (mode, start) = mode_and_start(args, since, cursor, &source);
+    if let AnySink::HubSpot(hubspot) = &mut sink {
+        // the fields a `select` fixes are checked now; any others at the first write
+        let shape = pipeline::shape(pipeline);
+        let fields: Vec<&str> = shape.fields.iter().flatten().map(String::as_str).collect();
+        let preflight = async {
+            hubspot.preflight(fields.iter().copied()).await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink")))
+        };
+        unless_stopped(session, preflight).await?;
+    }
+    Ok(Ready { transforms, source, sink, scope, mode, start, batch_size })
+}
+
+/// Runs one pipeline and records it in the history, from its first step: a run that cannot
+/// reach its source or sink, or is interrupted while connecting, is there too. Returns its
+/// summary row.
 async fn run_one(
     config: &Config,
     store: &Store,
     pipeline: &Pipeline,
     args: &RunArgs,
     since: Option<NaiveDateTime>,
-    plan_out: Option<&mut std::io::BufWriter<std::fs::File>>,
-    quiet: bool,
-) -> Result<(Exit, String, Counts, String), CliError> {
-    let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
-    let mut source = pipeline::source(pipeline, &config.base_dir, since).await?;
-    let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
-    let mut sink = pipeline::sink(pipeline, &config.base_dir, batch_size).await?;
-    if let AnySink::HubSpot(hubspot) = &mut sink {
-        // the fields a `select` fixes are checked now; any others at the first write
-        let shape = pipeline::shape(pipeline);
-        let fields = shape.fields.iter().flatten().map(String::as_str);
-        let fields: Vec<&str> = fields.collect();
-        // an outage pauses the run as a database outage does; a config error stops it at once
-        retry_transient(RETRY_FOR, async || hubspot.preflight(fields.iter().copied()).await)
-            .await
-            .map_err(|e| CliError::failed(format!("sink: {e}")))?;
-    }
+    plan: &Arc<Mutex<Plan>>,
+    session: &Session,
+) -> Result<RunRow, CliError> {
+    let name = &pipeline.name;
+    let started = Instant::now();
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
-
-    let mode = match (args.dry_run, args.full || since.is_some()) {
-        (true, _) => RunMode::DryRun,
-        (false, true) => RunMode::Full,
-        (false, false) => RunMode::Incremental,
-    };
-    let start = if args.full || since.is_some() { None } else { store.cursor(&pipeline.name).await.map_err(failed)? };
-    store.mark_interrupted(&pipeline.name).await.map_err(failed)?;
+    store.mark_interrupted(name).await.map_err(failed)?;
     let run_id = uuid::Uuid::now_v7().to_string();
-    store.start_run(&run_id, &pipeline.name, mode.name()).await.map_err(failed)?;
-
-    let total = source.estimate(start.as_ref()).await.ok().map(|n| args.limit.map_or(n, |l| n.min(l)));
-    let mut reporter = Reporter::new(&pipeline.name, total, quiet);
+    // the mode is settled once the cursor is known (a --since at or before it is incremental)
+    let provisional = match (args.dry_run, args.full, since) {
+        (true, ..) => RunMode::DryRun,
+        (false, true, _) => RunMode::Full,
+        (false, false, Some(_)) => RunMode::Window,
+        (false, false, None) => RunMode::Incremental,
+    };
+    store.start_run(&run_id, name, provisional.name()).await.map_err(failed)?;
+    let ready = match prepare(config, store, pipeline, args, since, session).await {
+        Ok(ready) => ready,
+        Err(error) => {
+            let status = if error.code == Exit::Interrupted { "interrupted" } else { "failed" };
+            store.finish_run(&run_id, status, Some(&error.message), None).await.map_err(failed)?;
+            return Err(error);
+        }
+    };
+    let Ready { transforms, mut source, sink, scope, mode, start, batch_size } = ready;
+    if mode != provisional {
+        store.set_run_mode(&run_id, mode.name()).await.map_err(failed)?;
+    }
+    let total = unless_stopped(session, async { Ok(source.estimate(start.as_ref()).await.ok()) }).await.ok().flatten();
+    let total = total.map(|n| args.limit.map_or(n, |l| n.min(l)));
+    let mut reporter = Reporter::new(name, total, session.quiet);
     let options = RunOptions {
         run_id: run_id.clone(),
-        pipeline: pipeline.name.clone(),
+        scope: scope.clone(),
         mode,
         batch_size: pipeline::write_size(pipeline, batch_size),
         limit: args.limit,
         sink_key: pipeline::sink_key(pipeline),
         change_detection: pipeline.change_detection,
-        retry_for: RETRY_FOR,
+        resend: args.resend,
+        retry: pipeline.retry,
+        stop: session.stop.clone(),
     };
-    let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, store);
+    let mut runner = Runner::new(options, Arc::new(transforms), sink, store);
     runner.progress = Box::new(&mut reporter);
-    if let Some(out) = plan_out {
-        runner.plan = Some(Box::new(move |entry: &PlanEntry| {
-            // a full disk shows up when the plan is flushed at the end
-            if serde_json::to_writer(&mut *out, entry).is_ok() {
-                let _ = out.write_all(b"\n");
-            }
-        }));
+    if mode == RunMode::DryRun {
+        let plan = plan.clone();
+        runner.plan = Some(Box::new(move |entry: &PlanEntry| plan.lock().expect("plan").add(entry)));
     }
-    let span = tracing::info_span!("run", run_id = %run_id, pipeline = %pipeline.name);
-    tracing::info!(parent: &span, mode = mode.name(), "run started");
-    let result = tokio::select! {
-        result = runner.run(&mut source, start).instrument(span.clone()) => Some(result),
-        _ = shutdown_signal() => None,
-    };
+    let span = tracing::info_span!("run", run_id = %run_id, pipeline = %name);
+    tracing::info!(parent: &span, mode = mode.name(), source = %scope.source, target = %scope.target, "run started");
+    let result = runner.run(&mut source, start).instrument(span.clone()).await;
     let counts = runner.total;
     drop(runner);
     reporter.finish();
     let dry = (mode == RunMode::DryRun).then_some(&counts);
-    let (exit, status, error) = match result {
-        None => (Exit::Interrupted, "interrupted", Some("stopped by a signal".to_owned())),
-        Some(Err(e)) => (Exit::Failed, "failed", Some(e.to_string())),
-        Some(Ok(c)) if c.rejected + c.failed > 0 => (Exit::Rejects, "rejects", None),
-        Some(Ok(_)) => (Exit::Ok, "succeeded", None),
+    let (exit, status) = match &result {
+        Err(RunError::Interrupted) => (Exit::Interrupted, "interrupted"),
+        Err(_) => (Exit::Failed, "failed"),
+        Ok(c) if c.rejected + c.failed > 0 => (Exit::Rejects, "rejects"),
+        Ok(_) => (Exit::Ok, "succeeded"),
     };
+    let error = result.as_ref().err().map(ToString::to_string);
     store.finish_run(&run_id, status, error.as_deref(), dry).await.map_err(failed)?;
     tracing::info!(parent: &span, status, read = counts.read, rejected = counts.rejected, "run finished");
-    if let Some(error) = error {
-        if exit == Exit::Failed {
-            return Err(CliError::failed(error));
+    match result {
+        Err(RunError::Interrupted) => eprintln!("{name}: interrupted; what the target acknowledged is committed"),
+        Err(RunError::Source(e) | RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
+            return Err(CliError::usage(format!("pipeline {name}: {e}")));
         }
-        eprintln!("{}: {error}", pipeline.name);
+        Err(error) => return Err(CliError::failed(format!("pipeline {name}: {error}"))),
+        Ok(_) => {}
     }
-    Ok((exit, mode.name().to_owned(), counts, status.to_owned()))
+    Ok(RunRow { pipeline: name.clone(), mode: mode.name().to_owned(), counts, took: started.elapsed(), status: status.to_owned(), exit })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// A dry run's plan: every line to `--plan-out`, and a summary for people.
+#[derive(Default)]
+struct Plan {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    actions: BTreeMap<&'static str, u64>,
+    /// Field → records in which it would change.
+    fields: BTreeMap<String, u64>,
+    /// Rule → records it rejects.
+    reasons: BTreeMap<String, u64>,
+    first: Vec<PlanEntry>,
+}
+
+/// Changes shown in the printed plan; `--plan-out` has them all.
+const FIRST_CHANGES: usize = 10;
+
+impl Plan {
+    fn add(&mut self, entry: &PlanEntry) {
+        if let Some(out) = self.out.as_mut() {
+            // a full disk shows up when the plan is flushed at the end
+            if serde_json::to_writer(&mut *out, entry).is_ok() {
+                let _ = out.write_all(b"\n");
+            }
+        }
+        *self.actions.entry(entry.action).or_default() += 1;
+        for (field, _, _) in &entry.changes {
+            *self.fields.entry(field.clone()).or_default() += 1;
+        }
+        if let Some(reason) = &entry.reason {
+            let rule = reason.split(": ").take(2).collect::<Vec<_>>().join(": ");
+            *self.reasons.entry(rule).or_default() += 1;
+        }
+        if matches!(entry.action, "create" | "update") && self.first.len() < FIRST_CHANGES {
+            self.first.push(entry.clone());
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    fn print(&self, plan_out: Option<&std::path::Path>) {
+        let count = |action| self.actions.get(action).copied().unwrap_or(0);
+        output::line(format!(
+            "plan (dry run, nothing written): create {} · update {} · unchanged {} · rejected {}",
+            count("create"),
+            count("update"),
+            count("unchanged"),
+            count("rejected")
+        ));
+        if !self.fields.is_empty() {
+            let mut fields: Vec<(&String, &u64)> = self.fields.iter().collect();
+            fields.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let listed: Vec<String> = fields.iter().take(12).map(|(f, n)| format!("{f} {n}")).collect();
+            let more = if fields.len() > 12 { format!(" … and {} more", fields.len() - 12) } else { String::new() };
+            output::line(format!("  records changing each field: {}{more}", listed.join(", ")));
+        }
+        if !self.reasons.is_empty() {
+            let listed: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            output::line(format!("  rejected by field and rule: {}", listed.join(", ")));
+        }
+        for entry in &self.first {
+            let changes: Vec<String> = entry.changes.iter().map(|(f, old, new)| format!("{f}: {} → {}", short(old), short(new))).collect();
+            let changes = if changes.is_empty() { "(fields unknown: the target cannot be read)".to_owned() } else { changes.join(", ") };
+            output::line(format!("  {} {}: {}", entry.action, entry.key, cut(&changes, 160)));
+        }
+        let shown = self.first.len() as u64;
+        let changing = count("create") + count("update");
+        match plan_out {
+            Some(path) => output::line(format!("  every record's line: {}", path.display())),
+            None if changing > shown => {
+                output::line(format!("  {shown} of {changing} changes shown; add --plan-out plan.jsonl for all of them"))
+            }
+            None => {}
+        }
     }
+}
+
+fn short(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "∅".to_owned(),
+        serde_json::Value::String(s) => cut(&format!("{s:?}"), 40),
+        other => cut(&other.to_string(), 40),
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max { text.to_owned() } else { format!("{}…", text.chars().take(max - 1).collect::<String>()) }
 }

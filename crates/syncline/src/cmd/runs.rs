@@ -1,37 +1,29 @@
-//! `syncline runs`: sync history.
+//! `syncline runs`: sync history — pipeline runs, replays, and each `serve`'s flow work.
 
 use crate::cli::RunsArgs;
 use crate::exit::{CliError, CliResult, Exit};
+use crate::output;
 use syncline_store::Store;
 
 pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
-    let runs = store.runs(args.pipeline.as_deref(), args.limit).await.map_err(CliError::failed)?;
+    let runs = store.runs(args.pipeline.as_deref(), args.limit).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
     if args.json {
         for run in &runs {
-            println!("{}", serde_json::to_string(run).expect("json"));
+            output::line(serde_json::to_string(run).expect("json"));
         }
         return Ok(Exit::Ok);
     }
-    let mut table = crate::progress::table(&[
-        "id",
-        "pipeline",
-        "mode",
-        "started",
-        "duration",
-        "read",
-        "created",
-        "updated",
-        "unchanged",
-        "rejected",
-        "failed",
-        "status",
-    ]);
+    if runs.is_empty() {
+        output::line("no runs yet");
+        return Ok(Exit::Ok);
+    }
+    let mut table =
+        output::table(&["pipeline", "mode", "started", "took", "read", "created", "updated", "unchanged", "rejected", "failed", "status"]);
     for r in &runs {
         table.add_row([
-            r.id.clone(),
             r.pipeline.clone(),
             r.mode.clone(),
-            r.started_at.clone(),
+            r.started_at.get(..19).unwrap_or(&r.started_at).replace('T', " "),
             duration(&r.started_at, r.finished_at.as_deref()),
             r.read_count.to_string(),
             r.created_count.to_string(),
@@ -42,7 +34,7 @@ pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
             r.status.clone(),
         ]);
     }
-    println!("{table}");
+    output::print_table(&table);
     Ok(Exit::Ok)
 }
 

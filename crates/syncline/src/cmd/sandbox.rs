@@ -6,7 +6,7 @@ use syncline_sandbox::{Faults, Sandbox, Seed};
 use crate::cli::SandboxArgs;
 use crate::exit::{CliError, CliResult, Exit};
 
-pub async fn run(args: SandboxArgs) -> CliResult {
+pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let seed = match &args.seed {
         None => demo_seed(args.tier.unwrap_or(Tier::Free)),
         Some(path) => {
@@ -37,9 +37,7 @@ pub async fn run(args: SandboxArgs) -> CliResult {
     // portals seeded with `webhooks:` post their changes to the app's target URL
     let _delivery = sandbox.spawn_webhook_delivery();
     axum::serve(listener, sandbox.router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(session.stop.clone().cancelled_owned())
         .await
         .map_err(CliError::failed)?;
     Ok(Exit::Ok)

@@ -49,8 +49,65 @@ impl ConfigError {
         };
         let at = error.location().filter(|l| l.line() > 0).map(|l| (l.line(), l.column()));
         let path = at.map(|(line, _)| key_path_at(text, line as usize)).unwrap_or_default();
-        ConfigError { file: file.to_owned(), at, path, message: message.to_owned() }
+        let message = match suggestion_for_serde(message) {
+            Some(close) => format!("{message}; did you mean `{close}`?"),
+            None => message.to_owned(),
+        };
+        ConfigError { file: file.to_owned(), at, path, message }
     }
+
+    /// A key the file has but the config does not know, with the closest known keys beside it
+    /// (`known` is given the key's full path, as found in the text).
+    pub fn unknown_key(file: &str, text: &str, path: &str, known: impl Fn(&str) -> Vec<String>) -> Self {
+        let key = path.rsplit_once('.').map_or(path, |(_, key)| key);
+        let found = (1..=text.lines().count()).map(|line| (line, key_path_at(text, line))).find(|(_, full)| names_the_same(path, full));
+        let (at, path) = match found {
+            Some((line, full)) => {
+                let l = text.lines().nth(line - 1).unwrap_or_default();
+                (Some((line as u64, l.find(key).map_or(1, |c| c + 1) as u64)), full)
+            }
+            None => (None, path.to_owned()),
+        };
+        let known = known(&path);
+        let message = match did_you_mean(key, known.iter().map(String::as_str)) {
+            Some(close) => format!("unknown key `{key}`; did you mean `{close}`?"),
+            None if known.is_empty() => format!("unknown key `{key}`"),
+            None => format!("unknown key `{key}` (expected one of: {})", known.join(", ")),
+        };
+        ConfigError { file: file.to_owned(), at, path: path.to_owned(), message }
+    }
+}
+
+/// Whether `path` (as serde saw it, without the names of enum variants such as `sql`) and
+/// `full` (as written) name the same key: `full` has every part of `path` in order, the same
+/// last part, and at most two parts more.
+fn names_the_same(path: &str, full: &str) -> bool {
+    let split = |p: &str| p.replace('[', ".[").split('.').map(str::to_owned).collect::<Vec<_>>();
+    let (short, long) = (split(path), split(full));
+    if short.last() != long.last() || long.len() < short.len() || long.len() > short.len() + 2 {
+        return false;
+    }
+    let mut rest = long.iter();
+    short.iter().all(|part| rest.any(|p| p == part))
+}
+
+/// The candidate closest to `word`, when it is close enough to be what was meant.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// serde's "unknown variant `x`, expected one of `a`, `b`" (and the same for fields): the
+/// closest expected name.
+fn suggestion_for_serde(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variant `").or_else(|| message.strip_prefix("unknown field `"))?;
+    let (word, expected) = rest.split_once('`')?;
+    let (_, names) = expected.split_once("expected one of ")?;
+    did_you_mean(word, names.split(", ").map(|n| n.trim_matches('`')))
 }
 
 /// The dotted key path of the block-style YAML line `line` (1-based): its own key, then each
@@ -100,6 +157,13 @@ pub(crate) fn key_path_at(text: &str, line: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::key_path_at;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(super::did_you_mean("batch_sise", ["batch_size", "source", "sink"]), Some("batch_size"));
+        assert_eq!(super::did_you_mean("zzz", ["batch_size", "source"]), None);
+        assert_eq!(super::suggestion_for_serde("unknown variant `emial`, expected one of `email`, `name`"), Some("email"));
+    }
 
     #[test]
     fn key_paths() {

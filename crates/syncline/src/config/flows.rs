@@ -2,7 +2,7 @@
 //! triggers name a configured webhook) so a bad flow fails at load with its line.
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, RawConnection, RawTier};
+use super::raw::{RawConfig, RawConnection, RawFlow, RawTier};
 use super::settings::Ctx;
 use syncline_connectors::hubspot::{self, HubSpotApi, HubSpotSettings, Tier};
 use syncline_connectors::manychat::{self, ManyChatApi, ManyChatSettings};
@@ -73,32 +73,23 @@ pub(super) fn flows(
     raw: &RawConfig,
     webhooks: &[syncline_server::Source],
     connections: &FlowConnections,
-) -> Result<Vec<Flow>, ConfigError> {
+) -> Result<Vec<Flow>, Vec<ConfigError>> {
     let mut flows = Vec::new();
+    let mut errors = Vec::new();
     for (name, f) in &raw.flows {
-        let path = format!("flows.{name}");
-        let source = ctx.expand(&f.trigger.source, &format!("{path}.trigger.source"))?;
-        if !webhooks.iter().any(|w| w.name == source) {
-            let known: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
-            let message =
-                format!("no webhook named {source:?} (webhooks: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
-            return Err(ctx.err(&f.trigger.source.referenced, &format!("{path}.trigger.source"), message));
+        match flow(ctx, name, f, webhooks) {
+            Ok(flow) => flows.push(flow),
+            Err(e) => errors.push(e),
         }
-        flows.push(Flow {
-            name: name.clone(),
-            source,
-            events: f.trigger.events.clone(),
-            filter: f.trigger.filter.as_ref().map(|f| f.value.clone()),
-            steps: f.steps.iter().map(|s| s.value.clone()).collect(),
-            max_attempts: ctx.positive(&f.max_attempts, &format!("{path}.max_attempts"), 1..=100, 5)? as u32,
-            ordered: f.ordered,
-        });
     }
-    let opened = connections.open().map_err(|e| ConfigError::file(ctx.file, e.to_string()))?;
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let opened = connections.open().map_err(|e| vec![ConfigError::file(ctx.file, e.to_string())])?;
     if let Err(e) = Engine::new(flows.clone(), opened) {
         let raw_flow = &raw.flows[&e.flow];
         let path = format!("flows.{}", e.flow);
-        return Err(match e.step {
+        return Err(vec![match e.step {
             Some(i) => ctx.err(&raw_flow.steps[i].referenced, &format!("{path}.steps[{i}]"), e.message),
             None => match &raw_flow.trigger.filter {
                 Some(filter) if e.message.starts_with("filter") => {
@@ -106,9 +97,31 @@ pub(super) fn flows(
                 }
                 _ => ctx.err(&raw_flow.trigger.source.referenced, &path, e.message),
             },
-        });
+        }]);
     }
     Ok(flows)
+}
+
+fn flow(ctx: &Ctx, name: &str, f: &RawFlow, webhooks: &[syncline_server::Source]) -> Result<Flow, ConfigError> {
+    let path = format!("flows.{name}");
+    let source = ctx.expand(&f.trigger.source, &format!("{path}.trigger.source"))?;
+    if !webhooks.iter().any(|w| w.name == source) {
+        let known: Vec<&str> = webhooks.iter().map(|w| w.name.as_str()).collect();
+        let message = match super::error::did_you_mean(&source, known.iter().copied()) {
+            Some(close) => format!("no webhook named {source:?}; did you mean {close:?}?"),
+            None => format!("no webhook named {source:?} (webhooks: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+        };
+        return Err(ctx.err(&f.trigger.source.referenced, &format!("{path}.trigger.source"), message));
+    }
+    Ok(Flow {
+        name: name.to_owned(),
+        source,
+        events: f.trigger.events.clone(),
+        filter: f.trigger.filter.as_ref().map(|f| f.value.clone()),
+        steps: f.steps.iter().map(|s| s.value.clone()).collect(),
+        max_attempts: ctx.positive(&f.max_attempts, &format!("{path}.max_attempts"), 1..=100, 5)? as u32,
+        ordered: f.ordered,
+    })
 }
 
 impl Ctx<'_> {

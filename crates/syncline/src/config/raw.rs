@@ -1,6 +1,7 @@
 //! The config file as written: serde structs that mirror the YAML, with a doc comment per field
 //! (they become the JSON Schema `syncline schema` prints). Validation into settings is in
-//! `settings.rs`.
+//! `settings.rs`. Unknown keys are not refused by serde here (that would stop at the first):
+//! `parse_raw` collects them all, and the schema still forbids them.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -12,12 +13,18 @@ pub type At<T> = Spanned<T>;
 
 /// A syncline config file.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
+#[schemars(title = "syncline config")]
 pub struct RawConfig {
-    /// Where syncline keeps cursors, sync history and dead letters: `sqlite://PATH` (default
-    /// `sqlite://syncline.db`, relative to this file) or `postgres://…` (password from `${VAR}`).
+    /// Where syncline keeps cursors, sync history and dead letters: `sqlite://PATH` (relative to
+    /// this file; default `<this file's name>.state.db` beside it) or `postgres://…` (password
+    /// from `${VAR}`; tables in the schema `state_schema`).
     #[schemars(with = "Option<String>")]
     pub state: Option<At<String>>,
+    /// PostgreSQL stores only: the schema of syncline's tables (default `syncline`; or
+    /// `?schema=…` in the URL). Created when missing.
+    #[schemars(with = "Option<String>")]
+    pub state_schema: Option<At<String>>,
     /// The pipelines, by name; `syncline run all` runs them in this order.
     #[serde(default)]
     pub pipelines: indexmap::IndexMap<String, RawPipeline>,
@@ -35,14 +42,14 @@ pub struct RawConfig {
 
 /// API accounts flows use (pipelines name their own in their sink).
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConnections {
     pub hubspot: Option<RawConnection>,
     pub manychat: Option<RawConnection>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConnection {
     /// The API token as `${VAR}` (HubSpot: a private app token; ManyChat: `<page_id>:<key>`).
     #[schemars(with = "String")]
@@ -56,7 +63,7 @@ pub struct RawConnection {
 
 /// A flow: what starts it, and its steps.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawFlow {
     pub trigger: RawTrigger,
     /// Run in order on each event; see the README for every step.
@@ -64,7 +71,7 @@ pub struct RawFlow {
     pub steps: Vec<At<syncline_server::flow::Step>>,
     /// Attempts before an event that keeps failing (5xx, timeouts) becomes a dead letter
     /// (default 5). Data errors (no phone or email, ManyChat 3011) are dead letters at once.
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1, max = 100))]
     pub max_attempts: Option<At<u64>>,
     /// Run each object's events in `occurredAt` order and skip (and audit) an event older than
     /// one already run for the same object, so the latest change wins (default false; turn on
@@ -74,7 +81,7 @@ pub struct RawFlow {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTrigger {
     /// The webhook source (a name under `webhooks:`).
     #[schemars(with = "String")]
@@ -91,7 +98,7 @@ pub struct RawTrigger {
 
 /// A webhook endpoint: who posts to it and the secrets its deliveries are signed with.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawWebhook {
     /// `hubspot` (signatures v1/v2/v3, arrays of events) or `stripe` (`Stripe-Signature`).
     pub provider: RawProvider,
@@ -106,7 +113,7 @@ pub struct RawWebhook {
     #[schemars(with = "Option<String>")]
     pub public_url: Option<At<String>>,
     /// Largest body taken, in bytes (default 1 MiB); larger ones get 413 before being read.
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1024, max = 67108864))]
     pub body_limit: Option<At<u64>>,
 }
 
@@ -118,13 +125,13 @@ pub enum RawProvider {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServe {
     /// Address and port to listen on (default `127.0.0.1:8080`).
     #[schemars(with = "Option<String>")]
     pub bind: Option<At<String>>,
     /// Inbox events run at once (default 16); the APIs' budgets pace the calls either way.
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1, max = 256))]
     pub workers: Option<At<u64>>,
     /// How long a claimed event stays this instance's before another may take it over
     /// (default `60s`): after a crash, its events run again once their lease runs out.
@@ -134,7 +141,7 @@ pub struct RawServe {
 
 /// One pipeline: a source read page by page, transforms, and a sink written in batches.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPipeline {
     pub source: RawSource,
     /// Applied in order to every record; a failing rule turns the record into a dead letter.
@@ -142,24 +149,42 @@ pub struct RawPipeline {
     #[schemars(with = "Vec<RawTransform>")]
     pub transforms: Vec<At<RawTransform>>,
     pub sink: RawSink,
-    /// Records per sink call (default 500 for SQL sinks; for HubSpot, inputs per batch call,
-    /// at most and by default 100).
-    #[schemars(with = "Option<u64>")]
+    /// Records per sink call (default 500 for SQL sinks, at most 10,000; for HubSpot, inputs per
+    /// batch call, at most and by default 100).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 10000))]
     pub batch_size: Option<At<u64>>,
-    /// Skip records whose mapped fields equal what was last written (default: on for HubSpot,
-    /// where every call spends the rate budget; off for SQL sinks, whose upserts are idempotent).
+    /// Skip records whose mapped fields equal what was last written to the same target
+    /// (default: on for HubSpot, where every call spends the rate budget; off for SQL sinks,
+    /// whose upserts are idempotent). `run --resend` writes them anyway.
     pub change_detection: Option<bool>,
+    /// How long failures are retried before the run fails.
+    pub retry: Option<RawRetry>,
+}
+
+/// The ceilings on retries: past them the run fails (exit 1) and says which one it hit.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRetry {
+    /// A database or API that refuses connections (or whose breaker stays open): retried this
+    /// long, then the run fails (default `5s`). Raise it to wait out a restart.
+    #[schemars(with = "Option<String>")]
+    pub unreachable: Option<At<String>>,
+    /// Failures worth retrying (a dropped connection, 5xx, timeouts, 429s): retried this long per
+    /// call (default `5m`).
+    #[schemars(with = "Option<String>")]
+    pub transient: Option<At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
+#[schemars(deny_unknown_fields)]
 pub enum RawSource {
     /// A SQL table or query, read in `(watermark, key)` order.
     Sql(RawSqlSource),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSqlSource {
     /// `sqlite://PATH`, `postgres://USER:${PASSWORD}@HOST/DB`, `mysql://…`, or `${VAR}`.
     #[schemars(with = "Option<String>")]
@@ -180,7 +205,7 @@ pub struct RawSqlSource {
     #[schemars(with = "String")]
     pub watermark: At<String>,
     /// Rows per page (default 1000).
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1, max = 100000))]
     pub page_size: Option<At<u64>>,
     /// How far before the cursor incremental runs start again, e.g. `5m` (default `0s`).
     #[schemars(with = "Option<String>")]
@@ -188,7 +213,8 @@ pub struct RawSqlSource {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
+#[schemars(deny_unknown_fields)]
 // one value per pipeline, parsed once: the size difference costs nothing
 #[allow(clippy::large_enum_variant)]
 pub enum RawSink {
@@ -199,7 +225,7 @@ pub enum RawSink {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawHubSpotSink {
     /// The API's URL (default `https://api.hubapi.com`; the sandbox's `http://127.0.0.1:8787`).
     #[schemars(with = "Option<String>")]
@@ -222,10 +248,10 @@ pub struct RawHubSpotSink {
     pub tier: Option<RawTier>,
     /// Spend at most this many calls per 10 s (default: the tier's whole budget); leave room
     /// for other apps on the same portal.
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1, max = 250))]
     pub calls_per_10s: Option<At<u64>>,
     /// Batch calls in flight at once (default 4); the budget paces them either way.
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<u64>", range(min = 1, max = 32))]
     pub in_flight: Option<At<u64>>,
 }
 
@@ -240,7 +266,7 @@ pub enum RawTier {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSqlSink {
     #[schemars(with = "Option<String>")]
     pub url: Option<At<String>>,
@@ -258,7 +284,8 @@ pub struct RawSqlSink {
 
 /// One transform step.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case")]
+#[schemars(deny_unknown_fields)]
 pub enum RawTransform {
     /// Keep only these fields, in this order.
     Select(Vec<String>),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL};
 use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings, SqlTable};
+use syncline_core::runner::RetryLimits;
 use syncline_core::transform::normalize_phone;
 
 /// A validated config.
@@ -15,7 +16,7 @@ use syncline_core::transform::normalize_phone;
 pub struct Config {
     pub file: String,
     pub base_dir: PathBuf,
-    pub state_url: String,
+    pub state: StateSettings,
     pub pipelines: Vec<Pipeline>,
     /// Webhook endpoints for `syncline serve`.
     pub webhooks: Vec<syncline_server::Source>,
@@ -23,6 +24,15 @@ pub struct Config {
     /// Flows `syncline serve` runs on inbox events, checked.
     pub flows: Vec<syncline_server::flow::Flow>,
     pub connections: super::flows::FlowConnections,
+}
+
+/// Where the state store is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// `sqlite://PATH` (absolute) or `postgres://…` (with `schema=` when one was configured).
+    pub url: String,
+    /// False for the default `<config stem>.state.db`.
+    pub explicit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +53,7 @@ pub struct Pipeline {
     pub sink: SinkSettings,
     pub batch_size: usize,
     pub change_detection: bool,
+    pub retry: RetryLimits,
 }
 
 /// Where a connection URL comes from: the config (after `${VAR}` expansion) or a file.
@@ -55,7 +66,16 @@ pub enum UrlSource {
 #[derive(Debug)]
 pub enum SourceSettings {
     /// The URL is filled in from `url` when the pipeline is opened.
-    Sql { url: UrlSource, settings: SqlSourceSettings },
+    Sql { url: UrlSource, settings: SqlSourceSettings, at: SourceAt },
+}
+
+/// Where a source's settings are in the file, for problems found when it is probed.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceAt {
+    /// `table` or `query`.
+    pub from: Location,
+    pub key: Location,
+    pub watermark: Location,
 }
 
 #[derive(Debug)]
@@ -262,33 +282,149 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// Validates a parsed config into settings.
-pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+/// Validates a parsed config into settings, reporting every problem found, not only the first.
+pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
     let ctx = Ctx { file, base_dir, env };
-    let state_url = match &raw.state {
-        Some(state) => {
-            if literal_password(&state.value).is_some() {
-                return Err(ctx.err(&state.referenced, "state", "a password written in the config is not allowed; use ${VAR}"));
-            }
-            let url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ctx.err(
-                    &state.referenced,
-                    "state",
-                    format!("{url:?} is not a state store; use sqlite://PATH or postgres://…"),
-                ));
-            }
-            url
-        }
-        None => resolve_sqlite("sqlite://syncline.db", base_dir),
-    };
+    let mut errors = ConfigErrors::default();
+    let state = errors.take(state(&ctx, &raw));
     if raw.pipelines.is_empty() && raw.webhooks.is_empty() {
-        return Err(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
+        errors.push(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
     }
-    let webhooks = raw.webhooks.iter().map(|(name, w)| webhook(&ctx, name, w)).collect::<Result<Vec<_>, _>>()?;
-    let connections = super::flows::connections(&ctx, &raw)?;
-    let flows = super::flows::flows(&ctx, &raw, &webhooks, &connections)?;
-    let lease = match raw.serve.as_ref().and_then(|s| s.lease.as_ref()) {
+    let webhooks: Vec<_> = raw.webhooks.iter().filter_map(|(name, w)| errors.take(webhook(&ctx, name, w))).collect();
+    let connections = errors.take(super::flows::connections(&ctx, &raw)).unwrap_or_default();
+    let flows = match errors.is_empty() {
+        // flows are checked against the webhooks and connections, so only once those are sound
+        true => super::flows::flows(&ctx, &raw, &webhooks, &connections).unwrap_or_else(|e| {
+            errors.extend(e);
+            Vec::new()
+        }),
+        false => Vec::new(),
+    };
+    let serve = errors.take(serve(&ctx, raw.serve.as_ref()));
+    let mut pipelines = Vec::new();
+    for (name, p) in raw.pipelines {
+        match pipeline(&ctx, name, p) {
+            Ok(pipeline) => pipelines.push(pipeline),
+            Err(e) => errors.extend(e),
+        }
+    }
+    errors.finish()?;
+    let (state, serve) = (state.expect("no errors"), serve.expect("no errors"));
+    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state, pipelines, webhooks, serve, flows, connections })
+}
+
+/// Every problem found in a config file, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn push(&mut self, error: ConfigError) {
+        self.0.push(error);
+    }
+
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = ConfigError>) {
+        self.0.extend(errors);
+    }
+
+    /// The value, or None with the error kept.
+    pub fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.push(e)).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Ok when nothing was found; the errors sorted by line otherwise.
+    pub fn finish(mut self) -> Result<(), ConfigErrors> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        self.0.sort_by_key(|e| e.at.unwrap_or((u64::MAX, 0)));
+        self.0.dedup();
+        Err(self)
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "{}", lines.join("\n"))?;
+        if self.0.len() > 1 {
+            write!(f, "\n({} problems)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Only the state store, for commands that read nothing else.
+pub(super) fn state_only(
+    raw: &RawConfig,
+    file: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StateSettings, ConfigError> {
+    state(&Ctx { file, base_dir, env }, raw)
+}
+
+/// Where the state store is: the configured URL, or `<config stem>.state.db` beside the config
+/// so two configs in one folder never share cursors by accident.
+fn state(ctx: &Ctx, raw: &RawConfig) -> Result<StateSettings, ConfigError> {
+    let Some(state) = &raw.state else {
+        let stem = Path::new(ctx.file).file_stem().and_then(|s| s.to_str()).unwrap_or("syncline");
+        let path = ctx.base_dir.join(format!("{stem}.state.db"));
+        if let Some(schema) = &raw.state_schema {
+            return Err(ctx.err(&schema.referenced, "state_schema", "applies to a postgres:// state store; this config uses SQLite"));
+        }
+        return Ok(StateSettings { url: format!("sqlite://{}", path.display()), explicit: false });
+    };
+    if literal_password(&state.value).is_some() {
+        return Err(ctx.err(&state.referenced, "state", "a password written in the config is not allowed; use ${VAR}"));
+    }
+    let mut url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !(url.starts_with("sqlite:") || postgres) {
+        return Err(ctx.err(&state.referenced, "state", format!("{url:?} is not a state store; use sqlite://PATH or postgres://…")));
+    }
+    if let Some(schema) = &raw.state_schema {
+        let name = ctx.expand(schema, "state_schema")?;
+        if !postgres {
+            return Err(ctx.err(&schema.referenced, "state_schema", "applies to a postgres:// state store only"));
+        }
+        if url.contains("schema=") {
+            return Err(ctx.err(
+                &schema.referenced,
+                "state_schema",
+                "the state URL already names a schema (?schema=…); give one or the other",
+            ));
+        }
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ctx.err(&schema.referenced, "state_schema", format!("{name:?} is not a schema name (letters, digits and _)")));
+        }
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("schema={name}"));
+    }
+    Ok(StateSettings { url, explicit: true })
+}
+
+fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError> {
+    let lease = match raw.and_then(|s| s.lease.as_ref()) {
         Some(lease) => {
             let text = ctx.expand(lease, "serve.lease")?;
             let lease_time = parse_duration(&text).map_err(|why| ctx.err(&lease.referenced, "serve.lease", why))?;
@@ -299,8 +435,8 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         }
         None => Duration::from_secs(60),
     };
-    let workers = ctx.positive(&raw.serve.as_ref().and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
-    let serve_bind = match raw.serve.as_ref().and_then(|s| s.bind.as_ref()) {
+    let workers = ctx.positive(&raw.and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
+    let bind = match raw.and_then(|s| s.bind.as_ref()) {
         Some(bind) => {
             let text = ctx.expand(bind, "serve.bind")?;
             text.parse()
@@ -308,105 +444,129 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         }
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    let mut pipelines = Vec::new();
-    for (name, p) in raw.pipelines {
-        let path = format!("pipelines.{name}");
-        if name == "all" || name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(ConfigError {
-                file: file.into(),
-                at: None,
-                path,
-                message: "pipeline names use letters, digits, _ and - (and `all` is reserved)".into(),
-            });
-        }
-        let source = match &p.source {
-            RawSource::Sql(s) => {
-                let spath = format!("{path}.source.sql");
-                let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced, Role::Source)?;
-                let from = match (&s.table, &s.query) {
-                    (Some(t), None) => SqlTable::Table(ctx.expand(t, &format!("{spath}.table"))?),
-                    (None, Some(q)) => SqlTable::Query(ctx.expand(q, &format!("{spath}.query"))?.trim().trim_end_matches(';').to_owned()),
-                    (Some(t), Some(_)) => return Err(ctx.err(&t.referenced, &spath, "give either table or query, not both")),
-                    (None, None) => return Err(ctx.err(&s.key.referenced, &spath, "missing table (or query)")),
-                };
-                let overlap = match &s.overlap {
-                    Some(o) => parse_duration(&o.value).map_err(|why| ctx.err(&o.referenced, &format!("{spath}.overlap"), why))?,
-                    None => Duration::ZERO,
-                };
-                let settings = SqlSourceSettings {
-                    url: String::new(),
-                    from,
-                    key: ctx.expand(&s.key, &format!("{spath}.key"))?,
-                    watermark: ctx.expand(&s.watermark, &format!("{spath}.watermark"))?,
-                    page_size: ctx.positive(&s.page_size, &format!("{spath}.page_size"), 1..=100_000, 1000)?,
-                    overlap,
-                };
-                SourceSettings::Sql { url, settings }
-            }
-        };
-        let (sink, default_batch, max_batch, default_detection) = match &p.sink {
-            RawSink::Sql(s) => {
-                let spath = format!("{path}.sink.sql");
-                let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced, Role::Sink)?;
-                let settings = SqlSinkSettings {
-                    url: String::new(),
-                    table: ctx.expand(&s.table, &format!("{spath}.table"))?,
-                    key: ctx.expand(&s.key, &format!("{spath}.key"))?,
-                    create_table: s.create_table,
-                };
-                (SinkSettings::Sql { url, settings }, 500, 10_000, false)
-            }
-            RawSink::Hubspot(h) => {
-                let spath = format!("{path}.sink.hubspot");
-                let token = match (&h.token, &h.token_file) {
-                    (Some(token), None) if !token.value.contains("${") => {
-                        return Err(ctx.err(
-                            &token.referenced,
-                            &format!("{spath}.token"),
-                            "a token written in the config is not allowed; use ${HUBSPOT_TOKEN} (or token_file)",
-                        ));
-                    }
-                    (Some(token), None) => UrlSource::Inline(ctx.expand(token, &format!("{spath}.token"))?),
-                    (None, Some(file)) => UrlSource::File(base_dir.join(ctx.expand(file, &format!("{spath}.token_file"))?)),
-                    (Some(token), Some(_)) => return Err(ctx.err(&token.referenced, &spath, "give either token or token_file, not both")),
-                    (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
-                };
-                let base_url = match &h.base_url {
-                    Some(url) => ctx.http_url(url, &format!("{spath}.base_url"))?,
-                    None => DEFAULT_BASE_URL.to_owned(),
-                };
-                let object = match &h.object {
-                    Some(object) => ctx.expand(object, &format!("{spath}.object"))?,
-                    None => "contacts".to_owned(),
-                };
-                let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
-                let mut settings = HubSpotSettings::new(&base_url, "", &object, &id_property);
-                let tier = ctx.tier(h.tier);
-                let burst = u64::from(tier.per_ten_seconds());
-                settings.calls_per_ten_seconds =
-                    ctx.positive(&h.calls_per_10s, &format!("{spath}.calls_per_10s"), 1..=burst, burst)? as u32;
-                settings.in_flight = ctx.positive(&h.in_flight, &format!("{spath}.in_flight"), 1..=32, 4)?;
-                (SinkSettings::HubSpot { token, settings }, MAX_INPUTS_PER_CALL as u64, MAX_INPUTS_PER_CALL as u64, true)
-            }
-        };
-        let batch_size = ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max_batch, default_batch)?;
-        let mut transforms = Vec::new();
-        for (i, step) in p.transforms.into_iter().enumerate() {
-            let tpath = format!("{path}.transforms[{i}]");
-            check_transform(&step.value).map_err(|why| ctx.err(&step.referenced, &tpath, why))?;
-            transforms.push((tpath, step.value));
-        }
-        pipelines.push(Pipeline {
-            name,
-            source,
-            transforms,
-            sink,
-            batch_size,
-            change_detection: p.change_detection.unwrap_or(default_detection),
-        });
+    Ok(ServeSettings { bind, workers, lease })
+}
+
+/// One pipeline: every problem in it, or its settings.
+fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<ConfigError>> {
+    let path = format!("pipelines.{name}");
+    if name == "all" || name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        let message = "pipeline names use letters, digits, _ and - (and `all` is reserved)";
+        return Err(vec![ConfigError { file: ctx.file.into(), at: None, path, message: message.into() }]);
     }
-    let serve = ServeSettings { bind: serve_bind, workers, lease };
-    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state_url, pipelines, webhooks, serve, flows, connections })
+    let mut errors = ConfigErrors::default();
+    let source = errors.take(source(ctx, &path, &p.source));
+    let sink = errors.take(sink(ctx, &path, &p.sink));
+    let retry = errors.take(retry(ctx, &path, p.retry.as_ref()));
+    let batch_size = sink
+        .as_ref()
+        .and_then(|(_, default, max, _)| errors.take(ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=*max, *default)));
+    let mut transforms = Vec::new();
+    for (i, step) in p.transforms.into_iter().enumerate() {
+        let tpath = format!("{path}.transforms[{i}]");
+        match check_transform(&step.value) {
+            Ok(()) => transforms.push((tpath, step.value)),
+            Err(why) => errors.push(ctx.err(&step.referenced, &tpath, why)),
+        }
+    }
+    errors.finish().map_err(|e| e.0)?;
+    let ((sink, _, _, default_detection), source) = (sink.expect("no errors"), source.expect("no errors"));
+    let (batch_size, retry) = (batch_size.expect("no errors"), retry.expect("no errors"));
+    Ok(Pipeline { name, source, transforms, sink, batch_size, change_detection: p.change_detection.unwrap_or(default_detection), retry })
+}
+
+fn source(ctx: &Ctx, path: &str, raw: &RawSource) -> Result<SourceSettings, ConfigError> {
+    match raw {
+        RawSource::Sql(s) => {
+            let spath = format!("{path}.source.sql");
+            let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced, Role::Source)?;
+            let (from, from_at) = match (&s.table, &s.query) {
+                (Some(t), None) => (SqlTable::Table(ctx.expand(t, &format!("{spath}.table"))?), t.referenced),
+                (None, Some(q)) => {
+                    (SqlTable::Query(ctx.expand(q, &format!("{spath}.query"))?.trim().trim_end_matches(';').to_owned()), q.referenced)
+                }
+                (Some(t), Some(_)) => return Err(ctx.err(&t.referenced, &spath, "give either table or query, not both")),
+                (None, None) => return Err(ctx.err(&s.key.referenced, &spath, "missing table (or query)")),
+            };
+            let overlap = match &s.overlap {
+                Some(o) => parse_duration(&o.value).map_err(|why| ctx.err(&o.referenced, &format!("{spath}.overlap"), why))?,
+                None => Duration::ZERO,
+            };
+            let settings = SqlSourceSettings {
+                url: String::new(),
+                from,
+                key: ctx.expand(&s.key, &format!("{spath}.key"))?,
+                watermark: ctx.expand(&s.watermark, &format!("{spath}.watermark"))?,
+                page_size: ctx.positive(&s.page_size, &format!("{spath}.page_size"), 1..=100_000, 1000)?,
+                overlap,
+            };
+            let at = SourceAt { from: from_at, key: s.key.referenced, watermark: s.watermark.referenced };
+            Ok(SourceSettings::Sql { url, settings, at })
+        }
+    }
+}
+
+/// The sink, its default and largest batch size, and whether change detection is on by default.
+fn sink(ctx: &Ctx, path: &str, raw: &RawSink) -> Result<(SinkSettings, u64, u64, bool), ConfigError> {
+    match raw {
+        RawSink::Sql(s) => {
+            let spath = format!("{path}.sink.sql");
+            let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced, Role::Sink)?;
+            let settings = SqlSinkSettings {
+                url: String::new(),
+                table: ctx.expand(&s.table, &format!("{spath}.table"))?,
+                key: ctx.expand(&s.key, &format!("{spath}.key"))?,
+                create_table: s.create_table,
+            };
+            Ok((SinkSettings::Sql { url, settings }, 500, 10_000, false))
+        }
+        RawSink::Hubspot(h) => {
+            let spath = format!("{path}.sink.hubspot");
+            let token = match (&h.token, &h.token_file) {
+                (Some(token), None) if !token.value.contains("${") => {
+                    return Err(ctx.err(
+                        &token.referenced,
+                        &format!("{spath}.token"),
+                        "a token written in the config is not allowed; use ${HUBSPOT_TOKEN} (or token_file)",
+                    ));
+                }
+                (Some(token), None) => UrlSource::Inline(ctx.expand(token, &format!("{spath}.token"))?),
+                (None, Some(file)) => UrlSource::File(ctx.base_dir.join(ctx.expand(file, &format!("{spath}.token_file"))?)),
+                (Some(token), Some(_)) => return Err(ctx.err(&token.referenced, &spath, "give either token or token_file, not both")),
+                (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
+            };
+            let base_url = match &h.base_url {
+                Some(url) => ctx.http_url(url, &format!("{spath}.base_url"))?,
+                None => DEFAULT_BASE_URL.to_owned(),
+            };
+            let object = match &h.object {
+                Some(object) => ctx.expand(object, &format!("{spath}.object"))?,
+                None => "contacts".to_owned(),
+            };
+            let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
+            let mut settings = HubSpotSettings::new(&base_url, "", &object, &id_property);
+            let tier = ctx.tier(h.tier);
+            let burst = u64::from(tier.per_ten_seconds());
+            settings.calls_per_ten_seconds = ctx.positive(&h.calls_per_10s, &format!("{spath}.calls_per_10s"), 1..=burst, burst)? as u32;
+            settings.in_flight = ctx.positive(&h.in_flight, &format!("{spath}.in_flight"), 1..=32, 4)?;
+            let batch = MAX_INPUTS_PER_CALL as u64;
+            Ok((SinkSettings::HubSpot { token, settings }, batch, batch, true))
+        }
+    }
+}
+
+fn retry(ctx: &Ctx, path: &str, raw: Option<&RawRetry>) -> Result<RetryLimits, ConfigError> {
+    let mut limits = RetryLimits { transient: Duration::from_secs(300), unavailable: Duration::from_secs(5) };
+    let Some(raw) = raw else { return Ok(limits) };
+    for (value, name, slot) in
+        [(&raw.unreachable, "unreachable", &mut limits.unavailable), (&raw.transient, "transient", &mut limits.transient)]
+    {
+        if let Some(value) = value {
+            let key = format!("{path}.retry.{name}");
+            *slot = parse_duration(&ctx.expand(value, &key)?).map_err(|why| ctx.err(&value.referenced, &key, why))?;
+        }
+    }
+    Ok(limits)
 }
 
 /// One webhook endpoint: secrets only as `${VAR}`, never written in the file.

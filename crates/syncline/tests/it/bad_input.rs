@@ -1,4 +1,5 @@
-//! Bad input: each is a clear error naming where, exit 2, and nothing written.
+//! Bad input: each is a clear error naming where, exit 2 (1 for a database that cannot be
+//! reached), and nothing written.
 
 use super::*;
 
@@ -59,9 +60,15 @@ fn unknown_key() {
     let first = rejects(
         &GOOD.replace("create_table: true", "create_table: true\n        bogus: 1"),
         &["run", "copy"],
-        &["syncline.yaml:16:9", "pipelines.copy.sink.sql.bogus", "unknown field `bogus`"],
+        &["syncline.yaml:16:9", "pipelines.copy.sink.sql.bogus", "unknown key `bogus`"],
     );
-    assert!(first.contains("expected one of"), "{first}");
+    assert!(first.contains("expected one of") && first.contains("create_table"), "{first}");
+    let close = rejects(
+        &GOOD.replace("create_table: true", "create_tabel: true"),
+        &["run", "copy"],
+        &["syncline.yaml:15:9", "pipelines.copy.sink.sql.create_tabel", "did you mean `create_table`?"],
+    );
+    assert!(!close.contains("expected one of"), "{close}");
 }
 
 #[test]
@@ -119,11 +126,20 @@ fn batch_size_zero() {
 #[test]
 fn unreachable_database() {
     let config = GOOD.replace("url: sqlite://source.db", "url: postgres://nobody@127.0.0.1:1/none");
-    rejects(&config, &["run", "copy"], &["pipeline copy: source", "cannot connect to PostgreSQL"]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("syncline.yaml"), &config).unwrap();
+    let started = std::time::Instant::now();
+    let out = syncline(dir.path(), "syncline.yaml", &["run", "copy"]);
+    assert_eq!(code(&out), 1, "a database that cannot be reached is a failure, not a config error: {}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "fails within seconds");
+    let error = stderr(&out);
+    assert!(
+        error.contains("pipeline copy: source") && error.contains("cannot connect to PostgreSQL at postgres://nobody@127.0.0.1:1/none"),
+        "{error}"
+    );
+    assert!(!dir.path().join("target.db").exists(), "nothing may be written");
     let out = syncline(dir.path(), "syncline.yaml", &["check"]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 1);
     let text = stdout(&out);
     assert!(text.lines().any(|l| l.starts_with("✗ copy: source") && l.contains("cannot connect")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("✓ copy: sink")), "{text}");
@@ -163,7 +179,7 @@ fn sql_server_is_a_source_only() {
     )
     .unwrap();
     let out = syncline(dir.path(), "syncline.yaml", &["check"]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 1, "unreachable: {}", stdout(&out));
     let text = stdout(&out);
     assert!(text.lines().any(|l| l.starts_with("✗ copy: source") && l.contains("cannot connect to SQL Server")), "{text}");
     assert!(!text.contains(":x@"), "the password must be masked: {text}");

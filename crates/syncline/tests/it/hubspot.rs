@@ -236,7 +236,7 @@ async fn a_mapping_hubspot_cannot_take_fails_before_any_write() {
         };
         std::fs::write(d.join("bad.yaml"), config).unwrap();
         let out = run(d, &hub, "bad.yaml", &["run", "people"]);
-        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert_eq!(code(&out), 2, "a mapping the portal cannot take is the config's problem: {}", stderr(&out));
         let check = run(d, &hub, "bad.yaml", &["check"]);
         assert_eq!(code(&check), 2);
         for text in expect {
@@ -246,7 +246,7 @@ async fn a_mapping_hubspot_cannot_take_fails_before_any_write() {
         assert_eq!(hub.upserts(), 0, "nothing written for {select}");
     }
 
-    // a wrong token: one 401, no retries, exit 1 at once
+    // a wrong token: one 401, no retries, exit 2 (a credential is config) at once
     let before = hub.sandbox.ledger().requests.len();
     let out = bin()
         .current_dir(d)
@@ -257,7 +257,7 @@ async fn a_mapping_hubspot_cannot_take_fails_before_any_write() {
         .args(["run", "people"])
         .output()
         .unwrap();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("401") && stderr(&out).contains("INVALID_AUTHENTICATION"), "{}", stderr(&out));
     assert_eq!(hub.sandbox.ledger().requests.len(), before + 1, "no retry storm");
 
@@ -270,7 +270,7 @@ async fn a_mapping_hubspot_cannot_take_fails_before_any_write() {
         .arg("check")
         .output()
         .unwrap();
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 1, "unreachable is a failure, not a config error");
     assert!(
         stdout(&out).contains("✗ people: sink") && stdout(&out).contains("cannot reach HubSpot at http://127.0.0.1:9"),
         "{}",

@@ -150,7 +150,7 @@ fn three_instances_on_one_postgres_process_each_event_exactly_once_when_one_is_k
 
     let reclaimed: (i64,) = runtime.block_on(async {
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
-        sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE attempts > 1").fetch_one(&mut conn).await.unwrap()
+        sqlx::query_as("SELECT COUNT(*) FROM syncline.inbox WHERE attempts > 1").fetch_one(&mut conn).await.unwrap()
     });
     eprintln!("instances: {} events claimed again after the kill", reclaimed.0);
     assert!(killed);

@@ -70,38 +70,51 @@ fn flow_mistakes_are_reported_at_load_with_their_line() {
     let config = |steps: &str| {
         format!(
             "webhooks:\n  hubspot:\n    provider: hubspot\n    secrets: [\"${{HOOK_SECRET}}\"]\n\
-             connections:\n  hubspot:\n    token: ${{HOOK_SECRET}}\n  manychat:\n    token: ${{MC_TOKEN}}\n\
+             connections:\n  hubspot:\n    token: ${{HS_TOKEN}}\n    base_url: ${{SANDBOX_URL}}\n  manychat:\n    token: ${{MC_TOKEN}}\n    base_url: ${{SANDBOX_URL}}\n\
              flows:\n  welcome:\n    trigger:\n      source: hubspot\n      events: [contact.creation]\n    steps:\n\
              \x20     - hubspot.get:\n          properties: [firstname, email]\n\
              \x20     - manychat.find_or_create_subscriber:\n          email: email\n{steps}"
         )
     };
+    // the tokens are tried against a sandbox with the demo accounts
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let sandbox = syncline_sandbox::Sandbox::from_seed(syncline_sandbox::Seed::members_demo()).unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(sandbox.serve(listener));
     let check = |name: &str, steps: &str, mc_token: &str| {
         std::fs::write(dir.path().join(name), config(steps)).unwrap();
         let output = bin()
             .current_dir(dir.path())
             .env("HOOK_SECRET", SECRET)
+            .env("HS_TOKEN", "sandbox-token")
+            .env("SANDBOX_URL", &url)
             .env("MC_TOKEN", mc_token)
             .args(["--config", name, "check"])
             .output()
             .unwrap();
         (code(&output), format!("{}{}", stdout(&output), stderr(&output)))
     };
-    // line 20 is the third step
+    // line 22 is the third step
     let (status, message) =
         check("typo.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstnme }}\"]\n", "1:k");
     assert_eq!(status, 2, "{message}");
     assert!(
-        message.contains("typo.yaml:20") && message.contains("flows.welcome.steps[2]") && message.contains("contact.firstnme"),
+        message.contains("typo.yaml:22") && message.contains("flows.welcome.steps[2]") && message.contains("contact.firstnme"),
         "{message}"
     );
     let (status, message) =
         check("syntax.yaml", "      - manychat.send_content:\n          messages: [\"Hola {{ contact.firstname }\"]\n", "1:k");
     assert_eq!(status, 2);
-    assert!(message.contains("syntax.yaml:20") && message.contains("syntax error"), "{message}");
+    assert!(message.contains("syntax.yaml:22") && message.contains("syntax error"), "{message}");
     let (status, message) = check("token.yaml", "      - manychat.add_tag: lead\n", "not-a-page-token");
     assert_eq!(status, 2);
     assert!(message.contains("connections.manychat.token") && message.contains("<page_id>:<key>"), "{message}");
-    let (status, message) = check("ok.yaml", "      - manychat.add_tag: lead\n", "1:k");
+    let (status, message) = check("ok.yaml", "      - manychat.add_tag: lead\n", syncline_sandbox::DEMO_MANYCHAT_TOKEN);
     assert_eq!(status, 0, "{message}");
+    assert!(message.contains("✓ connections.hubspot") && message.contains("✓ connections.manychat"), "{message}");
+    // a page key ManyChat refuses: ✗ with the fix, exit 2
+    let (status, message) = check("refused.yaml", "      - manychat.add_tag: lead\n", "1000001:wrong-key");
+    assert_eq!(status, 2, "{message}");
+    assert!(message.contains("✗ connections.manychat") && message.contains("401") && message.contains("fix: set the token"), "{message}");
 }
