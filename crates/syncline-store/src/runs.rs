@@ -11,7 +11,8 @@ pub struct RunRow {
     pub id: String,
     pub pipeline: String,
     pub mode: String,
-    /// `running`, `succeeded`, `rejects` (finished with dead letters), `failed`, `interrupted`.
+    /// `running`, `succeeded`, `rejects` (finished with dead letters), `failed`, `interrupted`;
+    /// a serve's flow runs end `stopped`.
     pub status: String,
     pub started_at: String,
     pub finished_at: Option<String>,

@@ -143,7 +143,12 @@ pub async fn open_store(state: &StateSettings, base_dir: &Path, session: &Sessio
             file.as_ref().expect("sqlite").display()
         )));
     }
-    let store = Store::connect(&state.url).await.map_err(|e| CliError::usage(format!("state store: {e}")))?;
+    let store = Store::connect(&state.url).await.map_err(|e| {
+        // a database that does not answer is a failure (exit 1); a URL, role or schema it
+        // refuses is the config's (exit 2)
+        let unreachable = matches!(&e, syncline_store::StoreError::Connect { source: sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut, .. });
+        if unreachable { CliError::failed(format!("state store: {e}")) } else { CliError::usage(format!("state store: {e}")) }
+    })?;
     if new && !session.quiet {
         eprintln!("state: created {}", file.expect("sqlite").display());
     }

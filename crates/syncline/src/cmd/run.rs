@@ -72,7 +72,7 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
         if args.dry_run {
             plan.print(args.plan_out.as_deref());
         }
-        if rows.iter().any(|r| r.counts.rejected + r.counts.failed > 0) {
+        if !args.dry_run && rows.iter().any(|r| r.counts.rejected + r.counts.failed > 0) {
             output::line(format!(
                 "dead letters: `{}` says why, `{}` groups them by rule and field",
                 session.hint("dlq list"),
@@ -338,15 +338,26 @@ impl Plan {
             }
         }
         *self.actions.entry(entry.action).or_default() += 1;
-        for (field, _, _) in &entry.changes {
-            *self.fields.entry(field.clone()).or_default() += 1;
+        if entry.action == "update" {
+            for (field, _, _) in &entry.changes {
+                *self.fields.entry(field.clone()).or_default() += 1;
+            }
         }
         if let Some(reason) = &entry.reason {
-            let rule = reason.split(": ").take(2).collect::<Vec<_>>().join(": ");
-            *self.reasons.entry(rule).or_default() += 1;
+            // a rejection reads "field: rule: message"
+            let mut parts = reason.splitn(3, ": ");
+            let (field, rule) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            *self.reasons.entry(format!("{rule} ({field})")).or_default() += 1;
         }
-        if matches!(entry.action, "create" | "update") && self.first.len() < FIRST_CHANGES {
-            self.first.push(entry.clone());
+        // updates say more than creates: they fill the first lines, creates the rest
+        let shown_updates = self.first.iter().filter(|e| e.action == "update").count();
+        match entry.action {
+            "update" if shown_updates < FIRST_CHANGES => {
+                self.first.insert(shown_updates, entry.clone());
+                self.first.truncate(FIRST_CHANGES);
+            }
+            "create" if self.first.len() < FIRST_CHANGES => self.first.push(entry.clone()),
+            _ => {}
         }
     }
 
@@ -364,16 +375,21 @@ impl Plan {
             fields.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             let listed: Vec<String> = fields.iter().take(12).map(|(f, n)| format!("{f} {n}")).collect();
             let more = if fields.len() > 12 { format!(" … and {} more", fields.len() - 12) } else { String::new() };
-            output::line(format!("  records changing each field: {}{more}", listed.join(", ")));
+            output::line(format!("  updates by field: {}{more}", listed.join(", ")));
         }
         if !self.reasons.is_empty() {
             let listed: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            output::line(format!("  rejected by field and rule: {}", listed.join(", ")));
+            output::line(format!("  rejected by rule (field): {}", listed.join(", ")));
         }
         for entry in &self.first {
-            let changes: Vec<String> = entry.changes.iter().map(|(f, old, new)| format!("{f}: {} → {}", short(old), short(new))).collect();
-            let changes = if changes.is_empty() { "(fields unknown: the target cannot be read)".to_owned() } else { changes.join(", ") };
-            output::line(format!("  {} {}: {}", entry.action, entry.key, cut(&changes, 160)));
+            let text = match (entry.action, entry.changes.is_empty()) {
+                (_, true) => "(the target cannot be read to compare)".to_owned(),
+                ("create", false) => format!("new, {} fields", entry.changes.len()),
+                _ => {
+                    entry.changes.iter().map(|(f, old, new)| format!("{f}: {} → {}", short(old), short(new))).collect::<Vec<_>>().join(", ")
+                }
+            };
+            output::line(format!("  {} {}: {}", entry.action, entry.key, cut(&text, 150)));
         }
         let shown = self.first.len() as u64;
         let changing = count("create") + count("update");

@@ -68,7 +68,8 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
             let handed = store.inbox_hand_back(&owner).await.unwrap_or_default();
             tracing::warn!(events = handed, "flows still running at shutdown went back to the inbox");
         }
-        history.finish(if session.stop.is_cancelled() { "interrupted" } else { "succeeded" }).await;
+        // a server's normal end is a signal: its flow runs are `stopped`
+        history.finish("stopped").await;
     }
     store.close().await;
     tracing::info!("stopped");

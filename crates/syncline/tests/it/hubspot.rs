@@ -11,12 +11,12 @@ use super::*;
 
 /// A sandbox served from its own thread and runtime, so the test's blocking calls to the
 /// binary cannot starve it.
-struct Hub {
-    sandbox: Sandbox,
-    url: String,
+pub struct Hub {
+    pub sandbox: Sandbox,
+    pub url: String,
 }
 
-fn hub(tier: Tier) -> Hub {
+pub fn hub(tier: Tier) -> Hub {
     let mut seed = Seed::members_demo();
     seed.hubspot[0].tier = tier;
     let sandbox = Sandbox::from_seed(seed).unwrap();
@@ -34,12 +34,12 @@ fn hub(tier: Tier) -> Hub {
 }
 
 impl Hub {
-    fn upserts(&self) -> usize {
+    pub fn upserts(&self) -> usize {
         self.sandbox.ledger().calls("/batch/upsert").len()
     }
 
     /// Contacts by numero_asociado, without the properties HubSpot sets itself.
-    fn contacts(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+    pub fn contacts(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.sandbox
             .objects("sandbox-token", "contacts")
             .into_values()
@@ -54,7 +54,7 @@ impl Hub {
 }
 
 /// A folder with the members-to-hubspot example for `tier` and `rows` generated members.
-fn members_to_hubspot(tier: &str, rows: &str, invalid: &str) -> tempfile::TempDir {
+pub fn members_to_hubspot(tier: &str, rows: &str, invalid: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let yaml = std::fs::read_to_string(examples().join("members-to-hubspot.yaml")).unwrap();
     std::fs::write(dir.path().join("hub.yaml"), yaml.replace("tier: free", &format!("tier: {tier}"))).unwrap();
@@ -68,7 +68,7 @@ fn generate(dir: &Path, rows: &str, invalid: &str) {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
-fn run(dir: &Path, hub: &Hub, config: &str, args: &[&str]) -> Output {
+pub fn run(dir: &Path, hub: &Hub, config: &str, args: &[&str]) -> Output {
     bin().current_dir(dir).env("HUBSPOT_BASE_URL", &hub.url).arg("--config").arg(dir.join(config)).args(args).output().unwrap()
 }
 

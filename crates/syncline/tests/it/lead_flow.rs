@@ -82,13 +82,13 @@ fn syncline(dir: &std::path::Path, sandbox: &str, bind: &str) -> std::process::C
     command
         .current_dir(dir)
         .env("HUBSPOT_APP_SECRET", SECRET)
-        .env("HUBSPOT_URL", &url)
+        .env("HUBSPOT_BASE_URL", &url)
         .env("HUBSPOT_TOKEN", HUBSPOT_TOKEN)
-        .env("MANYCHAT_URL", &url)
+        .env("MANYCHAT_BASE_URL", &url)
         .env("MANYCHAT_TOKEN", MANYCHAT_TOKEN)
         .env("SERVE_BIND", bind)
         .env("SERVE_LEASE", "2s")
-        .env("LEAD_WELCOME_STATE", format!("sqlite://{}", dir.join("state.db").display()))
+        .env("SYNCLINE_STATE", format!("sqlite://{}", dir.join("state.db").display()))
         // everything syncline logs, to check no secret is among it (RELIABILITY row 24)
         .env("SYNCLINE_LOG", "debug")
         .args(["--config", examples().join("lead-welcome.yaml").to_str().unwrap()]);

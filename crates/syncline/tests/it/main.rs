@@ -10,6 +10,7 @@ mod members;
 mod sandbox;
 mod serve;
 mod sql_copy;
+mod state;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,20 @@ use std::process::{Child, Command, Output, Stdio};
 /// The built binary.
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncline"));
-    cmd.env_remove("SYNCLINE_CONFIG").env_remove("MEMBERS_SOURCE_URL").env_remove("MEMBERS_TARGET_URL");
+    for var in [
+        "SYNCLINE_CONFIG",
+        "SYNCLINE_STATE",
+        "MEMBERS_SOURCE_URL",
+        "MEMBERS_TARGET_URL",
+        "HUBSPOT_BASE_URL",
+        "HUBSPOT_TOKEN",
+        "MANYCHAT_BASE_URL",
+        "MANYCHAT_TOKEN",
+        "COLUMNS",
+        "CLICOLOR_FORCE",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
