@@ -237,7 +237,7 @@ pub enum StateCommand {
         json: bool,
     },
     /// Set a pipeline's cursor for its current source and target, e.g.
-    /// `{"watermark": {"type": "timestamp", "value": "2024-05-01T00:00:00"}, "key": {"type": "int", "value": 0}}`
+    /// `{"watermark": {"kind": "timestamp", "value": "2024-05-01T00:00:00"}, "key": {"kind": "int", "value": 0}}`
     /// (rows up to it are then never read; asks first).
     Set(StateSetArgs),
     /// Forget a pipeline's cursors and fingerprints (every source and target): its next run

@@ -169,7 +169,11 @@ pub fn decode_cursor(cursor: &Cursor) -> Result<(Value, Value), ConnectorError> 
         (Some(w), Some(k)) => Ok((w, k)),
         _ => Err(ConnectorError::new(
             ErrorClass::Config,
-            format!("stored cursor {} is not a SQL cursor; run `syncline state reset` for this pipeline", cursor.0),
+            format!(
+                "cursor {} is not a SQL cursor: {{\"watermark\": {{\"kind\": …, \"value\": …}}, \"key\": {{\"kind\": …, \"value\": …}}}} \
+                 (kinds: int, decimal, text, date, timestamp, timestamptz); `syncline state clear` forgets a stored one",
+                cursor.0
+            ),
         )),
     }
 }
