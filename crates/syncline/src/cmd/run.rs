@@ -11,8 +11,8 @@
 
 use crate::cli::RunArgs;
 use crate::cmd::Session;
-use crate::config::SinkSettings;
 use crate::config::{Config, Pipeline};
+use crate::config::{SinkSettings, SourceSettings};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output;
 use crate::pipeline;
@@ -305,7 +305,14 @@ async fn run_one(
     tracing::info!(parent: &span, status, read = counts.read, rejected = counts.rejected, "run finished");
     match result {
         Err(RunError::Interrupted) => eprintln!("{name}: interrupted; what the target acknowledged is committed"),
-        Err(RunError::Source(e) | RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
+        // the query the config asked for failed: say where the config asks for it
+        Err(RunError::Source(e)) if e.class == ErrorClass::Config => {
+            let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
+            let key = if matches!(settings.from, syncline_connectors::sql::SqlTable::Table(_)) { "table" } else { "query" };
+            let place = crate::config::ConfigError::at(&config.file, &at.from, &format!("pipelines.{name}.source.sql.{key}"), "");
+            return Err(CliError::usage(format!("{}: reading the source failed: {e}", place.to_string().trim_end_matches(": "))));
+        }
+        Err(RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
             return Err(CliError::usage(format!("pipeline {name}: {e}")));
         }
         Err(error) => return Err(CliError::failed(format!("pipeline {name}: {error}"))),

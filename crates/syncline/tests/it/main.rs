@@ -2,6 +2,7 @@
 //! SQLite files (and PostgreSQL / MariaDB where configured) in a temporary folder.
 
 mod bad_input;
+mod check;
 mod cli;
 mod crash;
 mod hubspot;
