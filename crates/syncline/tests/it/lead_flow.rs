@@ -276,6 +276,12 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     assert_eq!(metric(&text, "syncline_webhooks_total", &[("source", "hubspot"), ("outcome", "unauthorized")]), 1.0);
     assert!(metric(&text, "manychat_api_request_duration_seconds_count", &[("operation", "sendContent")]) >= MISSED as f64);
     assert!(metric(&text, "syncline_rate_limit_waits_total", &[("policy", "manychat sendContent")]) > 0.0, "{text}");
+    // every metric says what it is, and series that saw nothing yet are there at zero
+    for name in ["syncline_webhooks_total", "syncline_flow_runs_total", "manychat_api_requests_total", "syncline_inbox_events"] {
+        assert!(text.contains(&format!("# HELP {name} ")), "# HELP {name}: {text}");
+    }
+    assert_eq!(metric(&text, "syncline_webhooks_total", &[("source", "hubspot"), ("outcome", "too_large")]), 0.0);
+    assert_eq!(metric(&text, "syncline_flow_runs_total", &[("flow", "lead-welcome"), ("outcome", "dead")]), 0.0);
 
     let second = backfill(&[]);
     assert!(second.contains(&format!("0 enqueued, {} already in the inbox", BEFORE + MISSED)), "{second}");
@@ -283,6 +289,16 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     assert_eq!(welcomed(&sandbox), BEFORE + MISSED, "a second backfill sends nothing");
     let _ = child.kill();
     let _ = child.wait();
+    // each serve's flow work is in the history, which reads without the app secret or tokens
+    let runs = bin()
+        .env("SYNCLINE_STATE", format!("sqlite://{}", dir.path().join("state.db").display()))
+        .args(["--config", examples().join("lead-welcome.yaml").to_str().unwrap(), "runs", "--pipeline", "lead-welcome", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(crate::code(&runs), 0, "runs needs no secret: {}", crate::stderr(&runs));
+    let rows: Vec<serde_json::Value> = crate::stdout(&runs).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(rows.iter().all(|r| r["mode"] == "serve"), "{rows:?}");
+    assert!(rows.iter().map(|r| r["created_count"].as_i64().unwrap()).sum::<i64>() >= MISSED as i64, "the sends are counted: {rows:?}");
 
     // RELIABILITY row 24: the app secret and both tokens appear nowhere syncline writes — its
     // debug logs, its answers and metrics, the backfill's output, the state store
