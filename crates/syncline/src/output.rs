@@ -38,6 +38,13 @@ pub fn line(text: impl Display) {
     }
 }
 
+/// Prints one JSON object per line (`--json`).
+pub fn json_lines<T: serde::Serialize>(rows: &[T]) {
+    for row in rows {
+        line(serde_json::to_string(row).expect("rows serialize"));
+    }
+}
+
 /// A table with these headers; how it looks is decided when it is printed.
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();

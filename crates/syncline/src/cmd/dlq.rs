@@ -20,9 +20,7 @@ pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliRe
             let filter = DeadLetterFilter { pipeline, status: status.stored().map(str::to_owned), ids: Vec::new(), limit: Some(limit) };
             let rows = store.dead_letters(&filter).await.map_err(failed)?;
             if json {
-                for row in &rows {
-                    output::line(serde_json::to_string(row).expect("json"));
-                }
+                output::json_lines(&rows);
                 return Ok(Exit::Ok);
             }
             let mut table = output::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "tries", "status", "last seen"]);
@@ -59,9 +57,7 @@ pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliRe
         DlqCommand::Summary { pipeline, json } => {
             let groups = store.dead_letter_summary(pipeline.as_deref()).await.map_err(failed)?;
             if json {
-                for group in &groups {
-                    output::line(serde_json::to_string(group).expect("json"));
-                }
+                output::json_lines(&groups);
                 return Ok(Exit::Ok);
             }
             if groups.is_empty() {

@@ -31,9 +31,7 @@ pub async fn run(store: &Store, args: InboxArgs) -> CliResult {
             };
             let rows = store.inbox_events(source.as_deref(), status, limit).await.map_err(failed)?;
             if json {
-                for row in &rows {
-                    output::line(serde_json::to_string(row).expect("json"));
-                }
+                output::json_lines(&rows);
                 return Ok(Exit::Ok);
             }
             if rows.is_empty() {

@@ -71,7 +71,6 @@ pub async fn dispatch(cli: Cli, stop: CancellationToken) -> CliResult {
 }
 
 async fn command(command: Command, session: &Session) -> CliResult {
-    let path = &session.config_path;
     match command {
         Command::Schema => {
             output::line(serde_json::to_string_pretty(&config::json_schema()).expect("json"));
@@ -89,37 +88,39 @@ async fn command(command: Command, session: &Session) -> CliResult {
         Command::Runs(args) => runs::run(&store_only(session).await?, args).await,
         Command::Inbox(args) => inbox::run(&store_only(session).await?, args).await,
         Command::Dlq(DlqCommand::Replay { pipeline, ids }) => {
-            let config = config::load(path)?;
-            let store = open_store(&config.state, &config.base_dir, session).await?;
+            let (config, store) = whole(session).await?;
             dlq::replay(&config, &store, pipeline, ids, session).await
         }
         Command::Dlq(dlq) => dlq::run(&store_only(session).await?, dlq, session).await,
         Command::State(StateCommand::Set(args)) => {
-            let config = config::load(path)?;
-            let store = open_store(&config.state, &config.base_dir, session).await?;
+            let (config, store) = whole(session).await?;
             state::set(&config, &store, args, session).await
         }
         Command::State(state) => {
-            let config = config::load_store(path)?;
+            let config = config::load_store(&session.config_path)?;
             let store = open_store(&config.state, &config.base_dir, session).await?;
             state::run(&config, &store, state, session).await
         }
         Command::Run(args) => {
-            let config = config::load(path)?;
-            let store = open_store(&config.state, &config.base_dir, session).await?;
+            let (config, store) = whole(session).await?;
             run::run(&config, &store, args, session).await
         }
         Command::Serve(args) => {
-            let config = config::load(path)?;
-            let store = open_store(&config.state, &config.base_dir, session).await?;
+            let (config, store) = whole(session).await?;
             serve::run(&config, &store, args, session).await
         }
         Command::Backfill(args) => {
-            let config = config::load(path)?;
-            let store = open_store(&config.state, &config.base_dir, session).await?;
+            let (config, store) = whole(session).await?;
             backfill::run(&config, &store, args, session).await
         }
     }
+}
+
+/// The whole config, validated with its secrets, and its store.
+async fn whole(session: &Session) -> Result<(config::Config, Store), CliError> {
+    let config = config::load(&session.config_path)?;
+    let store = open_store(&config.state, &config.base_dir, session).await?;
+    Ok((config, store))
 }
 
 /// The store of a command that needs nothing else of the config.

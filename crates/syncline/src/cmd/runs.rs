@@ -8,9 +8,7 @@ use syncline_store::Store;
 pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
     let runs = store.runs(args.pipeline.as_deref(), args.limit).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
     if args.json {
-        for run in &runs {
-            output::line(serde_json::to_string(run).expect("json"));
-        }
+        output::json_lines(&runs);
         return Ok(Exit::Ok);
     }
     if runs.is_empty() {
