@@ -124,6 +124,9 @@ impl CallError {
             CallError::Failed(failure) => failure.class.clone(),
             // the service kept failing: as good as unreachable until the breaker lets calls through
             CallError::CircuitOpen { .. } => ErrorClass::Unavailable,
+            // out of time while the service could not be reached: still unreachable, not a
+            // transient answer (its callers fail the run instead of the records)
+            CallError::Deadline { last: Some(Failure { class: ErrorClass::Unavailable, .. }), .. } => ErrorClass::Unavailable,
             CallError::BulkheadFull { .. } | CallError::Deadline { .. } => ErrorClass::Transient { retry_after: None },
             CallError::DailyLimit { .. } => ErrorClass::RateLimited,
         }

@@ -91,7 +91,7 @@ impl Store {
         } else {
             let schema = schema.expect("postgres has a schema");
             let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-            create_schema(&url, &quoted).await?;
+            create_schema(&url, &schema, &quoted).await?;
             options = options.max_connections(8).after_connect(move |conn, _| {
                 let set = format!("SET search_path TO {quoted}");
                 Box::pin(async move {
@@ -211,10 +211,16 @@ fn take_schema(url: &str) -> (String, Option<String>) {
     (url, schema)
 }
 
-async fn create_schema(url: &str, quoted: &str) -> Result<(), StoreError> {
+/// Creates the schema when it is missing. Looked up first: PostgreSQL checks the CREATE privilege
+/// before `IF NOT EXISTS`, and a role that may not create schemas must still open one a DBA made.
+async fn create_schema(url: &str, name: &str, quoted: &str) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut conn = sqlx::AnyConnection::connect(url).await.map_err(|e| StoreError::connect(url, e))?;
-    conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))).await?;
+    let (exists,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)").bind(name).fetch_one(&mut conn).await?;
+    if !exists {
+        conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))).await?;
+    }
     conn.close().await?;
     Ok(())
 }

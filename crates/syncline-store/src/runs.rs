@@ -239,6 +239,44 @@ impl Store {
         Ok(before)
     }
 
+    /// State from before cursors were tied to a source and target (stored with both empty) is
+    /// adopted by the first source and target that run the pipeline after the upgrade, when they
+    /// have none of their own: that run continues where the old ones stopped instead of reading
+    /// and writing everything again. Audited. Returns (cursors, fingerprints) adopted.
+    pub async fn adopt_unscoped_state(&self, scope: &Scope) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let cursors = sqlx::query(
+            "UPDATE cursors SET source = $1, target = $2 WHERE pipeline = $3 AND source = '' AND target = ''
+             AND NOT EXISTS (SELECT 1 FROM cursors AS own WHERE own.pipeline = $3 AND own.source = $1 AND own.target = $2)",
+        )
+        .bind(&scope.source)
+        .bind(&scope.target)
+        .bind(&scope.pipeline)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let hashes = sqlx::query(
+            "UPDATE record_hashes SET target = $1 WHERE pipeline = $2 AND target = ''
+             AND NOT EXISTS (SELECT 1 FROM record_hashes AS own WHERE own.pipeline = $2 AND own.target = $1)",
+        )
+        .bind(&scope.target)
+        .bind(&scope.pipeline)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if cursors + hashes > 0 {
+            let detail = serde_json::json!({ "source": scope.source, "target": scope.target, "cursors": cursors, "fingerprints": hashes });
+            sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'state_adopted', $2, NULL, $3)")
+                .bind(now())
+                .bind(&scope.pipeline)
+                .bind(detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((cursors, hashes))
+    }
+
     /// Forgets a pipeline's cursors and fingerprints (every source and target), so its next run
     /// reads and writes everything; dead letters and history stay. Returns (cursors removed,
     /// fingerprints removed).

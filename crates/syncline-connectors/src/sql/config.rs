@@ -57,6 +57,10 @@ impl SqlSinkSettings {
     }
 }
 
+/// URL options that choose the server or database (SQL Server's named instance, libpq's
+/// host/port/dbname overrides).
+const PICKS_THE_DATABASE: [&str; 6] = ["instance", "host", "hostaddr", "port", "dbname", "database"];
+
 /// A database URL reduced to what names the database: `scheme://host:port/database` without
 /// user, password or options, or a SQLite file's path. State is keyed by it, so it must not
 /// change with a password rotation and must never hold one.
@@ -74,7 +78,15 @@ pub fn url_identity(url: &str) -> String {
             };
             let host = parsed.host_str().unwrap_or("localhost").to_ascii_lowercase();
             let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{scheme}://{host}{port}{}", parsed.path().trim_end_matches('/'))
+            // options that pick another server or database are part of the name; the rest
+            // (credentials, TLS, timeouts) are not
+            let picks: Vec<String> = parsed
+                .query_pairs()
+                .filter(|(k, _)| PICKS_THE_DATABASE.contains(&k.to_ascii_lowercase().as_str()))
+                .map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase()))
+                .collect();
+            let picks = if picks.is_empty() { String::new() } else { format!("?{}", picks.join("&")) };
+            format!("{scheme}://{host}{port}{}{picks}", parsed.path().trim_end_matches('/'))
         }
         // not a URL: keep the scheme only, never the text (it could hold a secret)
         Err(_) => {
@@ -94,6 +106,8 @@ mod tests {
         assert_eq!(url_identity("postgresql://db/members"), "postgres://db/members");
         assert_eq!(url_identity("sqlite:///data/w.db?mode=ro"), "sqlite:///data/w.db");
         assert_eq!(url_identity("mssql://sa:pw@sql:1433/Socios?encrypt=true"), "mssql://sql:1433/Socios");
+        assert_ne!(url_identity("mssql://sa@sql/Socios?instance=PROD"), url_identity("mssql://sa@sql/Socios?instance=TEST"));
+        assert_eq!(url_identity("postgres://u:pw@localhost/db?host=/run/pg&sslmode=require"), "postgres://localhost/db?host=/run/pg");
         assert!(!url_identity("not a url with hunter2").contains("hunter2"));
         let query = |q: &str| SqlSourceSettings {
             url: "sqlite:///m.db".into(),

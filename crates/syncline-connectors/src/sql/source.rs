@@ -15,6 +15,10 @@ pub struct SqlSource {
     settings: SqlSourceSettings,
     /// Read from here (inclusive) when there is no cursor: `--since`.
     since: Option<NaiveDateTime>,
+    /// A `--since` run that continues a committed cursor also reads everything after it,
+    /// whatever `since` compares like against the stored values (text watermarks compare as
+    /// text), so the cursor it moves never passes an unread row.
+    resume: Option<Cursor>,
     /// The cursor the run started from gets the overlap; later pages do not.
     overlap_pending: bool,
 }
@@ -22,7 +26,12 @@ pub struct SqlSource {
 impl SqlSource {
     pub async fn open(settings: SqlSourceSettings, since: Option<NaiveDateTime>) -> Result<SqlSource, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSource { pool, settings, since, overlap_pending: true })
+        Ok(SqlSource { pool, settings, since, resume: None, overlap_pending: true })
+    }
+
+    /// Reads `since` on *and* everything after `cursor` (see `resume`).
+    pub fn resume_after(&mut self, cursor: Cursor) {
+        self.resume = Some(cursor);
     }
 
     fn relation(&self) -> String {
@@ -54,9 +63,17 @@ impl SqlSource {
                 params.push(param(&last_key, d)?);
                 Ok((d.keyset_after(&wm, &key), params))
             }
-            None => match self.since {
-                Some(since) => Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&Value::Timestamp(since), d)?])),
-                None => Ok(("1 = 1".into(), Vec::new())),
+            None => match (self.since, &self.resume) {
+                (Some(since), Some(cursor)) => {
+                    let (watermark, last_key) = decode_cursor(cursor)?;
+                    let mut params = vec![param(&watermark, d)?; d.keyset_watermark_binds()];
+                    params.push(param(&last_key, d)?);
+                    params.push(param(&Value::Timestamp(since), d)?);
+                    // keyset_after takes placeholders 1 and 2 (or three `?`); `since` comes next
+                    Ok((format!("(({}) OR {wm} >= {})", d.keyset_after(&wm, &key), d.placeholder(3)), params))
+                }
+                (Some(since), None) => Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&Value::Timestamp(since), d)?])),
+                (None, _) => Ok(("1 = 1".into(), Vec::new())),
             },
         }
     }

@@ -1,7 +1,7 @@
 -- A cursor belongs to a pipeline's source and target, and a fingerprint to its target: state
 -- written for one database or HubSpot portal must not make a run against another skip rows or
--- records. Rows from before this migration keep an empty source and target; no run uses them,
--- `syncline state show` lists them and `syncline state clear` removes them.
+-- records. Rows from before this migration keep an empty source and target until the first run
+-- of their pipeline adopts them for its source and target (Store::adopt_unscoped_state).
 CREATE TABLE cursors_scoped (
     pipeline TEXT NOT NULL,
     source TEXT NOT NULL,

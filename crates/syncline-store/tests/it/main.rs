@@ -54,6 +54,7 @@ async fn conformance() {
         fingerprints_round_trip(&store).await;
         state_belongs_to_its_source_and_target(&store).await;
         clear_forgets_cursors_and_fingerprints(&store).await;
+        unscoped_state_is_adopted_once(&store).await;
         idempotency_keeps_the_first_result(&store).await;
         events_are_appended_in_order(&store).await;
         inbox_dedupes_claims_and_releases(&store).await;
@@ -163,6 +164,30 @@ async fn state_belongs_to_its_source_and_target(store: &Store) {
     assert_eq!(events.last().map(|e| (e.1.as_str(), e.2["after"].clone())), Some(("state_set", json!({"at": 7}))));
     let counts = store.fingerprint_counts(Some("members")).await.unwrap();
     assert_eq!(counts.iter().map(|c| (c.target.as_str(), c.records)).collect::<Vec<_>>(), [("hubspot:portal/1/contacts", 1200)]);
+}
+
+/// State written before cursors were scoped (empty source and target) goes to the first scope
+/// that runs, unless it has its own; then it is gone from the unscoped place.
+async fn unscoped_state_is_adopted_once(store: &Store) {
+    let legacy = scope("", "");
+    store.start_run("u1", "members", "full").await.unwrap();
+    let mut page = commit("u1", Some(99));
+    page.scope = Arc::new(legacy.clone());
+    page.fingerprints = vec![("k1".into(), "h1".into()), ("k2".into(), "h2".into())];
+    store.commit(&page).await.unwrap();
+    let first = scope("sqlite:///m.db#members", "hubspot:portal/9/contacts");
+    assert_eq!(store.adopt_unscoped_state(&first).await.unwrap(), (1, 2));
+    assert_eq!(store.cursor(&first).await.unwrap(), Some(Cursor(json!({"at": 99}))));
+    assert_eq!(store.fingerprints(&first, &["k1".to_string()]).await.unwrap().len(), 1);
+    assert_eq!(store.cursor(&legacy).await.unwrap(), None);
+    let second = scope("sqlite:///m.db#members", "hubspot:portal/10/contacts");
+    assert_eq!(store.adopt_unscoped_state(&second).await.unwrap(), (0, 0), "adopted once");
+    assert_eq!(store.events("members").await.unwrap().last().map(|e| e.1.clone()), Some("state_adopted".to_owned()));
+    // a scope with state of its own keeps it
+    store.set_cursor(&legacy, &Cursor(json!({"at": 1}))).await.unwrap();
+    assert_eq!(store.adopt_unscoped_state(&first).await.unwrap(), (0, 0));
+    assert_eq!(store.cursor(&first).await.unwrap(), Some(Cursor(json!({"at": 99}))));
+    store.clear_state("members").await.unwrap();
 }
 
 async fn clear_forgets_cursors_and_fingerprints(store: &Store) {
@@ -364,7 +389,28 @@ async fn postgres_stores_live_in_their_schema() {
     let kept = Store::connect(&format!("{}?schema=public", old.url)).await.unwrap();
     assert_eq!(kept.runs(None, 10).await.unwrap()[0].id, "old");
     kept.close().await;
+
+    // a role that may not create schemas opens the one a DBA made for it
+    let role = format!("syncline_limited_{}", uuid::Uuid::now_v7().simple());
+    let database = db.url.rsplit('/').next().unwrap().to_owned();
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("REVOKE CREATE ON DATABASE {database} FROM PUBLIC"),
+        "CREATE SCHEMA made_by_dba".to_owned(),
+        format!("GRANT USAGE, CREATE ON SCHEMA made_by_dba TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let limited = Store::connect(&format!("{url}?schema=made_by_dba")).await;
+    let limited = limited.unwrap_or_else(|e| panic!("a role without CREATE on the database: {e}"));
+    limited.start_run("limited", "members", "full").await.unwrap();
+    limited.close().await;
+    sqlx::query(sqlx::AssertSqlSafe("DROP SCHEMA made_by_dba CASCADE")).execute(&pool).await.unwrap();
     pool.close().await;
     old.drop().await;
     db.drop().await;
+    let admin = sqlx::PgPool::connect(&std::env::var("SYNCLINE_TEST_POSTGRES_URL").unwrap()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}"))).execute(&admin).await.unwrap();
+    admin.close().await;
 }

@@ -59,11 +59,16 @@ fn shell_word(text: &str) -> String {
 }
 
 /// Runs the command. Every command stops within `WIND_DOWN` of an interrupt: those with work
-/// to record (run, replay, serve, backfill) wind down on their own and say what they
-/// committed; any other is cut off.
+/// to record (run, replay, backfill) wind down on their own and say what they committed; any
+/// other is cut off. `serve` bounds its own shutdown (`serve.drain`), so it can hand unfinished
+/// events back to the inbox and close its history rows.
 pub async fn dispatch(cli: Cli, stop: CancellationToken) -> CliResult {
     let session = Session { config_path: cli.config.clone(), quiet: cli.quiet, stop: stop.clone() };
+    let bounds_itself = matches!(cli.command, Command::Serve(_));
     let work = command(cli.command, &session);
+    if bounds_itself {
+        return work.await;
+    }
     tokio::select! {
         result = work => result,
         () = async { stop.cancelled().await; tokio::time::sleep(WIND_DOWN).await } => Err(CliError::interrupted()),

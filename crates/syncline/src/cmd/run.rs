@@ -166,11 +166,20 @@ pub fn parse_time(flag: &str, text: &str) -> Result<NaiveDateTime, CliError> {
 }
 
 /// Where a run starts, and whether its cursor follows: see the module's notes.
-fn mode_and_start(args: &RunArgs, since: Option<NaiveDateTime>, cursor: Option<Cursor>, source: &SqlSource) -> (RunMode, Option<Cursor>) {
+fn mode_and_start(
+    args: &RunArgs,
+    since: Option<NaiveDateTime>,
+    cursor: Option<Cursor>,
+    source: &mut SqlSource,
+) -> (RunMode, Option<Cursor>) {
     let (mode, start) = match (args.full, since) {
         (true, _) => (RunMode::Full, None),
-        (false, Some(since)) => match &cursor {
-            Some(cursor) if source.starts_at_or_before(since, cursor) => (RunMode::Incremental, None),
+        (false, Some(since)) => match cursor {
+            Some(cursor) if source.starts_at_or_before(since, &cursor) => {
+                // from `since`, and everything after the cursor whatever `since` compares like
+                source.resume_after(cursor);
+                (RunMode::Incremental, None)
+            }
             _ => (RunMode::Window, None),
         },
         (false, None) => (RunMode::Incremental, cursor),
@@ -209,14 +218,27 @@ async fn prepare(
 ) -> Result<Ready, CliError> {
     let name = &pipeline.name;
     let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
-    let source = unless_stopped(session, pipeline::source(pipeline, &config.base_dir, since)).await?;
+    let mut source = unless_stopped(session, pipeline::source(pipeline, &config.base_dir, since)).await?;
     let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
     let mut sink = unless_stopped(session, pipeline::sink(pipeline, &config.base_dir, batch_size)).await?;
     let identity = async { sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink"))) };
     let target = unless_stopped(session, identity).await?;
     let scope = Arc::new(Scope { pipeline: name.clone(), source: source.identity(), target });
-    let cursor = store.cursor(&scope).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
-    let (mode, start) = mode_and_start(args, since, cursor, &source);
+    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
+    if !args.dry_run {
+        let (cursors, fingerprints) = store.adopt_unscoped_state(&scope).await.map_err(failed)?;
+        if cursors + fingerprints > 0 && !session.quiet {
+            eprintln!(
+                "{name}: state from before it was tied to a target ({cursors} cursor, {fingerprints} fingerprints) now belongs to {} → {}; \
+                 if it was written for another target, `{}` and run again",
+                scope.source,
+                scope.target,
+                session.hint(&format!("state clear {name}"))
+            );
+        }
+    }
+    let cursor = store.cursor(&scope).await.map_err(failed)?;
+    let (mode, start) = mode_and_start(args, since, cursor, &mut source);
     if let AnySink::HubSpot(hubspot) = &mut sink {
         // the fields a `select` fixes are checked now; any others at the first write
         let shape = pipeline::shape(pipeline);

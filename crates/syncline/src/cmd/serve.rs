@@ -13,11 +13,6 @@ use syncline_server::flow::Engine;
 use syncline_server::worker::{WorkerConfig, Workers};
 use syncline_store::Store;
 
-/// How long flows in hand get to finish after SIGTERM or Ctrl-C. What is left goes back to the
-/// inbox at once for another worker (or the next start); a send that did happen is not repeated,
-/// because its mark is checked first.
-const DRAIN: Duration = Duration::from_millis(800);
-
 pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Session) -> CliResult {
     if config.webhooks.is_empty() {
         return Err(CliError::usage(format!("{}: no webhooks to serve; add a `webhooks:` section", config.file)));
@@ -60,11 +55,15 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         .with_graceful_shutdown(session.stop.clone().cancelled_owned())
         .await
         .map_err(CliError::failed)?;
-    // in-flight deliveries were answered (or never acknowledged); flows in hand get a moment
+    // in-flight deliveries were answered (or never acknowledged); flows in hand get `drain` to
+    // finish, and what is left goes back to the inbox at once for another worker or the next
+    // start (a send that did happen is not repeated: its mark is checked first)
     let _ = stop.send(true);
     if let Some((mut workers, history)) = workers {
-        if tokio::time::timeout(DRAIN, &mut workers).await.is_err() {
+        if tokio::time::timeout(config.serve.drain, &mut workers).await.is_err() {
             workers.abort();
+            // the aborted task must be gone before its events are handed back
+            let _ = workers.await;
             let handed = store.inbox_hand_back(&owner).await.unwrap_or_default();
             tracing::warn!(events = handed, "flows still running at shutdown went back to the inbox");
         }

@@ -85,7 +85,7 @@ async fn show(store: &Store, pipeline: Option<&str>, json: bool) -> CliResult {
         output::line("nothing stored yet: the next run reads everything");
         return Ok(Exit::Ok);
     }
-    let unknown = |text: &str| if text.is_empty() { "(before 0.2: unused)".to_owned() } else { text.to_owned() };
+    let unknown = |text: &str| if text.is_empty() { "(from before 0.2; the next run adopts it)".to_owned() } else { text.to_owned() };
     if !cursors.is_empty() {
         let mut table = output::table(&["pipeline", "source", "target", "cursor", "updated"]);
         for c in &cursors {

@@ -189,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn retry_ceilings_must_nest() {
+        let text = "pipelines:\n  m:\n    source:\n      sql: {url: sqlite://a.db, table: t, key: k, watermark: w}\n    sink:\n      sql: {url: sqlite://b.db, table: t, key: k}\n    retry:\n      unreachable: 10m\n      transient: 1m\n";
+        let found = errors(text);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("c.yaml:8:20: pipelines.m.retry.unreachable") && found[0].contains("raise retry.transient"),
+            "{}",
+            found[0]
+        );
+        assert!(errors(&text.replace("10m", "30s")).is_empty());
+    }
+
+    #[test]
     fn unknown_transforms_get_a_suggestion() {
         let text = "pipelines:\n  m:\n    source:\n      sql: {url: sqlite://a.db, table: t, key: k, watermark: w}\n    sink:\n      sql: {url: sqlite://b.db, table: t, key: k}\n    transforms:\n      - emial: [a]\n";
         let found = errors(text);

@@ -137,6 +137,12 @@ pub struct RawServe {
     /// (default `60s`): after a crash, its events run again once their lease runs out.
     #[schemars(with = "Option<String>")]
     pub lease: Option<At<String>>,
+    /// On SIGTERM or Ctrl-C, how long flows already running get to finish (default `1s`, so
+    /// serve stops within 2 s); what is left goes back to the inbox at once. A flow ending in
+    /// `send_flow` sends its mark in a second call, so a cut between the two can start the
+    /// ManyChat flow again: give such flows a longer drain (e.g. `30s`).
+    #[schemars(with = "Option<String>")]
+    pub drain: Option<At<String>>,
 }
 
 /// One pipeline: a source read page by page, transforms, and a sink written in batches.

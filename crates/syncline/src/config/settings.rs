@@ -42,6 +42,8 @@ pub struct ServeSettings {
     pub workers: usize,
     /// How long a claimed event stays this instance's.
     pub lease: Duration,
+    /// How long running flows get to finish at shutdown.
+    pub drain: Duration,
 }
 
 #[derive(Debug)]
@@ -435,6 +437,10 @@ fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError
         }
         None => Duration::from_secs(60),
     };
+    let drain = match raw.and_then(|s| s.drain.as_ref()) {
+        Some(drain) => parse_duration(&ctx.expand(drain, "serve.drain")?).map_err(|why| ctx.err(&drain.referenced, "serve.drain", why))?,
+        None => Duration::from_secs(1),
+    };
     let workers = ctx.positive(&raw.and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
     let bind = match raw.and_then(|s| s.bind.as_ref()) {
         Some(bind) => {
@@ -444,7 +450,7 @@ fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError
         }
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    Ok(ServeSettings { bind, workers, lease })
+    Ok(ServeSettings { bind, workers, lease, drain })
 }
 
 /// One pipeline: every problem in it, or its settings.
@@ -565,6 +571,15 @@ fn retry(ctx: &Ctx, path: &str, raw: Option<&RawRetry>) -> Result<RetryLimits, C
             let key = format!("{path}.retry.{name}");
             *slot = parse_duration(&ctx.expand(value, &key)?).map_err(|why| ctx.err(&value.referenced, &key, why))?;
         }
+    }
+    if limits.unavailable > limits.transient
+        && let Some(value) = &raw.unreachable
+    {
+        let message = format!(
+            "{:?} is longer than retry.transient ({:?}), which bounds every call; raise retry.transient too",
+            limits.unavailable, limits.transient
+        );
+        return Err(ctx.err(&value.referenced, &format!("{path}.retry.unreachable"), message));
     }
     Ok(limits)
 }

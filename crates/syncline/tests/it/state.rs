@@ -146,3 +146,28 @@ async fn state_clear_asks_first() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("did you mean \"members\""), "{}", stderr(&out));
 }
+
+/// A date watermark stored as text, and a `--since` on the cursor's own day: the text
+/// comparison (`"2024-05-01" < "2024-05-01 00:00:00"`) must not hide the rows after the cursor
+/// while the cursor moves past them.
+#[tokio::test(flavor = "multi_thread")]
+async fn since_on_a_text_date_watermark_reads_everything_after_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", d.join("source.db").display())).await.unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, day DATE)").execute(&source).await.unwrap();
+    for id in 1..=1100 {
+        let day = if id <= 1000 { "2024-05-01" } else { "2024-05-02" };
+        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO items VALUES ({id}, '{day}')"))).execute(&source).await.unwrap();
+    }
+    let config = "state: sqlite://state.db\npipelines:\n  days:\n    source:\n      sql: {url: sqlite://source.db, table: items, key: id, watermark: day, page_size: 100}\n    sink:\n      sql: {url: sqlite://target.db, table: items, key: id, create_table: true}\n";
+    std::fs::write(d.join("days.yaml"), config).unwrap();
+    assert_eq!(code(&syncline(d, "days.yaml", &["run", "days", "--limit", "500"])), 0);
+    let out = syncline(d, "days.yaml", &["run", "days", "--since", "2024-05-01"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(last_run(d, "days.yaml")["mode"], "incremental", "the day of the cursor: the run continues it");
+    let target = sqlite(&d.join("target.db")).await;
+    assert_eq!(count(&target, "SELECT COUNT(*) FROM items").await, 1100, "rows 501–1000 share the cursor's day and are read");
+    assert_eq!(code(&syncline(d, "days.yaml", &["run", "days"])), 0);
+    assert_eq!(last_run(d, "days.yaml")["read_count"], 0);
+}
