@@ -34,9 +34,25 @@ fn millis(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
-/// The events of a HubSpot delivery (a JSON array of event objects).
+/// HubSpot sends at most this many events in one delivery (API-CONTRACTS §1.9).
+pub const MAX_HUBSPOT_EVENTS: usize = 100;
+
+/// An id that must be a positive integer fitting an i64 (HubSpot's `objectId`, `portalId`).
+fn positive_id(event: &Value, i: usize, name: &str) -> Result<String, BodyError> {
+    match event.get(name) {
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => Ok(n.to_string()),
+        Some(Value::String(s)) if s.parse::<i64>().is_ok_and(|v| v > 0) => Ok(s.clone()),
+        Some(other) => Err(BodyError(format!("event {i}: {name} {other} is not a positive integer id"))),
+        None => Err(BodyError(format!("event {i}: missing or empty field {name}"))),
+    }
+}
+
+/// The events of a HubSpot delivery (a JSON array of at most 100 event objects).
 pub fn hubspot(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     let Value::Array(items) = parse(body)? else { return Err(BodyError("a HubSpot delivery is a JSON array of events".into())) };
+    if items.len() > MAX_HUBSPOT_EVENTS {
+        return Err(BodyError(format!("{} events in one delivery; HubSpot sends at most {MAX_HUBSPOT_EVENTS}", items.len())));
+    }
     items
         .iter()
         .enumerate()
@@ -50,7 +66,7 @@ pub fn hubspot(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
                 .and_then(millis)
                 .ok_or_else(|| BodyError(format!("event {i}: occurredAt {occurred} is not epoch milliseconds")))?;
             let property = text(event, "propertyName").unwrap_or_default();
-            let (portal, object) = (field("portalId")?, field("objectId")?);
+            let (portal, object) = (positive_id(event, i, "portalId")?, positive_id(event, i, "objectId")?);
             let object_key = Some(format!("{portal}:{object}"));
             let dedupe_key = match kind.ends_with(".creation") {
                 true => creation_key(&portal, &kind, &object),
@@ -110,5 +126,25 @@ mod tests {
         assert_eq!(keys[0], creation_key("62515", "contact.creation", "7"));
         assert_eq!(keys[0], keys[1], "one object is created once, whatever eventId HubSpot gives the event");
         assert_eq!(keys[2], "hubspot:62515:contact.propertyChange:7:phone:2:1764000001000");
+    }
+
+    #[test]
+    fn ids_are_positive_integers_and_deliveries_hold_at_most_100() {
+        let event = |object: &str| {
+            format!(
+                r#"{{"eventId": 1, "portalId": 62515, "occurredAt": 1764000000000, "subscriptionType": "contact.creation", "objectId": {object}}}"#
+            )
+        };
+        for bad in ["1.5", "-5", "0", "1180591620717411303424", "\"seven\"", "null", "true"] {
+            let body = format!("[{}]", event(bad));
+            let error = hubspot("hubspot", body.as_bytes()).unwrap_err().0;
+            assert!(error.contains("objectId") && error.contains("event 0"), "{bad}: {error}");
+        }
+        assert!(hubspot("hubspot", format!("[{}]", event("\"42\"")).as_bytes()).is_ok(), "a numeric string is an id");
+        let hundred = vec![event("7"); 100].join(",");
+        assert_eq!(hubspot("hubspot", format!("[{hundred}]").as_bytes()).unwrap().len(), 100);
+        let too_many = vec![event("7"); 101].join(",");
+        let error = hubspot("hubspot", format!("[{too_many}]").as_bytes()).unwrap_err().0;
+        assert!(error.contains("101 events") && error.contains("at most 100"), "{error}");
     }
 }

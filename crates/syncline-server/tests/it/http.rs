@@ -148,6 +148,12 @@ async fn a_malformed_body_after_a_good_signature_is_400_naming_the_problem() {
         (vec![0xff, 0xfe, b'[', b']'], "not UTF-8"),
         (b"{\"eventId\": 1}".to_vec(), "JSON array"),
         (serde_json::to_vec(&[event(1, 0), missing]).unwrap(), "event 1: missing or empty field objectId"),
+        (serde_json::to_vec(&vec![event(3, 0); 101]).unwrap(), "101 events in one delivery"),
+        (
+            br#"[{"eventId": 1, "portalId": 62515, "occurredAt": 1764000000000, "subscriptionType": "contact.creation", "objectId": -5}]"#
+                .to_vec(),
+            "objectId -5 is not a positive integer",
+        ),
     ];
     for (body, named) in cases {
         let reply = post(&server, "/webhooks/hubspot", &sign_v1(&body), Body::from(body)).await;
