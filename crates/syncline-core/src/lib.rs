@@ -5,6 +5,7 @@
 pub mod error;
 pub mod metric;
 pub mod record;
+pub mod redact;
 pub mod runner;
 pub mod traits;
 pub mod transform;

@@ -29,6 +29,9 @@ pub use manychat::{Delivered, PageConfig};
 /// The demo ManyChat page's token (`<page_id>:<key>`).
 pub const DEMO_MANYCHAT_TOKEN: &str = "1000001:sandbox-key";
 
+/// The demo HubSpot portal's private app token.
+pub const DEMO_HUBSPOT_TOKEN: &str = "sandbox-token";
+
 /// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +66,7 @@ impl Seed {
             properties.push(serde_json::json!({"name": format!("nombre_beneficiario_{n}"), "type": "string"}));
             properties.push(serde_json::json!({"name": format!("porcentaje__beneficiario_{n}_"), "type": "number", "fieldType": "number"}));
         }
-        let portal = serde_json::json!({"token": "sandbox-token", "tier": "free", "properties": {"contacts": properties}});
+        let portal = serde_json::json!({"token": DEMO_HUBSPOT_TOKEN, "tier": "free", "properties": {"contacts": properties}});
         let page = PageConfig {
             token: DEMO_MANYCHAT_TOKEN.into(),
             name: "Members (sandbox)".into(),

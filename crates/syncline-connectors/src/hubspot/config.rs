@@ -39,7 +39,7 @@ impl Tier {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HubSpotSettings {
     /// `https://api.hubapi.com`, or the sandbox's URL.
     pub base_url: String,
@@ -63,6 +63,18 @@ pub struct HubSpotSettings {
     pub unreachable_for: Duration,
     /// What the transforms can put in each field, where that is known (enumeration checks).
     pub produced_values: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The token never shows in logs or panics.
+impl std::fmt::Debug for HubSpotSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotSettings")
+            .field("base_url", &self.base_url)
+            .field("token", &"***")
+            .field("object", &self.object)
+            .field("id_property", &self.id_property)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubSpotSettings {

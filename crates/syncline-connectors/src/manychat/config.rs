@@ -8,7 +8,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.manychat.com";
 /// `setCustomFields` takes at most this many fields per call (API-CONTRACTS §2.3).
 pub const MAX_FIELDS_PER_CALL: usize = 20;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ManyChatSettings {
     /// `https://api.manychat.com`, or the sandbox's URL.
     pub base_url: String,
@@ -25,5 +25,12 @@ impl ManyChatSettings {
             token: token.to_owned(),
             call_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// The token never shows in logs or panics.
+impl std::fmt::Debug for ManyChatSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManyChatSettings").field("base_url", &self.base_url).field("token", &"***").finish_non_exhaustive()
     }
 }

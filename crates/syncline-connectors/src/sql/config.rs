@@ -9,7 +9,7 @@ pub enum SqlTable {
     Query(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SqlSourceSettings {
     pub url: String,
     pub from: SqlTable,
@@ -23,7 +23,7 @@ pub struct SqlSourceSettings {
     pub overlap: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SqlSinkSettings {
     pub url: String,
     pub table: String,
@@ -31,6 +31,28 @@ pub struct SqlSinkSettings {
     pub key: String,
     /// Create the table, with types taken from the first batch, when it does not exist.
     pub create_table: bool,
+}
+
+/// The URL shows with its secrets hidden, in logs and panics alike.
+impl std::fmt::Debug for SqlSourceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSourceSettings")
+            .field("url", &syncline_core::redact::url(&self.url))
+            .field("from", &self.from)
+            .field("key", &self.key)
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SqlSinkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSinkSettings")
+            .field("url", &syncline_core::redact::url(&self.url))
+            .field("table", &self.table)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqlSourceSettings {

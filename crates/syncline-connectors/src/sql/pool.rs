@@ -419,13 +419,7 @@ fn describe(e: &sqlx::Error) -> String {
     }
 }
 
-/// A database URL with its password hidden.
+/// A database URL with its secrets hidden (see `syncline_core::redact`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
+    syncline_core::redact::url(url)
 }

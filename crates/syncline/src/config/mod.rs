@@ -201,6 +201,46 @@ mod tests {
         assert!(errors(&text.replace("10m", "30s")).is_empty());
     }
 
+    proptest::proptest! {
+        /// RELIABILITY row 24 for configs: a secret written into any secret-bearing field —
+        /// as a literal, or hidden behind a `${VAR:-default}` — is refused without being
+        /// repeated; given through the environment it loads, and the loaded config's debug form
+        /// and every URL as shown keep it hidden.
+        #[test]
+        fn no_config_prints_a_secret_it_was_given(secret in "[A-Za-z0-9]{6,14}", place in 0..6usize, literal in proptest::bool::ANY) {
+            let secret = format!("S3CR{secret}");
+            let written = if literal { secret.clone() } else { format!("${{UNSET_{place}:-{secret}}}") };
+            let (state, source, token, hook) = match place {
+                0 => (format!("postgres://u:{written}@h/db"), "sqlite://a.db".to_owned(), "${TOKEN}".to_owned(), "${HOOK}".to_owned()),
+                1 => (format!("postgres://u@h/db?password={written}"), "sqlite://a.db".to_owned(), "${TOKEN}".to_owned(), "${HOOK}".to_owned()),
+                2 => ("sqlite://s.db".to_owned(), format!("mysql://u:{written}@h/db"), "${TOKEN}".to_owned(), "${HOOK}".to_owned()),
+                3 => ("sqlite://s.db".to_owned(), format!("postgres://h/db?sslpassword={written}"), "${TOKEN}".to_owned(), "${HOOK}".to_owned()),
+                4 => ("sqlite://s.db".to_owned(), "sqlite://a.db".to_owned(), written.clone(), "${HOOK}".to_owned()),
+                _ => ("sqlite://s.db".to_owned(), "sqlite://a.db".to_owned(), "${TOKEN}".to_owned(), written.clone()),
+            };
+            let text = format!(
+                "state: \"{state}\"\npipelines:\n  m:\n    source:\n      sql: {{url: \"{source}\", table: t, key: k, watermark: w}}\n    sink:\n      hubspot: {{token: \"{token}\", id_property: k}}\nwebhooks:\n  h: {{provider: hubspot, secrets: [\"{hook}\"]}}\n"
+            );
+            let env = |name: &str| match name {
+                "TOKEN" | "HOOK" => Some("from-env".to_owned()),
+                _ => None,
+            };
+            let refused = parse("c.yaml", &text, Path::new("/tmp"), &env).expect_err("a secret in the config is refused");
+            let shown = refused.to_string();
+            proptest::prop_assert!(!shown.contains(&secret), "{shown}");
+            // the same fields through the environment: accepted, and never shown
+            let given = text.replace(&written, "${GIVEN}");
+            let env = |name: &str| match name {
+                "GIVEN" => Some(secret.clone()),
+                "TOKEN" | "HOOK" => Some("from-env".to_owned()),
+                _ => None,
+            };
+            let config = parse("c.yaml", &given, Path::new("/tmp"), &env).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let shown = format!("{config:?} {}", syncline_store::redact_url(&config.state.url));
+            proptest::prop_assert!(!shown.contains(&secret), "{shown}");
+        }
+    }
+
     #[test]
     fn unknown_transforms_get_a_suggestion() {
         let text = "pipelines:\n  m:\n    source:\n      sql: {url: sqlite://a.db, table: t, key: k, watermark: w}\n    sink:\n      sql: {url: sqlite://b.db, table: t, key: k}\n    transforms:\n      - emial: [a]\n";

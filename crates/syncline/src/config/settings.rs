@@ -27,12 +27,18 @@ pub struct Config {
 }
 
 /// Where the state store is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct StateSettings {
     /// `sqlite://PATH` (absolute) or `postgres://…` (with `schema=` when one was configured).
     pub url: String,
     /// False for the default `<config stem>.state.db`.
     pub explicit: bool,
+}
+
+impl std::fmt::Debug for StateSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSettings").field("url", &syncline_core::redact::url(&self.url)).field("explicit", &self.explicit).finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,11 +64,22 @@ pub struct Pipeline {
     pub retry: RetryLimits,
 }
 
-/// Where a connection URL comes from: the config (after `${VAR}` expansion) or a file.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a connection URL (or a token) comes from: the config (after `${VAR}` expansion) or a
+/// file.
+#[derive(Clone, PartialEq)]
 pub enum UrlSource {
     Inline(String),
     File(PathBuf),
+}
+
+/// It may hold a password or a token: never shown.
+impl std::fmt::Debug for UrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlSource::Inline(_) => f.write_str("Inline(***)"),
+            UrlSource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -116,11 +133,10 @@ impl Ctx<'_> {
         interpolate(&value.value, self.env).map_err(|why| self.err(&value.referenced, path, why))
     }
 
-    /// A secret given as `${VAR}` (one written in the file is refused), expanded and not empty.
+    /// A secret given as `${VAR}` (one written in the file, or as a `${VAR:-default}`, is
+    /// refused), expanded and not empty.
     pub(super) fn secret(&self, value: &At<String>, path: &str) -> Result<String, ConfigError> {
-        if !value.value.contains("${") {
-            return Err(self.err(&value.referenced, path, "a secret written in the config is not allowed; use ${VAR}"));
-        }
+        secret_reference(&value.value).map_err(|why| self.err(&value.referenced, path, why))?;
         let expanded = self.expand(value, path)?;
         if expanded.is_empty() {
             return Err(self.err(&value.referenced, path, format!("{} is empty", value.value)));
@@ -148,13 +164,7 @@ impl Ctx<'_> {
     ) -> Result<UrlSource, ConfigError> {
         match (url, url_file) {
             (Some(url), None) => {
-                if literal_password(&url.value).is_some() {
-                    return Err(self.err(
-                        &url.referenced,
-                        &format!("{path}.url"),
-                        "a password written in the config is not allowed; use ${VAR} for it (e.g. postgres://user:${PGPASSWORD}@host/db) or url_file",
-                    ));
-                }
+                url_secrets_are_references(&url.value).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
                 let expanded = self.expand(url, &format!("{path}.url"))?;
                 let resolved = self.resolve_sqlite(&expanded);
                 check_scheme(&resolved, role).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
@@ -220,14 +230,42 @@ fn check_scheme(url: &str, role: Role) -> Result<(), String> {
     }
 }
 
-/// The literal (not `${VAR}`) password in a URL's user info, if any.
-fn literal_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.find('@')?];
-    let (_, password) = userinfo.split_once(':')?;
-    let is_reference = password.is_empty()
-        || (password.len() > 3 && password.starts_with("${") && password.ends_with('}') && !password[2..password.len() - 1].contains('}'));
-    (!is_reference).then_some(password)
+/// Tokens of the sandbox's demo accounts: public constants, not secrets, so the examples may
+/// fall back to them (`${HUBSPOT_TOKEN:-sandbox-token}`) and run with nothing set.
+const DEMO_TOKENS: [&str; 2] = [syncline_sandbox::DEMO_HUBSPOT_TOKEN, syncline_sandbox::DEMO_MANYCHAT_TOKEN];
+
+/// A secret as the config must write it: exactly one `${VAR}`. A literal is refused, and so is
+/// a `${VAR:-default}` (a literal in disguise) unless the default is a sandbox demo token.
+fn secret_reference(text: &str) -> Result<(), String> {
+    let body = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')).filter(|b| !b.contains(['{', '}', '$']));
+    let Some(body) = body else {
+        return Err("a secret written in the config is not allowed; give it as ${VAR} (or, where offered, a *_file)".into());
+    };
+    match body.split_once(":-") {
+        None => Ok(()),
+        Some((_, default)) if DEMO_TOKENS.contains(&default) => Ok(()),
+        Some((name, _)) => Err(format!(
+            "a default for a secret is not allowed (it would be a secret written in the config); set {name}, and write ${{{name}}}"
+        )),
+    }
+}
+
+/// Every secret in a URL (its password, and secret-named parameters such as `password=`) must
+/// be a `${VAR}` of its own, without a default.
+fn url_secrets_are_references(url: &str) -> Result<(), String> {
+    for span in syncline_core::redact::secret_spans(url) {
+        let part = &url[span];
+        let reference = part.starts_with("${") && part.ends_with('}') && !part[2..part.len() - 1].contains(['{', '}', '$']);
+        if !reference {
+            return Err("a password written in the config is not allowed, in the user info or in a parameter such as password=; \
+                        use ${VAR} for it (e.g. postgres://user:${PGPASSWORD}@host/db) or url_file"
+                .into());
+        }
+        if part.contains(":-") {
+            return Err("a default for a password is not allowed (it would be a password written in the config); use ${VAR}".into());
+        }
+    }
+    Ok(())
 }
 
 /// Expands `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`. Written by hand because
@@ -396,9 +434,7 @@ fn state(ctx: &Ctx, raw: &RawConfig) -> Result<StateSettings, ConfigError> {
         }
         return Ok(StateSettings { url: format!("sqlite://{}", path.display()), explicit: false });
     };
-    if literal_password(&state.value).is_some() {
-        return Err(ctx.err(&state.referenced, "state", "a password written in the config is not allowed; use ${VAR}"));
-    }
+    url_secrets_are_references(&state.value).map_err(|why| ctx.err(&state.referenced, "state", why))?;
     let mut url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if !(url.starts_with("sqlite:") || postgres) {
@@ -529,14 +565,7 @@ fn sink(ctx: &Ctx, path: &str, raw: &RawSink) -> Result<(SinkSettings, u64, u64,
         RawSink::Hubspot(h) => {
             let spath = format!("{path}.sink.hubspot");
             let token = match (&h.token, &h.token_file) {
-                (Some(token), None) if !token.value.contains("${") => {
-                    return Err(ctx.err(
-                        &token.referenced,
-                        &format!("{spath}.token"),
-                        "a token written in the config is not allowed; use ${HUBSPOT_TOKEN} (or token_file)",
-                    ));
-                }
-                (Some(token), None) => UrlSource::Inline(ctx.expand(token, &format!("{spath}.token"))?),
+                (Some(token), None) => UrlSource::Inline(ctx.secret(token, &format!("{spath}.token"))?),
                 (None, Some(file)) => UrlSource::File(ctx.base_dir.join(ctx.expand(file, &format!("{spath}.token_file"))?)),
                 (Some(token), Some(_)) => return Err(ctx.err(&token.referenced, &spath, "give either token or token_file, not both")),
                 (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
@@ -679,10 +708,40 @@ mod tests {
 
     #[test]
     fn passwords_must_be_references() {
-        assert_eq!(literal_password("postgres://u:hunter2@h/db"), Some("hunter2"));
-        assert_eq!(literal_password("postgres://u:${PW}@h/db"), None);
-        assert_eq!(literal_password("postgres://u@h/db"), None);
-        assert_eq!(literal_password("sqlite://x.db"), None);
+        let ok = |url: &str| url_secrets_are_references(url).is_ok();
+        assert!(!ok("postgres://u:hunter2@h/db"));
+        assert!(ok("postgres://u:${PW}@h/db"));
+        assert!(ok("postgres://u@h/db") && ok("sqlite://x.db") && ok("${DATABASE_URL}"));
+        // F1: a password in a parameter, literal or defaulted
+        assert!(!ok("postgres://postgres@127.0.0.1:5432/test?password=CANARY43"));
+        assert!(ok("postgres://postgres@127.0.0.1:5432/test?password=${PGPW}"));
+        assert!(!ok("postgres://u:${PW:-x}@h/db"));
+        assert!(!ok("postgres://h/db?sslpassword=${PW:-hunter2}"));
+        assert!(!ok("mssql://sa:${A}x@h/db"), "a reference and a literal");
+    }
+
+    #[test]
+    fn settings_never_show_their_secrets() {
+        let env = |name: &str| match name {
+            "PW" => Some("CANARY46".to_owned()),
+            "TOKEN" => Some("pat-CANARY47".to_owned()),
+            _ => None,
+        };
+        let text = "state: postgres://u:${PW}@h/db\npipelines:\n  m:\n    source:\n      sql: {url: \"postgres://u@h/db?password=${PW}\", table: t, key: k, watermark: w}\n    sink:\n      hubspot: {token: \"${TOKEN}\", id_property: k}\n";
+        let config = super::super::parse("c.yaml", text, Path::new("/tmp"), &env).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("CANARY46") && !shown.contains("CANARY47"), "{shown}");
+    }
+
+    #[test]
+    fn secrets_are_references_without_defaults() {
+        assert!(secret_reference("${HUBSPOT_APP_SECRET}").is_ok());
+        assert!(secret_reference("hunter2").is_err());
+        assert!(secret_reference("pre-${X}").is_err());
+        let error = secret_reference("${TOKEN:-pat-na1-123}").unwrap_err();
+        assert!(error.contains("default") && error.contains("set TOKEN"), "{error}");
+        assert!(secret_reference("${HUBSPOT_TOKEN:-sandbox-token}").is_ok(), "the sandbox's demo token is public");
+        assert!(secret_reference("${MANYCHAT_TOKEN:-1000001:sandbox-key}").is_ok());
     }
 
     #[test]

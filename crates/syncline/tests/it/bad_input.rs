@@ -108,6 +108,30 @@ fn inline_secret() {
     assert!(!first.contains("hunter2"), "the secret leaked: {first}");
 }
 
+/// F1: a password in a URL parameter, literal or through a default, is refused like one in the
+/// user info; secrets take no default either.
+#[test]
+fn passwords_in_parameters_and_defaults_are_refused() {
+    rejects(
+        "state: postgres://postgres@127.0.0.1:5432/test?password=CANARY43\npipelines: {}\nwebhooks:\n  h: {provider: hubspot, secrets: [\"${S}\"]}\n",
+        &["runs"],
+        &["syncline.yaml:1:8", "state", "a password written in the config is not allowed"],
+    );
+    let first = rejects(
+        &GOOD.replace("url: sqlite://source.db", "url: postgres://u:${PW:-CANARY44}@127.0.0.1/db"),
+        &["run", "copy"],
+        &["pipelines.copy.source.sql.url", "a default for a password is not allowed"],
+    );
+    assert!(!first.contains("CANARY44"), "{first}");
+    let hubspot = GOOD.replace(
+        "      sql:\n        url: sqlite://target.db\n        table: items\n        key: id\n        create_table: true\n",
+        "      hubspot: {token: \"${T:-pat-na1-CANARY45}\", id_property: id}\n",
+    );
+    assert_ne!(hubspot, GOOD);
+    let error = rejects(&hubspot, &["run", "copy"], &["pipelines.copy.sink.hubspot.token", "a default for a secret is not allowed"]);
+    assert!(!error.contains("CANARY45"), "{error}");
+}
+
 #[test]
 fn unknown_pipeline() {
     rejects(GOOD, &["run", "nope"], &["unknown pipeline \"nope\"", "copy"]);
@@ -167,7 +191,7 @@ fn schema_is_json_schema() {
 #[test]
 fn sql_server_is_a_source_only() {
     rejects(
-        &GOOD.replace("url: sqlite://target.db", "url: mssql://sa:${MSSQL_PASSWORD:-x}@127.0.0.1:1/db"),
+        &GOOD.replace("url: sqlite://target.db", "url: mssql://sa@127.0.0.1:1/db"),
         &["run", "copy"],
         &["syncline.yaml:12:14", "pipelines.copy.sink.sql.url", "SQL Server is supported as a source only"],
     );
@@ -175,12 +199,68 @@ fn sql_server_is_a_source_only() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("syncline.yaml"),
-        GOOD.replace("url: sqlite://source.db", "url: mssql://sa:${MSSQL_PASSWORD:-x}@127.0.0.1:1/db"),
+        GOOD.replace("url: sqlite://source.db", "url: mssql://sa:${MSSQL_PASSWORD}@127.0.0.1:1/db"),
     )
     .unwrap();
-    let out = syncline(dir.path(), "syncline.yaml", &["check"]);
+    let out = bin().current_dir(dir.path()).env("MSSQL_PASSWORD", "x").args(["--config", "syncline.yaml", "check"]).output().unwrap();
     assert_eq!(code(&out), 1, "unreachable: {}", stdout(&out));
     let text = stdout(&out);
     assert!(text.lines().any(|l| l.starts_with("✗ copy: source") && l.contains("cannot connect to SQL Server")), "{text}");
     assert!(!text.contains(":x@"), "the password must be masked: {text}");
+}
+
+/// F1 under the real binary: a password given to the state URL as `?password=${PGPW}` shows in
+/// none of `check`, `runs`, the `serve` banner, a failed store's error, or the debug logs.
+#[test]
+fn a_password_in_a_url_parameter_is_never_shown() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(db) = runtime.block_on(syncline_testkit::postgres()) else { return };
+    let admin = db.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = |url: &str| format!("{url}{}password=${{PGPW}}", if url.contains('?') { '&' } else { '?' });
+    let config = |state: &str| {
+        format!(
+            "state: {state}\nwebhooks:\n  hubspot: {{provider: hubspot, secrets: [\"${{APP_SECRET}}\"]}}\nserve: {{bind: \"127.0.0.1:0\"}}\n"
+        )
+    };
+    let run = |name: &str, state: &str, args: &[&str]| {
+        std::fs::write(dir.path().join(name), config(state)).unwrap();
+        bin()
+            .current_dir(dir.path())
+            .env("PGPW", "CANARY42")
+            .env("APP_SECRET", "s")
+            .args(["-vv", "--config", name])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let good = with_password(&admin);
+    let down = with_password("postgres://postgres@127.0.0.1:9/test");
+    let mut seen = String::new();
+    for (name, state, args) in [
+        ("good.yaml", &good, &["check"][..]),
+        ("good.yaml", &good, &["runs"]),
+        ("down.yaml", &down, &["runs"]),
+        ("down.yaml", &down, &["check"]),
+    ] {
+        let out = run(name, state, args);
+        seen.push_str(&format!("{}{}", stdout(&out), stderr(&out)));
+    }
+    assert!(seen.contains("password=***"), "the URL is shown, masked: {seen}");
+    let mut serve = bin();
+    serve
+        .current_dir(dir.path())
+        .env("PGPW", "CANARY42")
+        .env("APP_SECRET", "s")
+        .args(["--config", "good.yaml", "serve"])
+        .stderr(std::process::Stdio::null());
+    let mut child = serve.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut banner).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(banner.contains("serving on") && banner.contains("password=***"), "{banner}");
+    seen.push_str(&banner);
+    assert!(!seen.contains("CANARY42"), "the password leaked: {seen}");
+    runtime.block_on(db.drop());
 }
