@@ -18,6 +18,11 @@ pub enum StoreError {
     /// configured place would start from nothing.
     #[error("{0}")]
     Moved(String),
+    /// The SQLite file is there but cannot be read as a database.
+    #[error(
+        "the state store {file} cannot be read ({reason}); restore it from a backup, or move it away and pass --init to start a new, empty store"
+    )]
+    Unreadable { file: String, reason: String },
 }
 
 impl StoreError {

@@ -46,12 +46,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "flow_versions", include_str!("../migrations/sqlite/0002_flow_versions.sql")),
     (3, "inbox_object_key", include_str!("../migrations/sqlite/0003_inbox_object_key.sql")),
     (4, "state_scopes", include_str!("../migrations/sqlite/0004_state_scopes.sql")),
+    (5, "store_info", include_str!("../migrations/sqlite/0005_store_info.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "flow_versions", include_str!("../migrations/postgres/0002_flow_versions.sql")),
     (3, "inbox_object_key", include_str!("../migrations/postgres/0003_inbox_object_key.sql")),
     (4, "state_scopes", include_str!("../migrations/postgres/0004_state_scopes.sql")),
+    (5, "store_info", include_str!("../migrations/postgres/0005_store_info.sql")),
 ];
 
 impl Store {
@@ -75,6 +77,9 @@ impl Store {
         } else {
             return Err(StoreError::Url(redact_url(url)));
         };
+        if backend == Backend::Sqlite {
+            refuse_unreadable_file(&url).await?;
+        }
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             // WAL lets readers (`syncline runs`) work beside a writer; FULL makes every commit
@@ -108,6 +113,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The id this store was given when it was created (`store_info`).
+    pub async fn id(&self) -> Result<String, StoreError> {
+        let (id,): (String,) = sqlx::query_as("SELECT id FROM store_info").fetch_one(&self.pool).await?;
+        Ok(id)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -222,6 +233,24 @@ async fn create_schema(url: &str, name: &str, quoted: &str) -> Result<(), StoreE
         conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))).await?;
     }
     conn.close().await?;
+    Ok(())
+}
+
+/// A SQLite file that is not a database (a garbage header, a half-written copy) is named with
+/// SQLite's reason at once, instead of the pool retrying it until its acquire timeout.
+async fn refuse_unreadable_file(url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let file = url.trim_start_matches("sqlite://").split('?').next().unwrap_or_default().to_owned();
+    let unreadable = |e: sqlx::Error| {
+        let reason = match &e {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        };
+        StoreError::Unreadable { file: file.clone(), reason }
+    };
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(unreadable)?;
+    sqlx::query("SELECT COUNT(*) FROM sqlite_master").execute(&mut conn).await.map_err(unreadable)?;
+    conn.close().await.map_err(unreadable)?;
     Ok(())
 }
 

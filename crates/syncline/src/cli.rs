@@ -30,6 +30,14 @@ pub struct Cli {
     /// Only errors; no progress bar.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Start a new, empty state store where one has gone missing, is empty or unreadable, or is
+    /// not the one this config used (its cursors, fingerprints, dead letters and history are
+    /// then gone).
+    #[arg(long, global = true)]
+    pub init: bool,
+    /// Refuse to create a state store: one must exist already (for deployments).
+    #[arg(long, global = true, conflicts_with = "init")]
+    pub expect_state: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -73,10 +73,18 @@ pub async fn run(session: &Session) -> CliResult {
         &format!("config {}", config.file),
         format!("{} pipeline(s), {} webhook(s), {} flow(s)", config.pipelines.len(), config.webhooks.len(), config.flows.len()),
     );
-    let store = syncline_store::Store::connect(&config.state.url).await;
-    match store.as_ref().map(|_| ()) {
-        Ok(()) => report.ok("state store", syncline_store::redact_url(&config.state.url)),
-        Err(e) => report.problem("state store", e.to_string(), "check the `state:` URL, or that the database runs", Exit::Failed),
+    let shown = syncline_store::redact_url(&config.state.url);
+    let file = config.state.url.strip_prefix("sqlite://").map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
+    let marker = file.as_ref().map(|f| std::path::PathBuf::from(format!("{}.id", f.display())));
+    match (&file, &marker) {
+        // check creates nothing: a store that is not there yet is made by the first run
+        (Some(file), Some(marker)) if !file.exists() && !marker.exists() => {
+            report.ok("state store", format!("{shown} (not created yet: the first run creates it)"));
+        }
+        _ => match super::open_store(&config.state, &config.base_dir, session).await {
+            Ok(_) => report.ok("state store", shown),
+            Err(e) => report.problem("state store", e.message, "", e.code),
+        },
     }
     for p in &config.pipelines {
         check_pipeline(&config, p, &mut report).await;

@@ -26,7 +26,7 @@ fn delivery(first: usize, count: usize) -> (Vec<u8>, String) {
     let events: Vec<_> = (first..first + count)
         .map(|i| {
             json!({"eventId": i, "subscriptionId": 7, "portalId": 62515, "appId": 1, "occurredAt": 1_764_000_000_000u64 + i as u64,
-                   "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": i, "changeSource": "CRM", "changeFlag": "NEW"})
+                   "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": i + 1, "changeSource": "CRM", "changeFlag": "NEW"})
         })
         .collect();
     let body = serde_json::to_vec(&events).expect("json");

@@ -33,6 +33,10 @@ const WIND_DOWN: Duration = Duration::from_millis(1500);
 pub struct Session {
     pub config_path: PathBuf,
     pub quiet: bool,
+    /// `--init`: a new store may replace one that is missing, empty, unreadable or another.
+    pub init: bool,
+    /// `--expect-state`: never create a store.
+    pub expect_state: bool,
     /// Cancelled by the first Ctrl-C or SIGTERM.
     pub stop: CancellationToken,
 }
@@ -63,7 +67,8 @@ fn shell_word(text: &str) -> String {
 /// other is cut off. `serve` bounds its own shutdown (`serve.drain`), so it can hand unfinished
 /// events back to the inbox and close its history rows.
 pub async fn dispatch(cli: Cli, stop: CancellationToken) -> CliResult {
-    let session = Session { config_path: cli.config.clone(), quiet: cli.quiet, stop: stop.clone() };
+    let session =
+        Session { config_path: cli.config.clone(), quiet: cli.quiet, init: cli.init, expect_state: cli.expect_state, stop: stop.clone() };
     let bounds_itself = matches!(cli.command, Command::Serve(_));
     let work = command(cli.command, &session);
     if bounds_itself {
@@ -134,29 +139,63 @@ async fn store_only(session: &Session) -> Result<Store, CliError> {
     open_store(&config.state, &config.base_dir, session).await
 }
 
-/// Opens (creating or migrating) the state store. A new SQLite file is announced once; the
-/// store of an older syncline's default (`syncline.db`, shared by every config in a folder)
-/// is never silently replaced by a new, empty one.
+/// Opens (creating or migrating) the state store, refusing to put a new, empty one where state
+/// was: a SQLite store keeps its id in a marker beside it (`<file>.id`), so a file that went
+/// missing, was emptied or was swapped is noticed and named, and only `--init` starts again.
+/// A new file is announced once; the store of an older syncline's default (`syncline.db`,
+/// shared by every config in a folder) is never silently replaced by a new one either.
 pub async fn open_store(state: &StateSettings, base_dir: &Path, session: &Session) -> Result<Store, CliError> {
     let file = state.url.strip_prefix("sqlite://").map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)));
-    let new = file.as_ref().is_some_and(|f| !f.exists());
-    if new && !state.explicit && base_dir.join("syncline.db").exists() {
-        return Err(CliError::usage(format!(
-            "{} holds state from an earlier syncline, whose default store was syncline.db in the config's folder; \
-             it is no longer used by default. Keep using it with `state: sqlite://syncline.db` in the config, \
-             or move it to {} if no other config in the folder uses it",
-            base_dir.join("syncline.db").display(),
-            file.as_ref().expect("sqlite").display()
-        )));
+    let marker = file.as_ref().map(|f| PathBuf::from(format!("{}.id", f.display())));
+    let remembered = marker.as_ref().and_then(|m| std::fs::read_to_string(m).ok()).map(|id| id.trim().to_owned());
+    let empty = file.as_ref().is_some_and(|f| std::fs::metadata(f).map_or(true, |m| m.len() == 0));
+    if let (true, Some(file)) = (empty, &file) {
+        let (shown, what) = (file.display(), if file.exists() { "empty" } else { "missing" });
+        if let (Some(id), false) = (&remembered, session.init) {
+            return Err(CliError::usage(format!(
+                "the state store {shown} is {what}, but this config has run with it before (store {id}, noted in {}). \
+                 Restore it from a backup, or pass --init to start a new, empty store (cursors, fingerprints, dead letters and history start from nothing)",
+                marker.as_ref().expect("sqlite").display()
+            )));
+        }
+        if session.expect_state {
+            return Err(CliError::usage(format!("--expect-state: there is no state store at {shown}")));
+        }
+        if !state.explicit && base_dir.join("syncline.db").exists() {
+            return Err(CliError::usage(format!(
+                "{} holds state from an earlier syncline, whose default store was syncline.db in the config's folder; \
+                 it is no longer used by default. Keep using it with `state: sqlite://syncline.db` in the config, \
+                 or move it to {shown} if no other config in the folder uses it",
+                base_dir.join("syncline.db").display(),
+            )));
+        }
     }
     let store = Store::connect(&state.url).await.map_err(|e| {
-        // a database that does not answer is a failure (exit 1); a URL, role or schema it
+        // a database that does not answer is a failure (exit 1); a URL, role, schema or file it
         // refuses is the config's (exit 2)
         let unreachable = matches!(&e, syncline_store::StoreError::Connect { source: sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut, .. });
         if unreachable { CliError::failed(format!("state store: {e}")) } else { CliError::usage(format!("state store: {e}")) }
     })?;
-    if new && !session.quiet {
-        eprintln!("state: created {}", file.expect("sqlite").display());
+    if let (Some(file), Some(marker)) = (&file, &marker) {
+        let id = store.id().await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
+        match &remembered {
+            Some(known) if *known != id && !session.init => {
+                return Err(CliError::usage(format!(
+                    "the state store {} is not the one this config used (it is store {id}; {} names store {known}). \
+                     Put the right file back, or pass --init to go on with this one",
+                    file.display(),
+                    marker.display()
+                )));
+            }
+            Some(known) if *known == id => {}
+            _ => {
+                std::fs::write(marker, format!("{id}\n"))
+                    .map_err(|e| CliError::failed(format!("cannot write {}: {e}", marker.display())))?;
+            }
+        }
+        if empty && !session.quiet {
+            eprintln!("state: created {} (store {id})", file.display());
+        }
     }
     Ok(store)
 }

@@ -171,3 +171,77 @@ async fn since_on_a_text_date_watermark_reads_everything_after_the_cursor() {
     assert_eq!(code(&syncline(d, "days.yaml", &["run", "days"])), 0);
     assert_eq!(last_run(d, "days.yaml")["read_count"], 0);
 }
+
+/// F7: a state store that went missing, was emptied, swapped or corrupted next to a config that
+/// has run before is refused with the file, why, and the fix — never silently started afresh
+/// (which re-sent every row and lost the dead-letter history).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_or_broken_state_store_is_refused_until_init() {
+    let dir = members_dir();
+    let d = dir.path();
+    let out = bin().current_dir(d).args(["example", "members", "--db", "members.db", "--rows", "200"]).output().unwrap();
+    assert_eq!(code(&out), 0);
+    assert_eq!(code(&syncline(d, "members.yaml", &["run", "members"])), 3);
+    let (state, marker) = (d.join("members-state.db"), d.join("members-state.db.id"));
+    assert!(marker.exists(), "the store's id is noted beside it");
+    let saved = std::fs::read(&state).unwrap();
+    let refused = |what: &str| {
+        for args in [&["run", "members"][..], &["runs"], &["dlq", "list"]] {
+            let out = syncline(d, "members.yaml", args);
+            assert_eq!(code(&out), 2, "{what}, {args:?}: {}", stderr(&out));
+            let error = stderr(&out);
+            assert!(error.contains("members-state.db") && error.contains("--init"), "{what}: {error}");
+        }
+    };
+
+    // emptied (a 0-byte file), then deleted: refused, and nothing is created in its place
+    std::fs::write(&state, b"").unwrap();
+    for wal in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(d.join(format!("members-state.db{wal}")));
+    }
+    refused("empty");
+    assert_eq!(std::fs::metadata(&state).unwrap().len(), 0, "the empty file was not turned into a new store");
+    std::fs::remove_file(&state).unwrap();
+    refused("missing");
+    assert!(!state.exists());
+
+    // a garbage header: SQLite's reason within a second, not a pool timeout
+    std::fs::write(&state, b"this is not a SQLite database, just 64 bytes of something else!!").unwrap();
+    let started = std::time::Instant::now();
+    let out = syncline(d, "members.yaml", &["runs"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("members-state.db") && stderr(&out).contains("file is not a database") && stderr(&out).contains("--init"),
+        "{}",
+        stderr(&out)
+    );
+
+    // another store's file in its place
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(d.join("members.yaml"), other.path().join("members.yaml")).unwrap();
+    std::fs::copy(d.join("members.db"), other.path().join("members.db")).unwrap();
+    std::fs::copy(d.join("member.schema.json"), other.path().join("member.schema.json")).unwrap();
+    assert_eq!(code(&syncline(other.path(), "members.yaml", &["run", "members", "--limit", "10"])), 0);
+    std::fs::copy(other.path().join("members-state.db"), &state).unwrap();
+    let out = syncline(d, "members.yaml", &["runs"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("is not the one this config used"), "{}", stderr(&out));
+
+    // the right file back: everything as it was
+    std::fs::write(&state, &saved).unwrap();
+    assert_eq!(code(&syncline(d, "members.yaml", &["run", "members"])), 0, "nothing to read again");
+    assert_eq!(last_run(d, "members.yaml")["read_count"], 0);
+    // --init starts again, knowingly
+    std::fs::remove_file(&state).unwrap();
+    let out = syncline(d, "members.yaml", &["--init", "run", "members"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(last_run(d, "members.yaml")["read_count"], 200);
+    // --expect-state never creates one
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::copy(d.join("members.yaml"), fresh.path().join("members.yaml")).unwrap();
+    let out = syncline(fresh.path(), "members.yaml", &["--expect-state", "runs"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("there is no state store"), "{}", stderr(&out));
+    assert!(!fresh.path().join("members-state.db").exists());
+}
