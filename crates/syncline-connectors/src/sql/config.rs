@@ -21,6 +21,22 @@ pub struct SqlSourceSettings {
     /// How far before the committed cursor an incremental run starts reading again, for rows
     /// committed late with an older timestamp. Applies to date/time watermarks.
     pub overlap: Duration,
+    /// What rows without a watermark (NULL) get.
+    pub null_watermarks: NullWatermarks,
+}
+
+/// Rows whose watermark is NULL cannot be placed in `(watermark, key)` order (each database
+/// sorts NULLs differently, and a keyset comparison with NULL is never true), so they are
+/// handled by one rule on every database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NullWatermarks {
+    /// A run refuses to start while any row has no watermark, naming how many (the default:
+    /// nothing is ever skipped without a word).
+    #[default]
+    Refuse,
+    /// Full runs (and first runs) read the rows without a watermark first, by key, then the
+    /// rest; incremental runs cannot see such a row change.
+    First,
 }
 
 #[derive(Clone, PartialEq)]
@@ -138,6 +154,7 @@ mod tests {
             watermark: "w".into(),
             page_size: 10,
             overlap: Duration::ZERO,
+            null_watermarks: NullWatermarks::Refuse,
         };
         assert_eq!(query("SELECT *  FROM m").identity(), query("SELECT * FROM\n m").identity(), "whitespace does not count");
         assert_ne!(query("SELECT * FROM m").identity(), query("SELECT * FROM n").identity());

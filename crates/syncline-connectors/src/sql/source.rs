@@ -1,7 +1,7 @@
 //! Reads a table or query in keyset pages ordered by `(watermark, key)`, so rows that share a
 //! watermark value are never skipped or read twice, whatever the page size.
 
-use super::config::{SqlSourceSettings, SqlTable};
+use super::config::{NullWatermarks, SqlSourceSettings, SqlTable};
 use super::dialect::Dialect;
 use super::pool::{Param, SqlPool};
 use chrono::{NaiveDateTime, Utc};
@@ -73,9 +73,78 @@ impl SqlSource {
                     Ok((format!("(({}) OR {wm} >= {})", d.keyset_after(&wm, &key), d.placeholder(3)), params))
                 }
                 (Some(since), None) => Ok((format!("{wm} >= {}", d.placeholder(1)), vec![param(&Value::Timestamp(since), d)?])),
-                (None, _) => Ok(("1 = 1".into(), Vec::new())),
+                // rows without a watermark are read on their own (`null_partition`), never here
+                (None, _) => Ok((format!("{wm} IS NOT NULL"), Vec::new())),
             },
         }
+    }
+
+    /// With `null_watermarks: first`, the page of rows without a watermark that comes after
+    /// `after` (a cursor in that partition, or the start), by key; None once past them.
+    async fn null_partition(&mut self, after: Option<&Cursor>) -> Result<Option<Option<Page>>, ConnectorError> {
+        let in_partition = match after {
+            None => self.since.is_none(),
+            Some(cursor) => decode_cursor(cursor)?.0.is_null(),
+        };
+        if self.settings.null_watermarks != NullWatermarks::First || !in_partition {
+            return Ok(None);
+        }
+        let d = self.dialect();
+        let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
+        let (predicate, params) = match after {
+            Some(cursor) => (format!("{wm} IS NULL AND {key} > {}", d.placeholder(1)), vec![param(&decode_cursor(cursor)?.1, d)?]),
+            None => (format!("{wm} IS NULL"), Vec::new()),
+        };
+        let sql = d.page_query(&self.relation(), &predicate, &key, self.settings.page_size);
+        let rows = self.pool.fetch(&sql, &params).await?;
+        if rows.rows.is_empty() {
+            return Ok(None); // past them: the rows with a watermark come next
+        }
+        Ok(Some(self.page(rows)?))
+    }
+
+    /// How many rows have no watermark, and the keys of the first few (`null_watermarks: refuse`
+    /// checks this before a run, and `check` reports it).
+    pub async fn rows_without_watermark(&self) -> Result<(u64, Vec<String>), ConnectorError> {
+        let d = self.dialect();
+        let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
+        let count = self.pool.fetch(&format!("SELECT COUNT(*) AS n FROM {} WHERE {wm} IS NULL", self.relation()), &[]).await?;
+        let n = match count.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n as u64,
+            Some(Value::Decimal(n)) => n.parse().unwrap_or(0),
+            _ => 0,
+        };
+        if n == 0 {
+            return Ok((0, Vec::new()));
+        }
+        let some = self.pool.fetch(&d.page_query(&self.relation(), &format!("{wm} IS NULL"), &key, 3), &[]).await?;
+        let at = some.names.iter().position(|n| n.eq_ignore_ascii_case(&self.settings.key));
+        let keys = some.rows.into_iter().filter_map(|row| at.map(|i| row[i].to_string())).collect();
+        Ok((n, keys))
+    }
+
+    /// Rows as a page, with the cursor of its last row.
+    fn page(&self, rows: super::pool::Rows) -> Result<Option<Page>, ConnectorError> {
+        if rows.rows.is_empty() {
+            return Ok(None);
+        }
+        let find = |name: &str| rows.names.iter().position(|n| n.eq_ignore_ascii_case(name));
+        let missing = |what: &str, name: &str| {
+            ConnectorError::new(
+                ErrorClass::Config,
+                format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")),
+            )
+        };
+        let key_at = find(&self.settings.key).ok_or_else(|| missing("key", &self.settings.key))?;
+        let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
+        let Some(last) = rows.rows.last() else { return Ok(None) };
+        let cursor = cursor_of(&last[wm_at], &last[key_at]);
+        let records = rows
+            .rows
+            .into_iter()
+            .map(|values| Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() })
+            .collect();
+        Ok(Some(Page { records, cursor: Some(cursor) }))
     }
 
     /// How many rows a run starting at `after` will read (for progress and ETA).
@@ -136,37 +205,20 @@ impl SqlSource {
 
 impl Source for SqlSource {
     async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        if let Some(page) = self.null_partition(after).await? {
+            return Ok(page);
+        }
+        // past the rows without a watermark: the rest, from the start
+        let after = match after {
+            Some(cursor) if decode_cursor(cursor)?.0.is_null() => None,
+            other => other,
+        };
         let d = self.dialect();
         let (predicate, params) = self.predicate(after)?;
         let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
         let sql = d.page_query(&self.relation(), &predicate, &format!("{wm}, {key}"), self.settings.page_size);
         let rows = self.pool.fetch(&sql, &params).await?;
-        if rows.rows.is_empty() {
-            return Ok(None);
-        }
-        let find = |name: &str| rows.names.iter().position(|n| n.eq_ignore_ascii_case(name));
-        let missing = |what: &str, name: &str| {
-            ConnectorError::new(
-                ErrorClass::Config,
-                format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")),
-            )
-        };
-        let key_at = find(&self.settings.key).ok_or_else(|| missing("key", &self.settings.key))?;
-        let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
-        let last = rows.rows.last().expect("not empty");
-        if last[wm_at].is_null() {
-            return Err(ConnectorError::new(
-                ErrorClass::Config,
-                format!("watermark column {:?} is null for key {}; a watermark must never be null", self.settings.watermark, last[key_at]),
-            ));
-        }
-        let cursor = cursor_of(&last[wm_at], &last[key_at]);
-        let records = rows
-            .rows
-            .into_iter()
-            .map(|values| Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() })
-            .collect();
-        Ok(Some(Page { records, cursor: Some(cursor) }))
+        self.page(rows)
     }
 
     fn cursor_after(&self, record: &Record) -> Option<Cursor> {

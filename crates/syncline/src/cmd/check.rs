@@ -193,6 +193,21 @@ async fn check_source(
     if !sound {
         return None;
     }
+    match (source.rows_without_watermark().await, settings.null_watermarks) {
+        (Ok((0, _)), _) => {}
+        (Ok((n, keys)), syncline_connectors::sql::NullWatermarks::Refuse) => {
+            let detail = format!(
+                "{}: {n} row(s) have no {} (NULL), e.g. key(s) {}; a run refuses to start",
+                at(config, &place.watermark, &format!("{spath}.watermark")),
+                settings.watermark,
+                keys.join(", ")
+            );
+            report.problem(&what, detail, "give them a value, or set null_watermarks: first to read them first in full runs", Exit::Usage);
+            return None;
+        }
+        (Ok((n, _)), _) => report.ok(&what, format!("{n} row(s) without a watermark are read first in full runs")),
+        (Err(e), _) => report.failure(&what, &e, ""),
+    }
     let family = |name: &str| find(name).map(|(_, f)| format!("{f:?}").to_lowercase()).unwrap_or_default();
     report.ok(
         &what,

@@ -219,6 +219,7 @@ async fn prepare(
     let name = &pipeline.name;
     let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
     let mut source = unless_stopped(session, pipeline::source(pipeline, &config.base_dir, since)).await?;
+    unless_stopped(session, refuse_rows_without_watermark(config, pipeline, &source)).await?;
     let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
     let mut sink = unless_stopped(session, pipeline::sink(pipeline, &config.base_dir, batch_size)).await?;
     let identity = async { sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink"))) };
@@ -249,6 +250,29 @@ async fn prepare(
         unless_stopped(session, preflight).await?;
     }
     Ok(Ready { transforms, source, sink, scope, mode, start, batch_size })
+}
+
+/// With `null_watermarks: refuse` (the default), rows whose watermark is NULL stop the run
+/// before it starts: a keyset read cannot place them, and skipping them would lose them.
+async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, source: &SqlSource) -> Result<(), CliError> {
+    if source.settings().null_watermarks != syncline_connectors::sql::NullWatermarks::Refuse {
+        return Ok(());
+    }
+    let (count, keys) =
+        source.rows_without_watermark().await.map_err(|e| CliError::connector(&e, format!("pipeline {}: source", pipeline.name)))?;
+    if count == 0 {
+        return Ok(());
+    }
+    let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
+    let place =
+        crate::config::ConfigError::at(&config.file, &at.watermark, &format!("pipelines.{}.source.sql.watermark", pipeline.name), "");
+    Err(CliError::usage(format!(
+        "{}: {count} row(s) have no {} (NULL), e.g. key(s) {}: a run would not reach them. Give them a value, \
+         or set null_watermarks: first to read them first in full runs",
+        place.to_string().trim_end_matches(": "),
+        settings.watermark,
+        keys.join(", ")
+    )))
 }
 
 /// Runs one pipeline and records it in the history, from its first step: a run that cannot

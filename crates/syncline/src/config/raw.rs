@@ -216,6 +216,16 @@ pub struct RawSqlSource {
     /// How far before the cursor incremental runs start again, e.g. `5m` (default `0s`).
     #[schemars(with = "Option<String>")]
     pub overlap: Option<At<String>>,
+    /// Rows whose watermark is NULL: `refuse` (default) stops a run before it starts, naming how
+    /// many; `first` reads them first (by key) in full runs, then the rest.
+    pub null_watermarks: Option<RawNullWatermarks>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawNullWatermarks {
+    Refuse,
+    First,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

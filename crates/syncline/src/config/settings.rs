@@ -7,7 +7,7 @@ use serde_saphyr::Location;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL};
-use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings, SqlTable};
+use syncline_connectors::sql::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable};
 use syncline_core::runner::RetryLimits;
 use syncline_core::transform::normalize_phone;
 
@@ -541,6 +541,10 @@ fn source(ctx: &Ctx, path: &str, raw: &RawSource) -> Result<SourceSettings, Conf
                 watermark: ctx.expand(&s.watermark, &format!("{spath}.watermark"))?,
                 page_size: ctx.positive(&s.page_size, &format!("{spath}.page_size"), 1..=100_000, 1000)?,
                 overlap,
+                null_watermarks: match s.null_watermarks {
+                    None | Some(RawNullWatermarks::Refuse) => NullWatermarks::Refuse,
+                    Some(RawNullWatermarks::First) => NullWatermarks::First,
+                },
             };
             let at = SourceAt { from: from_at, key: s.key.referenced, watermark: s.watermark.referenced };
             Ok(SourceSettings::Sql { url, settings, at })

@@ -13,6 +13,7 @@ mod sandbox;
 mod serve;
 mod sql_copy;
 mod state;
+mod watermarks;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
