@@ -76,4 +76,7 @@ pub struct Page {
     pub records: Vec<Record>,
     /// `None` only when the page is empty.
     pub cursor: Option<Cursor>,
+    /// Records the source read but cannot pass on as they are (text that is not UTF-8): they
+    /// become dead letters with the reason, and the cursor moves past them like any other.
+    pub rejected: Vec<(Record, crate::RecordError)>,
 }

@@ -289,7 +289,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                     page = retry_transient(retry, &stop, async || source.next_page(cursor.as_ref()).await) => page.map_err(RunError::Source)?,
                 };
                 busy += fetch.elapsed();
-                let Some(mut page) = page.filter(|p| !p.records.is_empty()) else { break };
+                let Some(mut page) = page.filter(|p| !p.records.is_empty() || !p.rejected.is_empty()) else { break };
                 let mut last = page.cursor.is_none();
                 if let Some(limit) = limit {
                     let room = limit.saturating_sub(read) as usize;
@@ -559,8 +559,8 @@ struct Prepared {
 fn prepare(page: Page, transform: &dyn Transform, sink_key: &str, change_detection: bool) -> Prepared {
     let mut prepared = Prepared {
         cursor: page.cursor,
-        read: page.records.len() as u64,
-        rejected: Vec::new(),
+        read: (page.records.len() + page.rejected.len()) as u64,
+        rejected: page.rejected,
         mapped: Vec::with_capacity(page.records.len()),
     };
     for source in page.records {
@@ -595,7 +595,7 @@ struct MemorySource {
 impl Source for MemorySource {
     async fn next_page(&mut self, _after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
         let records: Vec<Record> = self.records.by_ref().take(self.page_size).collect();
-        Ok((!records.is_empty()).then_some(Page { records, cursor: None }))
+        Ok((!records.is_empty()).then_some(Page { records, cursor: None, rejected: Vec::new() }))
     }
 }
 

@@ -23,6 +23,18 @@ pub struct SqlSourceSettings {
     pub overlap: Duration,
     /// What rows without a watermark (NULL) get.
     pub null_watermarks: NullWatermarks,
+    /// Columns whose text may be other than UTF-8, and what to make of it; in any other column
+    /// such text makes its record a dead letter.
+    pub text: std::collections::BTreeMap<String, TextMode>,
+}
+
+/// How a column whose stored bytes are not UTF-8 is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMode {
+    /// Replace what is not UTF-8 with U+FFFD.
+    Lossy,
+    /// Every value of the column as base64 of its bytes.
+    Bytes,
 }
 
 /// Rows whose watermark is NULL cannot be placed in `(watermark, key)` order (each database
@@ -155,6 +167,7 @@ mod tests {
             page_size: 10,
             overlap: Duration::ZERO,
             null_watermarks: NullWatermarks::Refuse,
+            text: Default::default(),
         };
         assert_eq!(query("SELECT *  FROM m").identity(), query("SELECT * FROM\n m").identity(), "whitespace does not count");
         assert_ne!(query("SELECT * FROM m").identity(), query("SELECT * FROM n").identity());

@@ -11,7 +11,7 @@ mod source;
 mod sqlite;
 
 pub use config::url_identity;
-pub use config::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable};
+pub use config::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable, TextMode};
 pub use dialect::{ColumnFamily, Dialect};
 pub use pool::{SqlPool, probe};
 pub use sink::SqlSink;

@@ -119,7 +119,7 @@ impl MssqlClient {
                 .collect::<Result<_, _>>()?;
             out.push(values);
         }
-        Ok(Rows { names, rows: out })
+        Ok(Rows { names, rows: out, invalid: Vec::new() })
     }
 }
 

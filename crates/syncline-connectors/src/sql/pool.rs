@@ -41,6 +41,17 @@ pub enum Param {
 pub struct Rows {
     pub names: Arc<[Arc<str>]>,
     pub rows: Vec<Vec<Value>>,
+    /// Text cells whose bytes are not UTF-8 (SQLite stores whatever it is given): their value
+    /// above has replacement characters; here are the bytes as stored.
+    pub invalid: Vec<InvalidText>,
+}
+
+/// A text cell that is not UTF-8.
+#[derive(Debug, Clone)]
+pub struct InvalidText {
+    pub row: usize,
+    pub column: usize,
+    pub bytes: Vec<u8>,
 }
 
 /// Opens a pool and checks it answers (for `syncline check`).
@@ -119,7 +130,7 @@ impl SqlPool {
                     }
                     out.push(values);
                 }
-                Ok(Rows { names, rows: out })
+                Ok(Rows { names, rows: out, invalid: Vec::new() })
             }};
         }
         match self {

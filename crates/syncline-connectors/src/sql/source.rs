@@ -1,14 +1,14 @@
 //! Reads a table or query in keyset pages ordered by `(watermark, key)`, so rows that share a
 //! watermark value are never skipped or read twice, whatever the page size.
 
-use super::config::{NullWatermarks, SqlSourceSettings, SqlTable};
+use super::config::{NullWatermarks, SqlSourceSettings, SqlTable, TextMode};
 use super::dialect::Dialect;
 use super::pool::{Param, SqlPool};
 use chrono::{NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
-use syncline_core::{ConnectorError, Cursor, ErrorClass, Page, Record, Source, Value};
+use syncline_core::{ConnectorError, Cursor, ErrorClass, Page, Record, RecordError, Source, Value};
 
 pub struct SqlSource {
     pool: SqlPool,
@@ -124,10 +124,11 @@ impl SqlSource {
     }
 
     /// Rows as a page, with the cursor of its last row.
-    fn page(&self, rows: super::pool::Rows) -> Result<Option<Page>, ConnectorError> {
+    fn page(&self, mut rows: super::pool::Rows) -> Result<Option<Page>, ConnectorError> {
         if rows.rows.is_empty() {
             return Ok(None);
         }
+        let refused = self.apply_text_modes(&mut rows);
         let find = |name: &str| rows.names.iter().position(|n| n.eq_ignore_ascii_case(name));
         let missing = |what: &str, name: &str| {
             ConnectorError::new(
@@ -139,12 +140,54 @@ impl SqlSource {
         let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
         let Some(last) = rows.rows.last() else { return Ok(None) };
         let cursor = cursor_of(&last[wm_at], &last[key_at]);
-        let records = rows
-            .rows
-            .into_iter()
-            .map(|values| Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() })
-            .collect();
-        Ok(Some(Page { records, cursor: Some(cursor) }))
+        let (mut records, mut rejected) = (Vec::with_capacity(rows.rows.len()), Vec::new());
+        for (i, values) in rows.rows.into_iter().enumerate() {
+            let record = Record { key: values[key_at].to_string(), fields: rows.names.iter().cloned().zip(values).collect() };
+            match refused.get(&i) {
+                Some(error) => rejected.push((record, error.clone())),
+                None => records.push(record),
+            }
+        }
+        Ok(Some(Page { records, cursor: Some(cursor), rejected }))
+    }
+
+    /// Text that is not UTF-8: kept with replacement characters in a `lossy` column, base64 in
+    /// a `bytes` one (whose every value is then base64), and in any other column the reason its
+    /// row becomes a dead letter, naming the field and the first byte that is wrong.
+    fn apply_text_modes(&self, rows: &mut super::pool::Rows) -> std::collections::BTreeMap<usize, RecordError> {
+        use base64::Engine;
+        let base64 = |bytes: &[u8]| Value::Text(base64::engine::general_purpose::STANDARD.encode(bytes));
+        let mode = |column: usize| {
+            let name = &rows.names[column];
+            self.settings.text.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, m)| *m)
+        };
+        let bytes_columns: Vec<usize> = (0..rows.names.len()).filter(|c| mode(*c) == Some(TextMode::Bytes)).collect();
+        for row in rows.rows.iter_mut() {
+            for &c in &bytes_columns {
+                if let Value::Text(text) = &row[c] {
+                    row[c] = base64(text.as_bytes());
+                }
+            }
+        }
+        let mut refused = std::collections::BTreeMap::new();
+        for cell in std::mem::take(&mut rows.invalid) {
+            match mode(cell.column) {
+                Some(TextMode::Lossy) => {}
+                Some(TextMode::Bytes) => rows.rows[cell.row][cell.column] = base64(&cell.bytes),
+                None => {
+                    let field = rows.names[cell.column].to_string();
+                    let at = std::str::from_utf8(&cell.bytes).err().map_or(0, |e| e.valid_up_to());
+                    let around: Vec<String> =
+                        cell.bytes[at.saturating_sub(3)..(at + 3).min(cell.bytes.len())].iter().map(|b| format!("{b:02X}")).collect();
+                    let message = format!(
+                        "not valid UTF-8 at byte {at} (… {} …); to take it, set text: {{{field}: lossy}} (replacement characters) or bytes (base64) in the source",
+                        around.join(" ")
+                    );
+                    refused.entry(cell.row).or_insert_with(|| RecordError::data(&field, "utf8", message));
+                }
+            }
+        }
+        refused
     }
 
     /// How many rows a run starting at `after` will read (for progress and ETA).

@@ -7,7 +7,7 @@
 //! (libsqlite3-sys), so there is one SQLite in the binary.
 
 use super::dialect::ColumnFamily;
-use super::pool::{Param, Rows};
+use super::pool::{InvalidText, Param, Rows};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::{Arc, Mutex};
@@ -71,7 +71,7 @@ impl SqliteDb {
             let names: Arc<[Arc<str>]> = statement.column_names().into_iter().map(Arc::from).collect();
             let width = names.len();
             let mut rows = statement.raw_query();
-            let mut out = Vec::new();
+            let (mut out, mut invalid) = (Vec::new(), Vec::new());
             while let Some(row) = rows.next().map_err(|e| error(&sql, e))? {
                 let mut values = Vec::with_capacity(width);
                 for i in 0..width {
@@ -79,12 +79,19 @@ impl SqliteDb {
                         ValueRef::Null => Value::Null,
                         ValueRef::Integer(n) => Value::Int(n),
                         ValueRef::Real(x) => Value::Float(x),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
+                            Ok(text) => Value::Text(text.to_owned()),
+                            // SQLite keeps any bytes in TEXT: never altered without a word
+                            Err(_) => {
+                                invalid.push(InvalidText { row: out.len(), column: i, bytes: t.to_vec() });
+                                Value::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                        },
                     });
                 }
                 out.push(values);
             }
-            Ok(Rows { names, rows: out })
+            Ok(Rows { names, rows: out, invalid })
         })
         .await
     }

@@ -219,6 +219,18 @@ pub struct RawSqlSource {
     /// Rows whose watermark is NULL: `refuse` (default) stops a run before it starts, naming how
     /// many; `first` reads them first (by key) in full runs, then the rest.
     pub null_watermarks: Option<RawNullWatermarks>,
+    /// Columns whose text may not be UTF-8 (SQLite stores any bytes), by name: `lossy` replaces
+    /// what is not with U+FFFD, `bytes` reads every value as base64. Elsewhere such text makes
+    /// its record a dead letter naming the field and the byte.
+    #[serde(default)]
+    pub text: BTreeMap<String, RawTextMode>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTextMode {
+    Lossy,
+    Bytes,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

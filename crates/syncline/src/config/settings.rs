@@ -7,7 +7,7 @@ use serde_saphyr::Location;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL};
-use syncline_connectors::sql::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable};
+use syncline_connectors::sql::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable, TextMode};
 use syncline_core::runner::RetryLimits;
 use syncline_core::transform::normalize_phone;
 
@@ -545,6 +545,17 @@ fn source(ctx: &Ctx, path: &str, raw: &RawSource) -> Result<SourceSettings, Conf
                     None | Some(RawNullWatermarks::Refuse) => NullWatermarks::Refuse,
                     Some(RawNullWatermarks::First) => NullWatermarks::First,
                 },
+                text: s
+                    .text
+                    .iter()
+                    .map(|(field, mode)| {
+                        let mode = match mode {
+                            RawTextMode::Lossy => TextMode::Lossy,
+                            RawTextMode::Bytes => TextMode::Bytes,
+                        };
+                        (field.clone(), mode)
+                    })
+                    .collect(),
             };
             let at = SourceAt { from: from_at, key: s.key.referenced, watermark: s.watermark.referenced };
             Ok(SourceSettings::Sql { url, settings, at })

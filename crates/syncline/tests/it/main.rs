@@ -11,9 +11,9 @@ mod lead_flow;
 mod members;
 mod sandbox;
 mod serve;
+mod source_rows;
 mod sql_copy;
 mod state;
-mod watermarks;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

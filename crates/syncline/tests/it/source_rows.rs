@@ -1,6 +1,7 @@
-//! F2: rows whose watermark is NULL are never skipped without a word, on any database: by
-//! default a run refuses to start and says how many; with `null_watermarks: first` they are
-//! read first, then the rest, and every row arrives.
+//! What a source's rows may hold that a read must not get wrong. F2: rows whose watermark is
+//! NULL are never skipped without a word, on any database — by default a run refuses to start
+//! and says how many; with `null_watermarks: first` they are read first, then the rest. F3: text
+//! that is not UTF-8 is never altered without a word.
 
 use super::*;
 use sqlx::{AssertSqlSafe, Connection};
@@ -103,4 +104,60 @@ async fn null_watermarks_on_mariadb() {
     let dir = tempfile::tempdir().unwrap();
     on(&db.url, dir.path()).await;
     db.drop().await;
+}
+
+/// F3: a SQLite TEXT value whose bytes are not UTF-8 (`4A 6F 73 C3 28 FF`) is not written
+/// altered: its record becomes a dead letter naming the field and the byte, into a SQL table
+/// and into HubSpot alike; a column configured `lossy` or `bytes` takes it as configured.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_that_is_not_utf8_is_a_dead_letter_unless_configured() {
+    let hub = crate::hubspot::hub(syncline_sandbox::Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", d.join("source.db").display())).await.unwrap();
+    sqlx::query("CREATE TABLE people (numero_asociado INTEGER PRIMARY KEY, firstname TEXT, w TEXT)").execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO people VALUES (1, 'Ana', '2024-01-01 00:00:01'), (2, CAST(X'4A6F73C328FF' AS TEXT), '2024-01-01 00:00:02')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pipeline = |sink: &str, text: &str| {
+        format!(
+            "state: sqlite://state.db\npipelines:\n  people:\n    source:\n      sql: {{url: sqlite://source.db, table: people, key: numero_asociado, watermark: w{text}}}\n    transforms:\n      - select: [numero_asociado, firstname]\n    sink:\n{sink}"
+        )
+    };
+    let sql_sink = "      sql: {url: sqlite://target.db, table: people, key: numero_asociado, create_table: true}\n";
+    let hubspot_sink = format!(
+        "      hubspot: {{base_url: \"{}\", token: \"${{HUBSPOT_TOKEN:-sandbox-token}}\", id_property: numero_asociado}}\n",
+        hub.url
+    );
+    for (name, sink) in [("sql.yaml", sql_sink.to_owned()), ("hub.yaml", hubspot_sink.clone())] {
+        std::fs::write(d.join(name), pipeline(&sink, "")).unwrap();
+        let out = syncline(d, name, &["run", "people", "--full"]);
+        assert_eq!(code(&out), 3, "{name}: {}", stderr(&out));
+        let list = syncline(d, name, &["dlq", "list", "--json"]);
+        let letter: serde_json::Value = serde_json::from_str(stdout(&list).lines().next().expect("a dead letter")).unwrap();
+        assert_eq!(
+            (letter["record_key"].as_str(), letter["field"].as_str(), letter["rule"].as_str()),
+            (Some("2"), Some("firstname"), Some("utf8"))
+        );
+        let message = letter["message"].as_str().unwrap();
+        assert!(message.contains("at byte 3") && message.contains("C3 28 FF") && message.contains("lossy"), "{message}");
+        let ignore = syncline(d, name, &["dlq", "ignore", &letter["id"].to_string()]);
+        assert_eq!(code(&ignore), 0);
+    }
+    let target = sqlite(&d.join("target.db")).await;
+    assert_eq!(count(&target, "SELECT COUNT(*) FROM people").await, 1, "only Ana");
+    assert_eq!(hub.contacts().len(), 1, "only Ana");
+
+    // configured: lossy into the table, bytes into HubSpot
+    std::fs::write(d.join("sql.yaml"), pipeline(sql_sink, ", text: {firstname: lossy}")).unwrap();
+    assert_eq!(code(&syncline(d, "sql.yaml", &["run", "people", "--full"])), 0);
+    let (name,): (String,) = sqlx::query_as("SELECT firstname FROM people WHERE numero_asociado = 2").fetch_one(&target).await.unwrap();
+    assert_eq!(name, "Jos\u{FFFD}(\u{FFFD}");
+    std::fs::write(d.join("hub.yaml"), pipeline(&hubspot_sink, ", text: {firstname: bytes}")).unwrap();
+    let out = syncline(d, "hub.yaml", &["run", "people", "--full"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let contacts = hub.contacts();
+    assert_eq!(contacts["2"]["firstname"], "Sm9zwyj/", "base64 of the bytes as stored");
+    assert_eq!(contacts["1"]["firstname"], "QW5h", "every value of a bytes column is base64");
 }
