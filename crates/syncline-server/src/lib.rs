@@ -10,8 +10,8 @@
 //!
 //! Workers (`worker.rs`) then claim the stored events and run the flows they start (`flow/`).
 //!
-//! `/healthz` answers while the process runs; `/readyz` while the store answers and not every
-//! connector's circuit breaker is open; `/metrics`
+//! `/healthz` answers while the process runs; `/readyz` while the store answers and can commit
+//! and not every connector's circuit breaker is open; `/metrics`
 //! (Prometheus) with the names of `syncline_core::metric`.
 
 pub mod backfill;
@@ -241,11 +241,15 @@ fn verify(source: &Source, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
 
 /// Ready while the store answers and not every circuit breaker is open.
 async fn ready(State(intake): State<Intake>) -> Response {
-    let store = intake.store.ping().await;
+    // reachable, and able to commit (after a failed commit, a write probe decides)
+    let store = match intake.store.ping().await {
+        Ok(()) => intake.store.writable().await,
+        Err(e) => Err(e.to_string()),
+    };
     let breakers = intake.breakers.as_ref().map(|b| b()).unwrap_or_default();
     let all_open = !breakers.is_empty() && breakers.iter().all(|(_, state)| *state == "open");
     let body = json!({
-        "store": store.as_ref().map_or_else(|e| e.to_string(), |()| "ok".to_owned()),
+        "store": store.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),
         "breakers": breakers.into_iter().collect::<BTreeMap<_, _>>(),
     });
     let status = if store.is_ok() && !all_open { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

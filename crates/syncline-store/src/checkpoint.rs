@@ -14,7 +14,9 @@ impl Checkpoint for Store {
     }
 
     async fn commit(&self, batch: &BatchCommit) -> Result<(), ConnectorError> {
-        self.commit_batch(batch).await.map_err(StoreError::into_connector_error)
+        let result = self.commit_batch(batch).await;
+        self.note_commit(&result);
+        result.map_err(StoreError::into_connector_error)
     }
 
     async fn open_dead_letter_keys(&self, pipeline: &str) -> Result<HashSet<String>, ConnectorError> {

@@ -120,6 +120,12 @@ impl Store {
     /// fsync, for all of them), with what each stored. All are durable when this returns Ok, or
     /// none is.
     pub async fn inbox_accept_many(&self, deliveries: &[&[NewEvent]]) -> Result<Vec<Accepted>, StoreError> {
+        let result = self.accept_in_one_transaction(deliveries).await;
+        self.note_commit(&result);
+        result
+    }
+
+    async fn accept_in_one_transaction(&self, deliveries: &[&[NewEvent]]) -> Result<Vec<Accepted>, StoreError> {
         let received = now();
         let mut tx = self.pool.begin().await?;
         let mut accepted = Vec::with_capacity(deliveries.len());

@@ -33,6 +33,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Why the last commit failed, and when, until one succeeds again (for readiness).
+    failing: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -84,15 +86,22 @@ impl Store {
         if backend == Backend::Sqlite {
             // WAL lets readers (`syncline runs`) work beside a writer; FULL makes every commit
             // survive power loss, which the inbox needs and the cursors are cheap enough for.
-            options = options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    Ok(())
+            options = options
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
                 })
-            });
+                // SQLite keeps a transaction whose COMMIT failed (a full disk) open, and its lock
+                // with it: every other writer would wait out busy_timeout and fail until a
+                // restart. No transaction is open on a connection going back to the pool, so a
+                // ROLLBACK that succeeds here ended such a one, and the connection is closed.
+                .after_release(|conn, _| Box::pin(async move { Ok(conn.execute("ROLLBACK").await.is_err()) }));
         } else {
             let schema = schema.expect("postgres has a schema");
             let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
@@ -106,7 +115,7 @@ impl Store {
             });
         }
         let pool = options.connect(&url).await.map_err(|e| StoreError::connect(&url, e))?;
-        let store = Store { pool, backend };
+        let store = Store { pool, backend, failing: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -147,6 +156,34 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Notes how a commit went, so readiness knows the store can (again) write.
+    pub(crate) fn note_commit<T>(&self, result: &Result<T, StoreError>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        *failing = result.as_ref().err().map(|e| (e.to_string(), std::time::Instant::now()));
+    }
+
+    /// Whether the store can commit: yes while the last commit went through; no for a few
+    /// seconds after one failed (a full disk: the next real commit tells); after that, if nothing
+    /// has committed since, a small write decides, so readiness recovers on its own with the disk
+    /// even when no traffic comes to try it.
+    pub async fn writable(&self) -> Result<(), String> {
+        const TRUST_THE_FAILURE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+        let last = self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((why, at)) = last else { return Ok(()) };
+        if at.elapsed() < TRUST_THE_FAILURE_FOR {
+            return Err(format!("cannot commit: {why}"));
+        }
+        let probe = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE store_info SET schema_version = schema_version").execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        };
+        let result = probe.await;
+        self.note_commit(&result);
+        result.map_err(|e| format!("cannot commit: {why} (and a write probe failed too: {e})"))
     }
 
     /// Appends to the audit trail.

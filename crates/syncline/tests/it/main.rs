@@ -5,6 +5,7 @@ mod bad_input;
 mod check;
 mod cli;
 mod crash;
+mod disk;
 mod hubspot;
 mod instances;
 mod lead_flow;
