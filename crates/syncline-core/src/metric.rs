@@ -73,7 +73,7 @@ pub fn breaker_state(policy: &str, state: &str) {
 }
 
 /// Webhook outcomes and flow outcomes, as the counters label them.
-pub const WEBHOOK_OUTCOMES: [&str; 6] = ["stored", "duplicate", "unauthorized", "malformed", "too_large", "unavailable"];
+pub const WEBHOOK_OUTCOMES: [&str; 7] = ["stored", "duplicate", "unauthorized", "malformed", "too_large", "too_slow", "unavailable"];
 pub const FLOW_OUTCOMES: [&str; 7] = ["sent", "already_sent", "done", "filtered", "skipped_stale", "retried", "dead"];
 
 /// Gives every metric its `# HELP` text, and starts the series of the configured webhook

@@ -18,6 +18,7 @@ pub mod backfill;
 mod commit;
 pub mod events;
 pub mod flow;
+pub mod http;
 pub mod signature;
 pub mod worker;
 
@@ -105,6 +106,8 @@ pub struct Intake {
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// The circuit breakers of the connectors the workers use, by policy, for `/readyz`.
     breakers: Option<Arc<Breakers>>,
+    /// How long a client may take to send a body (and, in `serve`, its headers).
+    limits: http::HttpLimits,
 }
 
 /// Lists circuit breakers as (policy, state).
@@ -115,7 +118,27 @@ impl Intake {
         let sources = sources.into_iter().map(|s| (s.name.clone(), s)).collect();
         let counters = Arc::new(Counters::new(syncline_core::metric::WEBHOOKS, "source"));
         let inbox = commit::GroupCommit::start(store.clone());
-        Intake { store, inbox, sources: Arc::new(sources), counters, arrived: Arc::default(), metrics: None, breakers: None }
+        Intake {
+            store,
+            inbox,
+            sources: Arc::new(sources),
+            counters,
+            arrived: Arc::default(),
+            metrics: None,
+            breakers: None,
+            limits: http::HttpLimits::default(),
+        }
+    }
+
+    /// Serves with these limits instead of the defaults.
+    pub fn with_limits(mut self, limits: http::HttpLimits) -> Intake {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves the intake on `listener` within its limits until `shutdown` resolves.
+    pub async fn serve(&self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        http::serve(listener, self.router(), self.limits, shutdown).await
     }
 
     /// Serves `GET /metrics` with what `render` returns (the installed Prometheus recorder's
@@ -164,6 +187,35 @@ async fn metrics(State(intake): State<Intake>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], render()).into_response()
 }
 
+enum BodyFailure {
+    TooLarge,
+    TooSlow(String),
+}
+
+/// The whole body, at most `limit` bytes, each chunk within `body_chunk_timeout` and all of it
+/// within `body_timeout`: a client sending a byte a second is answered 408, not waited for.
+async fn read_body(body: Body, limit: usize, limits: &http::HttpLimits) -> Result<Bytes, BodyFailure> {
+    use futures_util::StreamExt;
+    let reading = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout(limits.body_chunk_timeout, stream.next())
+                .await
+                .map_err(|_| BodyFailure::TooSlow(format!("no part of the body came for {:?}", limits.body_chunk_timeout)))?;
+            match chunk {
+                None => return Ok(Bytes::from(bytes)),
+                Some(Ok(chunk)) if bytes.len() + chunk.len() <= limit => bytes.extend_from_slice(&chunk),
+                Some(Ok(_)) => return Err(BodyFailure::TooLarge),
+                Some(Err(e)) => return Err(BodyFailure::TooSlow(format!("the body could not be read: {e}"))),
+            }
+        }
+    };
+    tokio::time::timeout(limits.body_timeout, reading)
+        .await
+        .unwrap_or_else(|_| Err(BodyFailure::TooSlow(format!("the body did not arrive within {:?}", limits.body_timeout))))
+}
+
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
@@ -183,7 +235,14 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
     if declared.is_some_and(|n| n > source.body_limit as u64) {
         return too_large();
     }
-    let Ok(bytes) = axum::body::to_bytes(body, source.body_limit).await else { return too_large() };
+    let bytes = match read_body(body, source.body_limit, &intake.limits).await {
+        Ok(bytes) => bytes,
+        Err(BodyFailure::TooLarge) => return too_large(),
+        Err(BodyFailure::TooSlow(why)) => {
+            counters.add(&name, "too_slow", 1);
+            return answer(StatusCode::REQUEST_TIMEOUT, json!({"error": why}));
+        }
+    };
     if let Err(why) = verify(source, &uri, &headers, &bytes) {
         counters.add(&name, "unauthorized", 1);
         metrics::counter!(syncline_core::metric::SIGNATURE_FAILURES, "source" => name.clone()).increment(1);

@@ -137,8 +137,8 @@ pub async fn run(dir: &Path) -> CliResult {
     let intake = Intake::new(store.clone(), vec![source]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
     let url = format!("http://{}/webhooks/hubspot", listener.local_addr().map_err(CliError::failed)?);
-    let router = intake.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = intake.clone();
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
 
     let client = reqwest::Client::new();
     let mut settings = HubSpotSettings::new(&base, HUBSPOT_TOKEN, "contacts", "hs_object_id");

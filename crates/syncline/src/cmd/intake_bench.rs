@@ -66,11 +66,12 @@ pub async fn run(dir: &Path) -> CliResult {
         public_url: None,
         body_limit: DEFAULT_BODY_LIMIT,
     };
-    let router = Intake::new(store.clone(), vec![source]).router();
+    // the server `syncline serve` runs, with its limits
+    let intake = Intake::new(store.clone(), vec![source]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(CliError::failed)?;
     let url = format!("http://{}/webhooks/hubspot", listener.local_addr().map_err(CliError::failed)?);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = intake.serve(listener, std::future::pending()).await;
     });
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY * 2).build().map_err(CliError::failed)?;
 

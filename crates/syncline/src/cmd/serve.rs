@@ -20,7 +20,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     let bind = args.bind.unwrap_or(config.serve.bind);
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
     let address = listener.local_addr().map_err(CliError::failed)?;
-    let mut intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus(config)?);
+    let mut intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus(config)?).with_limits(config.serve.limits);
     let mut banner = format!("serving on http://{address} (state: {})\n", syncline_store::redact_url(&config.state.url));
     for source in &config.webhooks {
         banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
@@ -51,10 +51,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     // a closed stdout must not stop the server
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     tracing::info!(%address, "serving webhooks");
-    axum::serve(listener, intake.router())
-        .with_graceful_shutdown(session.stop.clone().cancelled_owned())
-        .await
-        .map_err(CliError::failed)?;
+    intake.serve(listener, session.stop.clone().cancelled_owned()).await.map_err(CliError::failed)?;
     // in-flight deliveries were answered (or never acknowledged); flows in hand get `drain` to
     // finish, and what is left goes back to the inbox at once for another worker or the next
     // start (a send that did happen is not repeated: its mark is checked first)

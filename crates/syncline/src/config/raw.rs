@@ -143,6 +143,23 @@ pub struct RawServe {
     /// ManyChat flow again: give such flows a longer drain (e.g. `30s`).
     #[schemars(with = "Option<String>")]
     pub drain: Option<At<String>>,
+    /// How long a client may take to send the request line and headers — also how long a
+    /// kept-alive connection may idle (default `10s`). Past it the connection is closed.
+    #[schemars(with = "Option<String>")]
+    pub header_timeout: Option<At<String>>,
+    /// How long a client may pause between parts of a body (default `10s`); past it, 408.
+    #[schemars(with = "Option<String>")]
+    pub body_chunk_timeout: Option<At<String>>,
+    /// How long a client may take to send a whole body (default `30s`); past it, 408.
+    #[schemars(with = "Option<String>")]
+    pub body_timeout: Option<At<String>>,
+    /// Connections open at once, in all (default 1024); more are answered 503.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 100000))]
+    pub max_connections: Option<At<u64>>,
+    /// Connections open at once from one client address (default 64; HubSpot keeps at most 10
+    /// deliveries in flight per app); more are answered 503.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 100000))]
+    pub max_connections_per_client: Option<At<u64>>,
 }
 
 /// One pipeline: a source read page by page, transforms, and a sink written in batches.

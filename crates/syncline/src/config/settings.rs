@@ -50,6 +50,8 @@ pub struct ServeSettings {
     pub lease: Duration,
     /// How long running flows get to finish at shutdown.
     pub drain: Duration,
+    /// What one client may hold of the server.
+    pub limits: syncline_server::http::HttpLimits,
 }
 
 #[derive(Debug)]
@@ -473,9 +475,31 @@ fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError
         }
         None => Duration::from_secs(60),
     };
-    let drain = match raw.and_then(|s| s.drain.as_ref()) {
-        Some(drain) => parse_duration(&ctx.expand(drain, "serve.drain")?).map_err(|why| ctx.err(&drain.referenced, "serve.drain", why))?,
-        None => Duration::from_secs(1),
+    let duration = |value: Option<&At<String>>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let path = format!("serve.{name}");
+        match value {
+            Some(v) => parse_duration(&ctx.expand(v, &path)?).map_err(|why| ctx.err(&v.referenced, &path, why)),
+            None => Ok(default),
+        }
+    };
+    let drain = duration(raw.and_then(|s| s.drain.as_ref()), "drain", Duration::from_secs(1))?;
+    let defaults = syncline_server::http::HttpLimits::default();
+    let limits = syncline_server::http::HttpLimits {
+        header_timeout: duration(raw.and_then(|s| s.header_timeout.as_ref()), "header_timeout", defaults.header_timeout)?,
+        body_chunk_timeout: duration(raw.and_then(|s| s.body_chunk_timeout.as_ref()), "body_chunk_timeout", defaults.body_chunk_timeout)?,
+        body_timeout: duration(raw.and_then(|s| s.body_timeout.as_ref()), "body_timeout", defaults.body_timeout)?,
+        max_connections: ctx.positive(
+            &raw.and_then(|s| s.max_connections.clone()),
+            "serve.max_connections",
+            1..=100_000,
+            defaults.max_connections as u64,
+        )?,
+        max_connections_per_client: ctx.positive(
+            &raw.and_then(|s| s.max_connections_per_client.clone()),
+            "serve.max_connections_per_client",
+            1..=100_000,
+            defaults.max_connections_per_client as u64,
+        )?,
     };
     let workers = ctx.positive(&raw.and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
     let bind = match raw.and_then(|s| s.bind.as_ref()) {
@@ -486,7 +510,7 @@ fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError
         }
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    Ok(ServeSettings { bind, workers, lease, drain })
+    Ok(ServeSettings { bind, workers, lease, drain, limits })
 }
 
 /// One pipeline: every problem in it, or its settings.

@@ -118,3 +118,101 @@ fn flow_mistakes_are_reported_at_load_with_their_line() {
     assert_eq!(status, 2, "{message}");
     assert!(message.contains("✗ connections.manychat") && message.contains("401") && message.contains("fix: set the token"), "{message}");
 }
+
+/// F6: a client that opens a connection and sends nothing, or only a request line, or a body a
+/// byte at a time, is cut off within the configured limits (408 for a body) while signed
+/// deliveries keep getting 200; connections past the cap per client are answered 503 at once.
+#[test]
+fn slow_and_greedy_clients_cannot_hold_the_server() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        format!("{CONFIG}serve:\n  header_timeout: 2s\n  body_chunk_timeout: 2s\n  body_timeout: 3s\n  max_connections_per_client: 12\n");
+    std::fs::write(dir.path().join("hooks.yaml"), config).unwrap();
+    let (mut child, address) = crate::start_serve(
+        bin()
+            .current_dir(dir.path())
+            .env("HOOK_SECRET", SECRET)
+            .args(["--config", "hooks.yaml", "serve", "--bind", "127.0.0.1:0"])
+            .stderr(Stdio::null()),
+    );
+    // how long until the server closes the connection, and what it said
+    let until_closed = |mut stream: TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (started.elapsed(), String::from_utf8_lossy(&answer).into_owned())
+    };
+    let slow: Vec<std::thread::JoinHandle<(Duration, String)>> = [
+        // idle: connects and says nothing
+        Vec::new(),
+        // only a request line
+        b"POST /webhooks/hubspot HTTP/1.1\r\n".to_vec(),
+        // headers and 1 byte of a 100-byte body
+        b"POST /webhooks/hubspot HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[".to_vec(),
+    ]
+    .into_iter()
+    .map(|sent| {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream.write_all(&sent).unwrap();
+            until_closed(stream)
+        })
+    })
+    .collect();
+    // a chunked body at one byte a second
+    let trickle = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream.write_all(b"POST /webhooks/hubspot HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            let started = Instant::now();
+            for _ in 0..30 {
+                if stream.write_all(b"1\r\n[\r\n").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                if started.elapsed() > Duration::from_secs(6) {
+                    break;
+                }
+            }
+            until_closed(stream)
+        })
+    };
+    // meanwhile, real deliveries go through
+    let events = r#"[{"eventId":1,"portalId":62515,"occurredAt":1764000000000,"subscriptionType":"contact.creation","objectId":501}]"#;
+    let signed = [("X-HubSpot-Signature", sign::hubspot_v1(SECRET, events.as_bytes())), ("Content-Type", "application/json".into())];
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = post(&address, "/webhooks/hubspot", &signed, events.as_bytes());
+        assert!(status.contains("200"), "{status} {body}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let results: Vec<(Duration, String)> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    for (what, (took, _)) in ["an idle connection", "a request line alone"].iter().zip(&results) {
+        assert!(*took < Duration::from_secs(5), "{what} was closed after {took:?}");
+    }
+    let (took, answer) = &results[2];
+    assert!(*took < Duration::from_secs(5) && answer.starts_with("HTTP/1.1 408"), "1 byte of 100: {took:?} {answer}");
+    let (took, answer) = trickle.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408") && took < Duration::from_secs(6), "a byte a second: {took:?} {answer}");
+
+    // 12 connections held open by one client: the 13th is told 503 at once
+    let held: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (_, answer) = until_closed(TcpStream::connect(&address).unwrap());
+    assert!(answer.starts_with("HTTP/1.1 503") && started.elapsed() < Duration::from_secs(1), "{answer}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = post(&address, "/webhooks/hubspot", &signed, events.as_bytes());
+    assert!(status.contains("200"), "room again once they close: {status}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
