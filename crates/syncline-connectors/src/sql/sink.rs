@@ -32,6 +32,14 @@ impl SqlSink {
         &self.pool
     }
 
+    /// How many rows the table holds (`verify_counts`); 0 when it does not exist yet.
+    pub async fn count_rows(&self) -> Result<u64, ConnectorError> {
+        if self.pool.columns(&self.settings.table).await?.is_none() {
+            return Ok(0);
+        }
+        super::source::count(&self.pool, &format!("SELECT COUNT(*) AS n FROM {}", self.dialect().quote(&self.settings.table))).await
+    }
+
     /// The table's columns, or `None` when it does not exist (`syncline check`).
     pub async fn table_columns(&self) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
         self.pool.columns(&self.settings.table).await

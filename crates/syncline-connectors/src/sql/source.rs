@@ -103,17 +103,17 @@ impl SqlSource {
         Ok(Some(self.page(rows)?))
     }
 
+    /// How many rows the source holds now (`verify_counts`).
+    pub async fn count_rows(&self) -> Result<u64, ConnectorError> {
+        count(&self.pool, &format!("SELECT COUNT(*) AS n FROM {}", self.relation())).await
+    }
+
     /// How many rows have no watermark, and the keys of the first few (`null_watermarks: refuse`
     /// checks this before a run, and `check` reports it).
     pub async fn rows_without_watermark(&self) -> Result<(u64, Vec<String>), ConnectorError> {
         let d = self.dialect();
         let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
-        let count = self.pool.fetch(&format!("SELECT COUNT(*) AS n FROM {} WHERE {wm} IS NULL", self.relation()), &[]).await?;
-        let n = match count.rows.first().and_then(|r| r.first()) {
-            Some(Value::Int(n)) => *n as u64,
-            Some(Value::Decimal(n)) => n.parse().unwrap_or(0),
-            _ => 0,
-        };
+        let n = count(&self.pool, &format!("SELECT COUNT(*) AS n FROM {} WHERE {wm} IS NULL", self.relation())).await?;
         if n == 0 {
             return Ok((0, Vec::new()));
         }
@@ -268,6 +268,16 @@ impl Source for SqlSource {
         let field = |name: &str| record.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         Some(cursor_of(field(&self.settings.watermark)?, field(&self.settings.key)?))
     }
+}
+
+/// The number a `SELECT COUNT(*) …` returns.
+pub(super) async fn count(pool: &SqlPool, sql: &str) -> Result<u64, ConnectorError> {
+    let rows = pool.fetch(sql, &[]).await?;
+    Ok(match rows.rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::Decimal(n)) => n.parse().unwrap_or(0),
+        _ => 0,
+    })
 }
 
 fn cursor_of(watermark: &Value, key: &Value) -> Cursor {

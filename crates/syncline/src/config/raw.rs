@@ -182,6 +182,11 @@ pub struct RawPipeline {
     pub change_detection: Option<bool>,
     /// How long failures are retried before the run fails.
     pub retry: Option<RawRetry>,
+    /// After each incremental run, compare the source's row count with what the target holds
+    /// (its rows, or the records change detection knows) plus open dead letters, and warn when
+    /// the source has rows no run has read — inserted late with an old watermark (default false).
+    #[serde(default)]
+    pub verify_counts: bool,
 }
 
 /// The ceilings on retries: past them the run fails (exit 1) and says which one it hit.

@@ -64,6 +64,7 @@ pub struct Pipeline {
     pub batch_size: usize,
     pub change_detection: bool,
     pub retry: RetryLimits,
+    pub verify_counts: bool,
 }
 
 /// Where a connection URL (or a token) comes from: the config (after `${VAR}` expansion) or a
@@ -538,7 +539,16 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
     errors.finish().map_err(|e| e.0)?;
     let ((sink, _, _, default_detection), source) = (sink.expect("no errors"), source.expect("no errors"));
     let (batch_size, retry) = (batch_size.expect("no errors"), retry.expect("no errors"));
-    Ok(Pipeline { name, source, transforms, sink, batch_size, change_detection: p.change_detection.unwrap_or(default_detection), retry })
+    Ok(Pipeline {
+        name,
+        source,
+        transforms,
+        sink,
+        batch_size,
+        change_detection: p.change_detection.unwrap_or(default_detection),
+        retry,
+        verify_counts: p.verify_counts,
+    })
 }
 
 fn source(ctx: &Ctx, path: &str, raw: &RawSource) -> Result<SourceSettings, ConfigError> {

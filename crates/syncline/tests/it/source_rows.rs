@@ -161,3 +161,46 @@ async fn text_that_is_not_utf8_is_a_dead_letter_unless_configured() {
     assert_eq!(contacts["2"]["firstname"], "Sm9zwyj/", "base64 of the bytes as stored");
     assert_eq!(contacts["1"]["firstname"], "QW5h", "every value of a bytes column is base64");
 }
+
+/// F4: a row inserted with a watermark older than the cursor is invisible to incremental runs;
+/// `verify_counts` notices the source holds rows no run has read, says so with the fix, and
+/// `--full` reads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_counts_notices_rows_a_watermark_cannot_see() {
+    let dir = members_dir();
+    let d = dir.path();
+    let out = bin().current_dir(d).args(["example", "members", "--db", "members.db", "--rows", "500"]).output().unwrap();
+    assert_eq!(code(&out), 0);
+    let config = std::fs::read_to_string(d.join("members.yaml"))
+        .unwrap()
+        .replace("    batch_size: 1000", "    batch_size: 1000\n    verify_counts: true");
+    std::fs::write(d.join("members.yaml"), config).unwrap();
+    let out = syncline(d, "members.yaml", &["run", "members"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("verify_counts"), "the first run is a full one: {}", stderr(&out));
+    let out = syncline(d, "members.yaml", &["run", "members"]);
+    assert!(!stderr(&out).contains("never read"), "475 written and 25 dead letters are the 500 rows: {}", stderr(&out));
+
+    // a row committed late, with a watermark from before the cursor
+    let source = sqlite(&d.join("members.db")).await;
+    sqlx::query(
+        "INSERT INTO members SELECT 9999, no__de_cedula, firstname, lastname, email, phone, mobilephone, date_of_birth, marital_status, provincia, canton, distrito, salario_bruto, salario_neto, nombre_beneficiario_1, porcentaje__beneficiario_1_, nombre_beneficiario_2, porcentaje__beneficiario_2_, nombre_beneficiario_3, porcentaje__beneficiario_3_, '2023-06-01 00:00:00' FROM members WHERE numero_asociado = 1",
+    )
+    .execute(&source)
+    .await
+    .unwrap();
+    let out = syncline(d, "members.yaml", &["run", "members"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(last_run(d, "members.yaml")["read_count"], 0, "the watermark cannot see it");
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("verify_counts") && warning.contains("1 row(s) were never read") && warning.contains("run members --full"),
+        "{warning}"
+    );
+    let out = syncline(d, "members.yaml", &["run", "members", "--full"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let warehouse = sqlite(&d.join("members-warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM members WHERE numero_asociado = 9999").await, 1);
+    let out = syncline(d, "members.yaml", &["run", "members"]);
+    assert!(!stderr(&out).contains("never read"), "{}", stderr(&out));
+}
