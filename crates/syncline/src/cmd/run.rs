@@ -252,14 +252,25 @@ async fn prepare(
     Ok(Ready { transforms, source, sink, scope, mode, start, batch_size })
 }
 
+/// A source that failed: when the query the config asked for is wrong, said where the config
+/// asks for it (its table or query line); otherwise as the database said.
+fn source_failed(config: &Config, pipeline: &Pipeline, error: &syncline_core::ConnectorError) -> CliError {
+    if error.class != ErrorClass::Config {
+        return CliError::connector(error, format!("pipeline {}: reading the source failed", pipeline.name));
+    }
+    let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
+    let key = if matches!(settings.from, syncline_connectors::sql::SqlTable::Table(_)) { "table" } else { "query" };
+    let place = crate::config::ConfigError::at(&config.file, &at.from, &format!("pipelines.{}.source.sql.{key}", pipeline.name), "");
+    CliError::usage(format!("{}: reading the source failed: {error}", place.to_string().trim_end_matches(": ")))
+}
+
 /// With `null_watermarks: refuse` (the default), rows whose watermark is NULL stop the run
 /// before it starts: a keyset read cannot place them, and skipping them would lose them.
 async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, source: &SqlSource) -> Result<(), CliError> {
     if source.settings().null_watermarks != syncline_connectors::sql::NullWatermarks::Refuse {
         return Ok(());
     }
-    let (count, keys) =
-        source.rows_without_watermark().await.map_err(|e| CliError::connector(&e, format!("pipeline {}: source", pipeline.name)))?;
+    let (count, keys) = source.rows_without_watermark().await.map_err(|e| source_failed(config, pipeline, &e))?;
     if count == 0 {
         return Ok(());
     }
@@ -354,13 +365,7 @@ async fn run_one(
     }
     match result {
         Err(RunError::Interrupted) => eprintln!("{name}: interrupted; what the target acknowledged is committed"),
-        // the query the config asked for failed: say where the config asks for it
-        Err(RunError::Source(e)) if e.class == ErrorClass::Config => {
-            let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
-            let key = if matches!(settings.from, syncline_connectors::sql::SqlTable::Table(_)) { "table" } else { "query" };
-            let place = crate::config::ConfigError::at(&config.file, &at.from, &format!("pipelines.{name}.source.sql.{key}"), "");
-            return Err(CliError::usage(format!("{}: reading the source failed: {e}", place.to_string().trim_end_matches(": "))));
-        }
+        Err(RunError::Source(e)) => return Err(source_failed(config, pipeline, &e)),
         Err(RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
             return Err(CliError::usage(format!("pipeline {name}: {e}")));
         }

@@ -184,7 +184,19 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     assert_eq!(code(&syncline(d, "members.yaml", &["run", "members"])), 3);
     let (state, marker) = (d.join("members-state.db"), d.join("members-state.db.id"));
     assert!(marker.exists(), "the store's id is noted beside it");
-    let saved = std::fs::read(&state).unwrap();
+    // the store as it is on disk: the database file and its write-ahead log
+    let wal = d.join("members-state.db-wal");
+    let saved = (std::fs::read(&state).unwrap(), std::fs::read(&wal).ok());
+    let put_back = |(db, log): &(Vec<u8>, Option<Vec<u8>>)| {
+        std::fs::write(&state, db).unwrap();
+        match log {
+            Some(log) => std::fs::write(&wal, log).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&wal);
+            }
+        }
+        let _ = std::fs::remove_file(d.join("members-state.db-shm"));
+    };
     let refused = |what: &str| {
         for args in [&["run", "members"][..], &["runs"], &["dlq", "list"]] {
             let out = syncline(d, "members.yaml", args);
@@ -195,10 +207,7 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     };
 
     // emptied (a 0-byte file), then deleted: refused, and nothing is created in its place
-    std::fs::write(&state, b"").unwrap();
-    for wal in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(d.join(format!("members-state.db{wal}")));
-    }
+    put_back(&(Vec::new(), None));
     refused("empty");
     assert_eq!(std::fs::metadata(&state).unwrap().len(), 0, "the empty file was not turned into a new store");
     std::fs::remove_file(&state).unwrap();
@@ -206,7 +215,7 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     assert!(!state.exists());
 
     // a garbage header: SQLite's reason within a second, not a pool timeout
-    std::fs::write(&state, b"this is not a SQLite database, just 64 bytes of something else!!").unwrap();
+    put_back(&(b"this is not a SQLite database, just 64 bytes of something else!!".to_vec(), None));
     let started = std::time::Instant::now();
     let out = syncline(d, "members.yaml", &["runs"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
@@ -223,14 +232,17 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     std::fs::copy(d.join("members.db"), other.path().join("members.db")).unwrap();
     std::fs::copy(d.join("member.schema.json"), other.path().join("member.schema.json")).unwrap();
     assert_eq!(code(&syncline(other.path(), "members.yaml", &["run", "members", "--limit", "10"])), 0);
-    std::fs::copy(other.path().join("members-state.db"), &state).unwrap();
+    let other_store =
+        (std::fs::read(other.path().join("members-state.db")).unwrap(), std::fs::read(other.path().join("members-state.db-wal")).ok());
+    put_back(&other_store);
     let out = syncline(d, "members.yaml", &["runs"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("is not the one this config used"), "{}", stderr(&out));
 
     // the right file back: everything as it was
-    std::fs::write(&state, &saved).unwrap();
-    assert_eq!(code(&syncline(d, "members.yaml", &["run", "members"])), 0, "nothing to read again");
+    put_back(&saved);
+    let out = syncline(d, "members.yaml", &["run", "members"]);
+    assert_eq!(code(&out), 0, "nothing to read again: {}", stderr(&out));
     assert_eq!(last_run(d, "members.yaml")["read_count"], 0);
     // --init starts again, knowingly
     std::fs::remove_file(&state).unwrap();
