@@ -170,7 +170,20 @@ pub async fn open_store(state: &StateSettings, base_dir: &Path, session: &Sessio
             )));
         }
     }
-    let store = Store::connect(&state.url).await.map_err(|e| {
+    let store = match (Store::connect(&state.url).await, &file) {
+        // --init over a file SQLite cannot read: it is kept aside, never deleted
+        (Err(syncline_store::StoreError::Unreadable { .. }), Some(file)) if session.init => {
+            let aside = PathBuf::from(format!("{}.unreadable-{}", file.display(), chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+            std::fs::rename(file, &aside).map_err(|e| CliError::failed(format!("cannot move {} aside: {e}", file.display())))?;
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+            eprintln!("state: moved the unreadable {} to {}; starting a new store", file.display(), aside.display());
+            Store::connect(&state.url).await
+        }
+        (result, _) => result,
+    }
+    .map_err(|e| {
         // a database that does not answer is a failure (exit 1); a URL, role, schema or file it
         // refuses is the config's (exit 2)
         let unreachable = matches!(&e, syncline_store::StoreError::Connect { source: sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut, .. });

@@ -215,7 +215,8 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     assert!(!state.exists());
 
     // a garbage header: SQLite's reason within a second, not a pool timeout
-    put_back(&(b"this is not a SQLite database, just 64 bytes of something else!!".to_vec(), None));
+    let unreadable = b"this is not a SQLite database, just 64 bytes of something else!!".to_vec();
+    put_back(&(unreadable.clone(), None));
     let started = std::time::Instant::now();
     let out = syncline(d, "members.yaml", &["runs"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
@@ -244,11 +245,15 @@ async fn a_lost_or_broken_state_store_is_refused_until_init() {
     let out = syncline(d, "members.yaml", &["run", "members"]);
     assert_eq!(code(&out), 0, "nothing to read again: {}", stderr(&out));
     assert_eq!(last_run(d, "members.yaml")["read_count"], 0);
-    // --init starts again, knowingly
-    std::fs::remove_file(&state).unwrap();
+    // --init starts again, knowingly; an unreadable file is kept aside, not deleted
+    put_back(&(unreadable.clone(), None));
     let out = syncline(d, "members.yaml", &["--init", "run", "members"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(last_run(d, "members.yaml")["read_count"], 200);
+    let aside: Vec<_> =
+        std::fs::read_dir(d).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".unreadable-")).collect();
+    assert_eq!(aside.len(), 1, "the unreadable file is kept");
+    assert_eq!(std::fs::read(aside[0].path()).unwrap(), unreadable);
     // --expect-state never creates one
     let fresh = tempfile::tempdir().unwrap();
     std::fs::copy(d.join("members.yaml"), fresh.path().join("members.yaml")).unwrap();
