@@ -1,13 +1,97 @@
-//! Connectors. Each lives in its own folder with the same file set (config, wire/dialect code,
-//! source, sink); a fixed set of connectors is a closed enum dispatched by `match`, not a plugin
-//! registry.
+//! Connectors. Each lives in its own folder with the same file set: `config.rs` (a profile —
+//! where, who, what budget — kept apart from the streams read or written), `api.rs` (the only
+//! wire types, and how the service's answers are classified), `source.rs` and/or `sink.rs`.
+//! The fixed set of sources and sinks is two closed enums dispatched by `match`, not a plugin
+//! registry: adding a connector is one folder and one arm in each enum it joins.
 
 mod http;
 pub mod hubspot;
 pub mod manychat;
 pub mod sql;
 
-use syncline_core::{ConnectorError, Outcome, Record, Sink};
+use chrono::NaiveDateTime;
+use syncline_core::{ConnectorError, Cursor, Outcome, Page, Record, Sink, Source};
+
+pub use http::{Answer, Endpoint, Request, decode};
+
+/// What `syncline check` learned of one part (each connector's `check.rs`): a line to show, or
+/// the failure and how to fix it.
+pub type Probe = Result<String, (ConnectorError, &'static str)>;
+
+/// Any configured source.
+pub enum AnySource {
+    Sql(sql::SqlSource),
+    HubSpot(hubspot::HubSpotSource),
+}
+
+impl AnySource {
+    /// The identity of what this source reads, for keying cursors: a database without
+    /// credentials and the table (or a digest of the query), or a HubSpot portal and object.
+    pub async fn identity(&self) -> Result<String, ConnectorError> {
+        match self {
+            AnySource::Sql(source) => Ok(source.identity()),
+            AnySource::HubSpot(source) => source.identity().await,
+        }
+    }
+
+    /// How many records a read from `after` will see, for progress.
+    pub async fn estimate(&mut self, after: Option<&Cursor>) -> Result<u64, ConnectorError> {
+        match self {
+            AnySource::Sql(source) => source.estimate(after).await,
+            AnySource::HubSpot(source) => source.estimate(after).await,
+        }
+    }
+
+    /// How many records the source holds now (`verify_counts`).
+    pub async fn count(&self) -> Result<u64, ConnectorError> {
+        match self {
+            AnySource::Sql(source) => source.count_rows().await,
+            AnySource::HubSpot(source) => source.count().await,
+        }
+    }
+
+    /// Whether a read from `since` also covers everything after `cursor`, so a `--since` run
+    /// may move the cursor.
+    pub fn starts_at_or_before(&self, since: NaiveDateTime, cursor: &Cursor) -> bool {
+        match self {
+            AnySource::Sql(source) => source.starts_at_or_before(since, cursor),
+            AnySource::HubSpot(source) => source.starts_at_or_before(since.and_utc(), cursor),
+        }
+    }
+
+    /// Whether `cursor` is one this source makes (`state set`).
+    pub fn check_cursor(&self, cursor: &Cursor) -> Result<(), ConnectorError> {
+        match self {
+            AnySource::Sql(_) => sql::decode_cursor(cursor).map(drop),
+            AnySource::HubSpot(source) => source.check_cursor(cursor),
+        }
+    }
+
+    /// A `--since` read that continues `cursor` (see `starts_at_or_before`) also reads what
+    /// follows the cursor. A HubSpot time compares as a time, so reading from `since` is enough.
+    pub fn resume_after(&mut self, cursor: Cursor) {
+        match self {
+            AnySource::Sql(source) => source.resume_after(cursor),
+            AnySource::HubSpot(_) => {}
+        }
+    }
+}
+
+impl Source for AnySource {
+    async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        match self {
+            AnySource::Sql(source) => source.next_page(after).await,
+            AnySource::HubSpot(source) => source.next_page(after).await,
+        }
+    }
+
+    fn cursor_after(&self, record: &Record) -> Option<Cursor> {
+        match self {
+            AnySource::Sql(source) => source.cursor_after(record),
+            AnySource::HubSpot(source) => source.cursor_after(record),
+        }
+    }
+}
 
 /// Any configured sink.
 pub enum AnySink {

@@ -28,21 +28,27 @@ pub const RATE_LIMIT_WAIT: &str = "syncline_rate_limit_wait_seconds";
 /// 429 answers received, by `policy`.
 pub const RATE_LIMITED: &str = "syncline_rate_limited_total";
 
-/// The services whose API calls are measured.
+/// A service whose API calls are measured: its name in messages and its two metrics. Each
+/// connector's `api.rs` has one; `SERVICES` lists them for `describe_and_initialize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    HubSpot,
-    ManyChat,
+pub struct Service {
+    pub name: &'static str,
+    pub requests: &'static str,
+    pub duration: &'static str,
 }
+
+impl Service {
+    pub const HUBSPOT: Service = Service { name: "HubSpot", requests: HUBSPOT_REQUESTS, duration: HUBSPOT_DURATION };
+    pub const MANYCHAT: Service = Service { name: "ManyChat", requests: MANYCHAT_REQUESTS, duration: MANYCHAT_DURATION };
+}
+
+/// Every service syncline calls.
+pub const SERVICES: [Service; 2] = [Service::HUBSPOT, Service::MANYCHAT];
 
 /// Records one API request: its operation, status (HTTP code or `unreachable`) and duration.
 pub fn api_request(service: Service, operation: &str, status: &str, seconds: f64) {
-    let (requests, duration) = match service {
-        Service::HubSpot => (HUBSPOT_REQUESTS, HUBSPOT_DURATION),
-        Service::ManyChat => (MANYCHAT_REQUESTS, MANYCHAT_DURATION),
-    };
-    metrics::counter!(requests, "operation" => operation.to_owned(), "status" => status.to_owned()).increment(1);
-    metrics::histogram!(duration, "operation" => operation.to_owned()).record(seconds);
+    metrics::counter!(service.requests, "operation" => operation.to_owned(), "status" => status.to_owned()).increment(1);
+    metrics::histogram!(service.duration, "operation" => operation.to_owned()).record(seconds);
 }
 
 /// Adds `n` to a counter with one label pair besides `outcome` (webhooks by source, flow runs
@@ -80,10 +86,14 @@ pub const FLOW_OUTCOMES: [&str; 7] = ["sent", "already_sent", "done", "filtered"
 /// sources and flows at zero, so a dashboard sees them before the first event.
 pub fn describe_and_initialize(sources: &[&str], flows: &[&str]) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HUBSPOT_REQUESTS, "HubSpot API requests (every attempt) by operation and status (HTTP code or unreachable)");
-    describe_histogram!(HUBSPOT_DURATION, metrics::Unit::Seconds, "HubSpot API request duration by operation");
-    describe_counter!(MANYCHAT_REQUESTS, "ManyChat API requests (every attempt) by operation and status (HTTP code or unreachable)");
-    describe_histogram!(MANYCHAT_DURATION, metrics::Unit::Seconds, "ManyChat API request duration by operation");
+    for service in SERVICES {
+        let name = service.name;
+        describe_counter!(
+            service.requests,
+            format!("{name} API requests (every attempt) by operation and status (HTTP code or unreachable)")
+        );
+        describe_histogram!(service.duration, metrics::Unit::Seconds, format!("{name} API request duration by operation"));
+    }
     describe_counter!(WEBHOOKS, "Webhook deliveries by source and outcome");
     describe_counter!(SIGNATURE_FAILURES, "Webhook deliveries refused for their signature, by source");
     describe_gauge!(INBOX_EVENTS, "Inbox events by source and status, read from the state store at scrape time");

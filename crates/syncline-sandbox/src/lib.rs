@@ -183,6 +183,29 @@ impl Sandbox {
         portal.stores.get(&kind).map(|s| s.live().map(|o| (o.id, o.properties.clone())).collect()).unwrap_or_default()
     }
 
+    /// Creates objects in the portal of `token` as if written at `at` (for tests in the same
+    /// process that need many objects, or many at one millisecond, without spending the budget).
+    /// Returns their ids, or what HubSpot would refuse.
+    pub fn import(
+        &self,
+        token: &str,
+        object_type: &str,
+        objects: &[BTreeMap<String, String>],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<u64>, String> {
+        let mut state = self.lock();
+        let portal = state.portals.iter_mut().find(|p| p.config.token == token).ok_or("no portal has this token")?;
+        let kind = portal.object_type(object_type).ok_or_else(|| format!("no object type {object_type}"))?;
+        objects
+            .iter()
+            .map(|properties| match portal.create_at(&kind, properties, at) {
+                Ok(id) => Ok(id),
+                Err(hubspot::Refused::Conflict(holder)) => Err(format!("object {holder} already holds a unique value of {properties:?}")),
+                Err(hubspot::Refused::NotFound) => Err("not found".to_owned()),
+            })
+            .collect()
+    }
+
     /// A copy of the ledger (for tests in the same process).
     pub fn ledger(&self) -> Ledger {
         self.lock().ledger.clone()

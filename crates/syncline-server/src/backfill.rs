@@ -3,25 +3,20 @@
 //! events in the inbox under the same dedupe keys webhooks use, so whatever was missed runs once
 //! and whatever was already received or backfilled is not stored again.
 //!
-//! HubSpot's search answers 5 requests a second (paced by the connector's search policy), at
-//! most 200 objects a page and 10,000 per query; past that, a new query starts at the last
-//! creation time seen. Each event carries the properties the flow's `hubspot.get` would fetch,
-//! so running it costs no further HubSpot call.
+//! The objects are read by the HubSpot connector's source, in (creation time, id) order within
+//! the range (its search pacing and paging are the connector's). Each event carries the
+//! properties the flow's `hubspot.get` would fetch, so running it costs no further HubSpot call.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use syncline_connectors::hubspot::HubSpotApi;
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotSource, SourceStream, time_properties};
+use syncline_core::{Record, Source};
 use syncline_store::{NewEvent, Store};
 
 use crate::events::creation_key;
 use crate::flow::Flow;
-
-/// Objects per search page (HubSpot's maximum).
-const PAGE: usize = 200;
-/// Results one search query can page through (HubSpot's maximum).
-const MAX_RESULTS: usize = 10_000;
 
 /// What a backfill found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +64,7 @@ pub fn target(flow: &Flow) -> Result<(String, String), BackfillError> {
 /// only, with `dry_run`), calling `progress` after each page.
 pub async fn backfill(
     flow: &Flow,
-    hubspot: &HubSpotApi,
+    hubspot: Arc<HubSpotApi>,
     store: &Store,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -78,85 +73,66 @@ pub async fn backfill(
 ) -> Result<Report, BackfillError> {
     let (object, event_type) = target(flow)?;
     let failed = |what: &str, e: &dyn std::fmt::Display| BackfillError(format!("backfill of flow {}: {what}: {e}", flow.name));
-    let portal = hubspot.account_id().await.map_err(|e| failed("reading the HubSpot account id", &e))?.to_string();
+    let portal = hubspot.account_id().await.map_err(|e| failed("reading the HubSpot account id", &e))?;
+    let (created, _) = time_properties(&object);
     let mut wanted: Vec<String> = flow.hubspot_get().filter(|(o, _)| *o == object).map(|(_, p)| p.to_vec()).unwrap_or_default();
-    wanted.push("createdate".into());
+    wanted.push(created.to_owned());
+    let stream = SourceStream::new(&object, &wanted);
+    let mut source = HubSpotSource::created_between(hubspot, stream, since, until);
     let mut report = Report::default();
-    // objects already taken, so a new query window starting at the last creation time seen does
-    // not count its first objects twice
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut from = since;
+    let mut cursor = None;
     loop {
-        let mut after: Option<String> = None;
-        let mut paged = 0;
-        let mut last_created = from;
-        loop {
-            let mut request = json!({
-                "filterGroups": [{"filters": [
-                    {"propertyName": "createdate", "operator": "GTE", "value": from.timestamp_millis().to_string()},
-                    {"propertyName": "createdate", "operator": "LT", "value": until.timestamp_millis().to_string()},
-                ]}],
-                "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
-                "properties": wanted,
-                "limit": PAGE,
-            });
-            if let Some(after) = &after {
-                request["after"] = json!(after);
-            }
-            let page = hubspot.search(&object, &request).await.map_err(|e| failed("searching HubSpot", &e))?;
-            report.searches += 1;
-            let mut events = Vec::new();
-            for found in &page.results {
-                let created = found.properties.get("createdate").cloned().flatten().and_then(|c| c.parse::<DateTime<Utc>>().ok());
-                let Some(created) = created else {
-                    return Err(BackfillError(format!("{object} {}: createdate missing or not a time", found.id)));
-                };
-                last_created = last_created.max(created);
-                if !seen.insert(found.id.clone()) {
-                    continue;
-                }
-                report.found += 1;
-                // every wanted property present (null when unset), so the flow skips its fetch
-                let properties: Map<String, Value> = wanted
-                    .iter()
-                    .map(|name| (name.clone(), found.properties.get(name).cloned().flatten().map_or(Value::Null, Value::String)))
-                    .collect();
-                let payload = json!({
-                    "portalId": portal.parse::<u64>().unwrap_or_default(),
-                    "subscriptionType": event_type,
-                    "objectId": found.id.parse::<u64>().map_or(Value::String(found.id.clone()), Value::from),
-                    "occurredAt": created.timestamp_millis(),
-                    "backfilled": true,
-                    "properties": properties,
-                });
-                events.push(NewEvent {
-                    source: flow.source.clone(),
-                    object_key: Some(format!("{portal}:{}", found.id)),
-                    dedupe_key: creation_key(&portal, &event_type, &found.id),
-                    event_type: event_type.clone(),
-                    payload: payload.to_string(),
-                    occurred_at: Some(created),
-                });
-            }
-            if !dry_run && !events.is_empty() {
-                let accepted = store.inbox_accept(&events).await.map_err(|e| failed("storing events in the inbox", &e))?;
-                report.enqueued += accepted.stored as u64;
-                report.already += accepted.duplicates as u64;
-            }
-            progress(&report);
-            let Some(next) = page.next_after() else { return Ok(report) };
-            after = Some(next.to_owned());
-            paged += PAGE;
-            if paged + PAGE > MAX_RESULTS {
-                break;
-            }
+        let page = source.next_page(cursor.as_ref()).await.map_err(|e| failed("searching HubSpot", &e));
+        report.searches = source.searches;
+        let Some(page) = page? else { return Ok(report) };
+        report.found += page.records.len() as u64;
+        let events: Vec<NewEvent> = page
+            .records
+            .iter()
+            .map(|record| creation_event(flow, portal, &event_type, &wanted, created, record))
+            .collect::<Result<_, _>>()?;
+        if !dry_run {
+            let accepted = store.inbox_accept(&events).await.map_err(|e| failed("storing events in the inbox", &e))?;
+            report.enqueued += accepted.stored as u64;
+            report.already += accepted.duplicates as u64;
         }
-        // 10,000 results paged: the next query starts at the last creation time seen
-        if last_created == from {
-            return Err(BackfillError(format!(
-                "more than {MAX_RESULTS} {object} were created at {from}; HubSpot's search cannot page past them"
-            )));
-        }
-        from = last_created;
+        progress(&report);
+        cursor = page.cursor;
     }
+}
+
+/// The `*.creation` event a webhook would have delivered for this object, with every wanted
+/// property present (null when unset), so the flow skips its fetch.
+fn creation_event(
+    flow: &Flow,
+    portal: u64,
+    event_type: &str,
+    wanted: &[String],
+    created: &str,
+    record: &Record,
+) -> Result<NewEvent, BackfillError> {
+    let id = &record.key;
+    let at = record.get(created).and_then(|v| v.as_text()).and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    let Some(at) = at else {
+        return Err(BackfillError(format!("object {id}: {created} missing or not a time")));
+    };
+    let properties: Map<String, Value> =
+        wanted.iter().map(|name| (name.clone(), record.get(name).map_or(Value::Null, syncline_core::Value::to_json))).collect();
+    let payload = json!({
+        "portalId": portal,
+        "subscriptionType": event_type,
+        "objectId": id.parse::<u64>().map_or(Value::String(id.clone()), Value::from),
+        "occurredAt": at.timestamp_millis(),
+        "backfilled": true,
+        "properties": properties,
+    });
+    let portal = portal.to_string();
+    Ok(NewEvent {
+        source: flow.source.clone(),
+        object_key: Some(format!("{portal}:{id}")),
+        dedupe_key: creation_key(&portal, event_type, id),
+        event_type: event_type.to_owned(),
+        payload: payload.to_string(),
+        occurred_at: Some(at),
+    })
 }

@@ -1,15 +1,16 @@
-//! Builds a configured pipeline's parts: the transform chain, the source and the sink.
+//! Builds a configured pipeline's parts: the transform chain, and the source and sink, each
+//! from the settings of the connector that owns them.
 
-use crate::config::{Pipeline, RawCedulaKind, RawOtherwise, RawTransform, RawType, SinkSettings, SourceSettings, UrlSource};
+use crate::config::{Pipeline, RawCedulaKind, RawOtherwise, RawTransform, RawType, Secret, SinkSettings, SourceSettings};
 use crate::exit::CliError;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use syncline_connectors::AnySink;
-use syncline_connectors::hubspot::{HubSpotSettings, HubSpotSink, MAX_INPUTS_PER_CALL};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL};
 use syncline_connectors::sql::{SqlSink, SqlSource};
+use syncline_connectors::{AnySink, AnySource};
 use syncline_core::ConnectorError;
 use syncline_core::transform::*;
 use syncline_core::{Transform, Value};
@@ -90,26 +91,28 @@ fn target_type(t: RawType) -> TargetType {
     }
 }
 
-/// The URL itself: as configured, or read from its file.
-pub fn resolve_url(url: &UrlSource, base_dir: &Path) -> Result<String, CliError> {
+/// The URL itself: as configured, or read from its file (a relative SQLite path in it follows
+/// the config).
+pub fn resolve_url(url: &Secret, base_dir: &Path) -> Result<String, CliError> {
     match url {
-        UrlSource::Inline(url) => Ok(url.clone()),
-        UrlSource::File(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read url_file {}: {e}", path.display())))?;
-            Ok(crate::config::resolve_sqlite(text.trim(), base_dir))
-        }
+        Secret::Inline(url) => Ok(url.clone()),
+        Secret::File(_) => Ok(crate::config::resolve_sqlite(&url.read().map_err(CliError::usage)?, base_dir)),
     }
 }
 
 /// Opens the pipeline's source: a database that cannot be reached is a failure (exit 1), a URL
-/// or credentials it refuses a config error (exit 2).
-pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDateTime>) -> Result<SqlSource, CliError> {
+/// or credentials it refuses a config error (exit 2). `since` starts the read at a time.
+pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDateTime>) -> Result<AnySource, CliError> {
+    let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: source", pipeline.name));
     match &pipeline.source {
         SourceSettings::Sql { url, settings, .. } => {
             let mut settings = settings.clone();
             settings.url = resolve_url(url, base_dir)?;
-            SqlSource::open(settings, since).await.map_err(|e| CliError::connector(&e, format!("pipeline {}: source", pipeline.name)))
+            SqlSource::open(settings, since).await.map(AnySource::Sql).map_err(opening)
+        }
+        SourceSettings::HubSpot { token, profile, stream } => {
+            let api = HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?;
+            Ok(AnySource::HubSpot(HubSpotSource::new(Arc::new(api), stream.clone(), since.map(|t| t.and_utc()))))
         }
     }
 }
@@ -123,39 +126,30 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
             settings.url = resolve_url(url, base_dir)?;
             SqlSink::open(settings).await.map(AnySink::Sql).map_err(opening)
         }
-        SinkSettings::HubSpot { .. } => {
-            let settings = hubspot_settings(pipeline, batch_size)?;
-            HubSpotSink::new(settings).map(AnySink::HubSpot).map_err(opening)
+        SinkSettings::HubSpot { token, profile, stream } => {
+            let mut stream = stream.clone();
+            stream.inputs_per_call = batch_size.clamp(1, MAX_INPUTS_PER_CALL);
+            stream.produced_values = shape(pipeline).values;
+            HubSpotSink::open(&hubspot_profile(pipeline, token, profile)?, stream).map(AnySink::HubSpot).map_err(opening)
         }
     }
 }
 
-/// The HubSpot sink's settings with the token read and what the transforms produce filled in.
-pub fn hubspot_settings(pipeline: &Pipeline, batch_size: usize) -> Result<HubSpotSettings, CliError> {
-    let SinkSettings::HubSpot { token, settings, .. } = &pipeline.sink else {
-        return Err(CliError::usage(format!("pipeline {}: the sink is not HubSpot", pipeline.name)));
-    };
-    let mut settings = settings.clone();
-    settings.token = match token {
-        UrlSource::Inline(token) => token.clone(),
-        UrlSource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("pipeline {}: cannot read token_file {}: {e}", pipeline.name, path.display())))?
-            .trim()
-            .to_owned(),
-    };
-    settings.inputs_per_call = batch_size.clamp(1, MAX_INPUTS_PER_CALL);
-    // the portal's policy is this call path's one retry ceiling
-    settings.call_timeout = pipeline.retry.transient;
-    settings.unreachable_for = pipeline.retry.unavailable;
-    settings.produced_values = shape(pipeline).values;
-    Ok(settings)
+/// A HubSpot profile with its token read, whose policy is this call path's one retry ceiling:
+/// the pipeline's `retry` limits.
+pub fn hubspot_profile(pipeline: &Pipeline, token: &Secret, profile: &HubSpotProfile) -> Result<HubSpotProfile, CliError> {
+    let mut profile = profile.clone();
+    profile.token = token.read().map_err(|why| CliError::usage(format!("pipeline {}: token_file: {why}", pipeline.name)))?;
+    profile.call_timeout = pipeline.retry.transient;
+    profile.unreachable_for = pipeline.retry.unavailable;
+    Ok(profile)
 }
 
 /// The mapped field that keys the destination.
 pub fn sink_key(pipeline: &Pipeline) -> Arc<str> {
     match &pipeline.sink {
         SinkSettings::Sql { settings, .. } => Arc::from(settings.key.as_str()),
-        SinkSettings::HubSpot { settings, .. } => Arc::from(settings.id_property.as_str()),
+        SinkSettings::HubSpot { stream, .. } => Arc::from(stream.id_property.as_str()),
     }
 }
 
@@ -165,7 +159,7 @@ pub fn sink_key(pipeline: &Pipeline) -> Arc<str> {
 pub fn write_size(pipeline: &Pipeline, batch_size: usize) -> usize {
     match &pipeline.sink {
         SinkSettings::Sql { .. } => batch_size,
-        SinkSettings::HubSpot { settings, .. } => batch_size * settings.in_flight * 5,
+        SinkSettings::HubSpot { profile, .. } => batch_size * profile.in_flight * 5,
     }
 }
 

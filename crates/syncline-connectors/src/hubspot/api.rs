@@ -1,18 +1,27 @@
-//! HubSpot's wire: the request and response shapes syncline uses, and one `send` that runs every
-//! call through the shared resilience `Policy` and turns HTTP answers into error classes.
+//! HubSpot's wire: the request and response shapes syncline uses (the only place they are
+//! written), its limits, and `classify`, which turns HubSpot's answers into error classes and
+//! budget facts. Every call goes through the shared [`Endpoint`](crate::http::Endpoint).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, CallError, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
+use syncline_resilience::{Budget, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
-use super::config::HubSpotSettings;
+use super::config::HubSpotProfile;
+use crate::http::{Answer, Endpoint, Request};
+
+/// Objects per list page (API-CONTRACTS §1.2).
+pub const LIST_PAGE: usize = 100;
+/// Objects per search page (§1.3).
+pub const SEARCH_PAGE: usize = 200;
+/// Results one search query can page through; paging past them is a 400 (§1.3).
+pub const SEARCH_MAX_RESULTS: usize = 10_000;
+/// The search API's limit per portal (§1.3).
+const SEARCHES_PER_SECOND: u32 = 5;
 
 /// One property definition (`Property` in the properties spec); only what syncline checks.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +132,76 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// A search (`PublicObjectSearchRequest`): filter groups are ORed, the filters in a group ANDed.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest {
+    pub filter_groups: Vec<FilterGroup>,
+    pub sorts: Vec<Sort>,
+    pub properties: Vec<String>,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FilterGroup {
+    pub filters: Vec<Filter>,
+}
+
+/// One condition; values travel as strings (times as epoch milliseconds).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub property_name: String,
+    pub operator: Operator,
+    pub value: String,
+}
+
+impl Filter {
+    pub fn new(property: &str, operator: Operator, value: impl ToString) -> Filter {
+        Filter { property_name: property.to_owned(), operator, value: value.to_string() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Operator {
+    Eq,
+    Gt,
+    Gte,
+    Lt,
+}
+
+/// An ascending sort on one property.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sort {
+    pub property_name: String,
+    pub direction: &'static str,
+}
+
+impl Sort {
+    pub fn ascending(property: &str) -> Sort {
+        Sort { property_name: property.to_owned(), direction: "ASCENDING" }
+    }
+}
+
+/// A list page (`CollectionResponseSimplePublicObjectWithAssociationsForwardPaging`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListPage {
+    pub results: Vec<SimpleObject>,
+    pub paging: Option<Paging>,
+}
+
+impl ListPage {
+    /// The cursor of the next page, if there is one.
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
+    }
+}
+
 /// A search page (`CollectionResponseWithTotalSimplePublicObjectForwardPaging`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -167,9 +246,9 @@ struct ErrorBody {
 
 /// A HubSpot portal as seen through one private app token.
 pub struct HubSpotApi {
-    http: reqwest::Client,
-    base_url: String,
-    token: String,
+    endpoint: Endpoint,
+    /// Calls in flight at once that the portal's policy admits.
+    in_flight: usize,
     policy: Policy,
     /// The search API's own 5 requests per second, outside the ten-second budget.
     search_policy: Policy,
@@ -179,32 +258,30 @@ pub struct HubSpotApi {
 
 impl HubSpotApi {
     /// A client whose calls share the portal's budget and a circuit breaker.
-    pub fn new(settings: &HubSpotSettings) -> Result<HubSpotApi, ConnectorError> {
+    pub fn new(profile: &HubSpotProfile) -> Result<HubSpotApi, ConnectorError> {
         let config = PolicyConfig {
             name: "hubspot".into(),
             // 1 % kept clear of the window's edge: our clock and HubSpot's are not the same clock
-            budget: Some(Budget::per(settings.calls_per_ten_seconds, Duration::from_secs(10)).with_margin(Duration::from_millis(100))),
-            max_in_flight: Some(settings.in_flight.max(1)),
-            bulkhead_wait: settings.call_timeout,
-            overall_timeout: settings.call_timeout,
-            unavailable_for: settings.unreachable_for,
+            budget: Some(Budget::per(profile.calls_per_ten_seconds, Duration::from_secs(10)).with_margin(Duration::from_millis(100))),
+            max_in_flight: Some(profile.in_flight.max(1)),
+            bulkhead_wait: profile.call_timeout,
+            overall_timeout: profile.call_timeout,
+            unavailable_for: profile.unreachable_for,
             ..PolicyConfig::default()
         };
-        HubSpotApi::with_policy(settings, config)
+        HubSpotApi::with_policy(profile, config)
     }
 
     /// A client with its own policy (`check` wants a short one).
-    pub fn with_policy(settings: &HubSpotSettings, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
-        let http = crate::http::client()?;
+    pub fn with_policy(profile: &HubSpotProfile, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
         let search = PolicyConfig {
             name: "hubspot-search".into(),
             budget: Some(Budget::per(SEARCHES_PER_SECOND, Duration::from_secs(1)).with_margin(Duration::from_millis(20))),
             ..config.clone()
         };
         Ok(HubSpotApi {
-            http,
-            base_url: settings.base_url.clone(),
-            token: settings.token.clone(),
+            endpoint: Endpoint::new(Service::HUBSPOT, &profile.base_url, &profile.token)?,
+            in_flight: profile.in_flight.max(1),
             policy: Policy::new(config),
             search_policy: Policy::new(search),
             definitions: ResponseCache::new(Duration::from_secs(300), 100),
@@ -214,18 +291,13 @@ impl HubSpotApi {
     /// `GET /crm/v3/properties/{object}`, cached for five minutes.
     pub async fn properties(&self, object: &str) -> Result<Arc<Vec<PropertyDef>>, ConnectorError> {
         let path = format!("/crm/v3/properties/{object}");
-        let fetch = async {
-            let body = self.send("properties", Method::GET, &path, None).await?;
-            decode::<PropertyList>(&path, &body).map(|list| list.results)
-        };
+        let fetch = async { self.call::<PropertyList>("properties", Request::get(&path)).await.map(|list| list.results) };
         self.definitions.get_or_fetch(&path, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))
     }
 
     /// `POST /crm/v3/objects/{object}/batch/upsert` (≤ 100 inputs).
     pub async fn batch_upsert(&self, object: &str, inputs: &[UpsertInput]) -> Result<BatchResponse, ConnectorError> {
-        let path = format!("/crm/v3/objects/{object}/batch/upsert");
-        let body = serde_json::to_vec(&Inputs { inputs }).expect("inputs serialize");
-        decode(&path, &self.send("batch_upsert", Method::POST, &path, Some(body)).await?)
+        self.call("batch_upsert", Request::post(format!("/crm/v3/objects/{object}/batch/upsert"), &Inputs { inputs })).await
     }
 
     /// `POST /crm/v3/objects/{object}/batch/read` by `id_property` (≤ 100 ids).
@@ -236,26 +308,35 @@ impl HubSpotApi {
         ids: &[&str],
         properties: &[String],
     ) -> Result<BatchResponse, ConnectorError> {
-        let path = format!("/crm/v3/objects/{object}/batch/read");
         let request = ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, id_property };
-        let body = serde_json::to_vec(&request).expect("inputs serialize");
-        decode(&path, &self.send("batch_read", Method::POST, &path, Some(body)).await?)
+        self.call("batch_read", Request::post(format!("/crm/v3/objects/{object}/batch/read"), &request)).await
     }
 
     /// `GET /crm/v3/objects/{object}/{id}` with `properties` (a 404 is a `Data` error).
     pub async fn get_object(&self, object: &str, id: &str, properties: &[String]) -> Result<SimpleObject, ConnectorError> {
-        let path = format!("/crm/v3/objects/{object}/{id}");
-        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("properties", &properties.join(",")).finish();
-        let body = self.send("get_object", Method::GET, &format!("{path}?{query}"), None).await?;
-        decode(&path, &body)
+        let query = query(&[("properties", &properties.join(","))]);
+        self.call("get_object", Request::get(format!("/crm/v3/objects/{object}/{id}?{query}"))).await
     }
 
-    /// `POST /crm/v3/objects/{object}/search` with a `PublicObjectSearchRequest` body, paced by the
-    /// search API's own limit.
-    pub async fn search(&self, object: &str, request: &serde_json::Value) -> Result<SearchPage, ConnectorError> {
-        let path = format!("/crm/v3/objects/{object}/search");
-        let body = serde_json::to_vec(request).expect("JSON serializes");
-        decode(&path, &self.send_through(&self.search_policy, "search", Method::POST, &path, Some(body)).await?)
+    /// `GET /crm/v3/objects/{object}`: a page of up to 100 objects in id order, after `after`.
+    pub async fn list(&self, object: &str, properties: &[String], after: Option<&str>) -> Result<ListPage, ConnectorError> {
+        let (limit, properties) = (LIST_PAGE.to_string(), properties.join(","));
+        let mut pairs = vec![("limit", limit.as_str()), ("properties", properties.as_str())];
+        pairs.extend(after.map(|after| ("after", after)));
+        self.call("list", Request::get(format!("/crm/v3/objects/{object}?{}", query(&pairs)))).await
+    }
+
+    /// `POST /crm/v3/objects/{object}/search`, paced by the search API's own limit.
+    pub async fn search(&self, object: &str, request: &SearchRequest) -> Result<SearchPage, ConnectorError> {
+        let request = Request::post(format!("/crm/v3/objects/{object}/search"), request);
+        let what = request.what();
+        let body = self.endpoint.call(&self.search_policy, "search", request, classify).await?;
+        crate::http::decode(Service::HUBSPOT, &what, &body)
+    }
+
+    /// Calls worth keeping in flight at once (the profile's `in_flight`).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
     }
 
     /// Each policy's breaker state (the portal's and search's), for `/readyz`.
@@ -265,80 +346,34 @@ impl HubSpotApi {
 
     /// The portal's id (`portalId` in its webhook events), from `GET /account-info/v3/details`.
     pub async fn account_id(&self) -> Result<u64, ConnectorError> {
-        let path = "/account-info/v3/details";
-        decode::<AccountDetails>(path, &self.send("account_details", Method::GET, path, None).await?).map(|d| d.portal_id)
+        self.call::<AccountDetails>("account_details", Request::get("/account-info/v3/details")).await.map(|d| d.portal_id)
     }
 
-    /// One call through the portal's policy.
-    async fn send(&self, operation: &str, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ConnectorError> {
-        self.send_through(&self.policy, operation, method, path, body).await
-    }
-
-    /// One call through `policy`: retried while transient or rate-limited, paced by its budget;
-    /// each attempt is counted and timed under `operation` (`hubspot_api_*` metrics).
-    async fn send_through(
-        &self,
-        policy: &Policy,
-        operation: &str,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, ConnectorError> {
-        let url = format!("{}{path}", self.base_url);
-        let what = format!("{method} {path}");
-        let attempt = || {
-            let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
-            if let Some(body) = &body {
-                request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
-            }
-            let what = what.as_str();
-            async move {
-                // a reset or a truncated body is transient: an upsert by idProperty is safe to repeat
-                match crate::http::exchange(request, Service::HubSpot, operation, &self.base_url, what).await {
-                    Ok((status, headers, body)) => classify(status, &headers, body, what),
-                    Err((class, message)) => Reply::failed(class, message),
-                }
-            }
-        };
-        policy.call(attempt).await.map_err(|e| call_error(e, &self.base_url))
+    /// One call through the portal's policy, its answer decoded.
+    async fn call<T: serde::de::DeserializeOwned>(&self, operation: &str, request: Request) -> Result<T, ConnectorError> {
+        let what = request.what();
+        let body = self.endpoint.call(&self.policy, operation, request, classify).await?;
+        crate::http::decode(Service::HUBSPOT, &what, &body)
     }
 }
 
-/// The search API's limit per portal (API-CONTRACTS §1.3).
-const SEARCHES_PER_SECOND: u32 = 5;
-
-fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ConnectorError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let start: String = String::from_utf8_lossy(body).chars().take(200).collect();
-        ConnectorError::new(
-            ErrorClass::Transient { retry_after: None },
-            format!("{what}: HubSpot's answer is not the expected JSON ({e}): {start}"),
-        )
-    })
+/// A query string (form-encoded).
+fn query(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
-/// A policy's final error as a connector error of the same class.
-fn call_error(error: CallError, base_url: &str) -> ConnectorError {
-    let class = error.class();
-    let message = match &error {
-        CallError::Failed(failure) if failure.class == ErrorClass::Config => {
-            format!("{} (check the token and its scopes for {base_url})", failure.message)
-        }
-        other => other.to_string(),
-    };
-    ConnectorError::new(class, message)
-}
-
-/// An HTTP answer as an attempt's outcome: 2xx (207 included) is a success; the rest has a class.
-fn classify(status: StatusCode, headers: &HeaderMap, body: Vec<u8>, what: &str) -> Reply<Vec<u8>> {
-    let mut feedback = feedback(headers);
-    if status.is_success() {
-        return Reply::ok(body).with_feedback(feedback);
+/// An HTTP answer as an attempt's outcome: 2xx (207 included) is a success; the rest has a
+/// class. (A reset or a truncated body is transient, as the endpoint says: an upsert by
+/// idProperty is safe to repeat.)
+fn classify(answer: Answer, what: &str) -> Reply<Vec<u8>> {
+    let mut feedback = feedback(&answer);
+    if answer.status.is_success() {
+        return Reply::ok(answer.body).with_feedback(feedback);
     }
-    let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let error: ErrorBody = serde_json::from_slice(&answer.body).unwrap_or_default();
     let category = error.category.as_deref().or(error.policy_name.as_deref()).unwrap_or("no category");
-    let message = format!("{what}: HubSpot answered {} ({category}): {}", status.as_u16(), error.message);
-    let class = match status.as_u16() {
+    let message = format!("{what}: HubSpot answered {} ({category}): {}", answer.status.as_u16(), error.message);
+    let class = match answer.status.as_u16() {
         429 => {
             match error.policy_name.as_deref() {
                 Some("DAILY") => feedback.daily_remaining = Some(0),
@@ -357,32 +392,33 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: Vec<u8>, what: &str) 
 }
 
 /// The budget facts in HubSpot's rate-limit headers and `Retry-After`.
-fn feedback(headers: &HeaderMap) -> Feedback {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+fn feedback(answer: &Answer) -> Feedback {
     Feedback {
-        max: text("x-hubspot-ratelimit-max").and_then(|v| v.parse().ok()),
-        remaining: text("x-hubspot-ratelimit-remaining").and_then(|v| v.parse().ok()),
-        daily_remaining: text("x-hubspot-ratelimit-daily-remaining").and_then(|v| v.parse().ok()),
-        retry_after: text("retry-after").and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+        max: answer.header("x-hubspot-ratelimit-max").and_then(|v| v.parse().ok()),
+        remaining: answer.header("x-hubspot-ratelimit-remaining").and_then(|v| v.parse().ok()),
+        daily_remaining: answer.header("x-hubspot-ratelimit-daily-remaining").and_then(|v| v.parse().ok()),
+        retry_after: answer.header("retry-after").and_then(|v| parse_retry_after(v, chrono::Utc::now())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
+    fn answer(status: StatusCode, pairs: &[(&'static str, &str)], body: &[u8]) -> Answer {
+        let mut headers = HeaderMap::new();
         for (name, value) in pairs {
-            map.insert(*name, value.parse().unwrap());
+            headers.insert(*name, value.parse().unwrap());
         }
-        map
+        Answer { status, headers, body: body.to_vec() }
     }
 
     #[test]
     fn classes_follow_the_status() {
         let class =
-            |status: u16, body: &str| match classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.into(), "x").outcome {
+            |status: u16, body: &str| match classify(answer(StatusCode::from_u16(status).unwrap(), &[], body.as_bytes()), "x").outcome {
                 Ok(_) => None,
                 Err(f) => Some(f.class),
             };
@@ -398,9 +434,11 @@ mod tests {
     #[test]
     fn rate_limit_facts_are_learned() {
         let reply = classify(
-            StatusCode::TOO_MANY_REQUESTS,
-            &headers(&[("x-hubspot-ratelimit-max", "100"), ("x-hubspot-ratelimit-remaining", "0"), ("retry-after", "3")]),
-            br#"{"policyName":"TEN_SECONDLY_ROLLING","message":"You have reached your ten_secondly_rolling limit."}"#.to_vec(),
+            answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                &[("x-hubspot-ratelimit-max", "100"), ("x-hubspot-ratelimit-remaining", "0"), ("retry-after", "3")],
+                br#"{"policyName":"TEN_SECONDLY_ROLLING","message":"You have reached your ten_secondly_rolling limit."}"#,
+            ),
             "POST /x",
         );
         assert_eq!(
@@ -409,9 +447,9 @@ mod tests {
         );
         assert!(reply.outcome.unwrap_err().message.contains("ten_secondly_rolling limit"));
 
-        let daily = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), br#"{"policyName":"DAILY"}"#.to_vec(), "x");
+        let daily = classify(answer(StatusCode::TOO_MANY_REQUESTS, &[], br#"{"policyName":"DAILY"}"#), "x");
         assert_eq!(daily.feedback.daily_remaining, Some(0));
-        let secondly = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), br#"{"policyName":"SECONDLY"}"#.to_vec(), "x");
+        let secondly = classify(answer(StatusCode::TOO_MANY_REQUESTS, &[], br#"{"policyName":"SECONDLY"}"#), "x");
         assert_eq!(secondly.feedback.retry_after, Some(Duration::from_secs(1)));
     }
 }

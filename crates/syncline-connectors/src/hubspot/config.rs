@@ -1,7 +1,10 @@
-//! What the HubSpot sink needs to know: where, who, which object, and the portal's budget.
+//! A HubSpot profile (the portal, the token, the budget) kept apart from the streams read or
+//! written through it (an object type and what is read of it or keyed by).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 /// HubSpot's API host; the sandbox (or a proxy) is configured with `base_url`.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -39,57 +42,104 @@ impl Tier {
     }
 }
 
+/// The account: where the portal is, the private app's token, and what this app may spend of
+/// the portal's budget. One profile serves any number of streams.
 #[derive(Clone)]
-pub struct HubSpotSettings {
+pub struct HubSpotProfile {
     /// `https://api.hubapi.com`, or the sandbox's URL.
     pub base_url: String,
     /// A private app's access token (sent as `Authorization: Bearer …`).
     pub token: String,
+    /// Calls per rolling 10 s this app may spend (the tier's burst, or less to leave room for
+    /// other apps on the same portal).
+    pub calls_per_ten_seconds: u32,
+    /// Calls in flight at once; the rate limiter still paces them.
+    pub in_flight: usize,
+    /// How long one call (its retries included) may take before it fails.
+    pub call_timeout: Duration,
+    /// How long a portal that cannot be reached at all is retried before the call fails.
+    pub unreachable_for: Duration,
+}
+
+/// The token never shows in logs or panics.
+impl std::fmt::Debug for HubSpotProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotProfile")
+            .field("base_url", &self.base_url)
+            .field("token", &"***")
+            .field("calls_per_ten_seconds", &self.calls_per_ten_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubSpotProfile {
+    /// A free-tier profile with four calls in flight.
+    pub fn new(base_url: &str, token: &str) -> HubSpotProfile {
+        HubSpotProfile {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            calls_per_ten_seconds: Tier::Free.per_ten_seconds(),
+            in_flight: 4,
+            call_timeout: Duration::from_secs(300),
+            unreachable_for: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a HubSpot sink writes: an object type, upserted by a unique property.
+#[derive(Debug, Clone)]
+pub struct SinkStream {
     /// `contacts`, `companies`, `deals`, `0-421` or a custom object's `2-…` type.
     pub object: String,
     /// The unique property that identifies a record (`email`, `numero_asociado`…); the pipeline's
     /// destination key is its value.
     pub id_property: String,
-    /// Calls per rolling 10 s this pipeline may spend (the tier's burst, or less to leave room
-    /// for other apps on the same portal).
-    pub calls_per_ten_seconds: u32,
     /// Inputs per batch call (≤ 100).
     pub inputs_per_call: usize,
-    /// Batch calls in flight at once; the rate limiter still paces them.
-    pub in_flight: usize,
-    /// How long one call (its retries included) may take before its records are dead-lettered.
-    pub call_timeout: Duration,
-    /// How long a portal that cannot be reached at all is retried before the call fails.
-    pub unreachable_for: Duration,
     /// What the transforms can put in each field, where that is known (enumeration checks).
     pub produced_values: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// The token never shows in logs or panics.
-impl std::fmt::Debug for HubSpotSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubSpotSettings")
-            .field("base_url", &self.base_url)
-            .field("token", &"***")
-            .field("object", &self.object)
-            .field("id_property", &self.id_property)
-            .finish_non_exhaustive()
+impl SinkStream {
+    pub fn new(object: &str, id_property: &str) -> SinkStream {
+        SinkStream {
+            object: object.to_owned(),
+            id_property: id_property.to_owned(),
+            inputs_per_call: MAX_INPUTS_PER_CALL,
+            produced_values: BTreeMap::new(),
+        }
     }
 }
 
-impl HubSpotSettings {
-    pub fn new(base_url: &str, token: &str, object: &str, id_property: &str) -> HubSpotSettings {
-        HubSpotSettings {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-            object: object.to_owned(),
-            id_property: id_property.to_owned(),
-            calls_per_ten_seconds: Tier::Free.per_ten_seconds(),
-            inputs_per_call: MAX_INPUTS_PER_CALL,
-            in_flight: 4,
-            call_timeout: Duration::from_secs(300),
-            unreachable_for: Duration::from_secs(5),
-            produced_values: BTreeMap::new(),
-        }
+/// What a HubSpot source reads: an object type and the properties wanted of each object.
+#[derive(Debug, Clone)]
+pub struct SourceStream {
+    /// `contacts`, `companies`, `deals`, `0-421`, `2-…`.
+    pub object: String,
+    /// Properties read besides the id and the creation and modification times.
+    pub properties: Vec<String>,
+    /// Objects modified this recently are left for the next run: HubSpot's search sees a
+    /// write a few moments after it is made, and a cursor must not pass one it cannot see yet.
+    pub settle: Duration,
+    /// Only objects created in `[from, until)` (backfill); `None`: every object.
+    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl SourceStream {
+    pub fn new(object: &str, properties: &[String]) -> SourceStream {
+        SourceStream { object: object.to_owned(), properties: properties.to_vec(), settle: DEFAULT_SETTLE, created: None }
+    }
+}
+
+/// How long a write takes to show in search, with room to spare.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
+
+/// The creation and modification time properties of an object type: contacts keep the older
+/// names (API-CONTRACTS §1.2).
+pub fn time_properties(object: &str) -> (&'static str, &'static str) {
+    match object {
+        "contacts" => ("createdate", "lastmodifieddate"),
+        "companies" | "deals" | "tickets" | "products" | "line_items" => ("createdate", "hs_lastmodifieddate"),
+        _ => ("hs_createdate", "hs_lastmodifieddate"),
     }
 }

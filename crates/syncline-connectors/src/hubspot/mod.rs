@@ -1,11 +1,16 @@
-//! HubSpot CRM as a sink: batch upserts by a unique property, through the shared resilience
-//! `Policy` (the portal's rolling 10-second budget, retries, circuit breaker), with a pre-flight
-//! check of the mapped properties and batch reads for dry-run plans.
+//! HubSpot CRM: a profile (the portal, the token, the budget) and the streams read or written
+//! through it. The sink batch-upserts by a unique property, with a pre-flight check of the
+//! mapped properties and batch reads for dry-run plans; the source pages any object type, by
+//! list for full reads and by search from a cursor for incremental ones. Every call goes through
+//! the shared resilience `Policy` (the portal's rolling 10-second budget, retries, breaker).
 
 mod api;
+pub mod check;
 mod config;
 mod sink;
+mod source;
 
-pub use api::{HubSpotApi, PropertyDef};
-pub use config::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL, Tier};
+pub use api::{HubSpotApi, PropertyDef, SEARCH_MAX_RESULTS, SEARCH_PAGE, SimpleObject};
+pub use config::{DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream, SourceStream, Tier, time_properties};
 pub use sink::HubSpotSink;
+pub use source::HubSpotSource;

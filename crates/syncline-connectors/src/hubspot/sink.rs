@@ -9,11 +9,11 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Sink, Value};
 
 use super::api::{BatchResponse, HubSpotApi, PropertyDef, StandardError, UpsertInput};
-use super::config::{HubSpotSettings, MAX_INPUTS_PER_CALL};
+use super::config::{HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream};
 
 pub struct HubSpotSink {
     api: Arc<HubSpotApi>,
-    settings: HubSpotSettings,
+    target: SinkStream,
     /// The object's property definitions by name, read once per run.
     definitions: Option<HashMap<String, PropertyDef>>,
     /// Fields already found writable.
@@ -21,22 +21,21 @@ pub struct HubSpotSink {
 }
 
 impl HubSpotSink {
-    pub fn new(settings: HubSpotSettings) -> Result<HubSpotSink, ConnectorError> {
-        let api = Arc::new(HubSpotApi::new(&settings)?);
-        Ok(HubSpotSink::with_api(settings, api))
+    /// A sink with its own client for `profile`.
+    pub fn open(profile: &HubSpotProfile, stream: SinkStream) -> Result<HubSpotSink, ConnectorError> {
+        Ok(HubSpotSink::new(Arc::new(HubSpotApi::new(profile)?), stream))
     }
 
-    pub fn with_api(mut settings: HubSpotSettings, api: Arc<HubSpotApi>) -> HubSpotSink {
-        settings.inputs_per_call = settings.inputs_per_call.clamp(1, MAX_INPUTS_PER_CALL);
-        settings.in_flight = settings.in_flight.max(1);
-        HubSpotSink { api, settings, definitions: None, checked: HashSet::new() }
+    pub fn new(api: Arc<HubSpotApi>, mut stream: SinkStream) -> HubSpotSink {
+        stream.inputs_per_call = stream.inputs_per_call.clamp(1, MAX_INPUTS_PER_CALL);
+        HubSpotSink { api, target: stream, definitions: None, checked: HashSet::new() }
     }
 
     /// What it writes to, for keying state: the portal (asked of HubSpot, so a token for another
     /// portal is another target) and the object type.
     pub async fn identity(&self) -> Result<String, ConnectorError> {
         let portal = self.api.account_id().await?;
-        Ok(format!("hubspot:portal/{portal}/{}", self.settings.object))
+        Ok(format!("hubspot:portal/{portal}/{}", self.target.object))
     }
 
     /// Checks that every field can be written to the object: the property exists, takes API
@@ -44,13 +43,13 @@ impl HubSpotSink {
     /// also that `idProperty` is unique. All problems are named in one `Config` error.
     pub async fn preflight<'f>(&mut self, fields: impl IntoIterator<Item = &'f str>) -> Result<(), ConnectorError> {
         if self.definitions.is_none() {
-            let list = self.api.properties(&self.settings.object).await?;
+            let list = self.api.properties(&self.target.object).await?;
             self.definitions = Some(list.iter().map(|p| (p.name.clone(), p.clone())).collect());
         }
         let definitions = self.definitions.as_ref().expect("read above");
-        let object = &self.settings.object;
+        let object = &self.target.object;
         let mut problems = Vec::new();
-        let id_property = &self.settings.id_property;
+        let id_property = &self.target.id_property;
         match definitions.get(id_property) {
             None => problems.push(format!("the idProperty {id_property:?} is not a {object} property")),
             Some(p) if !p.has_unique_value => {
@@ -68,7 +67,7 @@ impl HubSpotSink {
                 problems.push(format!("{field:?} is read-only in HubSpot (drop it from the mapping)"));
                 continue;
             }
-            let produced = self.settings.produced_values.get(*field);
+            let produced = self.target.produced_values.get(*field);
             if let (true, Some(produced)) = (property.kind == "enumeration", produced) {
                 let options: HashSet<&str> = property.options.iter().map(|o| o.value.as_str()).collect();
                 let missing: Vec<&str> = produced.iter().map(String::as_str).filter(|v| !options.contains(v)).collect();
@@ -103,24 +102,24 @@ impl HubSpotSink {
 impl Sink for HubSpotSink {
     async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
         self.check_fields(batch).await?;
-        let (api, settings) = (&*self.api, &self.settings);
+        let (api, target) = (&*self.api, &self.target);
         // a second record for the same identity would silently overwrite the first
         let mut seen = HashSet::new();
         let duplicate: Vec<bool> = batch.iter().map(|r| !seen.insert(r.key.to_lowercase())).collect();
         let unique: Vec<&Record> = batch.iter().zip(&duplicate).filter(|(_, d)| !**d).map(|(r, _)| r).collect();
         // collected first: a lazy `map` over the chunks trips the compiler's Send-lifetime inference
-        let calls: Vec<_> = unique.chunks(settings.inputs_per_call).map(|chunk| upsert(api, settings, chunk)).collect();
-        let written: Vec<Vec<Outcome>> = stream::iter(calls).buffered(settings.in_flight).try_collect().await?;
+        let calls: Vec<_> = unique.chunks(target.inputs_per_call).map(|chunk| upsert(api, target, chunk)).collect();
+        let written: Vec<Vec<Outcome>> = stream::iter(calls).buffered(api.in_flight()).try_collect().await?;
         let mut written = written.into_iter().flatten();
         let outcomes = batch
             .iter()
             .zip(duplicate)
             .map(|(record, duplicate)| {
                 if duplicate {
-                    let message = format!("needs review: another record in the same batch has {} {:?}", settings.id_property, record.key);
+                    let message = format!("needs review: another record in the same batch has {} {:?}", target.id_property, record.key);
                     Outcome::Rejected(RecordError {
                         class: ErrorClass::Conflict,
-                        field: settings.id_property.clone(),
+                        field: target.id_property.clone(),
                         rule: "hubspot".into(),
                         message,
                     })
@@ -140,23 +139,21 @@ impl Sink for HubSpotSink {
     /// The objects' current values of the batch's fields, read by `idProperty` (dry runs).
     async fn current(&mut self, batch: &[Record]) -> Result<Option<Vec<Record>>, ConnectorError> {
         self.check_fields(batch).await?;
-        let (api, settings) = (&*self.api, &self.settings);
+        let (api, target) = (&*self.api, &self.target);
         let mut fields: BTreeSet<String> = batch.iter().flat_map(|r| r.fields.iter().map(|(n, _)| n.to_string())).collect();
-        fields.insert(settings.id_property.clone());
+        fields.insert(target.id_property.clone());
         let fields: Vec<String> = fields.into_iter().collect();
         let ids: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
-        let reads: Vec<_> = ids
-            .chunks(settings.inputs_per_call)
-            .map(|chunk| api.batch_read(&settings.object, &settings.id_property, chunk, &fields))
-            .collect();
-        let answers: Vec<BatchResponse> = stream::iter(reads).buffered(settings.in_flight).try_collect().await?;
+        let reads: Vec<_> =
+            ids.chunks(target.inputs_per_call).map(|chunk| api.batch_read(&target.object, &target.id_property, chunk, &fields)).collect();
+        let answers: Vec<BatchResponse> = stream::iter(reads).buffered(api.in_flight()).try_collect().await?;
         let mut current = Vec::new();
         for object in answers.into_iter().flat_map(|a| a.results) {
             let value = |name: &str| match object.properties.get(name) {
                 Some(Some(text)) if !text.is_empty() => Value::Text(text.clone()),
                 _ => Value::Null,
             };
-            let key = value(&settings.id_property).as_text().map(|k| k.into_owned()).unwrap_or_default();
+            let key = value(&target.id_property).as_text().map(|k| k.into_owned()).unwrap_or_default();
             let mut record = Record::new(key);
             for name in &fields {
                 record.set(name, value(name));
@@ -170,10 +167,10 @@ impl Sink for HubSpotSink {
 /// One batch upsert; a call that still fails transiently after the policy's retries fails its
 /// records (they become dead letters) instead of the run. A portal that cannot be reached at all
 /// fails the run: that says nothing about the records.
-async fn upsert(api: &HubSpotApi, settings: &HubSpotSettings, chunk: &[&Record]) -> Result<Vec<Outcome>, ConnectorError> {
-    let inputs: Vec<UpsertInput> = chunk.iter().map(|r| input(settings, r)).collect();
-    match api.batch_upsert(&settings.object, &inputs).await {
-        Ok(response) => Ok(outcomes(settings, &inputs, response)),
+async fn upsert(api: &HubSpotApi, target: &SinkStream, chunk: &[&Record]) -> Result<Vec<Outcome>, ConnectorError> {
+    let inputs: Vec<UpsertInput> = chunk.iter().map(|r| input(target, r)).collect();
+    match api.batch_upsert(&target.object, &inputs).await {
+        Ok(response) => Ok(outcomes(target, &inputs, response)),
         Err(e) if matches!(e.class, ErrorClass::Transient { .. }) => {
             let failed = RecordError { class: e.class.clone(), field: "-".into(), rule: "hubspot".into(), message: e.message };
             Ok(vec![Outcome::Failed(failed); chunk.len()])
@@ -183,11 +180,11 @@ async fn upsert(api: &HubSpotApi, settings: &HubSpotSettings, chunk: &[&Record])
 }
 
 /// A record as an upsert input: every field as HubSpot's string value, the key included.
-fn input(settings: &HubSpotSettings, record: &Record) -> UpsertInput {
+fn input(target: &SinkStream, record: &Record) -> UpsertInput {
     let mut properties: std::collections::BTreeMap<String, String> =
         record.fields.iter().map(|(name, value)| (name.to_string(), hubspot_value(value))).collect();
-    properties.insert(settings.id_property.clone(), record.key.clone());
-    UpsertInput { id: record.key.clone(), id_property: settings.id_property.clone(), properties }
+    properties.insert(target.id_property.clone(), record.key.clone());
+    UpsertInput { id: record.key.clone(), id_property: target.id_property.clone(), properties }
 }
 
 /// HubSpot takes every property value as a string: dates as `YYYY-MM-DD`, datetimes as epoch
@@ -203,10 +200,10 @@ fn hubspot_value(value: &Value) -> String {
 
 /// One outcome per input, matched by the `idProperty` value HubSpot echoes in results and the
 /// ids it names in each error's context.
-fn outcomes(settings: &HubSpotSettings, inputs: &[UpsertInput], response: BatchResponse) -> Vec<Outcome> {
+fn outcomes(target: &SinkStream, inputs: &[UpsertInput], response: BatchResponse) -> Vec<Outcome> {
     let mut by_id: HashMap<String, Outcome> = HashMap::new();
     for result in &response.results {
-        if let Some(Some(id)) = result.properties.get(&settings.id_property) {
+        if let Some(Some(id)) = result.properties.get(&target.id_property) {
             let outcome = if result.new == Some(true) { Outcome::Created } else { Outcome::Updated };
             by_id.insert(id.to_lowercase(), outcome);
         }
@@ -217,7 +214,7 @@ fn outcomes(settings: &HubSpotSettings, inputs: &[UpsertInput], response: BatchR
         match ids {
             Some(ids) => {
                 for id in ids {
-                    by_id.insert(id.to_lowercase(), Outcome::Rejected(rejection(settings, error)));
+                    by_id.insert(id.to_lowercase(), Outcome::Rejected(rejection(target, error)));
                 }
             }
             None => unattributed.push(error),
@@ -227,7 +224,7 @@ fn outcomes(settings: &HubSpotSettings, inputs: &[UpsertInput], response: BatchR
     let unmatched = outcomes.iter().filter(|o| o.is_none()).count();
     for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
         *slot = Some(match unattributed.as_slice() {
-            [only] if unmatched == 1 => Outcome::Rejected(rejection(settings, only)),
+            [only] if unmatched == 1 => Outcome::Rejected(rejection(target, only)),
             others => {
                 let hint = others.first().map(|e| format!(" (HubSpot reported: {})", e.message)).unwrap_or_default();
                 let message = format!("HubSpot's answer had no result for this record{hint}");
@@ -245,14 +242,14 @@ fn outcomes(settings: &HubSpotSettings, inputs: &[UpsertInput], response: BatchR
 
 /// A per-input HubSpot error as a dead-letter reason: the property it names, HubSpot's code and
 /// message; duplicate identities are conflicts for a person to review.
-fn rejection(settings: &HubSpotSettings, error: &StandardError) -> RecordError {
+fn rejection(target: &SinkStream, error: &StandardError) -> RecordError {
     let conflict = matches!(error.category.as_str(), "CONFLICT" | "OBJECT_ALREADY_EXISTS");
     let field = error.errors.iter().find_map(|d| d.field.clone()).unwrap_or_else(|| "-".into());
     let message = if conflict {
         format!(
             "needs review: {} (upserting {} {:?})",
             error.message,
-            settings.id_property,
+            target.id_property,
             error.context.get("ids").and_then(|i| i.first()).map_or("", |s| s)
         )
     } else if error.errors.is_empty() {
@@ -275,8 +272,8 @@ fn rejection(settings: &HubSpotSettings, error: &StandardError) -> RecordError {
 mod tests {
     use super::*;
 
-    fn settings() -> HubSpotSettings {
-        HubSpotSettings::new("http://x", "t", "contacts", "numero_asociado")
+    fn target() -> SinkStream {
+        SinkStream::new("contacts", "numero_asociado")
     }
 
     fn inputs(ids: &[&str]) -> Vec<UpsertInput> {
@@ -301,7 +298,7 @@ mod tests {
             ],
         }))
         .unwrap();
-        let got = outcomes(&settings(), &inputs(&["1", "2", "3", "4", "5"]), response);
+        let got = outcomes(&target(), &inputs(&["1", "2", "3", "4", "5"]), response);
         assert_eq!(got[0], Outcome::Created);
         assert_eq!(got[1], Outcome::Updated);
         let Outcome::Rejected(e) = &got[2] else { panic!("{:?}", got[2]) };

@@ -1,5 +1,7 @@
-//! ManyChat's wire: the shapes syncline uses, ManyChat's `status: success|error` envelopes turned
-//! into error classes, and one policy per method class (its documented per-second budget).
+//! ManyChat's wire: the shapes syncline uses (content v2 messages included; the only place they
+//! are written), ManyChat's `status: success|error` envelopes turned into error classes, and one
+//! policy per method class (its documented per-second budget). Calls go through the shared
+//! [`Endpoint`](crate::http::Endpoint).
 //!
 //! Sends are not idempotent (ManyChat takes no idempotency key), so a send is never retried
 //! after an answer that leaves its fate unknown (5xx, reset, timeout): the failure goes back to
@@ -8,15 +10,41 @@
 
 use std::time::Duration;
 
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
 use syncline_resilience::{Budget, Policy, PolicyConfig, Reply, parse_retry_after};
 
-use super::config::{MAX_FIELDS_PER_CALL, ManyChatSettings};
+use super::config::{MAX_FIELDS_PER_CALL, ManyChatProfile};
+use crate::http::{Answer, Endpoint, Request};
+
+/// Actions one content v2 message may carry (API-CONTRACTS §2.5).
+pub const MAX_ACTIONS: usize = 5;
+
+/// A text message in content v2 and the actions ManyChat applies if, and only if, it accepts
+/// the message: the `mark` tag (how a retry knows the message went out) and custom field values.
+#[derive(Debug, Clone, Default)]
+pub struct TextMessage {
+    /// One to ten texts, sent as separate bubbles.
+    pub texts: Vec<String>,
+    /// The tag added with the message.
+    pub mark: String,
+    /// Custom field values set with the message (at most `MAX_ACTIONS - 1`).
+    pub fields: Vec<(String, Value)>,
+    /// A Facebook message tag, for messages outside the 24-hour window.
+    pub message_tag: Option<String>,
+}
+
+impl TextMessage {
+    /// `sendContent`'s `data`: `{"version":"v2","content":{"messages":[…],"actions":[…]}}`.
+    fn content(&self) -> Value {
+        let messages: Vec<Value> = self.texts.iter().map(|text| json!({"type": "text", "text": text})).collect();
+        let mut actions = vec![json!({"action": "add_tag", "tag_name": self.mark})];
+        actions.extend(self.fields.iter().map(|(name, value)| json!({"action": "set_field_value", "field_name": name, "value": value})));
+        json!({"version": "v2", "content": {"messages": messages, "actions": actions}})
+    }
+}
 
 /// A subscriber (`Subscriber` in ManyChat's API); only what syncline reads.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -124,14 +152,12 @@ impl Class {
 
 /// A ManyChat page as seen through its API token.
 pub struct ManyChatApi {
-    http: reqwest::Client,
-    base_url: String,
-    token: String,
+    endpoint: Endpoint,
     policies: Vec<(Class, Policy)>,
 }
 
 impl ManyChatApi {
-    pub fn new(settings: &ManyChatSettings) -> Result<ManyChatApi, ConnectorError> {
+    pub fn new(profile: &ManyChatProfile) -> Result<ManyChatApi, ConnectorError> {
         let policies = Class::ALL
             .into_iter()
             .map(|class| {
@@ -141,22 +167,22 @@ impl ManyChatApi {
                     budget: Some(Budget::per(class.per_second(), Duration::from_secs(1)).with_margin(Duration::from_millis(20))),
                     max_attempts: if class.is_send() { 1 } else { PolicyConfig::default().max_attempts },
                     attempt_timeout: Duration::from_secs(10),
-                    overall_timeout: settings.call_timeout,
+                    overall_timeout: profile.call_timeout,
                     ..PolicyConfig::default()
                 };
                 (class, Policy::new(config))
             })
             .collect();
-        Ok(ManyChatApi { http: crate::http::client()?, base_url: settings.base_url.clone(), token: settings.token.clone(), policies })
+        Ok(ManyChatApi { endpoint: Endpoint::new(Service::MANYCHAT, &profile.base_url, &profile.token)?, policies })
     }
 
     /// `GET /fb/subscriber/findBySystemField`: the subscriber with this email or phone, if any.
     pub async fn find(&self, lookup: Lookup<'_>) -> Result<Option<Subscriber>, ConnectorError> {
         let query = match lookup {
-            Lookup::Email(email) => [("email", email)],
-            Lookup::Phone(phone) => [("phone", phone)],
+            Lookup::Email(email) => ("email", email),
+            Lookup::Phone(phone) => ("phone", phone),
         };
-        let data = self.send(Class::Find, Method::GET, "/fb/subscriber/findBySystemField", &query, None).await?;
+        let data = self.send(Class::Find, get("/fb/subscriber/findBySystemField", &[query])).await?;
         // a miss is a success without a subscriber: null, {} or []
         let empty = data.is_null() || data.as_object().is_some_and(|o| o.is_empty()) || data.as_array().is_some_and(|a| a.is_empty());
         if empty { Ok(None) } else { subscriber("findBySystemField", data).map(Some) }
@@ -164,14 +190,13 @@ impl ManyChatApi {
 
     /// `GET /fb/subscriber/getInfo`.
     pub async fn get_info(&self, subscriber_id: &str) -> Result<Subscriber, ConnectorError> {
-        let data = self.send(Class::Subscriber, Method::GET, "/fb/subscriber/getInfo", &[("subscriber_id", subscriber_id)], None).await?;
+        let data = self.send(Class::Subscriber, get("/fb/subscriber/getInfo", &[("subscriber_id", subscriber_id)])).await?;
         subscriber("getInfo", data)
     }
 
     /// `POST /fb/subscriber/createSubscriber`.
     pub async fn create_subscriber(&self, new: &NewSubscriber) -> Result<Subscriber, ConnectorError> {
-        let body = serde_json::to_value(new).expect("a subscriber serializes");
-        let data = self.send(Class::Subscriber, Method::POST, "/fb/subscriber/createSubscriber", &[], Some(body)).await?;
+        let data = self.send(Class::Subscriber, Request::post("/fb/subscriber/createSubscriber", new)).await?;
         subscriber("createSubscriber", data)
     }
 
@@ -180,7 +205,7 @@ impl ManyChatApi {
         for chunk in fields.chunks(MAX_FIELDS_PER_CALL) {
             let fields: Vec<Value> = chunk.iter().map(|(name, value)| json!({"field_name": name, "field_value": value})).collect();
             let body = json!({"subscriber_id": id_number(subscriber_id)?, "fields": fields});
-            self.send(Class::Subscriber, Method::POST, "/fb/subscriber/setCustomFields", &[], Some(body)).await?;
+            self.send(Class::Subscriber, Request::post("/fb/subscriber/setCustomFields", &body)).await?;
         }
         Ok(())
     }
@@ -188,12 +213,12 @@ impl ManyChatApi {
     /// `POST /fb/subscriber/addTagByName`.
     pub async fn add_tag(&self, subscriber_id: &str, tag: &str) -> Result<(), ConnectorError> {
         let body = json!({"subscriber_id": id_number(subscriber_id)?, "tag_name": tag});
-        self.send(Class::Subscriber, Method::POST, "/fb/subscriber/addTagByName", &[], Some(body)).await.map(drop)
+        self.send(Class::Subscriber, Request::post("/fb/subscriber/addTagByName", &body)).await.map(drop)
     }
 
     /// `GET /fb/page/getInfo`: the page's name, which proves the token opens it (`syncline check`).
     pub async fn page_name(&self) -> Result<String, ConnectorError> {
-        let data = self.send(Class::Subscriber, Method::GET, "/fb/page/getInfo", &[], None).await?;
+        let data = self.send(Class::Subscriber, Request::get("/fb/page/getInfo")).await?;
         Ok(data.get("name").and_then(Value::as_str).unwrap_or("(no name)").to_owned())
     }
 
@@ -202,56 +227,41 @@ impl ManyChatApi {
         self.policies.iter().filter_map(|(_, policy)| policy.breaker()).collect()
     }
 
-    /// `POST /fb/sending/sendContent` with content v2 (`{"version":"v2","content":{…}}`).
-    pub async fn send_content(&self, subscriber_id: &str, data: &Value, message_tag: Option<&str>) -> Result<(), ConnectorError> {
-        let mut body = json!({"subscriber_id": id_number(subscriber_id)?, "data": data});
-        if let Some(tag) = message_tag {
+    /// `POST /fb/sending/sendContent`: the texts as one content v2 message, with its mark and
+    /// field values as the message's own actions. Never repeated after an answer that leaves
+    /// its fate unknown.
+    pub async fn send_text(&self, subscriber_id: &str, message: &TextMessage) -> Result<(), ConnectorError> {
+        if message.fields.len() >= MAX_ACTIONS {
+            let why = format!("a message carries at most {} field values besides its mark", MAX_ACTIONS - 1);
+            return Err(ConnectorError::new(ErrorClass::Config, why));
+        }
+        let mut body = json!({"subscriber_id": id_number(subscriber_id)?, "data": message.content()});
+        if let Some(tag) = &message.message_tag {
             body["message_tag"] = json!(tag);
         }
-        self.send(Class::SendContent, Method::POST, "/fb/sending/sendContent", &[], Some(body)).await.map(drop)
+        self.send(Class::SendContent, Request::post("/fb/sending/sendContent", &body)).await.map(drop)
     }
 
     /// `POST /fb/sending/sendFlow`.
     pub async fn send_flow(&self, subscriber_id: &str, flow_ns: &str) -> Result<(), ConnectorError> {
         let body = json!({"subscriber_id": id_number(subscriber_id)?, "flow_ns": flow_ns});
-        self.send(Class::SendFlow, Method::POST, "/fb/sending/sendFlow", &[], Some(body)).await.map(drop)
+        self.send(Class::SendFlow, Request::post("/fb/sending/sendFlow", &body)).await.map(drop)
     }
 
-    /// One call through its class's policy; the `data` of a success.
-    async fn send(
-        &self,
-        class: Class,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> Result<Value, ConnectorError> {
+    /// One call through its class's policy; the `data` of a success. ManyChat's method name
+    /// (`sendContent`…) is the operation in the `manychat_api_*` metrics.
+    async fn send(&self, class: Class, request: Request) -> Result<Value, ConnectorError> {
         let policy = &self.policies.iter().find(|(c, _)| *c == class).expect("a policy per class").1;
-        let url = url::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
-            .map_err(|e| ConnectorError::new(ErrorClass::Config, format!("ManyChat base_url {:?} is not a URL: {e}", self.base_url)))?;
-        let what = format!("{method} {path}");
-        // ManyChat's method name (`sendContent`…) is the operation in the `manychat_api_*` metrics
-        let operation = path.rsplit('/').next().unwrap_or(path);
-        let body = body.map(|b| serde_json::to_vec(&b).expect("json serializes"));
-        let attempt = || {
-            let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(&self.token);
-            if let Some(body) = &body {
-                request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
-            }
-            let what = what.as_str();
-            async move {
-                match crate::http::exchange(request, Service::ManyChat, operation, &self.base_url, what).await {
-                    Ok((status, headers, body)) => {
-                        let retry_after =
-                            headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                        classify(status, retry_after, &body, what)
-                    }
-                    Err((class, message)) => Reply::failed(class, message),
-                }
-            }
-        };
-        policy.call(attempt).await.map_err(|e| ConnectorError::new(e.class(), e.to_string()))
+        let path = request.path.split('?').next().unwrap_or_default().to_owned();
+        let operation = path.rsplit('/').next().unwrap_or(&path);
+        self.endpoint.call(policy, operation, request, classify).await
     }
+}
+
+/// A GET with its query string.
+fn get(path: &str, query: &[(&str, &str)]) -> Request {
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+    Request::get(format!("{path}?{query}"))
 }
 
 fn id_number(subscriber_id: &str) -> Result<u64, ConnectorError> {
@@ -271,7 +281,9 @@ fn subscriber(what: &str, data: Value) -> Result<Subscriber, ConnectorError> {
 
 /// An answer as an attempt's outcome. A body without `status: success` is a failure whatever
 /// the HTTP status (as ManyChat's own PHP client reads it).
-fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], what: &str) -> Reply<Value> {
+fn classify(answer: Answer, what: &str) -> Reply<Value> {
+    let retry_after = answer.header("retry-after").and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    let (status, body) = (answer.status, answer.body.as_slice());
     let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
     if status.is_success() && envelope.as_ref().is_some_and(|e| e.status == "success") {
         return Reply::ok(envelope.expect("checked").data);
@@ -311,9 +323,9 @@ mod tests {
     use super::*;
 
     fn class(status: u16, body: &str) -> Result<Value, (ErrorClass, String)> {
-        classify(StatusCode::from_u16(status).unwrap(), None, body.as_bytes(), "POST /fb/sending/sendContent")
-            .outcome
-            .map_err(|f| (f.class, f.message))
+        let answer =
+            Answer { status: reqwest::StatusCode::from_u16(status).unwrap(), headers: Default::default(), body: body.as_bytes().to_vec() };
+        classify(answer, "POST /fb/sending/sendContent").outcome.map_err(|f| (f.class, f.message))
     }
 
     #[test]

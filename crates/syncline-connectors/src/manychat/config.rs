@@ -1,4 +1,5 @@
-//! Where the ManyChat page is and how long a call may take.
+//! The ManyChat profile: where the page is, its token, and how long a call may take. (ManyChat
+//! has no streams yet: flows call it step by step.)
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.manychat.com";
 pub const MAX_FIELDS_PER_CALL: usize = 20;
 
 #[derive(Clone)]
-pub struct ManyChatSettings {
+pub struct ManyChatProfile {
     /// `https://api.manychat.com`, or the sandbox's URL.
     pub base_url: String,
     /// The page's API token, `<page_id>:<key>` (sent as `Authorization: Bearer …`).
@@ -18,9 +19,9 @@ pub struct ManyChatSettings {
     pub call_timeout: Duration,
 }
 
-impl ManyChatSettings {
-    pub fn new(base_url: &str, token: &str) -> ManyChatSettings {
-        ManyChatSettings {
+impl ManyChatProfile {
+    pub fn new(base_url: &str, token: &str) -> ManyChatProfile {
+        ManyChatProfile {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             call_timeout: Duration::from_secs(60),
@@ -29,8 +30,8 @@ impl ManyChatSettings {
 }
 
 /// The token never shows in logs or panics.
-impl std::fmt::Debug for ManyChatSettings {
+impl std::fmt::Debug for ManyChatProfile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ManyChatSettings").field("base_url", &self.base_url).field("token", &"***").finish_non_exhaustive()
+        f.debug_struct("ManyChatProfile").field("base_url", &self.base_url).field("token", &"***").finish_non_exhaustive()
     }
 }

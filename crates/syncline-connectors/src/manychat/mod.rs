@@ -3,7 +3,8 @@
 //! per-method budget.
 
 mod api;
+pub mod check;
 mod config;
 
-pub use api::{Lookup, ManyChatApi, NewSubscriber, Subscriber, Tag};
-pub use config::{DEFAULT_BASE_URL, MAX_FIELDS_PER_CALL, ManyChatSettings};
+pub use api::{Lookup, MAX_ACTIONS, ManyChatApi, NewSubscriber, Subscriber, Tag, TextMessage};
+pub use config::{DEFAULT_BASE_URL, MAX_FIELDS_PER_CALL, ManyChatProfile};

@@ -2,6 +2,7 @@
 //! PostgreSQL and MySQL/MariaDB through sqlx, SQLite through rusqlite, and SQL Server (source
 //! only) through tiberius.
 
+pub mod check;
 mod config;
 mod dialect;
 mod mssql;

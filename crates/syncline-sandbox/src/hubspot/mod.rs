@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-pub use portal::{Portal, PortalConfig, Property, PropertyOption, Tier};
+pub use portal::{Portal, PortalConfig, Property, PropertyOption, Refused, Tier};
 pub use schemas::{Labels, SchemaEgg};
 pub use webhooks::{Subscription, WebhookAttempt, WebhookCounts, WebhookSettings, signature_headers};
 

@@ -495,17 +495,21 @@ impl Portal {
 
     /// Creates an object with `properties`, or names the object holding one of its unique values.
     pub fn create(&mut self, object_type: &str, properties: &BTreeMap<String, String>) -> Result<u64, Refused> {
+        self.create_at(object_type, properties, Utc::now())
+    }
+
+    /// Creates an object as if written at `now` (imports and tests that need exact times).
+    pub fn create_at(&mut self, object_type: &str, properties: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<u64, Refused> {
         if let Some(holder) = self.conflict(object_type, None, properties) {
             return Err(Refused::Conflict(holder));
         }
-        let now = Utc::now();
         let id = self.next_id;
         self.next_id += 1;
         let (created, _) = stamp_properties(object_type);
         let stamps = BTreeMap::from([("hs_object_id".to_owned(), id.to_string()), (created.to_owned(), iso(now))]);
         let object = Object { id, properties: stamps, created_at: now, updated_at: now, archived_at: None };
         self.store(object_type).objects.insert(id, object);
-        self.apply(object_type, id, properties);
+        self.apply(object_type, id, properties, now);
         self.emit(object_type, id, "creation", None);
         Ok(id)
     }
@@ -519,7 +523,7 @@ impl Portal {
             return Err(Refused::Conflict(holder));
         }
         let before = self.stores[object_type].objects[&id].properties.clone();
-        self.apply(object_type, id, properties);
+        self.apply(object_type, id, properties, Utc::now());
         for (name, value) in properties {
             if before.get(name).map_or("", String::as_str) != value {
                 self.emit(object_type, id, "propertyChange", Some((name, value)));
@@ -566,10 +570,9 @@ impl Portal {
     }
 
     /// Writes checked values and keeps the unique indexes and the modified stamp current.
-    fn apply(&mut self, object_type: &str, id: u64, properties: &BTreeMap<String, String>) {
+    fn apply(&mut self, object_type: &str, id: u64, properties: &BTreeMap<String, String>, now: DateTime<Utc>) {
         let unique = self.unique_names(object_type);
         let (_, modified) = stamp_properties(object_type);
-        let now = Utc::now();
         let store = self.store(object_type);
         let object = store.objects.get_mut(&id).expect("callers check the object exists");
         for (name, value) in properties {

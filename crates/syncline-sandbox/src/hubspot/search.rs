@@ -1,6 +1,6 @@
-//! `POST /crm/v3/objects/{objectType}/search`: filter groups (ORed) of filters (ANDed), one
-//! sort, a free-text query, pages of ≤ 200 and no paging past 10,000 results (API-CONTRACTS
-//! §1.3). Its own budget (5 per second, `SECONDLY` 429s, no rate-limit headers) is spent in
+//! `POST /crm/v3/objects/{objectType}/search`: filter groups (ORed) of filters (ANDed), sorts
+//! (each breaking the ties of the one before), a free-text query, pages of ≤ 200 and no paging
+//! past 10,000 results (API-CONTRACTS §1.3). Its own budget (5 per second, `SECONDLY` 429s, no rate-limit headers) is spent in
 //! `serve`; records written less than `search_delay_ms` ago are not visible yet.
 
 use std::cmp::Ordering;
@@ -107,14 +107,25 @@ pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, visible_
         .filter(|o| body.filter_groups.is_empty() || body.filter_groups.iter().any(|g| g.filters.iter().all(|f| matches(o, f))))
         .filter(|o| query.as_ref().is_none_or(|q| o.properties.values().any(|v| v.to_lowercase().contains(q.as_str()))))
         .collect();
-    if let Some(sort) = body.sorts.first() {
-        let (name, descending) = match sort {
+    let sorts: Vec<(String, bool)> = body
+        .sorts
+        .iter()
+        .map(|sort| match sort {
             Sort::Name(name) => (name.trim_start_matches('-').to_owned(), name.starts_with('-')),
             Sort::Spec { property_name, direction } => (property_name.clone(), direction.as_deref() == Some("DESCENDING")),
-        };
+        })
+        .collect();
+    if !sorts.is_empty() {
+        // each sort breaks the ties of the one before; the id breaks the last ones
         hits.sort_by(|a, b| {
-            let order = compare_opt(a.properties.get(&name), b.properties.get(&name)).then(a.id.cmp(&b.id));
-            if descending { order.reverse() } else { order }
+            sorts
+                .iter()
+                .map(|(name, descending)| {
+                    let order = compare_opt(a.properties.get(name), b.properties.get(name));
+                    if *descending { order.reverse() } else { order }
+                })
+                .find(|order| order.is_ne())
+                .unwrap_or_else(|| a.id.cmp(&b.id))
         });
     }
     let total = hits.len();

@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use minijinja::Environment;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use syncline_connectors::hubspot::HubSpotApi;
-use syncline_connectors::manychat::{Lookup, ManyChatApi, NewSubscriber, Subscriber};
+use syncline_connectors::manychat::{Lookup, MAX_ACTIONS, ManyChatApi, NewSubscriber, Subscriber, TextMessage};
 use syncline_core::{ConnectorError, ErrorClass, RecordError};
 use syncline_resilience::ResponseCache;
 
-use super::{Flow, FlowError, Step, check_steps};
+use super::{Flow, FlowError, Step, SubscriberFields, check_steps};
 
 /// The APIs flows may call; a flow whose steps need a missing one fails to load.
 #[derive(Default)]
@@ -50,6 +51,7 @@ pub type Failure = RecordError;
 /// The loaded flows and what they need to run.
 pub struct Engine {
     flows: Vec<Flow>,
+    /// Every flow's templates and filters, compiled once at load, by [`template_name`].
     templates: Environment<'static>,
     connections: Connections,
     /// Fetched HubSpot objects, by `object/id`: a burst of events about one contact reads once.
@@ -65,32 +67,29 @@ struct State {
     fields_in_message: Vec<(String, Value)>,
 }
 
-/// Content v2 takes at most 5 actions per message; one is the send's mark.
-const FIELDS_IN_MESSAGE: usize = 4;
+/// A template's name in the engine's environment: the flow, the step (none for the filter)
+/// and the template's own name.
+fn template_name(flow: &str, step: Option<usize>, name: &str) -> String {
+    match step {
+        Some(step) => format!("{flow}/{step}/{name}"),
+        None => format!("{flow}/filter"),
+    }
+}
 
 impl Engine {
-    /// Checks every flow (steps, templates, filters, connections) and keeps them ready to run.
+    /// Checks every flow (steps, templates, filters, connections), compiles its templates and
+    /// filter, and keeps them ready to run.
     pub fn new(flows: Vec<Flow>, connections: Connections) -> Result<Engine, FlowError> {
-        let templates = Environment::new();
+        let mut templates = Environment::new();
         for (i, flow) in flows.iter().enumerate() {
             check_steps(flow)?;
             check_templates(&templates, flow)?;
-            let fail = |step, message: String| FlowError { flow: flow.name.clone(), step, message };
-            if let Some(filter) = &flow.filter {
-                templates.compile_expression(filter).map_err(|e| fail(None, format!("filter: {}", describe(&e))))?;
-            }
-            for (s, step) in flow.steps.iter().enumerate() {
-                if matches!(step, Step::HubSpotGet { .. }) && connections.hubspot.is_none() {
-                    return Err(fail(Some(s), "hubspot.get needs a HubSpot connection (connections.hubspot)".into()));
-                }
-                if step.is_manychat() && connections.manychat.is_none() {
-                    return Err(fail(Some(s), format!("{} needs a ManyChat connection (connections.manychat)", step.name())));
-                }
-            }
+            compile(&mut templates, flow)?;
+            check_connections(flow, &connections)?;
             if let Some(other) = flows[..i].iter().find(|o| o.source == flow.source && overlaps(&o.events, &flow.events)) {
                 let message =
                     format!("flow {} already runs on these events of source {}; an event starts one flow", other.name, flow.source);
-                return Err(fail(None, message));
+                return Err(FlowError { flow: flow.name.clone(), step: None, message });
             }
         }
         Ok(Engine { flows, templates, connections, objects: ResponseCache::new(Duration::from_secs(60), 10_000) })
@@ -111,11 +110,7 @@ impl Engine {
         for (flow, event) in work {
             let Some((object, properties)) = flow.hubspot_get() else { continue };
             let carried = event.get("properties").and_then(Value::as_object).is_some_and(|c| properties.iter().all(|p| c.contains_key(p)));
-            let id = match &event["objectId"] {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.clone(),
-                _ => continue,
-            };
+            let Some(id) = object_id(event) else { continue };
             let ids = wanted.entry((object, properties)).or_default();
             if !carried && !self.objects.contains(&format!("{object}/{id}")) && !ids.contains(&id) {
                 ids.push(id);
@@ -127,9 +122,7 @@ impl Engine {
                 match hubspot.batch_read(object, "hs_object_id", &ids, properties).await {
                     Ok(read) => {
                         for found in read.results {
-                            let properties =
-                                present(found.properties.into_iter().map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null))));
-                            self.objects.insert(&format!("{object}/{}", found.id), properties).await;
+                            self.objects.insert(&format!("{object}/{}", found.id), present_properties(found.properties)).await;
                         }
                     }
                     Err(e) => tracing::warn!(%object, error = %e, "batch read failed; each event fetches its own object"),
@@ -147,156 +140,145 @@ impl Engine {
     /// Runs `flow` on one event's payload, step by step.
     pub async fn run(&self, flow: &Flow, event: Value) -> Result<Outcome, Failure> {
         let mut state = State { event, contact: Map::new(), subscriber: None, fields_in_message: Vec::new() };
-        if let Some(filter) = &flow.filter {
-            let expression =
-                self.templates.compile_expression(filter).map_err(|e| fail("filter", "-", ErrorClass::Config, describe(&e)))?;
-            let pass = expression
-                .eval(minijinja::context! { event => &state.event })
-                .map_err(|e| fail("filter", "-", ErrorClass::Data, describe(&e)))?;
-            if !pass.is_true() {
-                return Ok(Outcome::Filtered);
-            }
+        if flow.filter.is_some() && !self.passes_filter(flow, &state)? {
+            return Ok(Outcome::Filtered);
         }
         let mut outcome = Outcome::Done;
         for (i, step) in flow.steps.iter().enumerate() {
             // a few custom fields set right before a message travel in it: one call to ManyChat
             // instead of two, and sendContent's 25/s instead of setCustomFields' 10/s
             if let Step::SetCustomFields(fields) = step
-                && fields.len() <= FIELDS_IN_MESSAGE
+                && fields.len() < MAX_ACTIONS
                 && matches!(flow.steps.get(i + 1), Some(Step::SendContent { .. }))
             {
-                state.fields_in_message = self.render_fields(step.name(), fields, &state)?;
+                state.fields_in_message = self.render_fields(flow, i, fields, &state)?;
                 continue;
             }
-            if let Some(done) = self.step(flow, step, &mut state).await? {
+            if let Some(done) = self.step(flow, i, &mut state).await? {
                 outcome = done;
             }
         }
         Ok(outcome)
     }
 
-    async fn step(&self, flow: &Flow, step: &Step, state: &mut State) -> Result<Option<Outcome>, Failure> {
+    /// Whether the event passes the flow's filter.
+    fn passes_filter(&self, flow: &Flow, state: &State) -> Result<bool, Failure> {
+        let filter = self.templates.get_template(&template_name(&flow.name, None, "")).map_err(|e| config("filter", &e))?;
+        let rendered = filter.render(minijinja::context! { event => &state.event }).map_err(|e| data("filter", "-", &e))?;
+        Ok(rendered == "1")
+    }
+
+    /// Runs step `i`; a send ends the flow with its outcome.
+    async fn step(&self, flow: &Flow, i: usize, state: &mut State) -> Result<Option<Outcome>, Failure> {
+        let step = &flow.steps[i];
         let rule = step.name();
         match step {
             Step::HubSpotGet { object, properties } => {
                 state.contact = self.fetch(object, properties, &state.event).await.map_err(|e| connector(rule, e))?;
             }
-            Step::RequireAny(fields) => {
-                if !fields.iter().any(|f| text(&state.contact, f).is_some()) {
-                    return Err(fail(
-                        rule,
-                        &fields.join("|"),
-                        ErrorClass::Data,
-                        format!("the contact has none of {}: nobody to write to", fields.join(", ")),
-                    ));
-                }
-            }
-            Step::Phone(fields) => {
-                for field in fields {
-                    let Some(raw) = text(&state.contact, field) else { continue };
-                    match syncline_core::transform::normalize_phone(&raw) {
-                        Ok(phone) => {
-                            state.contact.insert(field.clone(), Value::String(phone));
-                        }
-                        Err(why) => {
-                            tracing::info!(flow = %flow.name, %field, %why, "dropped a phone that is not a Costa Rica number");
-                            state.contact.remove(field);
-                        }
-                    }
-                }
-            }
-            Step::Name(fields) => {
-                for field in fields {
-                    if let Some(raw) = text(&state.contact, field) {
-                        state.contact.insert(field.clone(), Value::String(sanitize_name(&raw)));
-                    }
-                }
-            }
-            Step::FindOrCreateSubscriber(fields) => {
-                let manychat = self.manychat();
-                let value = |f: &Option<String>| f.as_ref().and_then(|f| text(&state.contact, f));
-                let phone = value(&fields.whatsapp_phone).or_else(|| value(&fields.phone));
-                let email = value(&fields.email);
-                let find = async || -> Result<Option<Subscriber>, ConnectorError> {
-                    if let Some(phone) = &phone
-                        && let Some(found) = manychat.find(Lookup::Phone(phone)).await?
-                    {
-                        return Ok(Some(found));
-                    }
-                    match &email {
-                        Some(email) => manychat.find(Lookup::Email(email)).await,
-                        None => Ok(None),
-                    }
-                };
-                let mut found = find().await.map_err(|e| connector(rule, e))?;
-                if found.is_none() && fields.create {
-                    let new = NewSubscriber {
-                        first_name: value(&fields.first_name),
-                        last_name: value(&fields.last_name),
-                        whatsapp_phone: value(&fields.whatsapp_phone),
-                        phone: value(&fields.phone),
-                        has_opt_in_email: email.is_some(),
-                        has_opt_in_sms: fields.consent_phrase.is_some() && value(&fields.phone).is_some(),
-                        consent_phrase: fields.consent_phrase.clone(),
-                        email: email.clone(),
-                    };
-                    found = match manychat.create_subscriber(&new).await {
-                        Ok(created) => Some(created),
-                        // created meanwhile (another event about the same person): use that one
-                        Err(e) if e.class == ErrorClass::Data => Some(find().await.ok().flatten().ok_or_else(|| connector(rule, e))?),
-                        Err(e) => return Err(connector(rule, e)),
-                    };
-                }
-                let Some(subscriber) = found else {
-                    return Err(fail(rule, "-", ErrorClass::Data, "no ManyChat subscriber has this phone or email, and create is false"));
-                };
-                state.subscriber = Some(subscriber);
-            }
+            Step::RequireAny(fields) => require_any(state, fields)?,
+            Step::Phone(fields) => normalize_phones(flow, state, fields),
+            Step::Name(fields) => clean_names(state, fields),
+            Step::FindOrCreateSubscriber(fields) => state.subscriber = Some(self.find_or_create(fields, state).await?),
             Step::SetCustomFields(fields) => {
-                let values = self.render_fields(rule, fields, state)?;
+                let values = self.render_fields(flow, i, fields, state)?;
                 self.manychat().set_custom_fields(&subscriber(state).id, &values).await.map_err(|e| connector(rule, e))?;
             }
-            Step::AddTag(tag) => {
-                self.manychat().add_tag(&subscriber(state).id, tag).await.map_err(|e| connector(rule, e))?;
-            }
+            Step::AddTag(tag) => self.manychat().add_tag(&subscriber(state).id, tag).await.map_err(|e| connector(rule, e))?,
             Step::SendContent { messages, message_tag, .. } => {
-                let mark = flow.mark();
-                if subscriber(state).has_tag(&mark) {
-                    return Ok(Some(Outcome::AlreadySent));
-                }
-                let mut texts = Vec::with_capacity(messages.len());
-                for (i, template) in messages.iter().enumerate() {
-                    let text = self.render(rule, &format!("messages[{i}]"), template, state)?;
-                    if text.trim().is_empty() {
-                        return Err(fail(rule, &format!("messages[{i}]"), ErrorClass::Data, "the message renders empty"));
-                    }
-                    texts.push(json!({"type": "text", "text": text}));
-                }
-                // the mark travels in the message itself: ManyChat tags the subscriber if and
-                // only if it accepted the message
-                let mut actions = vec![json!({"action": "add_tag", "tag_name": mark})];
-                for (name, value) in std::mem::take(&mut state.fields_in_message) {
-                    actions.push(json!({"action": "set_field_value", "field_name": name, "value": value}));
-                }
-                let data = json!({"version": "v2", "content": {"messages": texts, "actions": actions}});
-                let id = subscriber(state).id.clone();
-                self.manychat().send_content(&id, &data, message_tag.as_deref()).await.map_err(|e| connector(rule, e))?;
-                return Ok(Some(Outcome::Sent));
+                return self.send_content(flow, i, messages, message_tag.as_deref(), state).await.map(Some);
             }
-            Step::SendFlow { flow_ns, .. } => {
-                let mark = flow.mark();
-                if subscriber(state).has_tag(&mark) {
-                    return Ok(Some(Outcome::AlreadySent));
-                }
-                let id = subscriber(state).id.clone();
-                self.manychat().send_flow(&id, flow_ns).await.map_err(|e| connector(rule, e))?;
-                // sendFlow takes no actions: the mark follows in a second call, so a crash
-                // between the two can start the flow twice (at-least-once, unlike send_content)
-                self.manychat().add_tag(&id, &mark).await.map_err(|e| connector(rule, e))?;
-                return Ok(Some(Outcome::Sent));
-            }
+            Step::SendFlow { flow_ns, .. } => return self.send_flow(flow, flow_ns, state).await.map(Some),
         }
         Ok(None)
+    }
+
+    /// `manychat.find_or_create_subscriber`: by phone, then email; created when allowed.
+    async fn find_or_create(&self, fields: &SubscriberFields, state: &State) -> Result<Subscriber, Failure> {
+        let rule = "manychat.find_or_create_subscriber";
+        let manychat = self.manychat();
+        let value = |f: &Option<String>| f.as_ref().and_then(|f| text(&state.contact, f));
+        let phone = value(&fields.whatsapp_phone).or_else(|| value(&fields.phone));
+        let email = value(&fields.email);
+        let find = async || -> Result<Option<Subscriber>, ConnectorError> {
+            if let Some(phone) = &phone
+                && let Some(found) = manychat.find(Lookup::Phone(phone)).await?
+            {
+                return Ok(Some(found));
+            }
+            match &email {
+                Some(email) => manychat.find(Lookup::Email(email)).await,
+                None => Ok(None),
+            }
+        };
+        if let Some(found) = find().await.map_err(|e| connector(rule, e))? {
+            return Ok(found);
+        }
+        if !fields.create {
+            return Err(fail(rule, "-", ErrorClass::Data, "no ManyChat subscriber has this phone or email, and create is false"));
+        }
+        let new = NewSubscriber {
+            first_name: value(&fields.first_name),
+            last_name: value(&fields.last_name),
+            whatsapp_phone: value(&fields.whatsapp_phone),
+            phone: value(&fields.phone),
+            has_opt_in_email: email.is_some(),
+            has_opt_in_sms: fields.consent_phrase.is_some() && value(&fields.phone).is_some(),
+            consent_phrase: fields.consent_phrase.clone(),
+            email: email.clone(),
+        };
+        match manychat.create_subscriber(&new).await {
+            Ok(created) => Ok(created),
+            // created meanwhile (another event about the same person): use that one
+            Err(e) if e.class == ErrorClass::Data => find().await.ok().flatten().ok_or_else(|| connector(rule, e)),
+            Err(e) => Err(connector(rule, e)),
+        }
+    }
+
+    /// `manychat.send_content`, unless the subscriber already has the flow's mark. The mark
+    /// travels in the message itself: ManyChat tags the subscriber if and only if it accepted
+    /// the message.
+    async fn send_content(
+        &self,
+        flow: &Flow,
+        i: usize,
+        messages: &[String],
+        message_tag: Option<&str>,
+        state: &mut State,
+    ) -> Result<Outcome, Failure> {
+        let rule = "manychat.send_content";
+        let mark = flow.mark();
+        if subscriber(state).has_tag(&mark) {
+            return Ok(Outcome::AlreadySent);
+        }
+        let mut texts = Vec::with_capacity(messages.len());
+        for m in 0..messages.len() {
+            let name = format!("messages[{m}]");
+            let text = self.render(flow, i, &name, state)?;
+            if text.trim().is_empty() {
+                return Err(fail(rule, &name, ErrorClass::Data, "the message renders empty"));
+            }
+            texts.push(text);
+        }
+        let message =
+            TextMessage { texts, mark, fields: std::mem::take(&mut state.fields_in_message), message_tag: message_tag.map(str::to_owned) };
+        self.manychat().send_text(&subscriber(state).id, &message).await.map_err(|e| connector(rule, e))?;
+        Ok(Outcome::Sent)
+    }
+
+    /// `manychat.send_flow`, unless the subscriber already has the flow's mark. sendFlow takes
+    /// no actions: the mark follows in a second call, so a crash between the two can start the
+    /// flow twice (at-least-once, unlike send_content).
+    async fn send_flow(&self, flow: &Flow, flow_ns: &str, state: &State) -> Result<Outcome, Failure> {
+        let rule = "manychat.send_flow";
+        let mark = flow.mark();
+        if subscriber(state).has_tag(&mark) {
+            return Ok(Outcome::AlreadySent);
+        }
+        let id = &subscriber(state).id;
+        self.manychat().send_flow(id, flow_ns).await.map_err(|e| connector(rule, e))?;
+        self.manychat().add_tag(id, &mark).await.map_err(|e| connector(rule, e))?;
+        Ok(Outcome::Sent)
     }
 
     /// The event's object's properties: from the event when it carries them all (backfilled
@@ -307,40 +289,120 @@ impl Engine {
         {
             return Ok(present(carried.iter().map(|(k, v)| (k.clone(), v.clone()))));
         }
-        let id = match &event["objectId"] {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s.clone(),
-            _ => return Err(ConnectorError::new(ErrorClass::Data, "the event has no objectId to fetch")),
-        };
+        let Some(id) = object_id(event) else { return Err(ConnectorError::new(ErrorClass::Data, "the event has no objectId to fetch")) };
         let hubspot = self.connections.hubspot.as_ref().expect("checked at load");
-        let key = format!("{object}/{id}");
-        let fetch = async {
-            let found = hubspot.get_object(object, &id, properties).await?;
-            Ok::<_, ConnectorError>(present(found.properties.into_iter().map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null)))))
-        };
-        let contact = self.objects.get_or_fetch(&key, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))?;
+        let fetch = async { Ok::<_, ConnectorError>(present_properties(hubspot.get_object(object, &id, properties).await?.properties)) };
+        let found = self.objects.get_or_fetch(&format!("{object}/{id}"), fetch).await;
+        let contact = found.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))?;
         Ok((*contact).clone())
     }
 
     /// Renders a `set_custom_fields` step's values, in order.
     fn render_fields(
         &self,
-        rule: &str,
-        fields: &indexmap::IndexMap<String, String>,
+        flow: &Flow,
+        i: usize,
+        fields: &IndexMap<String, String>,
         state: &State,
     ) -> Result<Vec<(String, Value)>, Failure> {
-        fields.iter().map(|(name, template)| Ok((name.clone(), Value::String(self.render(rule, name, template, state)?)))).collect()
+        fields.keys().map(|name| Ok((name.clone(), Value::String(self.render(flow, i, name, state)?)))).collect()
     }
 
-    fn render(&self, rule: &str, name: &str, template: &str, state: &State) -> Result<String, Failure> {
+    /// Renders template `name` of step `i`, compiled at load.
+    fn render(&self, flow: &Flow, i: usize, name: &str, state: &State) -> Result<String, Failure> {
+        let rule = flow.steps[i].name();
+        let template = self.templates.get_template(&template_name(&flow.name, Some(i), name)).map_err(|e| config(rule, &e))?;
         let subscriber = state.subscriber.as_ref().map(|s| serde_json::to_value(s).expect("a subscriber serializes"));
         let context = minijinja::context! { event => &state.event, contact => &state.contact, subscriber => subscriber };
-        self.templates.render_str(template, context).map_err(|e| fail(rule, name, ErrorClass::Data, describe(&e)))
+        template.render(context).map_err(|e| data(rule, name, &e))
     }
 
     fn manychat(&self) -> &ManyChatApi {
         self.connections.manychat.as_ref().expect("checked at load")
     }
+}
+
+/// `require_any`: at least one of the fields is present and not blank.
+fn require_any(state: &State, fields: &[String]) -> Result<(), Failure> {
+    if fields.iter().any(|f| text(&state.contact, f).is_some()) {
+        return Ok(());
+    }
+    let message = format!("the contact has none of {}: nobody to write to", fields.join(", "));
+    Err(fail("require_any", &fields.join("|"), ErrorClass::Data, message))
+}
+
+/// `phone`: Costa Rica numbers in E.164; a number that is not one is dropped (logged).
+fn normalize_phones(flow: &Flow, state: &mut State, fields: &[String]) {
+    for field in fields {
+        let Some(raw) = text(&state.contact, field) else { continue };
+        match syncline_core::transform::normalize_phone(&raw) {
+            Ok(phone) => {
+                state.contact.insert(field.clone(), Value::String(phone));
+            }
+            Err(why) => {
+                tracing::info!(flow = %flow.name, %field, %why, "dropped a phone that is not a Costa Rica number");
+                state.contact.remove(field);
+            }
+        }
+    }
+}
+
+/// `name`: names cleaned for a greeting.
+fn clean_names(state: &mut State, fields: &[String]) {
+    for field in fields {
+        if let Some(raw) = text(&state.contact, field) {
+            state.contact.insert(field.clone(), Value::String(sanitize_name(&raw)));
+        }
+    }
+}
+
+/// A hubspot.get step needs a HubSpot connection, a ManyChat step a ManyChat one.
+fn check_connections(flow: &Flow, connections: &Connections) -> Result<(), FlowError> {
+    let fail = |s, message: String| FlowError { flow: flow.name.clone(), step: Some(s), message };
+    for (s, step) in flow.steps.iter().enumerate() {
+        if matches!(step, Step::HubSpotGet { .. }) && connections.hubspot.is_none() {
+            return Err(fail(s, "hubspot.get needs a HubSpot connection (connections.hubspot)".into()));
+        }
+        if step.is_manychat() && connections.manychat.is_none() {
+            return Err(fail(s, format!("{} needs a ManyChat connection (connections.manychat)", step.name())));
+        }
+    }
+    Ok(())
+}
+
+/// Adds the flow's templates and its filter (as a template that renders `1` when it holds) to
+/// the engine's environment, compiled once.
+fn compile(env: &mut Environment<'static>, flow: &Flow) -> Result<(), FlowError> {
+    if let Some(filter) = &flow.filter {
+        let fail = |message: String| FlowError { flow: flow.name.clone(), step: None, message };
+        env.compile_expression(filter).map_err(|e| fail(format!("filter: {}", describe(&e))))?;
+        let source = format!("{{% if {filter} %}}1{{% endif %}}");
+        env.add_template_owned(template_name(&flow.name, None, ""), source).map_err(|e| fail(format!("filter: {}", describe(&e))))?;
+    }
+    for (i, step) in flow.steps.iter().enumerate() {
+        for (name, source) in step.templates() {
+            let fail = |e: minijinja::Error| FlowError {
+                flow: flow.name.clone(),
+                step: Some(i),
+                message: format!("template {name}: {}", describe(&e)),
+            };
+            env.add_template_owned(template_name(&flow.name, Some(i), &name), source.to_owned()).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn object_id(event: &Value) -> Option<String> {
+    match &event["objectId"] {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// HubSpot's properties (unset ones null) without nulls and blanks.
+fn present_properties(properties: BTreeMap<String, Option<String>>) -> Map<String, Value> {
+    present(properties.into_iter().map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null))))
 }
 
 fn subscriber(state: &State) -> &Subscriber {
@@ -373,6 +435,16 @@ fn fail(rule: &str, field: &str, class: ErrorClass, message: impl Into<String>) 
 
 fn connector(rule: &str, error: ConnectorError) -> Failure {
     fail(rule, "-", error.class, error.message)
+}
+
+/// A template the engine should hold and does not: a bug of the load, not the event's.
+fn config(rule: &str, error: &minijinja::Error) -> Failure {
+    fail(rule, "-", ErrorClass::Config, describe(error))
+}
+
+/// A template that fails on this event's values.
+fn data(rule: &str, field: &str, error: &minijinja::Error) -> Failure {
+    fail(rule, field, ErrorClass::Data, describe(error))
 }
 
 fn overlaps(a: &[String], b: &[String]) -> bool {
@@ -418,6 +490,7 @@ fn check_templates(env: &Environment<'static>, flow: &Flow) -> Result<(), FlowEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_are_cleaned() {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use syncline_connectors::hubspot::{HubSpotApi, HubSpotSettings};
-use syncline_connectors::manychat::{ManyChatApi, ManyChatSettings};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
+use syncline_connectors::manychat::{ManyChatApi, ManyChatProfile};
 use syncline_sandbox::{PageConfig, PortalConfig, Sandbox, Tier};
 use syncline_server::flow::{Connections, Engine, Flow};
 use syncline_server::worker::{WorkerConfig, Workers};
@@ -68,8 +68,8 @@ fn welcome(message_tag: Option<&str>) -> Flow {
 }
 
 fn workers(world: &World, flow: Flow) -> Workers {
-    let hubspot = HubSpotApi::new(&HubSpotSettings::new(&world.base_url, HUBSPOT_TOKEN, "contacts", "hs_object_id")).unwrap();
-    let manychat = ManyChatApi::new(&ManyChatSettings::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
+    let hubspot = HubSpotApi::new(&HubSpotProfile::new(&world.base_url, HUBSPOT_TOKEN)).unwrap();
+    let manychat = ManyChatApi::new(&ManyChatProfile::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
     let engine = Engine::new(vec![flow], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
     let mut config = WorkerConfig::new("test-worker");
     config.retry_base = std::time::Duration::ZERO;
@@ -158,8 +158,8 @@ async fn a_crash_between_send_and_commit_does_not_send_twice() {
     let workers = workers(&world, flow.clone());
     // a worker claims the event and sends, then dies before recording the outcome
     let claimed = world.store.inbox_claim("dead-worker", std::time::Duration::from_millis(1), 10).await.unwrap();
-    let hubspot = HubSpotApi::new(&HubSpotSettings::new(&world.base_url, HUBSPOT_TOKEN, "contacts", "hs_object_id")).unwrap();
-    let manychat = ManyChatApi::new(&ManyChatSettings::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
+    let hubspot = HubSpotApi::new(&HubSpotProfile::new(&world.base_url, HUBSPOT_TOKEN)).unwrap();
+    let manychat = ManyChatApi::new(&ManyChatProfile::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
     let engine = Engine::new(vec![flow.clone()], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
     let payload: Value = serde_json::from_str(&claimed[0].payload).unwrap();
     assert_eq!(engine.run(&flow, payload).await.unwrap().name(), "sent");

@@ -42,7 +42,7 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, session: &S
     if until <= since {
         return Err(CliError::usage(format!("--until {until} is not after --since {since}")));
     }
-    let hubspot = HubSpotApi::new(settings).map_err(CliError::failed)?;
+    let hubspot = std::sync::Arc::new(HubSpotApi::new(settings).map_err(CliError::failed)?);
     let show = |report: &Report| {
         if !quiet {
             eprint!(
@@ -53,7 +53,7 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, session: &S
     };
     // a refused token is the config's problem (exit 2), not a failed search
     hubspot.account_id().await.map_err(|e| CliError::connector(&e, "backfill: HubSpot"))?;
-    let report = backfill(flow, &hubspot, store, since, until, args.dry_run, show).await.map_err(CliError::failed)?;
+    let report = backfill(flow, hubspot, store, since, until, args.dry_run, show).await.map_err(CliError::failed)?;
     if !quiet {
         eprintln!();
     }

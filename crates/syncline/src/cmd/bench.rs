@@ -93,7 +93,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let mut source = pipeline::source(p, &dir, None).await?;
     let sink = pipeline::sink(p, &dir, p.batch_size).await?;
     let target = sink.identity().await.map_err(CliError::failed)?;
-    let scope = std::sync::Arc::new(Scope { pipeline: "members".into(), source: source.identity(), target });
+    let source_identity = source.identity().await.map_err(CliError::failed)?;
+    let scope = std::sync::Arc::new(Scope { pipeline: "members".into(), source: source_identity, target });
     let run_id = uuid::Uuid::now_v7().to_string();
     store.start_run(&run_id, "members", "full").await.map_err(CliError::failed)?;
     let options = RunOptions {

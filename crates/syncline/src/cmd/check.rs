@@ -7,19 +7,15 @@
 //! the only ✗ are services that failed or could not be reached.
 
 use crate::cmd::Session;
-use crate::config::{self, Config, Pipeline, SinkSettings, SourceSettings};
+use crate::config::{self, Config, Pipeline, SinkSettings, SourceAt, SourceSettings};
 use crate::exit::{CliResult, Exit};
 use crate::output;
 use crate::pipeline;
 use serde_saphyr::Location;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-use syncline_connectors::hubspot::{HubSpotApi, HubSpotSettings, HubSpotSink};
-use syncline_connectors::manychat::ManyChatApi;
-use syncline_connectors::sql::{ColumnFamily, SqlSink};
-use syncline_core::{ConnectorError, ErrorClass, Record, Transform};
-use syncline_resilience::PolicyConfig;
+use syncline_connectors::sql::check::SourceSetting;
+use syncline_connectors::{AnySink, AnySource, hubspot, manychat, sql};
+use syncline_core::{ConnectorError, ErrorClass, Record, Source, Transform};
 
 /// Source rows the transforms are tried on.
 const SAMPLE: usize = 200;
@@ -115,122 +111,92 @@ async fn check_pipeline(config: &Config, p: &Pipeline, report: &mut Report) {
         Some(fields) => fields,
         None => pipeline::shape(p).fields.unwrap_or_default(),
     };
-    match &p.sink {
-        SinkSettings::Sql { .. } => check_sql_sink(config, p, &fields, report).await,
-        SinkSettings::HubSpot { .. } => check_hubspot_sink(p, &fields, report).await,
+    let what = format!("{name}: sink");
+    let probed = match &p.sink {
+        SinkSettings::Sql { .. } => check_sql_sink(config, p, &fields).await,
+        SinkSettings::HubSpot { token, profile, stream } => match pipeline::hubspot_profile(p, token, profile) {
+            Ok(profile) => {
+                let mut stream = stream.clone();
+                stream.produced_values = pipeline::shape(p).values;
+                hubspot::check::sink(&profile, stream, &fields).await
+            }
+            Err(e) => return report.problem(&what, &e.message, "", Exit::Usage),
+        },
+    };
+    match probed {
+        Ok(detail) => report.ok(&what, detail),
+        Err((error, fix)) => report.failure(&what, &error, fix),
     }
 }
 
-/// The source's table, key and watermark, then the transforms over its first rows. Returns the
-/// fields the transforms produce (empty when the source has no rows yet), or None when the
-/// source cannot be read.
+/// The source (a SQL source's table, key and watermark; a HubSpot source's properties), then
+/// the transforms over its first rows. Returns the fields the transforms produce (empty when the
+/// source has no rows yet), or None when the source cannot be read.
 async fn check_source(
     config: &Config,
     p: &Pipeline,
     chain: Option<&syncline_core::transform::Chain>,
     report: &mut Report,
 ) -> Option<Vec<String>> {
-    let SourceSettings::Sql { at: place, .. } = &p.source;
     let what = format!("{}: source", p.name);
-    let mut source = match pipeline::source(p, &config.base_dir, None).await {
+    let source = match pipeline::source(p, &config.base_dir, None).await {
         Ok(source) => source,
         Err(e) => {
             let code = if e.code == Exit::Usage { Exit::Usage } else { Exit::Failed };
             let message = e.message.trim_start_matches(&format!("pipeline {}: source: ", p.name));
-            report.problem(&what, message, "check the source's url (and that the database runs)", code);
+            report.problem(&what, message, "check the source's url or token (and that the service runs)", code);
             return None;
         }
     };
-    let settings = source.settings().clone();
-    let spath = format!("pipelines.{}.source.sql", p.name);
-    let columns = match source.columns().await {
-        Ok(columns) => columns,
-        Err(e) => {
-            let location = at(
-                config,
-                &place.from,
-                &format!(
-                    "{spath}.{}",
-                    if matches!(settings.from, syncline_connectors::sql::SqlTable::Table(_)) { "table" } else { "query" }
-                ),
-            );
-            report.problem(
-                &what,
-                format!("{location}: {}", e.message),
-                "name a table (or write a query) the source database has",
-                Exit::Usage,
-            );
-            return None;
+    let (probed, rows) = match (&p.source, source) {
+        (SourceSettings::Sql { at, .. }, AnySource::Sql(mut source)) => match sql::check::source(&source).await {
+            Ok(detail) => (detail, source.sample(SAMPLE).await),
+            Err(problems) => {
+                for problem in problems {
+                    sql_problem(config, p, at, problem, report);
+                }
+                return None;
+            }
+        },
+        (SourceSettings::HubSpot { token, profile, stream }, AnySource::HubSpot(mut source)) => {
+            let profile = pipeline::hubspot_profile(p, token, profile).ok()?;
+            match hubspot::check::source(&profile, stream).await {
+                Ok(detail) => (detail, source.next_page(None).await.map(|page| page.map(|p| p.records).unwrap_or_default())),
+                Err((error, fix)) => {
+                    report.failure(&what, &error, fix);
+                    return None;
+                }
+            }
         }
+        _ => unreachable!("a source is opened from its own settings"),
     };
-    let find = |name: &str| columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name));
-    let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
-    let missing = |role: &str, column: &str| {
-        let close = config::did_you_mean(column, names.iter().copied()).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
-        format!("no {role} column {column:?} among {} column(s){close}", names.len())
-    };
-    let mut sound = true;
-    if find(&settings.key).is_none() {
-        let detail = format!("{}: {}", at(config, &place.key, &format!("{spath}.key")), missing("key", &settings.key));
-        report.problem(&what, detail, "name the column that identifies a row", Exit::Usage);
-        sound = false;
-    }
-    match find(&settings.watermark) {
-        None => {
-            let detail =
-                format!("{}: {}", at(config, &place.watermark, &format!("{spath}.watermark")), missing("watermark", &settings.watermark));
-            report.problem(&what, detail, "name the column that grows whenever a row changes (e.g. lastmodifieddate)", Exit::Usage);
-            sound = false;
-        }
-        Some((column, ColumnFamily::Bool)) => {
-            let detail =
-                format!("{}: watermark column {column:?} is a boolean", at(config, &place.watermark, &format!("{spath}.watermark")));
-            report.problem(&what, detail, "a watermark must grow with every change: a date/time, a number or ISO 8601 text", Exit::Usage);
-            sound = false;
-        }
-        Some(_) => {}
-    }
-    if !sound {
-        return None;
-    }
-    match (source.rows_without_watermark().await, settings.null_watermarks) {
-        (Ok((0, _)), _) => {}
-        (Ok((n, keys)), syncline_connectors::sql::NullWatermarks::Refuse) => {
-            let detail = format!(
-                "{}: {n} row(s) have no {} (NULL), e.g. key(s) {}; a run refuses to start",
-                at(config, &place.watermark, &format!("{spath}.watermark")),
-                settings.watermark,
-                keys.join(", ")
-            );
-            report.problem(&what, detail, "give them a value, or set null_watermarks: first to read them first in full runs", Exit::Usage);
-            return None;
-        }
-        (Ok((n, _)), _) => report.ok(&what, format!("{n} row(s) without a watermark are read first in full runs")),
-        (Err(e), _) => report.failure(&what, &e, ""),
-    }
-    let family = |name: &str| find(name).map(|(_, f)| format!("{f:?}").to_lowercase()).unwrap_or_default();
-    report.ok(
-        &what,
-        format!(
-            "{} {} ({} columns): key {} ({}), watermark {} ({})",
-            source.pool().dialect().name(),
-            source.identity(),
-            columns.len(),
-            settings.key,
-            family(&settings.key),
-            settings.watermark,
-            family(&settings.watermark)
-        ),
-    );
+    report.ok(&what, probed);
     let chain = chain?;
-    let rows = match source.sample(SAMPLE).await {
-        Ok(rows) => rows,
+    match rows {
+        Ok(rows) => Some(try_transforms(p, chain, rows, report)),
         Err(e) => {
             report.failure(&what, &e, "");
-            return None;
+            None
         }
+    }
+}
+
+/// A SQL source problem, at the line of the setting it is about.
+fn sql_problem(config: &Config, p: &Pipeline, place: &SourceAt, problem: sql::check::Problem, report: &mut Report) {
+    let what = format!("{}: source", p.name);
+    let spath = format!("pipelines.{}.source.sql", p.name);
+    let SourceSettings::Sql { settings, .. } = &p.source else { return };
+    let from = if matches!(settings.from, sql::SqlTable::Table(_)) { "table" } else { "query" };
+    let location = match problem.setting {
+        Some(SourceSetting::From) => Some(at(config, &place.from, &format!("{spath}.{from}"))),
+        Some(SourceSetting::Key) => Some(at(config, &place.key, &format!("{spath}.key"))),
+        Some(SourceSetting::Watermark) => Some(at(config, &place.watermark, &format!("{spath}.watermark"))),
+        None => None,
     };
-    Some(try_transforms(p, chain, rows, report))
+    match location {
+        Some(location) => report.problem(&what, format!("{location}: {}", problem.message), problem.fix, Exit::Usage),
+        None => report.failure(&what, &ConnectorError::new(problem.class, problem.message), problem.fix),
+    }
 }
 
 /// Runs the transforms over sample rows; returns the fields the passing ones have, in order.
@@ -278,116 +244,30 @@ fn try_transforms(p: &Pipeline, chain: &syncline_core::transform::Chain, rows: V
     fields
 }
 
-async fn check_sql_sink(config: &Config, p: &Pipeline, fields: &[String], report: &mut Report) {
-    let what = format!("{}: sink", p.name);
+async fn check_sql_sink(config: &Config, p: &Pipeline, fields: &[String]) -> syncline_connectors::Probe {
     let sink = match pipeline::sink(p, &config.base_dir, p.batch_size).await {
-        Ok(syncline_connectors::AnySink::Sql(sink)) => sink,
-        Ok(_) => return,
+        Ok(AnySink::Sql(sink)) => sink,
+        Ok(_) => unreachable!("a SQL sink's settings open a SQL sink"),
         Err(e) => {
-            let code = if e.code == Exit::Usage { Exit::Usage } else { Exit::Failed };
-            let message = e.message.trim_start_matches(&format!("pipeline {}: sink: ", p.name));
-            return report.problem(&what, message, "check the sink's url (and that the database runs)", code);
+            let error = ConnectorError::new(if e.code == Exit::Usage { ErrorClass::Config } else { ErrorClass::Unavailable }, e.message);
+            return Err((error, "check the sink's url (and that the database runs)"));
         }
     };
-    let settings = sink.settings().clone();
-    let place = format!("{} {}", sink.pool().dialect().name(), sink.identity());
-    match sink_columns(&sink).await {
-        Err(e) => report.failure(&what, &e, ""),
-        Ok(None) if settings.create_table => report.ok(&what, format!("{place}: the table does not exist yet; the first batch creates it")),
-        Ok(None) => {
-            report.problem(&what, format!("{place}: the table does not exist"), "create it, or set create_table: true", Exit::Usage)
-        }
-        Ok(Some(columns)) => {
-            let has = |name: &str| columns.iter().any(|(c, _)| c == name);
-            let mut absent: Vec<&str> = fields.iter().map(String::as_str).filter(|f| !has(f)).collect();
-            if !has(&settings.key) && !absent.contains(&settings.key.as_str()) {
-                absent.insert(0, &settings.key);
-            }
-            match absent.is_empty() {
-                true => report.ok(&what, format!("{place}: every field has a column ({} checked)", fields.len())),
-                false => report.problem(
-                    &what,
-                    format!("{place}: no column for {}", absent.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")),
-                    "add the columns, or drop or rename the fields with a `select` or `rename` transform",
-                    Exit::Usage,
-                ),
-            }
-        }
-    }
-}
-
-async fn sink_columns(sink: &SqlSink) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
-    sink.table_columns().await
-}
-
-/// A HubSpot client that gives up quickly (check should not wait out an outage).
-fn quick_api(settings: &HubSpotSettings) -> Result<HubSpotApi, ConnectorError> {
-    let quick = PolicyConfig {
-        name: "hubspot".into(),
-        max_attempts: 2,
-        overall_timeout: Duration::from_secs(15),
-        unavailable_for: Duration::from_secs(2),
-        ..PolicyConfig::default()
-    };
-    HubSpotApi::with_policy(settings, quick)
-}
-
-async fn check_hubspot_sink(p: &Pipeline, fields: &[String], report: &mut Report) {
-    let what = format!("{}: sink", p.name);
-    let settings = match pipeline::hubspot_settings(p, p.batch_size) {
-        Ok(settings) => settings,
-        Err(e) => return report.problem(&what, &e.message, "", Exit::Usage),
-    };
-    let api = match quick_api(&settings) {
-        Ok(api) => Arc::new(api),
-        Err(e) => return report.failure(&what, &e, ""),
-    };
-    let place = format!("HubSpot {} at {}", settings.object, settings.base_url);
-    let portal = match api.account_id().await {
-        Ok(portal) => portal,
-        Err(e) => return report.failure(&what, &e, "set the sink's token to a private app token of the portal, with the CRM scopes"),
-    };
-    let mut sink = HubSpotSink::with_api(settings, api);
-    let mapped: Vec<&str> = fields.iter().map(String::as_str).collect();
-    match sink.preflight(mapped.iter().copied()).await {
-        Ok(()) => report.ok(
-            &what,
-            format!("{place}, portal {portal}: the token works; {} mapped properties exist and take these values", mapped.len()),
-        ),
-        Err(e) => report.failure(
-            &what,
-            &e,
-            "create the properties (or options) in HubSpot, or rename or drop the fields with a `select` or `rename` transform",
-        ),
-    }
+    sql::check::sink(&sink, fields).await.map_err(|problem| (ConnectorError::new(problem.class, problem.message), problem.fix))
 }
 
 /// The accounts flows call: each token is tried.
 async fn check_connections(config: &Config, report: &mut Report) {
-    if let Some(settings) = &config.connections.hubspot {
-        let result = match quick_api(settings) {
-            Ok(api) => api.account_id().await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(portal) => report.ok("connections.hubspot", format!("{}: portal {portal}, the token works", settings.base_url)),
-            Err(e) => {
-                report.failure("connections.hubspot", &e, "set the token to a private app token of the portal (crm.objects.contacts.read)")
-            }
+    if let Some(profile) = &config.connections.hubspot {
+        match hubspot::check::connection(profile).await {
+            Ok(detail) => report.ok("connections.hubspot", detail),
+            Err((error, fix)) => report.failure("connections.hubspot", &error, fix),
         }
     }
-    if let Some(settings) = &config.connections.manychat {
-        let result = match ManyChatApi::new(settings) {
-            Ok(api) => api.page_name().await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(page) => report.ok("connections.manychat", format!("{}: page {page:?}, the token works", settings.base_url)),
-            Err(e) => report.failure(
-                "connections.manychat",
-                &e,
-                "set the token to the page's API key, <page_id>:<key> (ManyChat → Settings → API)",
-            ),
+    if let Some(profile) = &config.connections.manychat {
+        match manychat::check::connection(profile).await {
+            Ok(detail) => report.ok("connections.manychat", detail),
+            Err((error, fix)) => report.failure("connections.manychat", &error, fix),
         }
     }
     for webhook in &config.webhooks {

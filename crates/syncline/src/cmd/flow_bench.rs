@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use syncline_connectors::hubspot::{HubSpotApi, HubSpotSettings};
-use syncline_connectors::manychat::{ManyChatApi, ManyChatSettings};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
+use syncline_connectors::manychat::{ManyChatApi, ManyChatProfile};
 use syncline_sandbox::{PageConfig, PortalConfig, Sandbox, Tier};
 use syncline_server::flow::{Connections, Engine, Flow};
 use syncline_server::signature::sign;
@@ -141,11 +141,11 @@ pub async fn run(dir: &Path) -> CliResult {
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
 
     let client = reqwest::Client::new();
-    let mut settings = HubSpotSettings::new(&base, HUBSPOT_TOKEN, "contacts", "hs_object_id");
-    settings.calls_per_ten_seconds = 250;
+    let mut profile = HubSpotProfile::new(&base, HUBSPOT_TOKEN);
+    profile.calls_per_ten_seconds = 250;
     let connections = Connections {
-        hubspot: Some(HubSpotApi::new(&settings).map_err(CliError::failed)?),
-        manychat: Some(ManyChatApi::new(&ManyChatSettings::new(&base, MANYCHAT_TOKEN)).map_err(CliError::failed)?),
+        hubspot: Some(HubSpotApi::new(&profile).map_err(CliError::failed)?),
+        manychat: Some(ManyChatApi::new(&ManyChatProfile::new(&base, MANYCHAT_TOKEN)).map_err(CliError::failed)?),
     };
     let engine = Arc::new(Engine::new(vec![flow()], connections).map_err(CliError::failed)?);
     let workers = Workers::new(store.clone(), engine, WorkerConfig::new("bench"), intake.arrived.clone());

@@ -22,8 +22,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use syncline_connectors::AnySink;
-use syncline_connectors::sql::SqlSource;
+use syncline_connectors::{AnySink, AnySource};
 use syncline_core::runner::{PlanEntry, RunError, RunMode, RunOptions, Runner, Scope};
 use syncline_core::{Cursor, ErrorClass};
 use syncline_sandbox::{Sandbox, Seed};
@@ -92,12 +91,19 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
 async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), CliError> {
     let urls: Vec<&str> = pipelines
         .iter()
-        .filter_map(|p| match &p.sink {
-            SinkSettings::HubSpot { settings, .. } => Some(settings.base_url.as_str()),
-            _ => None,
+        .flat_map(|p| {
+            let source = match &p.source {
+                SourceSettings::HubSpot { profile, .. } => Some(profile.base_url.as_str()),
+                SourceSettings::Sql { .. } => None,
+            };
+            let sink = match &p.sink {
+                SinkSettings::HubSpot { profile, .. } => Some(profile.base_url.as_str()),
+                SinkSettings::Sql { .. } => None,
+            };
+            source.into_iter().chain(sink)
         })
         .collect();
-    let Some(url) = urls.first() else { return Err(CliError::usage("--sandbox: no selected pipeline writes to HubSpot")) };
+    let Some(url) = urls.first() else { return Err(CliError::usage("--sandbox: no selected pipeline reads or writes HubSpot")) };
     if urls.iter().any(|u| u != url) {
         return Err(CliError::usage("--sandbox: the selected pipelines point HubSpot at different URLs"));
     }
@@ -170,7 +176,7 @@ fn mode_and_start(
     args: &RunArgs,
     since: Option<NaiveDateTime>,
     cursor: Option<Cursor>,
-    source: &mut SqlSource,
+    source: &mut AnySource,
 ) -> (RunMode, Option<Cursor>) {
     let (mode, start) = match (args.full, since) {
         (true, _) => (RunMode::Full, None),
@@ -198,7 +204,7 @@ async fn unless_stopped<T>(session: &Session, work: impl Future<Output = Result<
 /// A pipeline opened and checked, ready to run.
 struct Ready {
     transforms: syncline_core::transform::Chain,
-    source: SqlSource,
+    source: AnySource,
     sink: AnySink,
     scope: Arc<Scope>,
     mode: RunMode,
@@ -224,7 +230,9 @@ async fn prepare(
     let mut sink = unless_stopped(session, pipeline::sink(pipeline, &config.base_dir, batch_size)).await?;
     let identity = async { sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink"))) };
     let target = unless_stopped(session, identity).await?;
-    let scope = Arc::new(Scope { pipeline: name.clone(), source: source.identity(), target });
+    let identity = async { source.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: source"))) };
+    let source_identity = unless_stopped(session, identity).await?;
+    let scope = Arc::new(Scope { pipeline: name.clone(), source: source_identity, target });
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     if !args.dry_run {
         let (cursors, fingerprints) = store.adopt_unscoped_state(&scope).await.map_err(failed)?;
@@ -258,7 +266,9 @@ fn source_failed(config: &Config, pipeline: &Pipeline, error: &syncline_core::Co
     if error.class != ErrorClass::Config {
         return CliError::connector(error, format!("pipeline {}: reading the source failed", pipeline.name));
     }
-    let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
+    let SourceSettings::Sql { at, settings, .. } = &pipeline.source else {
+        return CliError::usage(format!("pipeline {}: reading the source failed: {error}", pipeline.name));
+    };
     let key = if matches!(settings.from, syncline_connectors::sql::SqlTable::Table(_)) { "table" } else { "query" };
     let place = crate::config::ConfigError::at(&config.file, &at.from, &format!("pipelines.{}.source.sql.{key}", pipeline.name), "");
     CliError::usage(format!("{}: reading the source failed: {error}", place.to_string().trim_end_matches(": ")))
@@ -266,7 +276,8 @@ fn source_failed(config: &Config, pipeline: &Pipeline, error: &syncline_core::Co
 
 /// With `null_watermarks: refuse` (the default), rows whose watermark is NULL stop the run
 /// before it starts: a keyset read cannot place them, and skipping them would lose them.
-async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, source: &SqlSource) -> Result<(), CliError> {
+async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, source: &AnySource) -> Result<(), CliError> {
+    let AnySource::Sql(source) = source else { return Ok(()) };
     if source.settings().null_watermarks != syncline_connectors::sql::NullWatermarks::Refuse {
         return Ok(());
     }
@@ -274,7 +285,7 @@ async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, sou
     if count == 0 {
         return Ok(());
     }
-    let SourceSettings::Sql { at, settings, .. } = &pipeline.source;
+    let SourceSettings::Sql { at, settings, .. } = &pipeline.source else { return Ok(()) };
     let place =
         crate::config::ConfigError::at(&config.file, &at.watermark, &format!("pipelines.{}.source.sql.watermark", pipeline.name), "");
     Err(CliError::usage(format!(
@@ -380,7 +391,7 @@ async fn run_one(
 /// what the target holds (its rows, or the records change detection knows) plus open dead
 /// letters. More in the source means rows no run has read: warned about, with the fix, and
 /// audited. Fewer is fine (rows deleted at the source stay in the target).
-async fn verify_counts(config: &Config, store: &Store, pipeline: &Pipeline, scope: &Scope, source: &SqlSource, session: &Session) {
+async fn verify_counts(config: &Config, store: &Store, pipeline: &Pipeline, scope: &Scope, source: &AnySource, session: &Session) {
     let name = &pipeline.name;
     let known = async {
         let held = match (&pipeline.sink, pipeline.change_detection) {
@@ -406,7 +417,7 @@ async fn verify_counts(config: &Config, store: &Store, pipeline: &Pipeline, scop
             store.open_dead_letter_counts().await.map_err(|e| e.to_string())?.iter().filter(|(p, _)| p == name).map(|(_, n)| *n).sum();
         Ok::<_, String>(held + open as u64)
     };
-    let (in_source, known) = match (source.count_rows().await, known.await) {
+    let (in_source, known) = match (source.count().await, known.await) {
         (Ok(in_source), Ok(known)) => (in_source, known),
         (Err(e), _) => return tracing::warn!(pipeline = %name, error = %e, "verify_counts: cannot count the source"),
         (_, Err(why)) => return tracing::warn!(pipeline = %name, %why, "verify_counts: cannot count the target"),

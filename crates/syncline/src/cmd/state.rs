@@ -131,11 +131,12 @@ pub async fn set(config: &Config, store: &Store, args: StateSetArgs, session: &S
     let cursor: serde_json::Value =
         serde_json::from_str(&args.cursor).map_err(|e| CliError::usage(format!("the cursor is not JSON: {e}")))?;
     let cursor = Cursor(cursor);
-    syncline_connectors::sql::decode_cursor(&cursor).map_err(|e| CliError::usage(format!("the cursor does not fit a SQL source: {e}")))?;
     let source = pipeline::source(p, &config.base_dir, None).await?;
+    source.check_cursor(&cursor).map_err(|e| CliError::usage(format!("the cursor does not fit the pipeline's source: {e}")))?;
     let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
     let target = sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {}: sink", p.name)))?;
-    let scope = Arc::new(Scope { pipeline: p.name.clone(), source: source.identity(), target });
+    let source_identity = source.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {}: source", p.name)))?;
+    let scope = Arc::new(Scope { pipeline: p.name.clone(), source: source_identity, target });
     let before = store.cursor(&scope).await.map_err(failed)?;
     let question = format!(
         "set the cursor of {} ({} → {}) from {} to {}? rows up to it are then not read again",

@@ -2,17 +2,17 @@
 //! triggers name a configured webhook) so a bad flow fails at load with its line.
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, RawConnection, RawFlow, RawTier};
+use super::raw::{RawConfig, RawFlow};
 use super::settings::Ctx;
-use syncline_connectors::hubspot::{self, HubSpotApi, HubSpotSettings, Tier};
-use syncline_connectors::manychat::{self, ManyChatApi, ManyChatSettings};
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
+use syncline_connectors::manychat::{self, ManyChatApi, ManyChatProfile};
 use syncline_server::flow::{Connections, Engine, Flow};
 
 /// The accounts flows call.
 #[derive(Debug, Clone, Default)]
 pub struct FlowConnections {
-    pub hubspot: Option<HubSpotSettings>,
-    pub manychat: Option<ManyChatSettings>,
+    pub hubspot: Option<HubSpotProfile>,
+    pub manychat: Option<ManyChatProfile>,
 }
 
 impl FlowConnections {
@@ -27,15 +27,7 @@ impl FlowConnections {
 
 pub(super) fn connections(ctx: &Ctx, raw: &RawConfig) -> Result<FlowConnections, ConfigError> {
     let Some(raw) = &raw.connections else { return Ok(FlowConnections::default()) };
-    let hubspot = match &raw.hubspot {
-        Some(c) => {
-            let (token, base_url) = connection(ctx, c, "connections.hubspot", hubspot::DEFAULT_BASE_URL)?;
-            let mut settings = HubSpotSettings::new(&base_url, &token, "contacts", "hs_object_id");
-            settings.calls_per_ten_seconds = ctx.tier(c.tier).per_ten_seconds();
-            Some(settings)
-        }
-        None => None,
-    };
+    let hubspot = raw.hubspot.as_ref().map(|c| super::hubspot::connection(ctx, c)).transpose()?;
     let manychat = match &raw.manychat {
         Some(c) => {
             if c.tier.is_some() {
@@ -45,27 +37,23 @@ pub(super) fn connections(ctx: &Ctx, raw: &RawConfig) -> Result<FlowConnections,
                     "tier is HubSpot's; ManyChat's limits are per method",
                 ));
             }
-            let (token, base_url) = connection(ctx, c, "connections.manychat", manychat::DEFAULT_BASE_URL)?;
+            let path = "connections.manychat";
+            let token = ctx.secret(&c.token, &format!("{path}.token"))?;
+            let base_url = match &c.base_url {
+                Some(url) => ctx.http_url(url, &format!("{path}.base_url"))?,
+                None => manychat::DEFAULT_BASE_URL.to_owned(),
+            };
             if !token
                 .split_once(':')
                 .is_some_and(|(page, key)| page.chars().all(|c| c.is_ascii_digit()) && !page.is_empty() && !key.is_empty())
             {
                 return Err(ctx.err(&c.token.referenced, "connections.manychat.token", "a ManyChat token has the form <page_id>:<key>"));
             }
-            Some(ManyChatSettings::new(&base_url, &token))
+            Some(ManyChatProfile::new(&base_url, &token))
         }
         None => None,
     };
     Ok(FlowConnections { hubspot, manychat })
-}
-
-fn connection(ctx: &Ctx, raw: &RawConnection, path: &str, default_url: &str) -> Result<(String, String), ConfigError> {
-    let token = ctx.secret(&raw.token, &format!("{path}.token"))?;
-    let base_url = match &raw.base_url {
-        Some(url) => ctx.http_url(url, &format!("{path}.base_url"))?,
-        None => default_url.to_owned(),
-    };
-    Ok((token, base_url))
 }
 
 pub(super) fn flows(
@@ -122,14 +110,4 @@ fn flow(ctx: &Ctx, name: &str, f: &RawFlow, webhooks: &[syncline_server::Source]
         max_attempts: ctx.positive(&f.max_attempts, &format!("{path}.max_attempts"), 1..=100, 5)? as u32,
         ordered: f.ordered,
     })
-}
-
-impl Ctx<'_> {
-    pub(super) fn tier(&self, tier: Option<RawTier>) -> Tier {
-        match tier.unwrap_or(RawTier::Free) {
-            RawTier::Free | RawTier::Starter => Tier::Free,
-            RawTier::Professional | RawTier::Enterprise => Tier::Professional,
-            RawTier::ApiLimitIncrease => Tier::LimitIncrease,
-        }
-    }
 }

@@ -3,12 +3,18 @@
 
 mod error;
 mod flows;
+mod hubspot;
 mod raw;
+mod serve;
 mod settings;
+mod sql;
+mod store;
 
 pub use error::{ConfigError, did_you_mean};
 pub use raw::{RawCedulaKind, RawConfig, RawOtherwise, RawTransform, RawType};
-pub use settings::{Config, ConfigErrors, Pipeline, SinkSettings, SourceSettings, StateSettings, UrlSource, resolve_sqlite, validate};
+pub use settings::{Config, ConfigErrors, Pipeline, Secret, SinkSettings, SourceSettings, resolve_sqlite, validate};
+pub use sql::SourceAt;
+pub use store::StateSettings;
 
 use std::path::Path;
 
@@ -43,7 +49,7 @@ pub fn load_store(path: &Path) -> Result<StoreConfig, ConfigErrors> {
     let raw = parse_raw(&file, &text)?;
     let base_dir = base_dir(path);
     let env = |name: &str| std::env::var(name).ok();
-    let state = settings::state_only(&raw, &file, &base_dir, &env)?;
+    let state = store::state_only(&raw, &file, &base_dir, &env)?;
     let pipelines = raw.pipelines.keys().cloned().collect();
     Ok(StoreConfig { file, base_dir, state, pipelines })
 }

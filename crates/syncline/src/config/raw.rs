@@ -206,9 +206,47 @@ pub struct RawRetry {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(deny_unknown_fields)]
+// one value per pipeline, parsed once: the size difference costs nothing
+#[allow(clippy::large_enum_variant)]
 pub enum RawSource {
     /// A SQL table or query, read in `(watermark, key)` order.
     Sql(RawSqlSource),
+    /// HubSpot CRM objects of one type: listed in full runs, searched by modification time in
+    /// incremental ones.
+    Hubspot(RawHubSpotSource),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawHubSpotSource {
+    /// The API's URL (default `https://api.hubapi.com`; the sandbox's `http://127.0.0.1:8787`).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<At<String>>,
+    /// A private app's access token, as `${VAR}` (a token written in the config is refused).
+    #[schemars(with = "Option<String>")]
+    pub token: Option<At<String>>,
+    /// A file holding the token (for secrets mounted as files).
+    #[schemars(with = "Option<String>")]
+    pub token_file: Option<At<String>>,
+    /// The portal's tier, which sets the budget (default `free`).
+    pub tier: Option<RawTier>,
+    /// Spend at most this many calls per 10 s (default: the tier's whole budget).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 250))]
+    pub calls_per_10s: Option<At<u64>>,
+    /// Calls in flight at once (default 4); the budget paces them either way.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 32))]
+    pub in_flight: Option<At<u64>>,
+    /// `contacts` (default), `companies`, `deals`, `0-421` (appointments) or a custom `2-…` type.
+    #[schemars(with = "Option<String>")]
+    pub object: Option<At<String>>,
+    /// The properties read of each object, besides `hs_object_id` and its creation and
+    /// modification times (always read).
+    #[serde(default)]
+    pub properties: Vec<String>,
+    /// Objects modified this recently are left for the next run, because HubSpot's search
+    /// sees a write a few moments late (default `30s`).
+    #[schemars(with = "Option<String>")]
+    pub settle: Option<At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,13 +1,19 @@
-//! Validated settings: what the rest of the binary works with. `validate` does no IO; env
-//! lookups come in as a function so tests can pass their own.
+//! Validated settings: what the rest of the binary works with, and the helpers every part of
+//! the config uses (`${VAR}` expansion, secrets, durations, ranges). Each part validates in its
+//! own module: `store.rs`, `serve.rs`, `flows.rs`, and one per connector (`sql.rs`,
+//! `hubspot.rs`). `validate` does no IO; env lookups come in as a function so tests can pass
+//! their own.
 
 use super::error::ConfigError;
 use super::raw::*;
+use super::serve::ServeSettings;
+use super::sql::SourceAt;
+use super::store::StateSettings;
 use serde_saphyr::Location;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use syncline_connectors::hubspot::{DEFAULT_BASE_URL, HubSpotSettings, MAX_INPUTS_PER_CALL};
-use syncline_connectors::sql::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable, TextMode};
+use syncline_connectors::hubspot::{HubSpotProfile, SinkStream, SourceStream};
+use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings};
 use syncline_core::runner::RetryLimits;
 use syncline_core::transform::normalize_phone;
 
@@ -26,34 +32,6 @@ pub struct Config {
     pub connections: super::flows::FlowConnections,
 }
 
-/// Where the state store is.
-#[derive(Clone, PartialEq)]
-pub struct StateSettings {
-    /// `sqlite://PATH` (absolute) or `postgres://…` (with `schema=` when one was configured).
-    pub url: String,
-    /// False for the default `<config stem>.state.db`.
-    pub explicit: bool,
-}
-
-impl std::fmt::Debug for StateSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateSettings").field("url", &syncline_core::redact::url(&self.url)).field("explicit", &self.explicit).finish()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServeSettings {
-    pub bind: std::net::SocketAddr,
-    /// Inbox events run at once.
-    pub workers: usize,
-    /// How long a claimed event stays this instance's.
-    pub lease: Duration,
-    /// How long running flows get to finish at shutdown.
-    pub drain: Duration,
-    /// What one client may hold of the server.
-    pub limits: syncline_server::http::HttpLimits,
-}
-
 #[derive(Debug)]
 pub struct Pipeline {
     pub name: String,
@@ -67,51 +45,70 @@ pub struct Pipeline {
     pub verify_counts: bool,
 }
 
-/// Where a connection URL (or a token) comes from: the config (after `${VAR}` expansion) or a
-/// file.
+/// A secret (a connection URL or a token): as the config gives it (after `${VAR}` expansion),
+/// or the file that holds it, read when it is needed.
 #[derive(Clone, PartialEq)]
-pub enum UrlSource {
+pub enum Secret {
     Inline(String),
     File(PathBuf),
 }
 
 /// It may hold a password or a token: never shown.
-impl std::fmt::Debug for UrlSource {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UrlSource::Inline(_) => f.write_str("Inline(***)"),
-            UrlSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            Secret::Inline(_) => f.write_str("Inline(***)"),
+            Secret::File(path) => f.debug_tuple("File").field(path).finish(),
         }
     }
 }
 
+impl Secret {
+    /// The secret itself: as given, or the file's contents without surrounding whitespace.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(text) => Ok(text.clone()),
+            Secret::File(path) => {
+                std::fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// What a pipeline reads: one variant per source connector.
 #[derive(Debug)]
 pub enum SourceSettings {
     /// The URL is filled in from `url` when the pipeline is opened.
-    Sql { url: UrlSource, settings: SqlSourceSettings, at: SourceAt },
+    Sql { url: Secret, settings: SqlSourceSettings, at: SourceAt },
+    /// The token is filled in from `token` when the pipeline is opened.
+    HubSpot { token: Secret, profile: HubSpotProfile, stream: SourceStream },
 }
 
-/// Where a source's settings are in the file, for problems found when it is probed.
-#[derive(Debug, Clone, Copy)]
-pub struct SourceAt {
-    /// `table` or `query`.
-    pub from: Location,
-    pub key: Location,
-    pub watermark: Location,
-}
-
+/// Where a pipeline writes: one variant per sink connector.
 #[derive(Debug)]
 pub enum SinkSettings {
     Sql {
-        url: UrlSource,
+        url: Secret,
         settings: SqlSinkSettings,
     },
-    /// The token is filled in from `token` when the pipeline is opened; `produced_values` and
-    /// `inputs_per_call` come from the transforms and `batch_size`.
+    /// The token is filled in from `token` when the pipeline is opened; the stream's
+    /// `produced_values` and `inputs_per_call` come from the transforms and `batch_size`.
     HubSpot {
-        token: UrlSource,
-        settings: HubSpotSettings,
+        token: Secret,
+        profile: HubSpotProfile,
+        stream: SinkStream,
     },
+}
+
+impl SinkSettings {
+    /// The default and largest `batch_size`, and whether change detection is on by default:
+    /// HubSpot calls spend the portal's budget, SQL upserts that change nothing cost nothing.
+    fn defaults(&self) -> (u64, u64, bool) {
+        match self {
+            SinkSettings::Sql { .. } => (500, 10_000, false),
+            SinkSettings::HubSpot { .. } => (super::hubspot::BATCH, super::hubspot::BATCH, true),
+        }
+    }
 }
 
 impl Config {
@@ -122,11 +119,15 @@ impl Config {
 
 pub(super) struct Ctx<'a> {
     pub(super) file: &'a str,
-    base_dir: &'a Path,
+    pub(super) base_dir: &'a Path,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub(super) fn new(file: &'a str, base_dir: &'a Path, env: &'a dyn Fn(&str) -> Option<String>) -> Ctx<'a> {
+        Ctx { file, base_dir, env }
+    }
+
     pub(super) fn err(&self, at: &Location, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, at, path, message)
     }
@@ -156,31 +157,27 @@ impl Ctx<'_> {
         Ok(expanded)
     }
 
-    /// A connection URL: from `url` (a password in it must be a `${VAR}`) or `url_file`.
-    fn url(
+    /// A secret given in the file as `name` (checked and expanded by `inline`) or in the file
+    /// named by `{name}_file`: exactly one of the two.
+    pub(super) fn secret_or_file(
         &self,
-        url: &Option<At<String>>,
-        url_file: &Option<At<String>>,
+        value: &Option<At<String>>,
+        file: &Option<At<String>>,
         path: &str,
+        name: &str,
         parent: &Location,
-        role: Role,
-    ) -> Result<UrlSource, ConfigError> {
-        match (url, url_file) {
-            (Some(url), None) => {
-                url_secrets_are_references(&url.value).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
-                let expanded = self.expand(url, &format!("{path}.url"))?;
-                let resolved = self.resolve_sqlite(&expanded);
-                check_scheme(&resolved, role).map_err(|why| self.err(&url.referenced, &format!("{path}.url"), why))?;
-                Ok(UrlSource::Inline(resolved))
-            }
-            (None, Some(file)) => Ok(UrlSource::File(self.base_dir.join(self.expand(file, &format!("{path}.url_file"))?))),
-            (Some(url), Some(_)) => Err(self.err(&url.referenced, path, "give either url or url_file, not both")),
-            (None, None) => Err(self.err(parent, path, "missing url (or url_file)")),
+        inline: impl FnOnce(&At<String>, &str) -> Result<String, ConfigError>,
+    ) -> Result<Secret, ConfigError> {
+        match (value, file) {
+            (Some(value), None) => Ok(Secret::Inline(inline(value, &format!("{path}.{name}"))?)),
+            (None, Some(file)) => Ok(Secret::File(self.base_dir.join(self.expand(file, &format!("{path}.{name}_file"))?))),
+            (Some(value), Some(_)) => Err(self.err(&value.referenced, path, format!("give either {name} or {name}_file, not both"))),
+            (None, None) => Err(self.err(parent, path, format!("missing {name} (or {name}_file)"))),
         }
     }
 
     /// Relative SQLite paths are relative to the config file.
-    fn resolve_sqlite(&self, url: &str) -> String {
+    pub(super) fn resolve_sqlite(&self, url: &str) -> String {
         resolve_sqlite(url, self.base_dir)
     }
 
@@ -213,26 +210,6 @@ pub fn resolve_sqlite(url: &str, base: &Path) -> String {
     }
 }
 
-/// Whether a URL is read from or written to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Source,
-    Sink,
-}
-
-fn check_scheme(url: &str, role: Role) -> Result<(), String> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    match scheme {
-        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(()),
-        "mssql" | "sqlserver" if role == Role::Source => Ok(()),
-        "mssql" | "sqlserver" => Err("SQL Server is supported as a source only".into()),
-        _ if !url.contains(':') => {
-            Err(format!("{url:?} is not a database url; expected sqlite://PATH, postgres://…, mysql://… or mssql://…"))
-        }
-        other => Err(format!("unsupported database {other:?}; expected sqlite, postgres, mysql or (sources) mssql")),
-    }
-}
-
 /// Tokens of the sandbox's demo accounts: public constants, not secrets, so the examples may
 /// fall back to them (`${HUBSPOT_TOKEN:-sandbox-token}`) and run with nothing set.
 const DEMO_TOKENS: [&str; 2] = [syncline_sandbox::DEMO_HUBSPOT_TOKEN, syncline_sandbox::DEMO_MANYCHAT_TOKEN];
@@ -255,7 +232,7 @@ fn secret_reference(text: &str) -> Result<(), String> {
 
 /// Every secret in a URL (its password, and secret-named parameters such as `password=`) must
 /// be a `${VAR}` of its own, without a default.
-fn url_secrets_are_references(url: &str) -> Result<(), String> {
+pub(super) fn url_secrets_are_references(url: &str) -> Result<(), String> {
     for span in syncline_core::redact::secret_spans(url) {
         let part = &url[span];
         let reference = part.starts_with("${") && part.ends_with('}') && !part[2..part.len() - 1].contains(['{', '}', '$']);
@@ -310,7 +287,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (n, unit) = text.split_at(split);
@@ -327,13 +304,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Validates a parsed config into settings, reporting every problem found, not only the first.
 pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-    let ctx = Ctx { file, base_dir, env };
+    let ctx = Ctx::new(file, base_dir, env);
     let mut errors = ConfigErrors::default();
-    let state = errors.take(state(&ctx, &raw));
+    let state = errors.take(super::store::state(&ctx, &raw));
     if raw.pipelines.is_empty() && raw.webhooks.is_empty() {
         errors.push(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
     }
-    let webhooks: Vec<_> = raw.webhooks.iter().filter_map(|(name, w)| errors.take(webhook(&ctx, name, w))).collect();
+    let webhooks: Vec<_> = raw.webhooks.iter().filter_map(|(name, w)| errors.take(super::serve::webhook(&ctx, name, w))).collect();
     let connections = errors.take(super::flows::connections(&ctx, &raw)).unwrap_or_default();
     let flows = match errors.is_empty() {
         // flows are checked against the webhooks and connections, so only once those are sound
@@ -343,7 +320,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         }),
         false => Vec::new(),
     };
-    let serve = errors.take(serve(&ctx, raw.serve.as_ref()));
+    let serve = errors.take(super::serve::serve(&ctx, raw.serve.as_ref()));
     let mut pipelines = Vec::new();
     for (name, p) in raw.pipelines {
         match pipeline(&ctx, name, p) {
@@ -416,104 +393,6 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Only the state store, for commands that read nothing else.
-pub(super) fn state_only(
-    raw: &RawConfig,
-    file: &str,
-    base_dir: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<StateSettings, ConfigError> {
-    state(&Ctx { file, base_dir, env }, raw)
-}
-
-/// Where the state store is: the configured URL, or `<config stem>.state.db` beside the config
-/// so two configs in one folder never share cursors by accident.
-fn state(ctx: &Ctx, raw: &RawConfig) -> Result<StateSettings, ConfigError> {
-    let Some(state) = &raw.state else {
-        let stem = Path::new(ctx.file).file_stem().and_then(|s| s.to_str()).unwrap_or("syncline");
-        let path = ctx.base_dir.join(format!("{stem}.state.db"));
-        if let Some(schema) = &raw.state_schema {
-            return Err(ctx.err(&schema.referenced, "state_schema", "applies to a postgres:// state store; this config uses SQLite"));
-        }
-        return Ok(StateSettings { url: format!("sqlite://{}", path.display()), explicit: false });
-    };
-    url_secrets_are_references(&state.value).map_err(|why| ctx.err(&state.referenced, "state", why))?;
-    let mut url = ctx.resolve_sqlite(&ctx.expand(state, "state")?);
-    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    if !(url.starts_with("sqlite:") || postgres) {
-        return Err(ctx.err(&state.referenced, "state", format!("{url:?} is not a state store; use sqlite://PATH or postgres://…")));
-    }
-    if let Some(schema) = &raw.state_schema {
-        let name = ctx.expand(schema, "state_schema")?;
-        if !postgres {
-            return Err(ctx.err(&schema.referenced, "state_schema", "applies to a postgres:// state store only"));
-        }
-        if url.contains("schema=") {
-            return Err(ctx.err(
-                &schema.referenced,
-                "state_schema",
-                "the state URL already names a schema (?schema=…); give one or the other",
-            ));
-        }
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ctx.err(&schema.referenced, "state_schema", format!("{name:?} is not a schema name (letters, digits and _)")));
-        }
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&format!("schema={name}"));
-    }
-    Ok(StateSettings { url, explicit: true })
-}
-
-fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, ConfigError> {
-    let lease = match raw.and_then(|s| s.lease.as_ref()) {
-        Some(lease) => {
-            let text = ctx.expand(lease, "serve.lease")?;
-            let lease_time = parse_duration(&text).map_err(|why| ctx.err(&lease.referenced, "serve.lease", why))?;
-            if lease_time < Duration::from_secs(1) {
-                return Err(ctx.err(&lease.referenced, "serve.lease", "must be at least 1s"));
-            }
-            lease_time
-        }
-        None => Duration::from_secs(60),
-    };
-    let duration = |value: Option<&At<String>>, name: &str, default: Duration| -> Result<Duration, ConfigError> {
-        let path = format!("serve.{name}");
-        match value {
-            Some(v) => parse_duration(&ctx.expand(v, &path)?).map_err(|why| ctx.err(&v.referenced, &path, why)),
-            None => Ok(default),
-        }
-    };
-    let drain = duration(raw.and_then(|s| s.drain.as_ref()), "drain", Duration::from_secs(1))?;
-    let defaults = syncline_server::http::HttpLimits::default();
-    let limits = syncline_server::http::HttpLimits {
-        header_timeout: duration(raw.and_then(|s| s.header_timeout.as_ref()), "header_timeout", defaults.header_timeout)?,
-        body_chunk_timeout: duration(raw.and_then(|s| s.body_chunk_timeout.as_ref()), "body_chunk_timeout", defaults.body_chunk_timeout)?,
-        body_timeout: duration(raw.and_then(|s| s.body_timeout.as_ref()), "body_timeout", defaults.body_timeout)?,
-        max_connections: ctx.positive(
-            &raw.and_then(|s| s.max_connections.clone()),
-            "serve.max_connections",
-            1..=100_000,
-            defaults.max_connections as u64,
-        )?,
-        max_connections_per_client: ctx.positive(
-            &raw.and_then(|s| s.max_connections_per_client.clone()),
-            "serve.max_connections_per_client",
-            1..=100_000,
-            defaults.max_connections_per_client as u64,
-        )?,
-    };
-    let workers = ctx.positive(&raw.and_then(|s| s.workers.clone()), "serve.workers", 1..=256, 16)?;
-    let bind = match raw.and_then(|s| s.bind.as_ref()) {
-        Some(bind) => {
-            let text = ctx.expand(bind, "serve.bind")?;
-            text.parse()
-                .map_err(|_| ctx.err(&bind.referenced, "serve.bind", format!("{text:?} is not an address:port such as 0.0.0.0:8080")))?
-        }
-        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-    };
-    Ok(ServeSettings { bind, workers, lease, drain, limits })
-}
-
 /// One pipeline: every problem in it, or its settings.
 fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<ConfigError>> {
     let path = format!("pipelines.{name}");
@@ -522,12 +401,18 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         return Err(vec![ConfigError { file: ctx.file.into(), at: None, path, message: message.into() }]);
     }
     let mut errors = ConfigErrors::default();
-    let source = errors.take(source(ctx, &path, &p.source));
-    let sink = errors.take(sink(ctx, &path, &p.sink));
+    let source = errors.take(match &p.source {
+        RawSource::Sql(s) => super::sql::source(ctx, &path, s),
+        RawSource::Hubspot(h) => super::hubspot::source(ctx, &path, h),
+    });
+    let sink = errors.take(match &p.sink {
+        RawSink::Sql(s) => super::sql::sink(ctx, &path, s),
+        RawSink::Hubspot(h) => super::hubspot::sink(ctx, &path, h),
+    });
     let retry = errors.take(retry(ctx, &path, p.retry.as_ref()));
-    let batch_size = sink
-        .as_ref()
-        .and_then(|(_, default, max, _)| errors.take(ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=*max, *default)));
+    let defaults = sink.as_ref().map(SinkSettings::defaults);
+    let batch_size =
+        defaults.and_then(|(default, max, _)| errors.take(ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max, default)));
     let mut transforms = Vec::new();
     for (i, step) in p.transforms.into_iter().enumerate() {
         let tpath = format!("{path}.transforms[{i}]");
@@ -537,7 +422,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         }
     }
     errors.finish().map_err(|e| e.0)?;
-    let ((sink, _, _, default_detection), source) = (sink.expect("no errors"), source.expect("no errors"));
+    let (sink, source, (_, _, default_detection)) = (sink.expect("no errors"), source.expect("no errors"), defaults.expect("no errors"));
     let (batch_size, retry) = (batch_size.expect("no errors"), retry.expect("no errors"));
     Ok(Pipeline {
         name,
@@ -549,94 +434,6 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         retry,
         verify_counts: p.verify_counts,
     })
-}
-
-fn source(ctx: &Ctx, path: &str, raw: &RawSource) -> Result<SourceSettings, ConfigError> {
-    match raw {
-        RawSource::Sql(s) => {
-            let spath = format!("{path}.source.sql");
-            let url = ctx.url(&s.url, &s.url_file, &spath, &s.key.referenced, Role::Source)?;
-            let (from, from_at) = match (&s.table, &s.query) {
-                (Some(t), None) => (SqlTable::Table(ctx.expand(t, &format!("{spath}.table"))?), t.referenced),
-                (None, Some(q)) => {
-                    (SqlTable::Query(ctx.expand(q, &format!("{spath}.query"))?.trim().trim_end_matches(';').to_owned()), q.referenced)
-                }
-                (Some(t), Some(_)) => return Err(ctx.err(&t.referenced, &spath, "give either table or query, not both")),
-                (None, None) => return Err(ctx.err(&s.key.referenced, &spath, "missing table (or query)")),
-            };
-            let overlap = match &s.overlap {
-                Some(o) => parse_duration(&o.value).map_err(|why| ctx.err(&o.referenced, &format!("{spath}.overlap"), why))?,
-                None => Duration::ZERO,
-            };
-            let settings = SqlSourceSettings {
-                url: String::new(),
-                from,
-                key: ctx.expand(&s.key, &format!("{spath}.key"))?,
-                watermark: ctx.expand(&s.watermark, &format!("{spath}.watermark"))?,
-                page_size: ctx.positive(&s.page_size, &format!("{spath}.page_size"), 1..=100_000, 1000)?,
-                overlap,
-                null_watermarks: match s.null_watermarks {
-                    None | Some(RawNullWatermarks::Refuse) => NullWatermarks::Refuse,
-                    Some(RawNullWatermarks::First) => NullWatermarks::First,
-                },
-                text: s
-                    .text
-                    .iter()
-                    .map(|(field, mode)| {
-                        let mode = match mode {
-                            RawTextMode::Lossy => TextMode::Lossy,
-                            RawTextMode::Bytes => TextMode::Bytes,
-                        };
-                        (field.clone(), mode)
-                    })
-                    .collect(),
-            };
-            let at = SourceAt { from: from_at, key: s.key.referenced, watermark: s.watermark.referenced };
-            Ok(SourceSettings::Sql { url, settings, at })
-        }
-    }
-}
-
-/// The sink, its default and largest batch size, and whether change detection is on by default.
-fn sink(ctx: &Ctx, path: &str, raw: &RawSink) -> Result<(SinkSettings, u64, u64, bool), ConfigError> {
-    match raw {
-        RawSink::Sql(s) => {
-            let spath = format!("{path}.sink.sql");
-            let url = ctx.url(&s.url, &s.url_file, &spath, &s.table.referenced, Role::Sink)?;
-            let settings = SqlSinkSettings {
-                url: String::new(),
-                table: ctx.expand(&s.table, &format!("{spath}.table"))?,
-                key: ctx.expand(&s.key, &format!("{spath}.key"))?,
-                create_table: s.create_table,
-            };
-            Ok((SinkSettings::Sql { url, settings }, 500, 10_000, false))
-        }
-        RawSink::Hubspot(h) => {
-            let spath = format!("{path}.sink.hubspot");
-            let token = match (&h.token, &h.token_file) {
-                (Some(token), None) => UrlSource::Inline(ctx.secret(token, &format!("{spath}.token"))?),
-                (None, Some(file)) => UrlSource::File(ctx.base_dir.join(ctx.expand(file, &format!("{spath}.token_file"))?)),
-                (Some(token), Some(_)) => return Err(ctx.err(&token.referenced, &spath, "give either token or token_file, not both")),
-                (None, None) => return Err(ctx.err(&h.id_property.referenced, &spath, "missing token (or token_file)")),
-            };
-            let base_url = match &h.base_url {
-                Some(url) => ctx.http_url(url, &format!("{spath}.base_url"))?,
-                None => DEFAULT_BASE_URL.to_owned(),
-            };
-            let object = match &h.object {
-                Some(object) => ctx.expand(object, &format!("{spath}.object"))?,
-                None => "contacts".to_owned(),
-            };
-            let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
-            let mut settings = HubSpotSettings::new(&base_url, "", &object, &id_property);
-            let tier = ctx.tier(h.tier);
-            let burst = u64::from(tier.per_ten_seconds());
-            settings.calls_per_ten_seconds = ctx.positive(&h.calls_per_10s, &format!("{spath}.calls_per_10s"), 1..=burst, burst)? as u32;
-            settings.in_flight = ctx.positive(&h.in_flight, &format!("{spath}.in_flight"), 1..=32, 4)?;
-            let batch = MAX_INPUTS_PER_CALL as u64;
-            Ok((SinkSettings::HubSpot { token, settings }, batch, batch, true))
-        }
-    }
 }
 
 fn retry(ctx: &Ctx, path: &str, raw: Option<&RawRetry>) -> Result<RetryLimits, ConfigError> {
@@ -660,42 +457,6 @@ fn retry(ctx: &Ctx, path: &str, raw: Option<&RawRetry>) -> Result<RetryLimits, C
         return Err(ctx.err(&value.referenced, &format!("{path}.retry.unreachable"), message));
     }
     Ok(limits)
-}
-
-/// One webhook endpoint: secrets only as `${VAR}`, never written in the file.
-fn webhook(ctx: &Ctx, name: &str, raw: &RawWebhook) -> Result<syncline_server::Source, ConfigError> {
-    let path = format!("webhooks.{name}");
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(ConfigError { file: ctx.file.into(), at: None, path, message: "webhook names use letters, digits, _ and -".into() });
-    }
-    if raw.secrets.is_empty() {
-        return Err(ConfigError {
-            file: ctx.file.into(),
-            at: None,
-            path: format!("{path}.secrets"),
-            message: "at least one signing secret is needed".into(),
-        });
-    }
-    let mut secrets = Vec::new();
-    for (i, secret) in raw.secrets.iter().enumerate() {
-        secrets.push(syncline_server::Secret::new(ctx.secret(secret, &format!("{path}.secrets[{i}]"))?));
-    }
-    let public_url = raw.public_url.as_ref().map(|url| ctx.http_url(url, &format!("{path}.public_url"))).transpose()?;
-    let default_limit = syncline_server::DEFAULT_BODY_LIMIT as u64;
-    Ok(syncline_server::Source {
-        name: name.to_owned(),
-        provider: match raw.provider {
-            RawProvider::Hubspot => syncline_server::Provider::HubSpot,
-            RawProvider::Stripe => syncline_server::Provider::Stripe,
-        },
-        secrets,
-        hubspot_versions: raw.versions.clone().unwrap_or_else(|| {
-            use syncline_server::HubSpotVersion::*;
-            vec![V1, V2, V3]
-        }),
-        public_url,
-        body_limit: ctx.positive(&raw.body_limit, &format!("{path}.body_limit"), 1024..=64 * 1024 * 1024, default_limit)?,
-    })
 }
 
 /// Checks what can be checked of a transform step without IO.

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod disk;
 mod hubspot;
+mod hubspot_source;
 mod instances;
 mod lead_flow;
 mod members;

@@ -1,0 +1,303 @@
+//! HubSpot objects as a source, for any object type.
+//!
+//! - A **full** read lists every object in id order (`after` paging, 100 a page, the portal's
+//!   ten-second budget). Its last page's cursor is the time the listing started: anything
+//!   modified since is read by the next incremental run.
+//! - An **incremental** read searches from the cursor in `(modified, id)` order: objects
+//!   modified after the cursor's time, or at that time with a larger id, modified before the
+//!   run started less `settle` (search sees a write a few moments late, and the cursor must not
+//!   pass a write search cannot see yet). Every page is a new query from the cursor of the page
+//!   before, so no query ever pages toward the 10,000-result limit, any number of objects may
+//!   share one millisecond, and an object modified during the run (which leaves its place in
+//!   the order) cannot shift the pages after it.
+//! - **Backfill** reads the objects created in a time range the same way, ordered by creation.
+//!
+//! Each object becomes a record keyed by its id, with `hs_object_id` and the wanted properties
+//! as HubSpot's text (unset ones null).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use syncline_core::{ConnectorError, Cursor, ErrorClass, Page, Record, Source, Value};
+
+use super::api::{Filter, FilterGroup, HubSpotApi, Operator, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
+use super::config::{SourceStream, time_properties};
+
+/// Where a read stands, as the cursor stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Position {
+    /// Inside a full listing: the next page starts at object `list_after` (HubSpot's `after`),
+    /// and the listing began at `listed_at_ms`.
+    Listing { list_after: u64, listed_at_ms: i64 },
+    /// Every object up to `(at_ms, id)` in (time, id) order has been read; `id` 0 means none
+    /// at `at_ms` yet.
+    Keyset { at_ms: i64, id: u64 },
+}
+
+impl Position {
+    fn cursor(self) -> Cursor {
+        Cursor(serde_json::to_value(self).expect("a position serializes"))
+    }
+
+    fn of(cursor: &Cursor) -> Result<Position, ConnectorError> {
+        serde_json::from_value(cursor.0.clone()).map_err(|_| {
+            ConnectorError::new(ErrorClass::Config, format!("the cursor {} is not a HubSpot source's (state clear resets it)", cursor.0))
+        })
+    }
+}
+
+/// Which read this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// From the start: by list, then the cursor is where the listing began.
+    Everything,
+    /// From a time on, by search on the modification time (`--since`).
+    ModifiedFrom(i64),
+    /// The objects created in `[from, until)`, by search on the creation time (backfill).
+    Created { from: i64, until: i64 },
+}
+
+pub struct HubSpotSource {
+    api: Arc<HubSpotApi>,
+    stream: SourceStream,
+    read: Read,
+    /// The time property searches order by, and the exclusive bound on it.
+    by: &'static str,
+    until_ms: i64,
+    /// What is asked of each object: the stream's properties, the id and both times.
+    wanted: Vec<String>,
+    /// When the current read was started (a full listing's cursor once it ends).
+    started_ms: i64,
+    /// Whether the page just returned came from the listing (its records carry no position).
+    listing: bool,
+    /// The last search returned less than a page: there is nothing after it.
+    exhausted: bool,
+    /// Search requests made (backfill reports them).
+    pub searches: u64,
+}
+
+impl HubSpotSource {
+    /// Every object of the stream: listed when read from the start, searched from a cursor, or
+    /// from `since` on (objects modified at or after it).
+    pub fn new(api: Arc<HubSpotApi>, stream: SourceStream, since: Option<DateTime<Utc>>) -> HubSpotSource {
+        let now = Utc::now().timestamp_millis();
+        let until_ms = now - stream.settle.as_millis() as i64;
+        let read = since.map_or(Read::Everything, |t| Read::ModifiedFrom(t.timestamp_millis()));
+        HubSpotSource::with(api, stream, read, until_ms)
+    }
+
+    /// The objects created in `[from, until)`, oldest first.
+    pub fn created_between(api: Arc<HubSpotApi>, stream: SourceStream, from: DateTime<Utc>, until: DateTime<Utc>) -> HubSpotSource {
+        let read = Read::Created { from: from.timestamp_millis(), until: until.timestamp_millis() };
+        let until_ms = until.timestamp_millis();
+        HubSpotSource::with(api, stream, read, until_ms)
+    }
+
+    fn with(api: Arc<HubSpotApi>, stream: SourceStream, read: Read, until_ms: i64) -> HubSpotSource {
+        let (created, modified) = time_properties(&stream.object);
+        let by = if matches!(read, Read::Created { .. }) { created } else { modified };
+        let mut wanted = stream.properties.clone();
+        for always in ["hs_object_id", created, modified] {
+            if !wanted.iter().any(|w| w == always) {
+                wanted.push(always.to_owned());
+            }
+        }
+        let started_ms = Utc::now().timestamp_millis();
+        HubSpotSource { api, stream, read, by, until_ms, wanted, started_ms, listing: false, exhausted: false, searches: 0 }
+    }
+
+    /// What it reads, for keying state: the portal (asked of HubSpot) and the object type.
+    pub async fn identity(&self) -> Result<String, ConnectorError> {
+        let portal = self.api.account_id().await?;
+        Ok(format!("hubspot:portal/{portal}/{}", self.stream.object))
+    }
+
+    pub fn stream(&self) -> &SourceStream {
+        &self.stream
+    }
+
+    /// The time property pages are ordered by (`lastmodifieddate`, `hs_lastmodifieddate`, or a
+    /// creation time for backfill).
+    pub fn ordered_by(&self) -> &'static str {
+        self.by
+    }
+
+    /// Whether a read from `since` starts at or before `cursor`, so it also reads everything
+    /// after the cursor and the cursor may follow it.
+    pub fn starts_at_or_before(&self, since: DateTime<Utc>, cursor: &Cursor) -> bool {
+        match Position::of(cursor) {
+            Ok(Position::Keyset { at_ms, .. }) => since.timestamp_millis() <= at_ms,
+            // a listing not finished has not read past anything in time
+            _ => false,
+        }
+    }
+
+    /// Whether `cursor` is a position of this source (`state set`).
+    pub fn check_cursor(&self, cursor: &Cursor) -> Result<(), ConnectorError> {
+        Position::of(cursor).map(drop)
+    }
+
+    /// How many objects a read from `after` will see (one search), for progress.
+    pub async fn estimate(&mut self, after: Option<&Cursor>) -> Result<u64, ConnectorError> {
+        let position = match after.map(Position::of).transpose()? {
+            Some(Position::Keyset { at_ms, id }) => Some((at_ms, id)),
+            _ => self.start_position(),
+        };
+        let mut request = SearchRequest { limit: 1, properties: vec!["hs_object_id".into()], ..SearchRequest::default() };
+        if let Some(position) = position {
+            request.filter_groups = self.after_groups(position);
+        }
+        self.searches += 1;
+        Ok(self.api.search(&self.stream.object, &request).await?.total)
+    }
+
+    /// How many objects the stream has now (`verify_counts`).
+    pub async fn count(&self) -> Result<u64, ConnectorError> {
+        let request = SearchRequest { limit: 1, properties: vec!["hs_object_id".into()], ..SearchRequest::default() };
+        Ok(self.api.search(&self.stream.object, &request).await?.total)
+    }
+
+    /// Where a search starts when there is no cursor: `None` for a full read (it lists).
+    fn start_position(&self) -> Option<(i64, u64)> {
+        match self.read {
+            Read::Everything => None,
+            Read::ModifiedFrom(from) | Read::Created { from, .. } => Some((from, 0)),
+        }
+    }
+
+    /// Filter groups for the objects after `(at, id)` and before the read's bound.
+    fn after_groups(&self, (at_ms, id): (i64, u64)) -> Vec<FilterGroup> {
+        let before = Filter::new(self.by, Operator::Lt, self.until_ms);
+        if id == 0 {
+            return vec![FilterGroup { filters: vec![Filter::new(self.by, Operator::Gte, at_ms), before] }];
+        }
+        vec![
+            FilterGroup { filters: vec![Filter::new(self.by, Operator::Gt, at_ms), before.clone()] },
+            FilterGroup { filters: vec![Filter::new(self.by, Operator::Eq, at_ms), Filter::new("hs_object_id", Operator::Gt, id), before] },
+        ]
+    }
+
+    /// One page of the listing from object `after`.
+    async fn list_page(&mut self, after: Option<u64>, listed_at_ms: i64) -> Result<Option<Page>, ConnectorError> {
+        let after = after.map(|a| a.to_string());
+        let page = self.api.list(&self.stream.object, &self.wanted, after.as_deref()).await?;
+        let next = match page.next_after() {
+            Some(next) => Some(
+                next.parse::<u64>()
+                    .map_err(|_| ConnectorError::new(ErrorClass::Data, format!("HubSpot's list cursor {next:?} is not an object id")))?,
+            ),
+            None => None,
+        };
+        let records = page.results.into_iter().map(|o| self.record(o).map(|(r, ..)| r)).collect::<Result<Vec<_>, _>>()?;
+        let position = match next {
+            Some(list_after) => Position::Listing { list_after, listed_at_ms },
+            // listed to the end: what changed since the listing began comes by search
+            None => Position::Keyset { at_ms: listed_at_ms, id: 0 },
+        };
+        self.listing = true;
+        Ok((!records.is_empty()).then(|| Page { records, cursor: Some(position.cursor()), rejected: Vec::new() }))
+    }
+
+    /// One search page after `(at, id)`.
+    async fn search_page(&mut self, position: (i64, u64)) -> Result<Option<Page>, ConnectorError> {
+        self.listing = false;
+        if self.exhausted || position.0 >= self.until_ms {
+            return Ok(None);
+        }
+        let request = SearchRequest {
+            filter_groups: self.after_groups(position),
+            sorts: vec![Sort::ascending(self.by), Sort::ascending("hs_object_id")],
+            properties: self.wanted.clone(),
+            limit: SEARCH_PAGE,
+            after: None,
+        };
+        self.searches += 1;
+        let page = self.api.search(&self.stream.object, &request).await?;
+        self.exhausted = page.results.len() < SEARCH_PAGE;
+        let mut records = Vec::with_capacity(page.results.len());
+        let mut last = position;
+        for object in page.results {
+            let (record, at_ms, id) = self.record(object)?;
+            if (at_ms, id) <= last {
+                let message = format!("HubSpot's search returned object {id} out of ({}, id) order", self.by);
+                return Err(ConnectorError::new(ErrorClass::Data, message));
+            }
+            last = (at_ms, id);
+            records.push(record);
+        }
+        let cursor = Position::Keyset { at_ms: last.0, id: last.1 }.cursor();
+        Ok((!records.is_empty()).then(|| Page { records, cursor: Some(cursor), rejected: Vec::new() }))
+    }
+
+    /// An object as a record, with its position (its ordering time and id).
+    fn record(&self, object: SimpleObject) -> Result<(Record, i64, u64), ConnectorError> {
+        let id: u64 =
+            object.id.parse().map_err(|_| ConnectorError::new(ErrorClass::Data, format!("object id {:?} is not a number", object.id)))?;
+        let at = object.properties.get(self.by).cloned().flatten().unwrap_or_default();
+        let at_ms = epoch_ms(&at).ok_or_else(|| {
+            ConnectorError::new(ErrorClass::Data, format!("{} {id}: {} {at:?} is not a time", self.stream.object, self.by))
+        })?;
+        let mut record = Record::new(object.id.clone());
+        let mut properties = object.properties;
+        record.set("hs_object_id", Value::Text(object.id));
+        for name in &self.wanted {
+            if name != "hs_object_id" {
+                let value = properties.remove(name).flatten().map_or(Value::Null, Value::Text);
+                record.set(name, value);
+            }
+        }
+        Ok((record, at_ms, id))
+    }
+}
+
+/// A HubSpot time as epoch milliseconds: epoch milliseconds or ISO 8601 text.
+fn epoch_ms(text: &str) -> Option<i64> {
+    text.trim().parse::<i64>().ok().or_else(|| DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis()))
+}
+
+impl Source for HubSpotSource {
+    async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        match after.map(Position::of).transpose()? {
+            Some(Position::Listing { list_after, listed_at_ms }) => self.list_page(Some(list_after), listed_at_ms).await,
+            Some(Position::Keyset { at_ms, id }) => self.search_page((at_ms, id)).await,
+            None => match self.start_position() {
+                Some(position) => self.search_page(position).await,
+                None => self.list_page(None, self.started_ms).await,
+            },
+        }
+    }
+
+    /// Inside a search page the position of any record is known; inside the listing it is not
+    /// (HubSpot's `after` is its own).
+    fn cursor_after(&self, record: &Record) -> Option<Cursor> {
+        if self.listing {
+            return None;
+        }
+        let at_ms = record.get(self.by).and_then(Value::as_text).and_then(|t| epoch_ms(&t))?;
+        let id = record.key.parse().ok()?;
+        Some(Position::Keyset { at_ms, id }.cursor())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_through_cursors() {
+        for position in [Position::Listing { list_after: 301, listed_at_ms: 1_700_000_000_000 }, Position::Keyset { at_ms: 5, id: 9 }] {
+            assert_eq!(Position::of(&position.cursor()).unwrap(), position);
+        }
+        let sql = Cursor(serde_json::json!({"watermark": "2024-01-01", "key": 3}));
+        assert_eq!(Position::of(&sql).unwrap_err().class, ErrorClass::Config);
+    }
+
+    #[test]
+    fn times_are_read_in_both_spellings() {
+        assert_eq!(epoch_ms("1572480000000"), Some(1_572_480_000_000));
+        assert_eq!(epoch_ms("2019-10-31T00:00:00.000Z"), Some(1_572_480_000_000));
+        assert_eq!(epoch_ms("yesterday"), None);
+    }
+}

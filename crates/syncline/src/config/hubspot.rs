@@ -1,0 +1,109 @@
+//! HubSpot as a pipeline's source or sink, and as a flow connection: the profile (URL, token,
+//! tier, budget) they share, and each one's stream.
+
+use super::error::ConfigError;
+use super::raw::{At, RawConnection, RawHubSpotSink, RawHubSpotSource, RawTier};
+use super::settings::{Ctx, Secret, SinkSettings, SourceSettings, parse_duration};
+use serde_saphyr::Location;
+use syncline_connectors::hubspot::{DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream, SourceStream, Tier};
+
+/// The profile keys, wherever they are written (a source, a sink, `connections.hubspot`).
+struct ProfileKeys<'a> {
+    base_url: Option<&'a At<String>>,
+    token: Option<&'a At<String>>,
+    token_file: Option<&'a At<String>>,
+    tier: Option<RawTier>,
+    calls_per_10s: Option<&'a At<u64>>,
+    in_flight: Option<&'a At<u64>>,
+}
+
+/// The profile, with its token still where the config says (inline or in a file: read when
+/// the pipeline is opened).
+fn profile(ctx: &Ctx, path: &str, parent: &Location, keys: ProfileKeys) -> Result<(Secret, HubSpotProfile), ConfigError> {
+    let token = ctx.secret_or_file(&keys.token.cloned(), &keys.token_file.cloned(), path, "token", parent, |t, key| ctx.secret(t, key))?;
+    let base_url = match keys.base_url {
+        Some(url) => ctx.http_url(url, &format!("{path}.base_url"))?,
+        None => DEFAULT_BASE_URL.to_owned(),
+    };
+    let mut profile = HubSpotProfile::new(&base_url, "");
+    let burst = u64::from(tier(keys.tier).per_ten_seconds());
+    profile.calls_per_ten_seconds = ctx.positive(&keys.calls_per_10s.cloned(), &format!("{path}.calls_per_10s"), 1..=burst, burst)? as u32;
+    profile.in_flight = ctx.positive(&keys.in_flight.cloned(), &format!("{path}.in_flight"), 1..=32, 4)?;
+    Ok((token, profile))
+}
+
+fn object(ctx: &Ctx, path: &str, object: &Option<At<String>>) -> Result<String, ConfigError> {
+    match object {
+        Some(object) => ctx.expand(object, &format!("{path}.object")),
+        None => Ok("contacts".to_owned()),
+    }
+}
+
+pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpotSource) -> Result<SourceSettings, ConfigError> {
+    let spath = format!("{path}.source.hubspot");
+    let parent = h.object.as_ref().or(h.token.as_ref()).map_or(Location::UNKNOWN, |a| a.referenced);
+    let keys = ProfileKeys {
+        base_url: h.base_url.as_ref(),
+        token: h.token.as_ref(),
+        token_file: h.token_file.as_ref(),
+        tier: h.tier,
+        calls_per_10s: h.calls_per_10s.as_ref(),
+        in_flight: h.in_flight.as_ref(),
+    };
+    let (token, profile) = profile(ctx, &spath, &parent, keys)?;
+    let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &h.properties);
+    stream.settle = match &h.settle {
+        Some(settle) => parse_duration(&ctx.expand(settle, &format!("{spath}.settle"))?)
+            .map_err(|why| ctx.err(&settle.referenced, &format!("{spath}.settle"), why))?,
+        None => DEFAULT_SETTLE,
+    };
+    Ok(SourceSettings::HubSpot { token, profile, stream })
+}
+
+/// A HubSpot sink: batch calls of up to 100 inputs, change detection on by default (every call
+/// spends the portal's budget).
+pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpotSink) -> Result<SinkSettings, ConfigError> {
+    let spath = format!("{path}.sink.hubspot");
+    let keys = ProfileKeys {
+        base_url: h.base_url.as_ref(),
+        token: h.token.as_ref(),
+        token_file: h.token_file.as_ref(),
+        tier: h.tier,
+        calls_per_10s: h.calls_per_10s.as_ref(),
+        in_flight: h.in_flight.as_ref(),
+    };
+    let (token, profile) = profile(ctx, &spath, &h.id_property.referenced, keys)?;
+    let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
+    let stream = SinkStream::new(&object(ctx, &spath, &h.object)?, &id_property);
+    Ok(SinkSettings::HubSpot { token, profile, stream })
+}
+
+/// `connections.hubspot`: the portal flows read.
+pub(super) fn connection(ctx: &Ctx, c: &RawConnection) -> Result<HubSpotProfile, ConfigError> {
+    let path = "connections.hubspot";
+    let keys = ProfileKeys {
+        base_url: c.base_url.as_ref(),
+        token: Some(&c.token),
+        token_file: None,
+        tier: c.tier,
+        calls_per_10s: None,
+        in_flight: None,
+    };
+    let (token, mut profile) = profile(ctx, path, &c.token.referenced, keys)?;
+    profile.token = match token {
+        Secret::Inline(token) => token,
+        Secret::File(_) => unreachable!("connections take no token_file"),
+    };
+    Ok(profile)
+}
+
+/// Batch inputs per HubSpot call: the pipeline's `batch_size` is at most and by default 100.
+pub(super) const BATCH: u64 = MAX_INPUTS_PER_CALL as u64;
+
+pub(super) fn tier(tier: Option<RawTier>) -> Tier {
+    match tier.unwrap_or(RawTier::Free) {
+        RawTier::Free | RawTier::Starter => Tier::Free,
+        RawTier::Professional | RawTier::Enterprise => Tier::Professional,
+        RawTier::ApiLimitIncrease => Tier::LimitIncrease,
+    }
+}
