@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use syncline_core::ErrorClass;
 use syncline_store::{InboxEvent, Store};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use crate::Counters;
 use crate::flow::Engine;
@@ -116,7 +117,17 @@ impl Workers {
         Ok(claimed)
     }
 
+    /// Runs one event in its own span (flow, event id, dedupe key, attempt, object), attached
+    /// to the future so every line logged while it runs — the engine's and the connectors' —
+    /// carries this event's fields, however the events of other objects interleave with it.
     async fn handle(&self, event: InboxEvent, payload: serde_json::Value) {
+        let flow = self.engine.flow_for(&event.source, &event.event_type).map_or("-", |f| f.name.as_str());
+        let object = event.object_key.as_deref().unwrap_or("-");
+        let span = tracing::info_span!("flow", flow, event = event.id, key = %event.dedupe_key, attempt = event.attempts, object);
+        self.handle_in_span(event, payload).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, event: InboxEvent, payload: serde_json::Value) {
         let owner = &self.config.owner;
         let Some(flow) = self.engine.flow_for(&event.source, &event.event_type) else {
             self.runs.add(&event.source, "unrouted", 1);
@@ -129,7 +140,7 @@ impl Workers {
         if let Some((object, at)) = &ordering {
             match self.store.flow_version(&flow.name, object).await {
                 Ok(Some(newer)) if newer > *at => {
-                    tracing::info!(flow = %flow.name, key = %event.dedupe_key, %object, "skipped: a later event of the object ran already");
+                    tracing::info!("skipped: a later event of the object ran already");
                     self.runs.add(&flow.name, "skipped_stale", 1);
                     self.release(self.store.inbox_skip_stale(&event, owner, &flow.name, object, newer).await, &event);
                     return;
@@ -145,8 +156,6 @@ impl Workers {
         }
         let started = std::time::Instant::now();
         let result = self.engine.run(flow, payload).await;
-        let span = tracing::info_span!("flow", flow = %flow.name, event = event.id, key = %event.dedupe_key, attempt = event.attempts);
-        let _entered = span.enter();
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(outcome) => {

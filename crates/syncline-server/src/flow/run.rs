@@ -177,7 +177,7 @@ impl Engine {
                 state.contact = self.fetch(object, properties, &state.event).await.map_err(|e| connector(rule, e))?;
             }
             Step::RequireAny(fields) => require_any(state, fields)?,
-            Step::Phone(fields) => normalize_phones(flow, state, fields),
+            Step::Phone(fields) => normalize_phones(state, fields),
             Step::Name(fields) => clean_names(state, fields),
             Step::FindOrCreateSubscriber(fields) => state.subscriber = Some(self.find_or_create(fields, state).await?),
             Step::SetCustomFields(fields) => {
@@ -332,7 +332,7 @@ fn require_any(state: &State, fields: &[String]) -> Result<(), Failure> {
 }
 
 /// `phone`: Costa Rica numbers in E.164; a number that is not one is dropped (logged).
-fn normalize_phones(flow: &Flow, state: &mut State, fields: &[String]) {
+fn normalize_phones(state: &mut State, fields: &[String]) {
     for field in fields {
         let Some(raw) = text(&state.contact, field) else { continue };
         match syncline_core::transform::normalize_phone(&raw) {
@@ -340,7 +340,7 @@ fn normalize_phones(flow: &Flow, state: &mut State, fields: &[String]) {
                 state.contact.insert(field.clone(), Value::String(phone));
             }
             Err(why) => {
-                tracing::info!(flow = %flow.name, %field, %why, "dropped a phone that is not a Costa Rica number");
+                tracing::info!(%field, %why, "dropped a phone that is not a Costa Rica number");
                 state.contact.remove(field);
             }
         }

@@ -273,3 +273,81 @@ async fn an_ordered_flow_ends_with_the_latest_change_of_each_object_and_audits_s
         assert!(count("skipped_stale") > 0, "shuffled deliveries meet stale events (seed {seed})");
     }
 }
+
+/// Log lines written into a shared buffer, one JSON object each, with the spans they were
+/// written in.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Two objects' events run concurrently (each object's in order); every line logged while an
+/// event runs — inside the engine too — carries that event's span, never the other object's.
+#[tokio::test]
+async fn every_log_line_carries_its_own_events_span() {
+    let world = world().await;
+    // each contact's phone problem is in its own field, so a line names its object by itself
+    let ana = contact(&world, json!({"firstname": "Ana", "email": "ana@example.com", "phone": "12"})).await;
+    let ben = contact(&world, json!({"firstname": "Ben", "email": "ben@example.com", "mobilephone": "34"})).await;
+    let events: Vec<NewEvent> = (0..3).flat_map(|n| [creation(ana, 10 + n), creation(ben, 20 + n)]).collect();
+    world.store.inbox_accept(&events).await.unwrap();
+    let mut flow = welcome(None);
+    flow.steps = serde_json::from_value(json!([
+        {"hubspot.get": {"properties": ["firstname", "email", "phone", "mobilephone"]}},
+        {"phone": ["phone", "mobilephone"]},
+        {"manychat.find_or_create_subscriber": {"email": "email", "first_name": "firstname"}},
+        {"manychat.send_content": {"messages": ["Hola {{ contact.firstname }}"], "message_tag": "ACCOUNT_UPDATE"}}
+    ]))
+    .unwrap();
+    let workers = workers(&world, flow);
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_span_list(true)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    drain(&workers).await;
+    drop(guard);
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let flow_span = |line: &Value| line["spans"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "flow")).cloned();
+    let object_of = |span: &Value| span["object"].as_str().unwrap().rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    let mut handled = Vec::new();
+    let mut dropped = 0;
+    for line in &lines {
+        let message = line["fields"]["message"].as_str().unwrap_or_default();
+        if message.starts_with("dropped a phone") {
+            dropped += 1;
+            let span = flow_span(line).unwrap_or_else(|| panic!("a line of the engine without its event's span: {line}"));
+            let owner = if line["fields"]["field"] == "phone" { ana } else { ben };
+            assert_eq!(object_of(&span), owner, "{line}");
+        }
+        // the line that ends each event: its outcome (sent, already_sent, retried, dead …)
+        if line["fields"]["outcome"].is_string() {
+            let span = flow_span(line).unwrap_or_else(|| panic!("{line}"));
+            handled.push((object_of(&span), span["event"].as_u64().unwrap()));
+        }
+    }
+    assert_eq!(dropped, 6, "each event dropped its contact's phone once:\n{text}");
+    handled.sort_unstable();
+    // the dedupe key names the object: hubspot:<portal>:contact.creation:<object>::<event>
+    let rows = world.store.inbox_events(None, None, 100).await.unwrap();
+    let mut expected: Vec<(u64, u64)> =
+        rows.iter().map(|e| (e.dedupe_key.split(':').nth(3).unwrap().parse().unwrap(), e.id as u64)).collect();
+    expected.sort_unstable();
+    assert_eq!(handled, expected, "each event's own line, in its own span:\n{text}");
+}
