@@ -3,6 +3,7 @@
 //! pipeline runner that ties them to a state store. No network, database or file IO happens here.
 
 pub mod error;
+pub mod execute;
 pub mod metric;
 pub mod record;
 pub mod redact;
@@ -13,6 +14,7 @@ pub mod transform;
 pub mod value;
 
 pub use error::{ConnectorError, ErrorClass, RecordError};
+pub use execute::{History, Input, RunParts, RunReport, RunStatus, execute};
 pub use record::{Cursor, Page, Record};
 pub use runner::{Checkpoint, Progress, RunMode, RunOptions, RunSummary, Runner};
 pub use suggest::did_you_mean;

@@ -68,14 +68,9 @@ pub fn rate_limited(policy: &str) {
     metrics::counter!(RATE_LIMITED, "policy" => policy.to_owned()).increment(1);
 }
 
-/// `policy`'s breaker is now `state` (`closed`, `half_open`, `open`).
-pub fn breaker_state(policy: &str, state: &str) {
-    let code = match state {
-        "closed" => 0.0,
-        "half_open" => 1.0,
-        _ => 2.0,
-    };
-    metrics::gauge!(BREAKER_STATE, "policy" => policy.to_owned()).set(code);
+/// `policy`'s breaker is now in the state `gauge` stands for (0 closed, 1 half-open, 2 open).
+pub fn breaker_state(policy: &str, gauge: f64) {
+    metrics::gauge!(BREAKER_STATE, "policy" => policy.to_owned()).set(gauge);
 }
 
 /// Webhook outcomes and flow outcomes, as the counters label them.

@@ -142,12 +142,32 @@ pub trait Checkpoint: Send + Sync {
     fn open_dead_letter_keys(&self, pipeline: &str) -> impl Future<Output = Result<HashSet<String>, ConnectorError>> + Send;
 }
 
+/// What a dry run would do with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanAction {
+    Create,
+    Update,
+    Unchanged,
+    Rejected,
+}
+
+impl PlanAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanAction::Create => "create",
+            PlanAction::Update => "update",
+            PlanAction::Unchanged => "unchanged",
+            PlanAction::Rejected => "rejected",
+        }
+    }
+}
+
 /// One line of a dry-run plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanEntry {
     pub key: String,
-    /// `create`, `update`, `unchanged` or `rejected`.
-    pub action: &'static str,
+    pub action: PlanAction,
     /// Field → [old, new] for updates (and [null, new] for creates), where the sink can read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<(String, serde_json::Value, serde_json::Value)>,
@@ -273,106 +293,29 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
     /// the committer commits what the sink already acknowledged, and the run returns
     /// [`RunError::Interrupted`] with `total` holding what was committed.
     pub async fn run<S: Source>(&mut self, source: &mut S, start: Option<Cursor>) -> Result<Counts, RunError> {
-        let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(1);
-        let (prepared_tx, mut prepared_rx) = mpsc::channel::<Prepared>(1);
+        let (pages_tx, pages_rx) = mpsc::channel::<Page>(1);
+        let (prepared_tx, prepared_rx) = mpsc::channel::<Prepared>(1);
+        let (commits_tx, commits_rx) = mpsc::channel::<BatchCommit>(1);
         let (retry, limit, stop) = (self.options.retry, self.options.limit, self.options.stop.clone());
-
-        let reader = async {
-            let started = Instant::now();
-            let mut busy = Duration::ZERO;
-            let (mut cursor, mut read) = (start, 0u64);
-            loop {
-                let fetch = Instant::now();
-                let page = tokio::select! {
-                    biased;
-                    () = stop.cancelled() => break,
-                    page = retry_transient(retry, &stop, async || source.next_page(cursor.as_ref()).await) => page.map_err(RunError::Source)?,
-                };
-                busy += fetch.elapsed();
-                let Some(mut page) = page.filter(|p| !p.records.is_empty() || !p.rejected.is_empty()) else { break };
-                let mut last = page.cursor.is_none();
-                if let Some(limit) = limit {
-                    let room = limit.saturating_sub(read) as usize;
-                    if page.records.len() >= room {
-                        last = true;
-                        if page.records.len() > room {
-                            // the page's cursor would skip the records cut off
-                            page.records.truncate(room);
-                            page.cursor = page.records.last().and_then(|r| source.cursor_after(r));
-                        }
-                    }
-                }
-                read += page.records.len() as u64;
-                cursor = page.cursor.clone();
-                if pages_tx.send(page).await.is_err() || last {
-                    break; // the writer stopped, or this was the last page
-                }
-            }
-            drop(pages_tx);
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "reader done");
-            Ok::<_, RunError>(busy)
+        let reader = read_stage(source, start, limit, (retry, &stop), pages_tx);
+        let stage = TransformStage {
+            transform: Arc::clone(&self.transform),
+            sink_key: self.options.sink_key.clone(),
+            change_detection: self.options.change_detection,
         };
-
-        let transform = Arc::clone(&self.transform);
-        let (sink_key, change_detection) = (self.options.sink_key.clone(), self.options.change_detection);
-        let mapper = async move {
-            let mut busy = Duration::ZERO;
-            while let Some(page) = pages_rx.recv().await {
-                let (transform, sink_key) = (Arc::clone(&transform), sink_key.clone());
-                let (prepared, took) = tokio::task::spawn_blocking(move || {
-                    let started = Instant::now();
-                    (prepare(page, &*transform, &sink_key, change_detection), started.elapsed())
-                })
-                .await
-                .map_err(|e| RunError::Internal(format!("the transform stage stopped: {e}")))?;
-                busy += took;
-                if prepared_tx.send(prepared).await.is_err() {
-                    break;
-                }
-            }
-            Ok::<_, RunError>(busy)
-        };
-
-        let (commits_tx, mut commits_rx) = mpsc::channel::<BatchCommit>(1);
+        let mapper = stage.run(pages_rx, prepared_tx);
         // the committer owns the progress reporter and the running total while the stages run
-        let (checkpoint, dry_run) = (self.checkpoint, self.options.mode == RunMode::DryRun);
-        let mut progress = std::mem::replace(&mut self.progress, Box::new(()));
-        let mut total = self.total;
-        let writer_stop = self.options.stop.clone();
-        let writer = async {
-            while let Some(prepared) = prepared_rx.recv().await {
-                let commit = tokio::select! {
-                    biased;
-                    () = writer_stop.cancelled() => break,
-                    commit = self.write_page(prepared) => commit?,
-                };
-                if commits_tx.send(commit).await.is_err() {
-                    break;
-                }
-            }
-            drop(commits_tx);
-            drop(prepared_rx);
-            Ok::<_, RunError>(())
+        let mut commits = Commits {
+            checkpoint: self.checkpoint,
+            dry_run: self.options.mode == RunMode::DryRun,
+            progress: std::mem::replace(&mut self.progress, Box::new(())),
+            total: self.total,
         };
-
-        let committer = async {
-            let mut busy = Duration::ZERO;
-            while let Some(commit) = commits_rx.recv().await {
-                if !dry_run {
-                    let committing = Instant::now();
-                    // acknowledged pages are committed even after a stop; only the retries end
-                    retry_transient(retry, &stop, async || checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
-                    busy += committing.elapsed();
-                }
-                total.add(&commit.counts);
-                progress.update(&total);
-            }
-            Ok::<_, RunError>(busy)
-        };
-
+        let committer = commits.run(commits_rx, (retry, &stop));
+        let writer = self.write_stage(prepared_rx, commits_tx);
         let result = tokio::try_join!(reader, mapper, writer, committer);
-        self.progress = progress;
-        self.total = total;
+        self.progress = commits.progress;
+        self.total = commits.total;
         let (read_busy, transform_busy, (), commit_busy) = result?;
         self.timings.read += read_busy;
         self.timings.transform += transform_busy;
@@ -381,6 +324,24 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             return Err(RunError::Interrupted);
         }
         Ok(self.total)
+    }
+
+    /// The writer stage: each prepared page through change detection and the sink, then on to
+    /// the committer. A stop abandons the write in flight (its records are read again next
+    /// time, and writes are idempotent).
+    async fn write_stage(&mut self, mut prepared: mpsc::Receiver<Prepared>, commits: mpsc::Sender<BatchCommit>) -> Result<(), RunError> {
+        let stop = self.options.stop.clone();
+        while let Some(page) = prepared.recv().await {
+            let commit = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                commit = self.write_page(page) => commit?,
+            };
+            if commits.send(commit).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Runs stored dead-letter payloads again; those that pass are marked `replayed`.
@@ -407,7 +368,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
         }
         for (source, error) in prepared.rejected {
             commit.counts.rejected += 1;
-            self.emit_plan(&source.key, "rejected", Vec::new(), Some(error.to_string()));
+            self.emit_plan(&source.key, PlanAction::Rejected, Vec::new(), Some(error.to_string()));
             commit.dead_letters.push(dead_letter(&source, &error));
         }
         let mut mapped = prepared.mapped;
@@ -419,7 +380,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             for m in mapped {
                 if stored.get(&m.dest_key) == Some(&m.fingerprint) {
                     commit.counts.unchanged += 1;
-                    self.emit_plan(&m.dest_key, "unchanged", Vec::new(), None);
+                    self.emit_plan(&m.dest_key, PlanAction::Unchanged, Vec::new(), None);
                     self.passed(&mut commit, &m.source.key);
                 } else {
                     changed.push(m);
@@ -495,10 +456,10 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             for m in &mapped {
                 if stored.contains_key(&m.dest_key) {
                     commit.counts.updated += 1;
-                    self.emit_plan(&m.dest_key, "update", Vec::new(), None);
+                    self.emit_plan(&m.dest_key, PlanAction::Update, Vec::new(), None);
                 } else {
                     commit.counts.created += 1;
-                    self.emit_plan(&m.dest_key, "create", Vec::new(), None);
+                    self.emit_plan(&m.dest_key, PlanAction::Create, Vec::new(), None);
                 }
             }
             return Ok(());
@@ -509,7 +470,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 None => {
                     let changes = m.mapped.fields.iter().map(|(n, v)| (n.to_string(), serde_json::Value::Null, v.to_json())).collect();
                     commit.counts.created += 1;
-                    self.emit_plan(&m.dest_key, "create", changes, None);
+                    self.emit_plan(&m.dest_key, PlanAction::Create, changes, None);
                 }
                 Some(old) => {
                     let changes: Vec<_> = m
@@ -523,10 +484,10 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                         .collect();
                     if changes.is_empty() {
                         commit.counts.unchanged += 1;
-                        self.emit_plan(&m.dest_key, "unchanged", Vec::new(), None);
+                        self.emit_plan(&m.dest_key, PlanAction::Unchanged, Vec::new(), None);
                     } else {
                         commit.counts.updated += 1;
-                        self.emit_plan(&m.dest_key, "update", changes, None);
+                        self.emit_plan(&m.dest_key, PlanAction::Update, changes, None);
                     }
                 }
             }
@@ -537,13 +498,115 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
     fn emit_plan(
         &mut self,
         key: &str,
-        action: &'static str,
+        action: PlanAction,
         changes: Vec<(String, serde_json::Value, serde_json::Value)>,
         reason: Option<String>,
     ) {
         if let Some(plan) = self.plan.as_mut() {
             plan(&PlanEntry { key: key.to_owned(), action, changes, reason });
         }
+    }
+}
+
+/// The reader stage: pages from `start` until the source ends, the limit is reached or the
+/// run is stopped, each retried while it fails transiently. Returns its busy time.
+async fn read_stage<S: Source>(
+    source: &mut S,
+    start: Option<Cursor>,
+    limit: Option<u64>,
+    (retry, stop): (RetryLimits, &CancellationToken),
+    pages: mpsc::Sender<Page>,
+) -> Result<Duration, RunError> {
+    let started = Instant::now();
+    let mut busy = Duration::ZERO;
+    let (mut cursor, mut read) = (start, 0u64);
+    loop {
+        let fetch = Instant::now();
+        let page = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            page = retry_transient(retry, stop, async || source.next_page(cursor.as_ref()).await) => page.map_err(RunError::Source)?,
+        };
+        busy += fetch.elapsed();
+        let Some(mut page) = page.filter(|p| !p.records.is_empty() || !p.rejected.is_empty()) else { break };
+        let mut last = page.cursor.is_none();
+        if let Some(limit) = limit {
+            let room = limit.saturating_sub(read) as usize;
+            if page.records.len() >= room {
+                last = true;
+                if page.records.len() > room {
+                    // the page's cursor would skip the records cut off
+                    page.records.truncate(room);
+                    page.cursor = page.records.last().and_then(|r| source.cursor_after(r));
+                }
+            }
+        }
+        read += page.records.len() as u64;
+        cursor = page.cursor.clone();
+        if pages.send(page).await.is_err() || last {
+            break; // the writer stopped, or this was the last page
+        }
+    }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "reader done");
+    Ok(busy)
+}
+
+/// The transform stage: each page through the transforms on a blocking thread, so they use
+/// the second core while the reader and writer wait on IO.
+struct TransformStage {
+    transform: Arc<dyn Transform>,
+    sink_key: Arc<str>,
+    change_detection: bool,
+}
+
+impl TransformStage {
+    async fn run(self, mut pages: mpsc::Receiver<Page>, prepared: mpsc::Sender<Prepared>) -> Result<Duration, RunError> {
+        let mut busy = Duration::ZERO;
+        while let Some(page) = pages.recv().await {
+            let (transform, sink_key, change_detection) = (Arc::clone(&self.transform), self.sink_key.clone(), self.change_detection);
+            let (page, took) = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                (prepare(page, &*transform, &sink_key, change_detection), started.elapsed())
+            })
+            .await
+            .map_err(|e| RunError::Internal(format!("the transform stage stopped: {e}")))?;
+            busy += took;
+            if prepared.send(page).await.is_err() {
+                break;
+            }
+        }
+        Ok(busy)
+    }
+}
+
+/// The commit stage: each acknowledged page's cursor, dead letters and fingerprints in one
+/// store transaction, in page order; the progress reporter hears of each.
+struct Commits<'a, C> {
+    checkpoint: &'a C,
+    dry_run: bool,
+    progress: Box<dyn Progress + 'a>,
+    total: Counts,
+}
+
+impl<C: Checkpoint> Commits<'_, C> {
+    /// Commits until the writer is done. Acknowledged pages are committed even after a stop;
+    /// only the retries end. Returns its busy time.
+    async fn run(
+        &mut self,
+        mut commits: mpsc::Receiver<BatchCommit>,
+        (retry, stop): (RetryLimits, &CancellationToken),
+    ) -> Result<Duration, RunError> {
+        let mut busy = Duration::ZERO;
+        while let Some(commit) = commits.recv().await {
+            if !self.dry_run {
+                let committing = Instant::now();
+                retry_transient(retry, stop, async || self.checkpoint.commit(&commit).await).await.map_err(RunError::State)?;
+                busy += committing.elapsed();
+            }
+            self.total.add(&commit.counts);
+            self.progress.update(&self.total);
+        }
+        Ok(busy)
     }
 }
 

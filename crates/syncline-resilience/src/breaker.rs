@@ -40,6 +40,19 @@ impl BreakerState {
             BreakerState::HalfOpen { .. } => "half_open",
         }
     }
+
+    /// The state as the `syncline_breaker_state` gauge shows it: 0 closed, 1 half-open, 2 open.
+    pub fn gauge(&self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen { .. } => 1.0,
+            BreakerState::Open { .. } => 2.0,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self, BreakerState::Open { .. })
+    }
 }
 
 #[derive(Debug)]

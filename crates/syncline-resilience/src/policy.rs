@@ -190,9 +190,9 @@ impl Policy {
         self.breaker.as_ref().map(|b| lock(b).state())
     }
 
-    /// The policy's name and its breaker's state (`closed`, `half_open`, `open`), for readiness.
-    pub fn breaker(&self) -> Option<(String, &'static str)> {
-        self.breaker_state().map(|state| (self.config.name.clone(), state.name()))
+    /// The policy's name and its breaker's state, for readiness.
+    pub fn breaker(&self) -> Option<(String, BreakerState)> {
+        self.breaker_state().map(|state| (self.config.name.clone(), state))
     }
 
     /// The breaker's state changes so far, oldest first.
@@ -215,9 +215,7 @@ impl Policy {
         if let Some(budget) = &self.retry_budget {
             lock(budget).record_call(start);
         }
-        let (mut transient, mut rate_limited) = (0u32, 0u32);
-        let mut unreachable_since: Option<Instant> = None;
-        let mut previous_delay = Duration::ZERO;
+        let mut tries = Tries::default();
         let mut last_failure = None;
         loop {
             if self.daily_spent.load(Ordering::Relaxed) {
@@ -244,44 +242,9 @@ impl Policy {
                 }
                 Err(failure) => failure,
             };
-            let delay = match &failure.class {
-                ErrorClass::RateLimited => {
-                    self.breaker_ignored();
-                    rate_limited += 1;
-                    if rate_limited >= self.config.max_rate_limited {
-                        return Err(CallError::Failed(failure));
-                    }
-                    // the limiter now holds every call until the server's window reopens
-                    Duration::ZERO
-                }
-                ErrorClass::Transient { retry_after } => {
-                    self.breaker_result(now, true);
-                    transient += 1;
-                    if transient >= self.config.max_attempts || !self.retry_allowed(now) {
-                        return Err(CallError::Failed(failure));
-                    }
-                    let backoff = self.config.backoff.delay(transient - 1, previous_delay, &mut lock(&self.rng));
-                    previous_delay = backoff;
-                    backoff.max(retry_after.unwrap_or_default())
-                }
-                ErrorClass::Unavailable => {
-                    self.breaker_result(now, true);
-                    let since = *unreachable_since.get_or_insert(now);
-                    transient += 1;
-                    if now - since >= self.config.unavailable_for {
-                        let message = format!("{} (unreachable for {:.1?})", failure.message, now - since);
-                        return Err(CallError::Failed(Failure { message, ..failure }));
-                    }
-                    let backoff = self.config.backoff.delay(transient - 1, previous_delay, &mut lock(&self.rng));
-                    previous_delay = backoff;
-                    // the last try comes at the ceiling, not past it
-                    backoff.min((since + self.config.unavailable_for).saturating_duration_since(now))
-                }
-                // the service answered; the request itself is wrong: retrying cannot help
-                _ => {
-                    self.breaker_result(now, false);
-                    return Err(CallError::Failed(failure));
-                }
+            let delay = match self.retry_delay(&failure, now, &mut tries) {
+                Some(delay) => delay,
+                None => return Err(CallError::Failed(tries.last(failure, now))),
             };
             if now + delay >= deadline {
                 return Err(gave_up(Some(failure)));
@@ -291,6 +254,50 @@ impl Policy {
             last_failure = Some(failure);
             sleep(delay).await;
         }
+    }
+
+    /// How long to wait before trying again after `failure`, or `None` when it is final: not
+    /// worth retrying, or its class's limit is spent (a final `Unavailable` says how long the
+    /// service was unreachable). Feeds the breaker.
+    fn retry_delay(&self, failure: &Failure, now: Instant, tries: &mut Tries) -> Option<Duration> {
+        match &failure.class {
+            ErrorClass::RateLimited => {
+                self.breaker_ignored();
+                tries.rate_limited += 1;
+                // the limiter now holds every call until the server's window reopens
+                (tries.rate_limited < self.config.max_rate_limited).then_some(Duration::ZERO)
+            }
+            ErrorClass::Transient { retry_after } => {
+                self.breaker_result(now, true);
+                tries.transient += 1;
+                if tries.transient >= self.config.max_attempts || !self.retry_allowed(now) {
+                    return None;
+                }
+                Some(self.backoff(tries).max(retry_after.unwrap_or_default()))
+            }
+            ErrorClass::Unavailable => {
+                self.breaker_result(now, true);
+                let since = *tries.unreachable_since.get_or_insert(now);
+                tries.transient += 1;
+                if now - since >= self.config.unavailable_for {
+                    return None;
+                }
+                // the last try comes at the ceiling, not past it
+                Some(self.backoff(tries).min((since + self.config.unavailable_for).saturating_duration_since(now)))
+            }
+            // the service answered; the request itself is wrong: retrying cannot help
+            _ => {
+                self.breaker_result(now, false);
+                None
+            }
+        }
+    }
+
+    /// The next backoff delay (jitter from the previous one, for the decorrelated kind).
+    fn backoff(&self, tries: &mut Tries) -> Duration {
+        let delay = self.config.backoff.delay(tries.transient - 1, tries.previous_delay, &mut lock(&self.rng));
+        tries.previous_delay = delay;
+        delay
     }
 
     async fn enter_bulkhead(&self) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, CallError> {
@@ -386,11 +393,32 @@ impl Policy {
         let mut breaker = lock(self.breaker.as_ref()?);
         let before = breaker.state().name();
         let result = f(&mut breaker);
-        let after = breaker.state().name();
-        if before != after {
-            syncline_core::metric::breaker_state(&self.config.name, after);
+        let after = breaker.state();
+        if before != after.name() {
+            syncline_core::metric::breaker_state(&self.config.name, after.gauge());
         }
         Some(result)
+    }
+}
+
+/// What one call has tried so far.
+#[derive(Default)]
+struct Tries {
+    transient: u32,
+    rate_limited: u32,
+    unreachable_since: Option<Instant>,
+    previous_delay: Duration,
+}
+
+impl Tries {
+    /// The final failure, saying how long the service was unreachable when it was.
+    fn last(&self, failure: Failure, now: Instant) -> Failure {
+        match (&failure.class, self.unreachable_since) {
+            (ErrorClass::Unavailable, Some(since)) => {
+                Failure { message: format!("{} (unreachable for {:.1?})", failure.message, now - since), ..failure }
+            }
+            _ => failure,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use syncline_resilience::BreakerState;
 use syncline_store::{NewEvent, Store};
 
 pub use signature::{HubSpotVersion, Secret, SignatureError};
@@ -111,7 +112,7 @@ pub struct Intake {
 }
 
 /// Lists circuit breakers as (policy, state).
-type Breakers = dyn Fn() -> Vec<(String, &'static str)> + Send + Sync;
+type Breakers = dyn Fn() -> Vec<(String, BreakerState)> + Send + Sync;
 
 impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
@@ -150,7 +151,7 @@ impl Intake {
 
     /// Reports these circuit breakers in `/readyz`, which answers 503 while every one is open
     /// (nothing the workers call is reachable).
-    pub fn with_breakers(mut self, breakers: impl Fn() -> Vec<(String, &'static str)> + Send + Sync + 'static) -> Intake {
+    pub fn with_breakers(mut self, breakers: impl Fn() -> Vec<(String, BreakerState)> + Send + Sync + 'static) -> Intake {
         self.breakers = Some(Arc::new(breakers));
         self
     }
@@ -306,10 +307,10 @@ async fn ready(State(intake): State<Intake>) -> Response {
         Err(e) => Err(e.to_string()),
     };
     let breakers = intake.breakers.as_ref().map(|b| b()).unwrap_or_default();
-    let all_open = !breakers.is_empty() && breakers.iter().all(|(_, state)| *state == "open");
+    let all_open = !breakers.is_empty() && breakers.iter().all(|(_, state)| state.is_open());
     let body = json!({
         "store": store.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),
-        "breakers": breakers.into_iter().collect::<BTreeMap<_, _>>(),
+        "breakers": breakers.into_iter().map(|(policy, state)| (policy, state.name())).collect::<BTreeMap<_, _>>(),
     });
     let status = if store.is_ok() && !all_open { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     answer(status, body)

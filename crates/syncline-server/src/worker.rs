@@ -18,7 +18,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use syncline_core::ErrorClass;
 use syncline_store::{InboxEvent, Store};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Counters;
@@ -70,15 +71,15 @@ impl Workers {
         Workers { store, engine, config, arrived, runs: Arc::new(Counters::new(syncline_core::metric::FLOW_RUNS, "flow")) }
     }
 
-    /// Claims and runs events until `stop` turns true; events in hand are finished first.
-    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
-        while !*stop.borrow() {
+    /// Claims and runs events until `stop` is cancelled; events in hand are finished first.
+    pub async fn run(&self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
             match self.run_once().await {
                 Ok(0) => {
                     tokio::select! {
                         () = self.arrived.notified() => {}
                         () = tokio::time::sleep(self.config.poll) => {}
-                        _ = stop.changed() => {}
+                        () = stop.cancelled() => {}
                     }
                 }
                 Ok(_) => {}
@@ -264,7 +265,7 @@ impl FlowHistory {
     }
 
     /// Saves the final counts and closes the rows with `status`.
-    pub async fn finish(self, status: &str) {
+    pub async fn finish(self, status: syncline_core::RunStatus) {
         if let Some(ticker) = &self.ticker {
             ticker.abort();
         }

@@ -27,7 +27,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn connect(url: &str, source: sqlx::Error) -> Self {
-        StoreError::Connect { url: crate::redact_url(url), source }
+        StoreError::Connect { url: syncline_core::redact::url(url), source }
     }
 
     /// Store trouble seen by the runner: a lost connection is worth waiting out.

@@ -77,7 +77,7 @@ impl Store {
             }
             (Backend::Postgres, url)
         } else {
-            return Err(StoreError::Url(redact_url(url)));
+            return Err(StoreError::Url(syncline_core::redact::url(url)));
         };
         if backend == Backend::Sqlite {
             refuse_unreadable_file(&url).await?;
@@ -307,7 +307,7 @@ async fn refuse_moved_tables(url: &str) -> Result<(), StoreError> {
         return Err(StoreError::Moved(format!(
             "the state store at {} keeps its tables in schema public (syncline before 0.2); the default schema is now `{DEFAULT_SCHEMA}`. \
              Keep them where they are with `state_schema: public` in the config (or ?schema=public in the URL)",
-            redact_url(url)
+            syncline_core::redact::url(url)
         )));
     }
     Ok(())
@@ -325,9 +325,4 @@ pub(crate) fn format_time(t: chrono::DateTime<Utc>) -> String {
 /// `$first, $first+1, …` placeholders for `n` values.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// A database URL with its secrets replaced, for messages (see `syncline_core::redact`).
-pub fn redact_url(url: &str) -> String {
-    syncline_core::redact::url(url)
 }

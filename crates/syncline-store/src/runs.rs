@@ -2,8 +2,9 @@
 
 use crate::{Store, StoreError, now};
 use serde::Serialize;
-use syncline_core::Cursor;
+use syncline_core::runner::RunMode;
 use syncline_core::runner::{Counts, Scope};
+use syncline_core::{ConnectorError, Cursor, History, RunStatus};
 
 /// One row of sync history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,9 +92,15 @@ impl Store {
 
     /// Closes a run. Counts of committed pages were added as they committed; `counts` here
     /// only fills in what a dry run (which commits nothing) saw.
-    pub async fn finish_run(&self, id: &str, status: &str, error: Option<&str>, dry_run_counts: Option<&Counts>) -> Result<(), StoreError> {
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        dry_run_counts: Option<&Counts>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
-            .bind(status)
+            .bind(status.name())
             .bind(now())
             .bind(error)
             .bind(id)
@@ -108,17 +115,7 @@ impl Store {
     /// Replaces a run's counts (a dry run's, which commit nothing; a serve's flow work) and
     /// notes that it is alive.
     pub async fn set_run_counts(&self, id: &str, c: &Counts) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET read_count = $1, created_count = $2, updated_count = $3, unchanged_count = $4, rejected_count = $5, failed_count = $6, updated_at = $7 WHERE id = $8")
-            .bind(c.read as i64)
-            .bind(c.created as i64)
-            .bind(c.updated as i64)
-            .bind(c.unchanged as i64)
-            .bind(c.rejected as i64)
-            .bind(c.failed as i64)
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        update_counts(id, c, CountsUpdate::Replace, &now()).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -292,5 +289,57 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok((cursors, hashes))
+    }
+}
+
+/// Whether `update_counts` replaces a run's counts or adds to them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CountsUpdate {
+    Replace,
+    Add,
+}
+
+/// The `UPDATE runs` that sets run `id`'s counts (or adds `c` to them), marking it alive at `at`.
+pub(crate) fn update_counts<'q>(
+    id: &'q str,
+    c: &Counts,
+    how: CountsUpdate,
+    at: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let columns = ["read_count", "created_count", "updated_count", "unchanged_count", "rejected_count", "failed_count"];
+    let set: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match how {
+            CountsUpdate::Replace => format!("{column} = ${}", i + 1),
+            CountsUpdate::Add => format!("{column} = {column} + ${}", i + 1),
+        })
+        .collect();
+    let sql = format!("UPDATE runs SET {}, updated_at = $7 WHERE id = $8", set.join(", "));
+    [c.read, c.created, c.updated, c.unchanged, c.rejected, c.failed]
+        .into_iter()
+        .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, n| query.bind(n as i64))
+        .bind(at)
+        .bind(id)
+}
+
+/// The store as the runner's history (`syncline_core::execute`).
+impl History for Store {
+    async fn record_start(&self, run_id: &str, pipeline: &str, mode: RunMode) -> Result<(), ConnectorError> {
+        self.start_run(run_id, pipeline, mode.name()).await.map_err(StoreError::into_connector_error)
+    }
+
+    async fn record_mode(&self, run_id: &str, mode: RunMode) -> Result<(), ConnectorError> {
+        self.set_run_mode(run_id, mode.name()).await.map_err(StoreError::into_connector_error)
+    }
+
+    async fn record_end(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        dry_run_counts: Option<&Counts>,
+    ) -> Result<(), ConnectorError> {
+        self.finish_run(run_id, status, error, dry_run_counts).await.map_err(StoreError::into_connector_error)
     }
 }

@@ -74,7 +74,7 @@ pub enum Command {
     Example(ExampleCommand),
     /// Measure throughput and memory of the members pipeline on generated rows.
     Bench(BenchArgs),
-    /// Serve the local API emulators (HubSpot today) for tests, demos and dry runs.
+    /// Serve the local API emulators (HubSpot and ManyChat) for tests, demos and dry runs.
     Sandbox(SandboxArgs),
     /// Receive the configured webhooks into the durable inbox (`POST /webhooks/<name>`), with
     /// `/healthz` and `/readyz`, until SIGTERM or Ctrl-C.

@@ -17,6 +17,19 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+impl Exit {
+    /// The exit of a run that ended so.
+    pub fn of(status: syncline_core::RunStatus) -> Exit {
+        use syncline_core::RunStatus as S;
+        match status {
+            S::Succeeded | S::Running | S::Stopped => Exit::Ok,
+            S::Rejects => Exit::Rejects,
+            S::Failed => Exit::Failed,
+            S::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
         ExitCode::from(exit as u8)

@@ -1,6 +1,7 @@
 //! The `syncline` binary: command-line parsing, config loading, wiring of connectors, store and
 //! runner, progress and logs. Library crates never read the environment; this one does.
 
+mod bench;
 mod cli;
 mod cmd;
 mod config;

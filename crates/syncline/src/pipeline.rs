@@ -12,8 +12,10 @@ use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile, HubSpotSink, HubS
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::ConnectorError;
+use syncline_core::runner::{RunMode, RunOptions, Scope};
 use syncline_core::transform::*;
 use syncline_core::{Transform, Value};
+use tokio_util::sync::CancellationToken;
 
 /// The pipeline's transforms, in order, as one chain. Reads JSON Schema files.
 pub fn transforms(pipeline: &Pipeline, base_dir: &Path) -> Result<Chain, CliError> {
@@ -143,6 +145,30 @@ pub fn hubspot_profile(pipeline: &Pipeline, token: &Secret, profile: &HubSpotPro
     profile.call_timeout = pipeline.retry.transient;
     profile.unreachable_for = pipeline.retry.unavailable;
     Ok(profile)
+}
+
+/// A run's options as the pipeline sets them: its write size, destination key, change
+/// detection and retry limits; no `--limit`, no `--resend`.
+pub fn run_options(
+    pipeline: &Pipeline,
+    run_id: String,
+    scope: Arc<Scope>,
+    mode: RunMode,
+    batch_size: usize,
+    stop: CancellationToken,
+) -> RunOptions {
+    RunOptions {
+        run_id,
+        scope,
+        mode,
+        batch_size: write_size(pipeline, batch_size),
+        limit: None,
+        sink_key: sink_key(pipeline),
+        change_detection: pipeline.change_detection,
+        resend: false,
+        retry: pipeline.retry,
+        stop,
+    }
 }
 
 /// The mapped field that keys the destination.

@@ -6,8 +6,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use syncline_core::Progress;
 use syncline_core::runner::Counts;
+use syncline_core::{Progress, RunStatus};
 
 pub struct Reporter {
     pipeline: String,
@@ -107,20 +107,16 @@ pub struct RunRow {
     pub mode: String,
     pub counts: Counts,
     pub took: Duration,
-    pub status: String,
-    pub exit: Exit,
+    pub status: RunStatus,
 }
 
 impl RunRow {
     pub fn failed(pipeline: &str, took: Duration) -> RunRow {
-        RunRow {
-            pipeline: pipeline.to_owned(),
-            mode: "-".into(),
-            counts: Counts::default(),
-            took,
-            status: "failed".into(),
-            exit: Exit::Failed,
-        }
+        RunRow { pipeline: pipeline.to_owned(), mode: "-".into(), counts: Counts::default(), took, status: RunStatus::Failed }
+    }
+
+    pub fn exit(&self) -> Exit {
+        Exit::of(self.status)
     }
 }
 
@@ -145,7 +141,7 @@ pub fn summary(rows: &[RunRow]) -> Table {
     for r in rows {
         let mut cells = vec![r.pipeline.clone(), r.mode.clone()];
         cells.extend(shown.iter().map(|(_, count)| count(&r.counts).to_string()));
-        cells.extend([format!("{:.1}s", r.took.as_secs_f64()), r.status.clone()]);
+        cells.extend([format!("{:.1}s", r.took.as_secs_f64()), r.status.name().to_owned()]);
         table.add_row(cells);
     }
     table
@@ -163,8 +159,7 @@ mod tests {
             mode: "incremental".into(),
             counts,
             took: Duration::from_secs(3600),
-            status: "interrupted".into(),
-            exit: Exit::Interrupted,
+            status: RunStatus::Interrupted,
         }];
         let lines = crate::output::render(&summary(&rows), Some(80));
         for line in &lines {
@@ -175,7 +170,7 @@ mod tests {
         // a short one is a bordered table
         rows[0].pipeline = "members".into();
         rows[0].counts = Counts { read: 5000, created: 4750, rejected: 250, ..Counts::default() };
-        rows[0].status = "rejects".into();
+        rows[0].status = RunStatus::Rejects;
         let lines = crate::output::render(&summary(&rows), Some(80));
         assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:#?}");
         assert!(lines[0].starts_with('┌') && lines.len() == 5, "{lines:#?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
+use syncline_resilience::{BreakerState, Budget, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
 use super::config::HubSpotProfile;
 use crate::http::{Answer, Endpoint, Request};
@@ -340,7 +340,7 @@ impl HubSpotApi {
     }
 
     /// Each policy's breaker state (the portal's and search's), for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+    pub fn breakers(&self) -> Vec<(String, BreakerState)> {
         [&self.policy, &self.search_policy].into_iter().filter_map(Policy::breaker).collect()
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, Policy, PolicyConfig, Reply, parse_retry_after};
+use syncline_resilience::{BreakerState, Budget, Policy, PolicyConfig, Reply, parse_retry_after};
 
 use super::config::{MAX_FIELDS_PER_CALL, ManyChatProfile};
 use crate::http::{Answer, Endpoint, Request};
@@ -223,7 +223,7 @@ impl ManyChatApi {
     }
 
     /// Each method class's breaker state, for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+    pub fn breakers(&self) -> Vec<(String, BreakerState)> {
         self.policies.iter().filter_map(|(_, policy)| policy.breaker()).collect()
     }
 

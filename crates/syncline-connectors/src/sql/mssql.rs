@@ -6,7 +6,7 @@
 //! T-SQL text and the parameter mapping are unit-tested; the wire protocol is tiberius's.
 
 use super::dialect::ColumnFamily;
-use super::pool::{Param, Rows, redact};
+use super::pool::{Param, Rows};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub fn config_from_url(url: &str) -> Result<Config, String> {
 
 impl MssqlClient {
     pub async fn connect(url: &str) -> Result<MssqlClient, ConnectorError> {
-        let shown = redact(url);
+        let shown = syncline_core::redact::url(url);
         let config =
             config_from_url(url).map_err(|why| ConnectorError::new(ErrorClass::Config, format!("SQL Server URL {shown}: {why}")))?;
         let tcp = TcpStream::connect(config.get_addr()).await.map_err(|e| {

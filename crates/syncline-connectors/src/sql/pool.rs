@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use syncline_core::{ConnectorError, ErrorClass, Value};
 
-/// A pool on one of the three databases sqlx speaks.
+/// A connection to one SQL database: PostgreSQL and MySQL/MariaDB pooled by sqlx, SQLite on
+/// its own thread (rusqlite), SQL Server through tiberius.
 #[derive(Clone, Debug)]
 pub enum SqlPool {
     Sqlite(SqliteDb),
@@ -66,13 +67,17 @@ impl SqlPool {
         let dialect = Dialect::from_url(url).ok_or_else(|| {
             ConnectorError::new(
                 ErrorClass::Config,
-                format!("unsupported database url {:?}: use sqlite://, postgres:// or mysql://", redact(url)),
+                format!("unsupported database url {:?}: use sqlite://, postgres:// or mysql://", syncline_core::redact::url(url)),
             )
         })?;
         let timeout = Duration::from_secs(10);
         let failed = |e: sqlx::Error| {
             let class = classify(&e);
-            ConnectorError::with_source(class, format!("cannot connect to {} at {}: {e}", dialect.name(), redact(url)), e)
+            ConnectorError::with_source(
+                class,
+                format!("cannot connect to {} at {}: {e}", dialect.name(), syncline_core::redact::url(url)),
+                e,
+            )
         };
         Ok(match dialect {
             Dialect::Sqlite => SqlPool::Sqlite(SqliteDb::open(url).await?),
@@ -240,7 +245,8 @@ fn source_only() -> ConnectorError {
     ConnectorError::new(ErrorClass::Config, "SQL Server is supported as a source only")
 }
 
-/// Binds one `Param` with the type its column has.
+/// Binds one `Param` with the type its column has. A macro, not a function: it expands once
+/// per driver (PostgreSQL, MySQL), where each `bind` has that driver's types.
 macro_rules! bind {
     ($query:expr, $param:expr) => {{
         match $param {
@@ -248,54 +254,14 @@ macro_rules! bind {
             Param::Float(v) => $query.bind(v),
             Param::Bool(v) => $query.bind(v),
             Param::Text(v) => $query.bind(v),
-            Param::Decimal(v) => TypedBind::decimal($query, v),
-            Param::Date(v) => TypedBind::date($query, v),
-            Param::Timestamp(v) => TypedBind::timestamp($query, v),
-            Param::TimestampTz(v) => TypedBind::timestamptz($query, v),
+            Param::Decimal(v) => $query.bind(v),
+            Param::Date(v) => $query.bind(v),
+            Param::Timestamp(v) => $query.bind(v),
+            Param::TimestampTz(v) => $query.bind(v),
         }
     }};
 }
 use bind;
-
-/// The typed binds, for the two drivers that have these types.
-trait TypedBind<'q>: Sized {
-    fn decimal(self, v: Option<Decimal>) -> Self;
-    fn date(self, v: Option<NaiveDate>) -> Self;
-    fn timestamp(self, v: Option<NaiveDateTime>) -> Self;
-    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self;
-}
-
-type Q<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
-
-impl<'q> TypedBind<'q> for Q<'q, sqlx::Postgres> {
-    fn decimal(self, v: Option<Decimal>) -> Self {
-        self.bind(v)
-    }
-    fn date(self, v: Option<NaiveDate>) -> Self {
-        self.bind(v)
-    }
-    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
-        self.bind(v)
-    }
-    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
-        self.bind(v)
-    }
-}
-
-impl<'q> TypedBind<'q> for Q<'q, sqlx::MySql> {
-    fn decimal(self, v: Option<Decimal>) -> Self {
-        self.bind(v)
-    }
-    fn date(self, v: Option<NaiveDate>) -> Self {
-        self.bind(v)
-    }
-    fn timestamp(self, v: Option<NaiveDateTime>) -> Self {
-        self.bind(v)
-    }
-    fn timestamptz(self, v: Option<DateTime<Utc>>) -> Self {
-        self.bind(v)
-    }
-}
 
 fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new(
@@ -428,9 +394,4 @@ fn describe(e: &sqlx::Error) -> String {
         },
         other => other.to_string(),
     }
-}
-
-/// A database URL with its secrets hidden (see `syncline_core::redact`).
-pub fn redact(url: &str) -> String {
-    syncline_core::redact::url(url)
 }

@@ -132,7 +132,7 @@ impl Engine {
     }
 
     /// The breaker state of every connector policy the flows use, for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, &'static str)> {
+    pub fn breakers(&self) -> Vec<(String, syncline_resilience::BreakerState)> {
         let hubspot = self.connections.hubspot.iter().flat_map(HubSpotApi::breakers);
         hubspot.chain(self.connections.manychat.iter().flat_map(ManyChatApi::breakers)).collect()
     }

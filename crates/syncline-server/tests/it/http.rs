@@ -195,7 +195,10 @@ async fn a_store_that_cannot_commit_answers_503_and_acknowledges_nothing() {
 #[tokio::test]
 async fn readiness_reports_the_breakers_and_fails_while_every_one_is_open() {
     let server = server().await;
-    let states = std::sync::Arc::new(std::sync::Mutex::new(vec![("hubspot".to_owned(), "open"), ("manychat".to_owned(), "closed")]));
+    use syncline_resilience::BreakerState;
+    let open = BreakerState::Open { until: tokio::time::Instant::now() };
+    let states =
+        std::sync::Arc::new(std::sync::Mutex::new(vec![("hubspot".to_owned(), open), ("manychat".to_owned(), BreakerState::Closed)]));
     let shared = states.clone();
     let intake = server.intake.clone().with_breakers(move || shared.lock().unwrap().clone());
     let ready = || async {
@@ -207,7 +210,7 @@ async fn readiness_reports_the_breakers_and_fails_while_every_one_is_open() {
     let (status, body) = ready().await;
     assert_eq!(status, StatusCode::OK, "one connector still reachable");
     assert_eq!(body, json!({"store": "ok", "breakers": {"hubspot": "open", "manychat": "closed"}}));
-    states.lock().unwrap()[1].1 = "open";
+    states.lock().unwrap()[1].1 = open;
     let (status, body) = ready().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }

@@ -69,7 +69,7 @@ pub async fn run(session: &Session) -> CliResult {
         &format!("config {}", config.file),
         format!("{} pipeline(s), {} webhook(s), {} flow(s)", config.pipelines.len(), config.webhooks.len(), config.flows.len()),
     );
-    let shown = syncline_store::redact_url(&config.state.url);
+    let shown = syncline_core::redact::url(&config.state.url);
     let file = config.state.url.strip_prefix("sqlite://").map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
     let marker = file.as_ref().map(|f| std::path::PathBuf::from(format!("{}.id", f.display())));
     match (&file, &marker) {

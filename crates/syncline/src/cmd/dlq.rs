@@ -8,82 +8,21 @@ use crate::output;
 use crate::pipeline;
 use crate::progress::{Reporter, RunRow, summary};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
-use syncline_core::runner::{RunError, RunMode, RunOptions, Runner, Scope};
+use syncline_connectors::AnySource;
+use syncline_core::runner::{RunError, RunMode, Scope};
+use syncline_core::{Input, RunParts, RunStatus, execute};
 use syncline_store::{DeadLetterFilter, Store};
 
 /// The commands that only read or mark the store.
 pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliResult {
-    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     match command {
         DlqCommand::List { pipeline, status, limit, json } => {
             let filter = DeadLetterFilter { pipeline, status: status.stored().map(str::to_owned), ids: Vec::new(), limit: Some(limit) };
-            let rows = store.dead_letters(&filter).await.map_err(failed)?;
-            if json {
-                output::json_lines(&rows);
-                return Ok(Exit::Ok);
-            }
-            let mut table = output::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "tries", "status", "last seen"]);
-            for d in &rows {
-                table.add_row([
-                    d.id.to_string(),
-                    d.pipeline.clone(),
-                    d.record_key.clone(),
-                    d.class.clone(),
-                    d.field.clone(),
-                    d.rule.clone(),
-                    d.message.chars().take(70).collect(),
-                    d.attempts.to_string(),
-                    d.status.clone(),
-                    d.last_seen_at.get(..19).unwrap_or(&d.last_seen_at).replace('T', " "),
-                ]);
-            }
-            if rows.is_empty() {
-                output::line("no dead letters match");
-            } else {
-                output::print_table(&table);
-            }
-            if !session.quiet {
-                let open: i64 = store.open_dead_letter_counts().await.map_err(failed)?.iter().map(|c| c.1).sum();
-                output::line(format!(
-                    "{} shown; {open} open in all. `{}` for one with its record, `{}` by rule and field",
-                    rows.len(),
-                    session.hint("dlq show ID"),
-                    session.hint("dlq summary")
-                ));
-            }
-            Ok(Exit::Ok)
+            list(store, &filter, json, session).await
         }
-        DlqCommand::Summary { pipeline, json } => {
-            let groups = store.dead_letter_summary(pipeline.as_deref()).await.map_err(failed)?;
-            if json {
-                output::json_lines(&groups);
-                return Ok(Exit::Ok);
-            }
-            if groups.is_empty() {
-                output::line("no open dead letters");
-                return Ok(Exit::Ok);
-            }
-            let mut table = output::table(&["pipeline", "rule", "field", "class", "open", "for example"]);
-            for g in &groups {
-                table.add_row([
-                    g.pipeline.clone(),
-                    g.rule.clone(),
-                    g.field.clone(),
-                    g.class.clone(),
-                    g.count.to_string(),
-                    g.example.chars().take(60).collect(),
-                ]);
-            }
-            output::print_table(&table);
-            if !session.quiet {
-                output::line(format!(
-                    "fix the data at the source (the next run picks it up) or the mapping, then `{}`",
-                    session.hint("dlq replay")
-                ));
-            }
-            Ok(Exit::Ok)
-        }
+        DlqCommand::Summary { pipeline, json } => summarize(store, pipeline.as_deref(), json, session).await,
         DlqCommand::Show { id } => {
             let row = store.dead_letter(id).await.map_err(|e| match e {
                 syncline_store::StoreError::NotFound(why) => CliError::usage(why),
@@ -92,31 +31,104 @@ pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliRe
             output::line(serde_json::to_string_pretty(&row).expect("json"));
             Ok(Exit::Ok)
         }
-        DlqCommand::Ignore { ids } => {
-            let found = store.dead_letters(&DeadLetterFilter { ids: ids.clone(), ..Default::default() }).await.map_err(failed)?;
-            let missing: Vec<String> = ids.iter().filter(|id| !found.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
-            if !missing.is_empty() {
-                return Err(CliError::usage(format!(
-                    "no dead letter with id {}; `{}` lists them",
-                    missing.join(", "),
-                    session.hint("dlq list")
-                )));
-            }
-            let changed = store.ignore_dead_letters(&ids).await.map_err(failed)?;
-            output::line(format!("{changed} of {} dead letter(s) marked ignored", ids.len()));
-            for d in found.iter().filter(|d| d.status != "open") {
-                output::line(format!("  {} was already {}", d.id, d.status));
-            }
-            Ok(Exit::Ok)
-        }
+        DlqCommand::Ignore { ids } => ignore(store, &ids, session).await,
         DlqCommand::Replay { .. } => unreachable!("replay needs the whole config"),
     }
+}
+
+fn failed(e: syncline_store::StoreError) -> CliError {
+    CliError::failed(format!("state store: {e}"))
+}
+
+/// `dlq list`: a table (or JSON lines) of the dead letters that match.
+async fn list(store: &Store, filter: &DeadLetterFilter, json: bool, session: &Session) -> CliResult {
+    let rows = store.dead_letters(filter).await.map_err(failed)?;
+    if json {
+        output::json_lines(&rows);
+        return Ok(Exit::Ok);
+    }
+    let mut table = output::table(&["id", "pipeline", "key", "class", "field", "rule", "reason", "tries", "status", "last seen"]);
+    for d in &rows {
+        table.add_row([
+            d.id.to_string(),
+            d.pipeline.clone(),
+            d.record_key.clone(),
+            d.class.clone(),
+            d.field.clone(),
+            d.rule.clone(),
+            d.message.chars().take(70).collect(),
+            d.attempts.to_string(),
+            d.status.clone(),
+            d.last_seen_at.get(..19).unwrap_or(&d.last_seen_at).replace('T', " "),
+        ]);
+    }
+    if rows.is_empty() {
+        output::line("no dead letters match");
+    } else {
+        output::print_table(&table);
+    }
+    if !session.quiet {
+        let open: i64 = store.open_dead_letter_counts().await.map_err(failed)?.iter().map(|c| c.1).sum();
+        output::line(format!(
+            "{} shown; {open} open in all. `{}` for one with its record, `{}` by rule and field",
+            rows.len(),
+            session.hint("dlq show ID"),
+            session.hint("dlq summary")
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `dlq summary`: open dead letters grouped by pipeline, rule and field.
+async fn summarize(store: &Store, pipeline: Option<&str>, json: bool, session: &Session) -> CliResult {
+    let groups = store.dead_letter_summary(pipeline).await.map_err(failed)?;
+    if json {
+        output::json_lines(&groups);
+        return Ok(Exit::Ok);
+    }
+    if groups.is_empty() {
+        output::line("no open dead letters");
+        return Ok(Exit::Ok);
+    }
+    let mut table = output::table(&["pipeline", "rule", "field", "class", "open", "for example"]);
+    for g in &groups {
+        table.add_row([
+            g.pipeline.clone(),
+            g.rule.clone(),
+            g.field.clone(),
+            g.class.clone(),
+            g.count.to_string(),
+            g.example.chars().take(60).collect(),
+        ]);
+    }
+    output::print_table(&table);
+    if !session.quiet {
+        output::line(format!(
+            "fix the data at the source (the next run picks it up) or the mapping, then `{}`",
+            session.hint("dlq replay")
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `dlq ignore`: marks dead letters ignored; every id must exist.
+async fn ignore(store: &Store, ids: &[i64], session: &Session) -> CliResult {
+    let found = store.dead_letters(&DeadLetterFilter { ids: ids.to_vec(), ..Default::default() }).await.map_err(failed)?;
+    let missing: Vec<String> = ids.iter().filter(|id| !found.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
+    if !missing.is_empty() {
+        return Err(CliError::usage(format!("no dead letter with id {}; `{}` lists them", missing.join(", "), session.hint("dlq list"))));
+    }
+    let changed = store.ignore_dead_letters(ids).await.map_err(failed)?;
+    output::line(format!("{changed} of {} dead letter(s) marked ignored", ids.len()));
+    for d in found.iter().filter(|d| d.status != "open") {
+        output::line(format!("  {} was already {}", d.id, d.status));
+    }
+    Ok(Exit::Ok)
 }
 
 /// Runs open dead letters through the current transforms and sink, pipeline by pipeline; a
 /// flow's go back to the inbox for `serve`.
 pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: Vec<i64>, session: &Session) -> CliResult {
-    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     if let Some(name) = &pipeline
         && config.pipeline(name).is_none()
         && !config.flows.iter().any(|f| &f.name == name)
@@ -152,73 +164,55 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
         let requeued = store.inbox_requeue(&flow, &keys).await.map_err(failed)?;
         output::line(format!("flow {flow}: {requeued} event(s) back in the inbox; `{}` runs them", session.hint("serve")));
     }
-    let mut summaries = Vec::new();
-    let mut exit = Exit::Ok;
+    let mut summaries: Vec<RunRow> = Vec::new();
     for (name, records) in by_pipeline {
-        let p = config
-            .pipeline(&name)
-            .ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
-        let started = Instant::now();
-        let transforms = pipeline::transforms(p, &config.base_dir)?;
-        let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
-        let target = sink.identity().await.map_err(|e| CliError::connector(&e, format!("replay of {name}: sink")))?;
-        let run_id = uuid::Uuid::now_v7().to_string();
-        store.start_run(&run_id, &name, RunMode::Replay.name()).await.map_err(failed)?;
-        let options = RunOptions {
-            run_id: run_id.clone(),
-            // no source is read: a replay commits no cursor, only fingerprints for its target
-            scope: std::sync::Arc::new(Scope { pipeline: name.clone(), source: String::new(), target }),
-            mode: RunMode::Replay,
-            batch_size: pipeline::write_size(p, p.batch_size),
-            limit: None,
-            sink_key: pipeline::sink_key(p),
-            change_detection: p.change_detection,
-            resend: false,
-            retry: p.retry,
-            stop: session.stop.clone(),
-        };
-        let mut reporter = Reporter::new(&name, Some(records.len() as u64), session.quiet);
-        let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, store);
-        runner.progress = Box::new(&mut reporter);
-        let result = runner.replay(records).await;
-        let counts = runner.total;
-        drop(runner);
-        reporter.finish();
-        let (status, row_exit) = match &result {
-            Err(RunError::Interrupted) => ("interrupted", Exit::Interrupted),
-            Err(_) => ("failed", Exit::Failed),
-            Ok(c) if c.rejected + c.failed > 0 => ("rejects", Exit::Rejects),
-            Ok(_) => ("succeeded", Exit::Ok),
-        };
-        let error = result.as_ref().err().map(ToString::to_string);
-        store.finish_run(&run_id, status, error.as_deref(), None).await.map_err(failed)?;
-        match result {
-            Err(RunError::Interrupted) => {}
-            Err(RunError::Sink(e)) => return Err(CliError::connector(&e, format!("replay of {name}"))),
-            Err(e) => return Err(CliError::failed(format!("replay of {name}: {e}"))),
-            Ok(_) => {}
-        }
-        exit = if row_exit == Exit::Interrupted || exit == Exit::Interrupted {
-            Exit::Interrupted
-        } else if row_exit == Exit::Rejects {
-            Exit::Rejects
-        } else {
-            exit
-        };
-        summaries.push(RunRow {
-            pipeline: name,
-            mode: "replay".into(),
-            counts,
-            took: started.elapsed(),
-            status: status.into(),
-            exit: row_exit,
-        });
-        if exit == Exit::Interrupted {
+        let row = replay_pipeline(config, store, &name, records, session).await?;
+        let interrupted = row.status == RunStatus::Interrupted;
+        summaries.push(row);
+        if interrupted {
             break;
         }
     }
+    let exit = summaries
+        .iter()
+        .map(RunRow::exit)
+        .find(|e| *e == Exit::Interrupted)
+        .unwrap_or_else(|| if summaries.iter().any(|r| r.exit() == Exit::Rejects) { Exit::Rejects } else { Exit::Ok });
     if !session.quiet && !summaries.is_empty() {
         output::print_table(&summary(&summaries));
     }
     Ok(exit)
+}
+
+/// Replays one pipeline's dead letters through its current transforms and sink, as a run of
+/// mode `replay` in the history.
+async fn replay_pipeline(
+    config: &Config,
+    store: &Store,
+    name: &str,
+    records: Vec<syncline_core::Record>,
+    session: &Session,
+) -> Result<RunRow, CliError> {
+    let p = config
+        .pipeline(name)
+        .ok_or_else(|| CliError::usage(format!("dead letters belong to pipeline {name:?}, which {} no longer defines", config.file)))?;
+    let started = Instant::now();
+    let transforms = pipeline::transforms(p, &config.base_dir)?;
+    let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
+    let target = sink.identity().await.map_err(|e| CliError::connector(&e, format!("replay of {name}: sink")))?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    store.start_run(&run_id, name, RunMode::Replay.name()).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
+    // no source is read: a replay commits no cursor, only fingerprints for its target
+    let scope = Arc::new(Scope { pipeline: name.to_owned(), source: String::new(), target });
+    let options = pipeline::run_options(p, run_id, scope, RunMode::Replay, p.batch_size, session.stop.clone());
+    let mut reporter = Reporter::new(name, Some(records.len() as u64), session.quiet);
+    let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::<AnySource>::Records(records) };
+    let report = execute(parts, store, &mut reporter, None).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
+    reporter.finish();
+    match report.error {
+        None | Some(RunError::Interrupted) => {}
+        Some(RunError::Sink(e)) => return Err(CliError::connector(&e, format!("replay of {name}"))),
+        Some(e) => return Err(CliError::failed(format!("replay of {name}: {e}"))),
+    }
+    Ok(RunRow { pipeline: name.to_owned(), mode: "replay".into(), counts: report.counts, took: started.elapsed(), status: report.status })
 }

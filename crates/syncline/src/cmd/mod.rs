@@ -2,19 +2,17 @@
 //! interrupt), opening the state store, and the commands that need nothing else.
 
 mod backfill;
-mod bench;
 mod check;
 mod dlq;
 mod example;
-mod flow_bench;
 mod inbox;
-mod intake_bench;
 mod run;
 mod runs;
 mod sandbox;
 mod serve;
 mod state;
-mod timing_bench;
+
+pub(crate) use example::generate as generate_members;
 
 use crate::cli::{Cli, Command, DlqCommand, StateCommand};
 use crate::config::{self, StateSettings};
@@ -91,7 +89,7 @@ async fn command(command: Command, session: &Session) -> CliResult {
             Ok(Exit::Ok)
         }
         Command::Example(example) => example::run(example),
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Sandbox(args) => sandbox::run(args, session).await,
         Command::Check => check::run(session).await,
         // these read only the state store: no secrets or connections needed

@@ -23,11 +23,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use syncline_connectors::{AnySink, AnySource};
-use syncline_core::runner::{PlanEntry, RunError, RunMode, RunOptions, Runner, Scope};
-use syncline_core::{Cursor, ErrorClass};
+use syncline_core::runner::{PlanAction, PlanEntry, PlanSink, RunError, RunMode, RunOptions, Scope};
+use syncline_core::{Cursor, ErrorClass, Input, RunParts, RunStatus, execute};
 use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
-use tracing::Instrument;
 
 pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Session) -> CliResult {
     let pipelines: Vec<&Pipeline> = if args.pipeline == "all" {
@@ -55,8 +54,8 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
                 RunRow::failed(&pipeline.name, started.elapsed())
             }
         };
-        worst = worse(worst, row.exit);
-        let interrupted = row.exit == Exit::Interrupted;
+        worst = worse(worst, row.exit());
+        let interrupted = row.exit() == Exit::Interrupted;
         rows.push(row);
         if interrupted {
             break;
@@ -325,7 +324,7 @@ async fn run_one(
     let ready = match prepare(config, store, pipeline, args, since, session).await {
         Ok(ready) => ready,
         Err(error) => {
-            let status = if error.code == Exit::Interrupted { "interrupted" } else { "failed" };
+            let status = if error.code == Exit::Interrupted { RunStatus::Interrupted } else { RunStatus::Failed };
             store.finish_run(&run_id, status, Some(&error.message), None).await.map_err(failed)?;
             return Err(error);
         }
@@ -335,55 +334,39 @@ async fn run_one(
         store.set_run_mode(&run_id, mode.name()).await.map_err(failed)?;
     }
     let total = unless_stopped(session, async { Ok(source.estimate(start.as_ref()).await.ok()) }).await.ok().flatten();
-    let total = total.map(|n| args.limit.map_or(n, |l| n.min(l)));
-    let mut reporter = Reporter::new(name, total, session.quiet);
+    let mut reporter = Reporter::new(name, total.map(|n| args.limit.map_or(n, |l| n.min(l))), session.quiet);
     let options = RunOptions {
-        run_id: run_id.clone(),
-        scope: scope.clone(),
-        mode,
-        batch_size: pipeline::write_size(pipeline, batch_size),
         limit: args.limit,
-        sink_key: pipeline::sink_key(pipeline),
-        change_detection: pipeline.change_detection,
         resend: args.resend,
-        retry: pipeline.retry,
-        stop: session.stop.clone(),
+        ..pipeline::run_options(pipeline, run_id, scope.clone(), mode, batch_size, session.stop.clone())
     };
-    let mut runner = Runner::new(options, Arc::new(transforms), sink, store);
-    runner.progress = Box::new(&mut reporter);
-    if mode == RunMode::DryRun {
+    let plan = (mode == RunMode::DryRun).then(|| {
         let plan = plan.clone();
-        runner.plan = Some(Box::new(move |entry: &PlanEntry| plan.lock().expect("plan").add(entry)));
-    }
-    let span = tracing::info_span!("run", run_id = %run_id, pipeline = %name);
-    tracing::info!(parent: &span, mode = mode.name(), source = %scope.source, target = %scope.target, "run started");
-    let result = runner.run(&mut source, start).instrument(span.clone()).await;
-    let counts = runner.total;
-    drop(runner);
+        Box::new(move |entry: &PlanEntry| plan.lock().expect("plan").add(entry)) as PlanSink
+    });
+    tracing::info!(pipeline = %name, mode = mode.name(), source = %scope.source, target = %scope.target, "run started");
+    let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::Source { source: &mut source, start } };
+    let report = execute(parts, store, &mut reporter, plan).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
     reporter.finish();
-    let dry = (mode == RunMode::DryRun).then_some(&counts);
-    let (exit, status) = match &result {
-        Err(RunError::Interrupted) => (Exit::Interrupted, "interrupted"),
-        Err(_) => (Exit::Failed, "failed"),
-        Ok(c) if c.rejected + c.failed > 0 => (Exit::Rejects, "rejects"),
-        Ok(_) => (Exit::Ok, "succeeded"),
-    };
-    let error = result.as_ref().err().map(ToString::to_string);
-    store.finish_run(&run_id, status, error.as_deref(), dry).await.map_err(failed)?;
-    tracing::info!(parent: &span, status, read = counts.read, rejected = counts.rejected, "run finished");
-    if pipeline.verify_counts && mode == RunMode::Incremental && result.is_ok() {
+    if pipeline.verify_counts && mode == RunMode::Incremental && report.error.is_none() {
         verify_counts(config, store, pipeline, &scope, &source, session).await;
     }
-    match result {
-        Err(RunError::Interrupted) => eprintln!("{name}: interrupted; what the target acknowledged is committed"),
-        Err(RunError::Source(e)) => return Err(source_failed(config, pipeline, &e)),
-        Err(RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
+    match report.error {
+        Some(RunError::Interrupted) => eprintln!("{name}: interrupted; what the target acknowledged is committed"),
+        Some(RunError::Source(e)) => return Err(source_failed(config, pipeline, &e)),
+        Some(RunError::Sink(e) | RunError::State(e)) if e.class == ErrorClass::Config => {
             return Err(CliError::usage(format!("pipeline {name}: {e}")));
         }
-        Err(error) => return Err(CliError::failed(format!("pipeline {name}: {error}"))),
-        Ok(_) => {}
+        Some(error) => return Err(CliError::failed(format!("pipeline {name}: {error}"))),
+        None => {}
     }
-    Ok(RunRow { pipeline: name.clone(), mode: mode.name().to_owned(), counts, took: started.elapsed(), status: status.to_owned(), exit })
+    Ok(RunRow {
+        pipeline: name.clone(),
+        mode: mode.name().to_owned(),
+        counts: report.counts,
+        took: started.elapsed(),
+        status: report.status,
+    })
 }
 
 /// `verify_counts`: a watermark cannot see a row inserted late with an old value (or one whose
@@ -441,7 +424,7 @@ async fn verify_counts(config: &Config, store: &Store, pipeline: &Pipeline, scop
 #[derive(Default)]
 struct Plan {
     out: Option<std::io::BufWriter<std::fs::File>>,
-    actions: BTreeMap<&'static str, u64>,
+    actions: BTreeMap<PlanAction, u64>,
     /// Field → records in which it would change.
     fields: BTreeMap<String, u64>,
     /// Rule → records it rejects.
@@ -461,7 +444,7 @@ impl Plan {
             }
         }
         *self.actions.entry(entry.action).or_default() += 1;
-        if entry.action == "update" {
+        if entry.action == PlanAction::Update {
             for (field, _, _) in &entry.changes {
                 *self.fields.entry(field.clone()).or_default() += 1;
             }
@@ -473,25 +456,25 @@ impl Plan {
             *self.reasons.entry(format!("{rule} ({field})")).or_default() += 1;
         }
         // updates say more than creates: they fill the first lines, creates the rest
-        let shown_updates = self.first.iter().filter(|e| e.action == "update").count();
+        let shown_updates = self.first.iter().filter(|e| e.action == PlanAction::Update).count();
         match entry.action {
-            "update" if shown_updates < FIRST_CHANGES => {
+            PlanAction::Update if shown_updates < FIRST_CHANGES => {
                 self.first.insert(shown_updates, entry.clone());
                 self.first.truncate(FIRST_CHANGES);
             }
-            "create" if self.first.len() < FIRST_CHANGES => self.first.push(entry.clone()),
+            PlanAction::Create if self.first.len() < FIRST_CHANGES => self.first.push(entry.clone()),
             _ => {}
         }
     }
 
     fn print(&self, plan_out: Option<&std::path::Path>) {
-        let count = |action| self.actions.get(action).copied().unwrap_or(0);
+        let count = |action| self.actions.get(&action).copied().unwrap_or(0);
         output::line(format!(
             "plan (dry run, nothing written): create {} · update {} · unchanged {} · rejected {}",
-            count("create"),
-            count("update"),
-            count("unchanged"),
-            count("rejected")
+            count(PlanAction::Create),
+            count(PlanAction::Update),
+            count(PlanAction::Unchanged),
+            count(PlanAction::Rejected)
         ));
         if !self.fields.is_empty() {
             let mut fields: Vec<(&String, &u64)> = self.fields.iter().collect();
@@ -507,15 +490,15 @@ impl Plan {
         for entry in &self.first {
             let text = match (entry.action, entry.changes.is_empty()) {
                 (_, true) => "(the target cannot be read to compare)".to_owned(),
-                ("create", false) => format!("new, {} fields", entry.changes.len()),
+                (PlanAction::Create, false) => format!("new, {} fields", entry.changes.len()),
                 _ => {
                     entry.changes.iter().map(|(f, old, new)| format!("{f}: {} → {}", short(old), short(new))).collect::<Vec<_>>().join(", ")
                 }
             };
-            output::line(format!("  {} {}: {}", entry.action, entry.key, cut(&text, 150)));
+            output::line(format!("  {} {}: {}", entry.action.name(), entry.key, cut(&text, 150)));
         }
         let shown = self.first.len() as u64;
-        let changing = count("create") + count("update");
+        let changing = count(PlanAction::Create) + count(PlanAction::Update);
         match plan_out {
             Some(path) => output::line(format!("  every record's line: {}", path.display())),
             None if changing > shown => {

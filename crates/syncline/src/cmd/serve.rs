@@ -21,7 +21,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
     let address = listener.local_addr().map_err(CliError::failed)?;
     let mut intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus(config)?).with_limits(config.serve.limits);
-    let mut banner = format!("serving on http://{address} (state: {})\n", syncline_store::redact_url(&config.state.url));
+    let mut banner = format!("serving on http://{address} (state: {})\n", syncline_core::redact::url(&config.state.url));
     for source in &config.webhooks {
         banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
     }
@@ -30,7 +30,8 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         let events = if flow.events.is_empty() { "every event".to_owned() } else { flow.events.join(", ") };
         banner.push_str(&format!("  flow {}: {} from {} ({} steps)\n", flow.name, events, flow.source, flow.steps.len()));
     }
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // the workers stop claiming at the signal and finish the events in hand
+    let stopped = session.stop.clone();
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
     let workers = if config.flows.is_empty() {
         None
@@ -55,7 +56,6 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     // in-flight deliveries were answered (or never acknowledged); flows in hand get `drain` to
     // finish, and what is left goes back to the inbox at once for another worker or the next
     // start (a send that did happen is not repeated: its mark is checked first)
-    let _ = stop.send(true);
     if let Some((mut workers, history)) = workers {
         if tokio::time::timeout(config.serve.drain, &mut workers).await.is_err() {
             workers.abort();
@@ -65,7 +65,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
             tracing::warn!(events = handed, "flows still running at shutdown went back to the inbox");
         }
         // a server's normal end is a signal: its flow runs are `stopped`
-        history.finish("stopped").await;
+        history.finish(syncline_core::RunStatus::Stopped).await;
     }
     store.close().await;
     tracing::info!("stopped");

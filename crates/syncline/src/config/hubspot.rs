@@ -2,7 +2,7 @@
 //! tier, budget) they share, and each one's stream.
 
 use super::error::ConfigError;
-use super::raw::{At, RawConnection, RawHubSpotSink, RawHubSpotSource, RawTier};
+use super::raw::{At, RawConnection, RawHubSpot, RawTier};
 use super::settings::{Ctx, Secret, SinkSettings, SourceSettings, parse_duration};
 use serde_saphyr::Location;
 use syncline_connectors::hubspot::{DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream, SourceStream, Tier};
@@ -39,18 +39,30 @@ fn object(ctx: &Ctx, path: &str, object: &Option<At<String>>) -> Result<String, 
     }
 }
 
-pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpotSource) -> Result<SourceSettings, ConfigError> {
+impl<'a> ProfileKeys<'a> {
+    fn of(h: &'a RawHubSpot) -> ProfileKeys<'a> {
+        ProfileKeys {
+            base_url: h.base_url.as_ref(),
+            token: h.token.as_ref(),
+            token_file: h.token_file.as_ref(),
+            tier: h.tier,
+            calls_per_10s: h.calls_per_10s.as_ref(),
+            in_flight: h.in_flight.as_ref(),
+        }
+    }
+}
+
+/// Where a HubSpot section is in the file, for the problems of keys it lacks.
+fn place(h: &RawHubSpot) -> Location {
+    [&h.token, &h.token_file, &h.object, &h.base_url].into_iter().flatten().next().map_or(Location::UNKNOWN, |a| a.referenced)
+}
+
+pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSettings, ConfigError> {
     let spath = format!("{path}.source.hubspot");
-    let parent = h.object.as_ref().or(h.token.as_ref()).map_or(Location::UNKNOWN, |a| a.referenced);
-    let keys = ProfileKeys {
-        base_url: h.base_url.as_ref(),
-        token: h.token.as_ref(),
-        token_file: h.token_file.as_ref(),
-        tier: h.tier,
-        calls_per_10s: h.calls_per_10s.as_ref(),
-        in_flight: h.in_flight.as_ref(),
-    };
-    let (token, profile) = profile(ctx, &spath, &parent, keys)?;
+    if let Some(id) = &h.id_property {
+        return Err(ctx.err(&id.referenced, &format!("{spath}.id_property"), "a source reads every object; id_property is a sink's"));
+    }
+    let (token, profile) = profile(ctx, &spath, &place(h), ProfileKeys::of(h))?;
     let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &h.properties);
     stream.settle = match &h.settle {
         Some(settle) => parse_duration(&ctx.expand(settle, &format!("{spath}.settle"))?)
@@ -62,18 +74,20 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpotSource) -> Result<Sour
 
 /// A HubSpot sink: batch calls of up to 100 inputs, change detection on by default (every call
 /// spends the portal's budget).
-pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpotSink) -> Result<SinkSettings, ConfigError> {
+pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings, ConfigError> {
     let spath = format!("{path}.sink.hubspot");
-    let keys = ProfileKeys {
-        base_url: h.base_url.as_ref(),
-        token: h.token.as_ref(),
-        token_file: h.token_file.as_ref(),
-        tier: h.tier,
-        calls_per_10s: h.calls_per_10s.as_ref(),
-        in_flight: h.in_flight.as_ref(),
+    if let Some(settle) = &h.settle {
+        return Err(ctx.err(&settle.referenced, &format!("{spath}.settle"), "settle applies to a HubSpot source"));
+    }
+    if !h.properties.is_empty() {
+        let message = "properties are what a HubSpot source reads; a sink writes the mapped fields";
+        return Err(ctx.err(&place(h), &format!("{spath}.properties"), message));
+    }
+    let Some(id_property) = &h.id_property else {
+        return Err(ctx.err(&place(h), &spath, "missing id_property (the unique property records are matched on)"));
     };
-    let (token, profile) = profile(ctx, &spath, &h.id_property.referenced, keys)?;
-    let id_property = ctx.expand(&h.id_property, &format!("{spath}.id_property"))?;
+    let (token, profile) = profile(ctx, &spath, &id_property.referenced, ProfileKeys::of(h))?;
+    let id_property = ctx.expand(id_property, &format!("{spath}.id_property"))?;
     let stream = SinkStream::new(&object(ctx, &spath, &h.object)?, &id_property);
     Ok(SinkSettings::HubSpot { token, profile, stream })
 }

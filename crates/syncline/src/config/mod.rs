@@ -242,7 +242,7 @@ mod tests {
                 _ => None,
             };
             let config = parse("c.yaml", &given, Path::new("/tmp"), &env).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
-            let shown = format!("{config:?} {}", syncline_store::redact_url(&config.state.url));
+            let shown = format!("{config:?} {}", syncline_core::redact::url(&config.state.url));
             proptest::prop_assert!(!shown.contains(&secret), "{shown}");
         }
     }

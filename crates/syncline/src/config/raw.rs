@@ -213,40 +213,7 @@ pub enum RawSource {
     Sql(RawSqlSource),
     /// HubSpot CRM objects of one type: listed in full runs, searched by modification time in
     /// incremental ones.
-    Hubspot(RawHubSpotSource),
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawHubSpotSource {
-    /// The API's URL (default `https://api.hubapi.com`; the sandbox's `http://127.0.0.1:8787`).
-    #[schemars(with = "Option<String>")]
-    pub base_url: Option<At<String>>,
-    /// A private app's access token, as `${VAR}` (a token written in the config is refused).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<At<String>>,
-    /// A file holding the token (for secrets mounted as files).
-    #[schemars(with = "Option<String>")]
-    pub token_file: Option<At<String>>,
-    /// The portal's tier, which sets the budget (default `free`).
-    pub tier: Option<RawTier>,
-    /// Spend at most this many calls per 10 s (default: the tier's whole budget).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 250))]
-    pub calls_per_10s: Option<At<u64>>,
-    /// Calls in flight at once (default 4); the budget paces them either way.
-    #[schemars(with = "Option<u64>", range(min = 1, max = 32))]
-    pub in_flight: Option<At<u64>>,
-    /// `contacts` (default), `companies`, `deals`, `0-421` (appointments) or a custom `2-…` type.
-    #[schemars(with = "Option<String>")]
-    pub object: Option<At<String>>,
-    /// The properties read of each object, besides `hs_object_id` and its creation and
-    /// modification times (always read).
-    #[serde(default)]
-    pub properties: Vec<String>,
-    /// Objects modified this recently are left for the next run, because HubSpot's search
-    /// sees a write a few moments late (default `30s`).
-    #[schemars(with = "Option<String>")]
-    pub settle: Option<At<String>>,
+    Hubspot(RawHubSpot),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -309,12 +276,13 @@ pub enum RawSink {
     /// A SQL table, upserted by key.
     Sql(RawSqlSink),
     /// HubSpot CRM objects, batch-upserted by a unique property.
-    Hubspot(RawHubSpotSink),
+    Hubspot(RawHubSpot),
 }
 
+/// A HubSpot source or sink: the account (URL, token, tier, budget), then what is read or written.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
-pub struct RawHubSpotSink {
+pub struct RawHubSpot {
     /// The API's URL (default `https://api.hubapi.com`; the sandbox's `http://127.0.0.1:8787`).
     #[schemars(with = "Option<String>")]
     pub base_url: Option<At<String>>,
@@ -324,13 +292,6 @@ pub struct RawHubSpotSink {
     /// A file holding the token (for secrets mounted as files).
     #[schemars(with = "Option<String>")]
     pub token_file: Option<At<String>>,
-    /// `contacts` (default), `companies`, `deals`, `0-421` (appointments) or a custom `2-…` type.
-    #[schemars(with = "Option<String>")]
-    pub object: Option<At<String>>,
-    /// The unique property records are matched on (`email`, or e.g. `numero_asociado`); the
-    /// mapped field of the same name is the record's identity.
-    #[schemars(with = "String")]
-    pub id_property: At<String>,
     /// The portal's tier, which sets the budget: `free`/`starter` (100 calls per 10 s),
     /// `professional`/`enterprise` (190), `api_limit_increase` (250). Default `free`.
     pub tier: Option<RawTier>,
@@ -338,9 +299,24 @@ pub struct RawHubSpotSink {
     /// for other apps on the same portal.
     #[schemars(with = "Option<u64>", range(min = 1, max = 250))]
     pub calls_per_10s: Option<At<u64>>,
-    /// Batch calls in flight at once (default 4); the budget paces them either way.
+    /// Calls in flight at once (default 4); the budget paces them either way.
     #[schemars(with = "Option<u64>", range(min = 1, max = 32))]
     pub in_flight: Option<At<u64>>,
+    /// `contacts` (default), `companies`, `deals`, `0-421` (appointments) or a custom `2-…` type.
+    #[schemars(with = "Option<String>")]
+    pub object: Option<At<String>>,
+    /// A sink's unique property records are matched on (`email`, or e.g. `numero_asociado`);
+    /// the mapped field of the same name is the record's identity.
+    #[schemars(with = "Option<String>")]
+    pub id_property: Option<At<String>>,
+    /// A source's properties read of each object, besides `hs_object_id` and its creation and
+    /// modification times (always read).
+    #[serde(default)]
+    pub properties: Vec<String>,
+    /// A source's wait for writes to show in search: objects modified this recently are left
+    /// for the next run (default `30s`).
+    #[schemars(with = "Option<String>")]
+    pub settle: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `syncline` binary: each runs the real executable against real
 //! SQLite files (and PostgreSQL / MariaDB where configured) in a temporary folder.
 
+mod architecture;
 mod bad_input;
 mod check;
 mod cli;

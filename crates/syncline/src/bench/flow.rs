@@ -7,6 +7,7 @@
 //! - latency: single-event webhooks at 20 per second; time from the POST to the sandbox's
 //!   record of the delivered message (p50, p99, max).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use syncline_server::worker::{WorkerConfig, Workers};
 use syncline_server::{DEFAULT_BODY_LIMIT, HubSpotVersion, Intake, Provider, Secret, Source};
 use syncline_store::Store;
 
+use super::percentile;
 use crate::exit::{CliError, CliResult, Exit};
 
 const SECRET: &str = "bench-secret";
@@ -73,33 +75,37 @@ async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> Result<(
     if response.status().as_u16() == 200 { Ok(()) } else { Err(format!("status {}", response.status())) }
 }
 
-/// Creates `count` contacts (numbered from `first`) in HubSpot, 100 per call; their ids.
-async fn contacts(client: &reqwest::Client, base: &str, first: usize, count: usize) -> Result<Vec<u64>, CliError> {
-    let mut ids = Vec::with_capacity(count);
-    for chunk in (first..first + count).collect::<Vec<_>>().chunks(100) {
-        let inputs: Vec<Value> = chunk.iter().map(|i| json!({"properties": {"firstname": "Lead", "mobilephone": phone(*i)}})).collect();
-        let created: Value = client
-            .post(format!("{base}/crm/v3/objects/contacts/batch/create"))
-            .bearer_auth(HUBSPOT_TOKEN)
-            .json(&json!({"inputs": inputs}))
-            .send()
-            .await
-            .map_err(CliError::failed)?
-            .json()
-            .await
-            .map_err(CliError::failed)?;
-        let results = created["results"].as_array().ok_or_else(|| CliError::failed(format!("batch create failed: {created}")))?;
-        ids.extend(results.iter().filter_map(|r| r["id"].as_str().and_then(|id| id.parse::<u64>().ok())));
-    }
-    Ok(ids)
+/// Creates `count` contacts (numbered from `first`) in the sandbox's portal, without spending
+/// its budget (the figures are about the flow); their ids.
+fn contacts(sandbox: &Sandbox, first: usize, count: usize) -> Result<Vec<u64>, CliError> {
+    let contacts: Vec<BTreeMap<String, String>> = (first..first + count)
+        .map(|i| BTreeMap::from([("firstname".to_owned(), "Lead".to_owned()), ("mobilephone".to_owned(), phone(i))]))
+        .collect();
+    sandbox.import(HUBSPOT_TOKEN, "contacts", &contacts, chrono::Utc::now()).map_err(CliError::failed)
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[at]
+/// The parts the bench drives: the sandbox, the intake's URL, the store and the workers.
+struct World {
+    sandbox: Sandbox,
+    url: String,
+    store: Store,
+    workers: Workers,
+    client: reqwest::Client,
 }
 
 pub async fn run(dir: &Path) -> CliResult {
+    let world = world(dir).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    backlog(&world, stop.clone()).await?;
+    latency(&world).await?;
+    stop.cancel();
+    world.store.close().await;
+    Ok(Exit::Ok)
+}
+
+/// A sandbox with the portal and a page of subscribers, a store, the intake `serve` runs and
+/// the workers (not started).
+async fn world(dir: &Path) -> Result<World, CliError> {
     let total = BACKLOG + (LATENCY_RATE * LATENCY_SECS) as usize;
     let sandbox = Sandbox::new();
     let portal = PortalConfig {
@@ -149,18 +155,21 @@ pub async fn run(dir: &Path) -> CliResult {
     };
     let engine = Arc::new(Engine::new(vec![flow()], connections).map_err(CliError::failed)?);
     let workers = Workers::new(store.clone(), engine, WorkerConfig::new("bench"), intake.arrived.clone());
+    Ok(World { sandbox, url, store, workers, client })
+}
 
-    // backlog: every event stored first, then the workers start
+/// Every event stored first, then the workers start: sends per second through the backlog.
+async fn backlog(world: &World, stopped: tokio_util::sync::CancellationToken) -> Result<(), CliError> {
+    let World { sandbox, url, workers, client, .. } = world;
     eprintln!("backlog: {BACKLOG} contacts and their webhooks, then the workers …");
-    let ids = contacts(&client, &base, 0, BACKLOG).await?;
+    let ids = contacts(sandbox, 0, BACKLOG)?;
     let events: Vec<Value> = ids.iter().enumerate().map(|(n, id)| event(*id, n)).collect();
     for delivery in events.chunks(100) {
-        post(&client, &url, delivery).await.map_err(CliError::failed)?;
+        post(client, url, delivery).await.map_err(CliError::failed)?;
     }
     let before = sandbox.ledger().requests.len();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = workers.clone();
-    let task = tokio::spawn(async move { running.run(stopped).await });
+    tokio::spawn(async move { running.run(stopped).await });
     let deadline = Instant::now() + Duration::from_secs(300);
     while sandbox.delivered().len() < BACKLOG && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -177,17 +186,21 @@ pub async fn run(dir: &Path) -> CliResult {
         sends.len(),
         (last - first) as f64 / 1000.0
     );
+    Ok(())
+}
 
-    // latency: the workers idle; single-event deliveries at a steady rate
+/// The workers idle; single-event deliveries at a steady rate: webhook → message latency.
+async fn latency(world: &World) -> Result<(), CliError> {
+    let World { sandbox, url, client, .. } = world;
     eprintln!("latency: {LATENCY_RATE} webhooks/s for {LATENCY_SECS} s …");
-    let ids = contacts(&client, &base, BACKLOG, (LATENCY_RATE * LATENCY_SECS) as usize).await?;
+    let ids = contacts(sandbox, BACKLOG, (LATENCY_RATE * LATENCY_SECS) as usize)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut ticker = tokio::time::interval(Duration::from_millis(1000 / LATENCY_RATE));
     let mut posted = Vec::with_capacity(ids.len());
     for (n, id) in ids.iter().enumerate() {
         ticker.tick().await;
         let at = chrono::Utc::now().timestamp_millis();
-        post(&client, &url, &[event(*id, BACKLOG + n)]).await.map_err(CliError::failed)?;
+        post(client, url, &[event(*id, BACKLOG + n)]).await.map_err(CliError::failed)?;
         posted.push(at);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -209,8 +222,5 @@ pub async fn run(dir: &Path) -> CliResult {
         percentile(&latencies, 1.0),
         latencies.len()
     );
-    let _ = stop.send(true);
-    let _ = task.await;
-    store.close().await;
-    Ok(Exit::Ok)
+    Ok(())
 }

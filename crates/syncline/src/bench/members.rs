@@ -1,17 +1,17 @@
-//! `syncline bench`: the members pipeline (every member rule) from SQLite to SQLite over
-//! generated rows, reporting records/s and resident memory; with `--hubspot TIER`, the same
-//! rows into an in-process HubSpot sandbox of that tier in real time, reporting how full each
-//! 10-second budget window was. A command, not a timed test: the machines are shared, so
-//! figures are read by people, not asserted.
+//! The members pipeline (every member rule) from SQLite to SQLite over generated rows,
+//! reporting records/s and resident memory; with `--hubspot TIER`, the same rows into a HubSpot
+//! sandbox of that tier in real time, reporting how full each 10-second budget window was.
 
 use crate::cli::BenchArgs;
 use crate::config;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::pipeline;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 use syncline_connectors::hubspot::Tier;
-use syncline_core::Progress;
-use syncline_core::runner::{Counts, RunMode, RunOptions, Runner, Scope};
+use syncline_core::runner::{Counts, RunMode, Scope};
+use syncline_core::{Input, Progress, RunParts, RunReport, execute};
 use syncline_store::Store;
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
@@ -43,25 +43,7 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(args: BenchArgs) -> CliResult {
-    let temp;
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::tempdir().map_err(CliError::failed)?;
-            temp.path().to_owned()
-        }
-    };
-    std::fs::create_dir_all(&dir).map_err(CliError::failed)?;
-    if args.timing {
-        return super::timing_bench::run();
-    }
-    if args.intake {
-        return super::intake_bench::run(&dir).await;
-    }
-    if args.flow {
-        return super::flow_bench::run(&dir).await;
-    }
+pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
@@ -70,55 +52,50 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let generated = Instant::now();
     // every row reaches HubSpot when it is the sink: the figures are about the budget
     let invalid = if args.hubspot.is_some() { 0.0 } else { 0.05 };
-    super::example::generate(&dir.join("members.db"), args.rows, invalid, 7).await.map_err(CliError::failed)?;
+    crate::cmd::generate_members(&dir.join("members.db"), args.rows, invalid, 7).await.map_err(CliError::failed)?;
     eprintln!(
         "generated in {:.1}s; running the members pipeline (release builds only give meaningful figures)",
         generated.elapsed().as_secs_f64()
     );
-
-    let sandbox = match args.hubspot {
-        Some(tier) => Some(start_sandbox(tier)?),
-        None => None,
-    };
+    let sandbox = args.hubspot.map(start_sandbox).transpose()?;
     let base_url = sandbox.as_ref().map(|s| s.url.clone());
     let env = move |name: &str| (name == "HUBSPOT_BASE_URL").then(|| base_url.clone()).flatten();
     let (file, yaml) = match args.hubspot {
         Some(tier) => ("members-to-hubspot.yaml", MEMBERS_TO_HUBSPOT_YAML.replace("tier: free", &format!("tier: {}", tier.name()))),
         None => ("members.yaml", MEMBERS_YAML.to_owned()),
     };
-    let config = config::parse(file, &yaml, &dir, &env)?;
-    let p = config.pipeline("members").expect("the example defines members");
-    let store = Store::connect(&config.state.url).await.map_err(CliError::failed)?;
-    let transforms = pipeline::transforms(p, &dir)?;
-    let mut source = pipeline::source(p, &dir, None).await?;
-    let sink = pipeline::sink(p, &dir, p.batch_size).await?;
-    let target = sink.identity().await.map_err(CliError::failed)?;
-    let source_identity = source.identity().await.map_err(CliError::failed)?;
-    let scope = std::sync::Arc::new(Scope { pipeline: "members".into(), source: source_identity, target });
-    let run_id = uuid::Uuid::now_v7().to_string();
-    store.start_run(&run_id, "members", "full").await.map_err(CliError::failed)?;
-    let options = RunOptions {
-        run_id: run_id.clone(),
-        scope,
-        mode: RunMode::Full,
-        batch_size: pipeline::write_size(p, p.batch_size),
-        limit: None,
-        sink_key: pipeline::sink_key(p),
-        change_detection: p.change_detection,
-        resend: false,
-        retry: p.retry,
-        stop: Default::default(),
-    };
+    let config = config::parse(file, &yaml, dir, &env)?;
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
-    let mut runner = Runner::new(options, std::sync::Arc::new(transforms), sink, &store);
-    runner.progress = Box::new(&mut probe);
-    let counts = runner.run(&mut source, None).await.map_err(CliError::failed)?;
-    let timings = runner.timings;
-    drop(runner);
-    let took = started.elapsed().as_secs_f64();
-    store.finish_run(&run_id, "succeeded", None, None).await.map_err(CliError::failed)?;
+    let report = run_members(&config, dir, &mut probe).await?;
+    print_figures(args, &report, started.elapsed().as_secs_f64(), &probe);
+    if let Some(sandbox) = &sandbox {
+        print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
+    }
+    Ok(Exit::Ok)
+}
 
+/// One full run of the config's `members` pipeline, as `syncline run --full` makes it.
+async fn run_members(config: &config::Config, dir: &Path, probe: &mut MemoryProbe) -> Result<RunReport, CliError> {
+    let p = config.pipeline("members").expect("the example defines members");
+    let store = Store::connect(&config.state.url).await.map_err(CliError::failed)?;
+    let transforms = pipeline::transforms(p, dir)?;
+    let mut source = pipeline::source(p, dir, None).await?;
+    let sink = pipeline::sink(p, dir, p.batch_size).await?;
+    let target = sink.identity().await.map_err(CliError::failed)?;
+    let scope = Arc::new(Scope { pipeline: "members".into(), source: source.identity().await.map_err(CliError::failed)?, target });
+    let run_id = uuid::Uuid::now_v7().to_string();
+    store.start_run(&run_id, "members", RunMode::Full.name()).await.map_err(CliError::failed)?;
+    let options = pipeline::run_options(p, run_id, scope, RunMode::Full, p.batch_size, Default::default());
+    let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::Source { source: &mut source, start: None } };
+    let report = execute(parts, &store, probe, None).await.map_err(CliError::failed)?;
+    match report.error {
+        Some(e) => Err(CliError::failed(e)),
+        None => Ok(report),
+    }
+}
+
+fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &MemoryProbe) {
     match args.hubspot {
         None => println!("bench: members pipeline, SQLite → map + validate (all member rules) → SQLite"),
         Some(tier) => println!(
@@ -126,6 +103,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
             tier.name()
         ),
     }
+    let (counts, timings) = (&report.counts, &report.timings);
     println!("rows read        {}", counts.read);
     println!("written          {}", counts.created + counts.updated);
     println!("dead letters     {}", counts.rejected);
@@ -142,10 +120,6 @@ pub async fn run(args: BenchArgs) -> CliResult {
         timings.write.as_secs_f64(),
         timings.commit.as_secs_f64()
     );
-    if let Some(sandbox) = &sandbox {
-        print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
-    }
-    Ok(Exit::Ok)
 }
 
 /// `syncline sandbox` as a child process (so the figures measure syncline alone), killed on drop.

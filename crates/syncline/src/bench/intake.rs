@@ -50,9 +50,9 @@ async fn send(client: &reqwest::Client, url: &str, (body, signature): (Vec<u8>, 
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[at].as_secs_f64() * 1000.0
+/// A share `p` of the latencies, in milliseconds.
+fn ms(sorted: &[Duration], p: f64) -> f64 {
+    super::percentile(sorted, p).as_secs_f64() * 1000.0
 }
 
 pub async fn run(dir: &Path) -> CliResult {
@@ -114,9 +114,9 @@ pub async fn run(dir: &Path) -> CliResult {
     }
     println!(
         "time to 2xx at {STEADY_RATE}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {failures} failed",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        ms(&latencies, 0.50),
+        ms(&latencies, 0.99),
+        ms(&latencies, 1.0),
         latencies.len()
     );
     store.close().await;
