@@ -73,6 +73,37 @@ pub(crate) struct Draw {
     pub cut: Option<(Cut, bool)>,
 }
 
+/// The emulated services, each with its own faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    HubSpot,
+    ManyChat,
+}
+
+/// Each service's faults and draws.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceFaults {
+    hubspot: FaultState,
+    manychat: FaultState,
+}
+
+impl ServiceFaults {
+    pub fn of(&mut self, service: Service) -> &mut FaultState {
+        match service {
+            Service::HubSpot => &mut self.hubspot,
+            Service::ManyChat => &mut self.manychat,
+        }
+    }
+
+    pub fn faults(&self, service: Service) -> &Faults {
+        match service {
+            Service::HubSpot => &self.hubspot.faults,
+            Service::ManyChat => &self.manychat.faults,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct FaultState {
     pub faults: Faults,

@@ -7,10 +7,12 @@
 //!
 //! Written from `API-CONTRACTS.md` and the official specs, sharing nothing with the connectors.
 
+mod emulate;
 mod faults;
 pub mod hubspot;
 mod ledger;
 pub mod manychat;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::get;
 
-pub use faults::Faults;
+pub use faults::{Faults, Service};
 pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Subscription, Tier, WebhookAttempt, WebhookCounts, WebhookSettings};
 pub use ledger::{Effect, Ledger, RequestLine, Window};
 pub use manychat::{Delivered, PageConfig};
@@ -90,7 +92,7 @@ pub(crate) struct SandboxState {
     pub(crate) portals: Vec<Portal>,
     pub(crate) pages: Vec<manychat::Page>,
     pub(crate) ledger: Ledger,
-    pub(crate) faults: faults::FaultState,
+    pub(crate) faults: faults::ServiceFaults,
 }
 
 impl Sandbox {
@@ -147,9 +149,17 @@ impl Sandbox {
         page.subscribers.iter().find(|s| s.id == id).map(|s| page.subscriber_json(s))
     }
 
-    /// Replaces the scripted faults (and restarts their random draws from the seed).
+    /// Replaces the scripted faults of every service (and restarts their random draws from the
+    /// seed).
     pub fn set_faults(&self, faults: Faults) {
-        self.lock().faults = faults::FaultState::new(faults);
+        for service in [Service::HubSpot, Service::ManyChat] {
+            self.set_service_faults(service, faults.clone());
+        }
+    }
+
+    /// Replaces one service's scripted faults; the others keep theirs.
+    pub fn set_service_faults(&self, service: Service, faults: Faults) {
+        *self.lock().faults.of(service) = faults::FaultState::new(faults);
     }
 
     /// The HTTP API: HubSpot under `/crm/…`, ManyChat under `/fb/…`, the sandbox's own admin
@@ -161,6 +171,7 @@ impl Sandbox {
             .route("/__sandbox/ledger", get(ledger_json))
             .route("/__sandbox/budget", get(budget_json))
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
+            .route("/__sandbox/faults/{service}", axum::routing::put(put_service_faults))
             .route("/__sandbox/webhooks", axum::routing::put(put_webhooks))
             .with_state(self.clone())
     }
@@ -232,8 +243,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
     }
 }
 
-async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<Faults> {
-    axum::Json(sandbox.lock().faults.faults.clone())
+/// Each service's faults.
+async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<BTreeMap<&'static str, Faults>> {
+    let mut state = sandbox.lock();
+    let faults = &mut state.faults;
+    axum::Json(BTreeMap::from([
+        ("hubspot", faults.faults(Service::HubSpot).clone()),
+        ("manychat", faults.faults(Service::ManyChat).clone()),
+    ]))
+}
+
+/// `PUT /__sandbox/faults/{hubspot|manychat}`: one service's faults.
+async fn put_service_faults(
+    State(sandbox): State<Sandbox>,
+    axum::extract::Path(service): axum::extract::Path<Service>,
+    axum::Json(faults): axum::Json<Faults>,
+) -> axum::Json<Faults> {
+    sandbox.set_service_faults(service, faults.clone());
+    axum::Json(faults)
 }
 
 async fn put_faults(State(sandbox): State<Sandbox>, axum::Json(faults): axum::Json<Faults>) -> axum::Json<Faults> {

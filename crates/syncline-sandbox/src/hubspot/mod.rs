@@ -2,10 +2,13 @@
 //! types (`objects.rs`), search (`search.rs`) and custom object schemas (`schemas.rs`), behind
 //! Bearer-token auth and the portal's rate budgets.
 
+mod budget;
 mod objects;
 mod portal;
+mod properties;
 mod schemas;
 mod search;
+mod store;
 mod webhooks;
 
 use std::time::Instant;
@@ -13,18 +16,21 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-pub use portal::{Portal, PortalConfig, Property, PropertyOption, Refused, Tier};
+pub use budget::Tier;
+pub use portal::{Portal, PortalConfig, Refused};
+pub use properties::{Property, PropertyOption};
 pub use schemas::{Labels, SchemaEgg};
 pub use webhooks::{Subscription, WebhookAttempt, WebhookCounts, WebhookSettings, signature_headers};
 
-use crate::faults::cut_off;
-use crate::ledger::{Effect, RequestLine};
+use crate::emulate::{Answer, Api, Headers, emulate};
+use crate::faults::Service;
+use crate::ledger::Effect;
 use crate::{Call, Sandbox, SandboxState};
 
 /// Batch calls take at most this many inputs (API-CONTRACTS §1.4).
@@ -46,9 +52,6 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))
 }
 
-/// A status and JSON body, as handlers answer (`Value::Null` for no body).
-type Answer = (StatusCode, Value);
-
 /// A HubSpot error body (`Error` in the specs).
 fn error(status: StatusCode, category: &str, message: impl Into<String>) -> Answer {
     (status, json!({"status": "error", "message": message.into(), "correlationId": uuid::Uuid::now_v7().to_string(), "category": category}))
@@ -68,9 +71,60 @@ enum Limit {
     Search,
 }
 
-/// Authenticates, spends the budget, runs `handler` on the portal, and records the ledger line.
-/// Scripted faults come first: the added latency, then an answer instead of the request, or
-/// after it (the write applied, its answer lost).
+/// HubSpot's side of the request pipeline: portals by private app token, its 401, 429 and 5xx
+/// bodies, and its rate-limit headers.
+struct HubSpot;
+
+impl Api for HubSpot {
+    const SERVICE: Service = Service::HubSpot;
+    type Account = Portal;
+    type Limit = Limit;
+
+    fn account<'s>(state: &'s mut SandboxState, token: &str) -> Option<&'s mut Portal> {
+        state.portals.iter_mut().find(|p| p.config.token == token)
+    }
+
+    fn unauthorized() -> Answer {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTHENTICATION",
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+        )
+    }
+
+    fn throttled(limit: &Limit, retry_after: Option<u64>) -> (Answer, Headers) {
+        let policy = if *limit == Limit::Search { "SECONDLY" } else { "TEN_SECONDLY_ROLLING" };
+        let headers = retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
+        ((StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy)), headers)
+    }
+
+    fn failed(status: StatusCode, applied: bool) -> Answer {
+        let message = if applied {
+            "bad gateway (injected by the sandbox after applying the request)"
+        } else {
+            "internal error (injected by the sandbox)"
+        };
+        error(status, "INTERNAL_ERROR", message)
+    }
+
+    fn spend(portal: &mut Portal, limit: &Limit, now: Instant) -> Result<(), Answer> {
+        let spent = match limit {
+            Limit::TenSecondly => portal.spend(now),
+            Limit::Search => portal.spend_search(now),
+        };
+        spent.map_err(|policy| (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy)))
+    }
+
+    fn budget_headers(portal: &Portal, limit: &Limit) -> Headers {
+        if *limit == Limit::Search { Vec::new() } else { portal.rate_headers() }
+    }
+
+    fn common_headers() -> Headers {
+        vec![("x-hubspot-correlation-id", uuid::Uuid::now_v7().to_string())]
+    }
+}
+
+/// Runs a HubSpot request through the shared pipeline (see `emulate`).
 async fn serve(
     sandbox: &Sandbox,
     call: Call,
@@ -78,78 +132,7 @@ async fn serve(
     limit: Limit,
     handler: impl FnOnce(&mut Portal, &mut Vec<Effect>) -> Answer,
 ) -> Response {
-    let fault = sandbox.lock().faults.draw(Instant::now());
-    if !fault.delay.is_zero() {
-        tokio::time::sleep(fault.delay).await;
-    }
-    let mut state = sandbox.lock();
-    let SandboxState { portals, ledger, .. } = &mut *state;
-    let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let portal = token.and_then(|t| portals.iter_mut().find(|p| p.config.token == t));
-    let mut effects = Vec::new();
-    // a connection cut before handling: nothing is applied and no usable answer is sent
-    let reset_before = fault.cut.is_some_and(|(_, applied)| !applied);
-    let (mut status, mut body, mut headers) = match (fault.before, portal) {
-        _ if reset_before => (StatusCode::OK, Value::Null, Vec::new()),
-        (Some(429), _) => {
-            let headers = fault.retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default();
-            let policy = if limit == Limit::Search { "SECONDLY" } else { "TEN_SECONDLY_ROLLING" };
-            (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), headers)
-        }
-        (Some(code), _) => {
-            let status = StatusCode::from_u16(code).expect("fault codes are valid");
-            let (status, body) = error(status, "INTERNAL_ERROR", "internal error (injected by the sandbox)");
-            (status, body, Vec::new())
-        }
-        (None, None) => {
-            let (status, body) = error(
-                StatusCode::UNAUTHORIZED,
-                "INVALID_AUTHENTICATION",
-                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-            );
-            (status, body, Vec::new())
-        }
-        (None, Some(portal)) => {
-            let spent = match limit {
-                Limit::TenSecondly => portal.spend(Instant::now()),
-                Limit::Search => portal.spend_search(Instant::now()),
-            };
-            let headers = |portal: &Portal| if limit == Limit::Search { Vec::new() } else { portal.rate_headers() };
-            match spent {
-                Err(policy) => (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy), headers(portal)),
-                Ok(()) => {
-                    let (status, body) = handler(portal, &mut effects);
-                    (status, body, headers(portal))
-                }
-            }
-        }
-    };
-    if let Some(code) = fault.after {
-        let status_code = StatusCode::from_u16(code).expect("fault codes are valid");
-        (status, body) = error(status_code, "INTERNAL_ERROR", "bad gateway (injected by the sandbox after applying the request)");
-        headers.clear();
-    }
-    ledger.requests.push(RequestLine {
-        method: call.method.to_string(),
-        path: call.uri.path().to_owned(),
-        status: status.as_u16(),
-        at_ms: Utc::now().timestamp_millis(),
-        inputs,
-        cut: fault.cut.map(|(cut, _)| cut.name()),
-    });
-    ledger.effects.extend(effects);
-    drop(state);
-    let mut response = match fault.cut {
-        None if body.is_null() => status.into_response(),
-        None => (status, axum::Json(body)).into_response(),
-        Some((cut, _)) => cut_off(status, &body, cut),
-    };
-    let map = response.headers_mut();
-    map.insert("x-hubspot-correlation-id", HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("uuid is ascii"));
-    for (name, value) in headers {
-        map.insert(name, HeaderValue::from_str(&value).expect("numbers are ascii"));
-    }
-    response
+    emulate::<HubSpot>(sandbox, call, inputs, limit, |portal, applied| handler(portal, &mut applied.effects)).await
 }
 
 /// HubSpot's 429 body for a spent `policy` (`TEN_SECONDLY_ROLLING`, `DAILY`).
@@ -232,7 +215,7 @@ async fn account_details(State(sandbox): State<Sandbox>, call: Call) -> Response
 
 async fn search_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<search::SearchBody, _> = parse_body(&body);
-    let delay = sandbox.lock().faults.faults.search_delay_ms;
+    let delay = sandbox.lock().faults.faults(Service::HubSpot).search_delay_ms;
     serve(&sandbox, call, 0, Limit::Search, |portal, _| {
         let (kind, body) = match request(portal, &kind, parsed, 0) {
             Ok(request) => request,

@@ -12,7 +12,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::portal::{Portal, Refused, Written, iso};
+use super::portal::{Portal, Refused, Written};
+use super::store::iso;
 use super::{Answer, Call, Limit, default_wanted, error, known_type, parse_body, request, serve, standard_error};
 use crate::Sandbox;
 use crate::ledger::Effect;

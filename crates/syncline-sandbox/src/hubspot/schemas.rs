@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::portal::{Portal, Property, defaults, iso, object_type_id, standard_type};
+use super::portal::{Portal, object_type_id, standard_type};
+use super::properties::{Property, defaults};
+use super::store::iso;
 use super::{Answer, Call, Limit, error, parse_body, serve};
 use crate::Sandbox;
 

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::portal::{Object, Portal, stamp_properties};
+use super::portal::Portal;
+use super::store::{Object, stamp_properties};
 use super::{default_wanted, error};
 
 const MAX_GROUPS: usize = 5;

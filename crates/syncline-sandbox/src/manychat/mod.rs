@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -24,16 +24,14 @@ use serde_json::{Value, json};
 pub(crate) use page::Page;
 pub use page::{Delivered, FieldSeed, PageConfig, SubscriberSeed};
 
-use crate::faults::cut_off;
-use crate::ledger::RequestLine;
+use crate::emulate::{Answer, Api, Headers, emulate};
+use crate::faults::Service;
 use crate::{Call, Sandbox, SandboxState};
 use page::{NewSubscriber, content_problems};
 
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new().route("/fb/{namespace}/{method}", get(call).post(call))
 }
-
-type Answer = (StatusCode, Value);
 
 fn success(data: Value) -> Answer {
     (StatusCode::OK, json!({"status": "success", "data": data}))
@@ -72,6 +70,50 @@ impl Params {
     }
 }
 
+/// ManyChat's side of the request pipeline: pages by `<page_id>:<key>` token, `status: error`
+/// envelopes, and its per-method limits (a request spends its method's).
+struct ManyChat;
+
+impl Api for ManyChat {
+    const SERVICE: Service = Service::ManyChat;
+    type Account = Page;
+    /// The method's name (`sendContent`, `getInfo@page`…).
+    type Limit = String;
+
+    fn account<'s>(state: &'s mut SandboxState, token: &str) -> Option<&'s mut Page> {
+        state.pages.iter_mut().find(|p| p.config.token == token)
+    }
+
+    fn unauthorized() -> Answer {
+        (StatusCode::UNAUTHORIZED, json!({"status": "error", "message": "Wrong format token"}))
+    }
+
+    fn throttled(_: &String, retry_after: Option<u64>) -> (Answer, Headers) {
+        (rate_limited(), retry_after.map(|s| vec![("retry-after", s.to_string())]).unwrap_or_default())
+    }
+
+    fn failed(status: StatusCode, applied: bool) -> Answer {
+        let message = if applied {
+            "Bad gateway (injected by the sandbox after applying the request)"
+        } else {
+            "Internal server error (injected by the sandbox)"
+        };
+        (status, json!({"status": "error", "message": message}))
+    }
+
+    fn spend(page: &mut Page, method: &String, now: Instant) -> Result<(), Answer> {
+        if page.spend(method, now) { Ok(()) } else { Err(rate_limited()) }
+    }
+
+    fn budget_headers(_: &Page, _: &String) -> Headers {
+        Vec::new()
+    }
+
+    fn common_headers() -> Headers {
+        Vec::new()
+    }
+}
+
 async fn call(
     State(sandbox): State<Sandbox>,
     request: Call,
@@ -79,51 +121,14 @@ async fn call(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let fault = sandbox.lock().faults.draw(Instant::now());
-    if !fault.delay.is_zero() {
-        tokio::time::sleep(fault.delay).await;
-    }
     let mut params: serde_json::Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let parsed_body = if body.is_empty() { Ok(()) } else { parse_into(&body, &mut params) };
-    let mut state = sandbox.lock();
-    let SandboxState { pages, ledger, .. } = &mut *state;
-    let token = request.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let page = token.and_then(|t| pages.iter_mut().find(|p| p.config.token == t));
-    let limit_name = if namespace == "page" && method == "getInfo" { "getInfo@page".to_owned() } else { method.clone() };
-    let reset_before = fault.cut.is_some_and(|(_, applied)| !applied);
-    let mut delivered = Vec::new();
-    let (mut status, mut body) = match (fault.before, page) {
-        _ if reset_before => (StatusCode::OK, Value::Null),
-        (Some(429), _) => rate_limited(),
-        (Some(code), _) => (
-            StatusCode::from_u16(code).expect("fault codes are valid"),
-            json!({"status": "error", "message": "Internal server error (injected by the sandbox)"}),
-        ),
-        (None, None) => (StatusCode::UNAUTHORIZED, json!({"status": "error", "message": "Wrong format token"})),
-        (None, Some(page)) => match parsed_body {
-            _ if !page.spend(&limit_name, Instant::now()) => rate_limited(),
-            Err(answer) => answer,
-            Ok(()) => handle(page, &namespace, &method, &Params(params), &mut delivered),
-        },
-    };
-    if let Some(code) = fault.after {
-        status = StatusCode::from_u16(code).expect("fault codes are valid");
-        body = json!({"status": "error", "message": "Bad gateway (injected by the sandbox after applying the request)"});
-    }
-    ledger.requests.push(RequestLine {
-        method: request.method.to_string(),
-        path: request.uri.path().to_owned(),
-        status: status.as_u16(),
-        at_ms: Utc::now().timestamp_millis(),
-        inputs: 0,
-        cut: fault.cut.map(|(cut, _)| cut.name()),
-    });
-    ledger.messages.extend(delivered);
-    drop(state);
-    match fault.cut {
-        None => (status, axum::Json(body)).into_response(),
-        Some((cut, _)) => cut_off(status, &body, cut),
-    }
+    let limit = if namespace == "page" && method == "getInfo" { "getInfo@page".to_owned() } else { method.clone() };
+    emulate::<ManyChat>(&sandbox, request, 0, limit, |page, applied| match parsed_body {
+        Err(answer) => answer,
+        Ok(()) => handle(page, &namespace, &method, &Params(params), &mut applied.messages),
+    })
+    .await
 }
 
 fn parse_into(body: &[u8], params: &mut serde_json::Map<String, Value>) -> Result<(), Answer> {

@@ -1,9 +1,10 @@
 //! One ManyChat page: its subscribers, tags and custom fields, its per-method rate limits, and
 //! the rules the sending endpoints check (content v2 limits, the 24-hour window).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::window::RollingWindow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -110,8 +111,9 @@ pub(crate) struct Page {
     pub(crate) fields: Vec<Field>,
     next_id: u64,
     /// Calls per method in the last second.
-    windows: HashMap<String, VecDeque<Instant>>,
-    flows_sent: HashMap<u64, VecDeque<Instant>>,
+    windows: HashMap<String, RollingWindow>,
+    /// Flows sent per subscriber in the last hour.
+    flows_sent: HashMap<u64, RollingWindow>,
 }
 
 pub(crate) const FIELD_TYPES: [&str; 5] = ["text", "number", "date", "datetime", "boolean"];
@@ -175,28 +177,18 @@ impl Page {
         if !self.config.rate_limits {
             return true;
         }
-        let window = self.windows.entry(method.to_owned()).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
-            window.pop_front();
-        }
-        if window.len() >= per_second(method) as usize {
-            return false;
-        }
-        window.push_back(now);
-        true
+        let window = self
+            .windows
+            .entry(method.to_owned())
+            .or_insert_with(|| RollingWindow::new(per_second(method) as usize, Duration::from_secs(1)));
+        window.try_spend(now)
     }
 
     /// Spends one of a subscriber's 100 flows an hour.
     pub fn spend_flow(&mut self, subscriber: u64, now: Instant) -> bool {
-        let sent = self.flows_sent.entry(subscriber).or_default();
-        while sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600)) {
-            sent.pop_front();
-        }
-        if sent.len() >= FLOWS_PER_SUBSCRIBER_HOUR {
-            return false;
-        }
-        sent.push_back(now);
-        true
+        let sent =
+            self.flows_sent.entry(subscriber).or_insert_with(|| RollingWindow::new(FLOWS_PER_SUBSCRIBER_HOUR, Duration::from_secs(3600)));
+        sent.try_spend(now)
     }
 
     pub fn subscriber(&mut self, id: u64) -> Option<&mut Subscriber> {

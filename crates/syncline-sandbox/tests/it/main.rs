@@ -290,6 +290,28 @@ async fn the_rolling_budget_answers_429_with_hubspots_body_and_headers() {
     assert_eq!(sandbox.ledger().with_status(429), 1);
 }
 
+/// Faults are each service's own: ManyChat's 429s leave HubSpot answering.
+#[tokio::test]
+async fn each_service_has_its_own_faults() {
+    let sandbox = sandbox(Tier::Free);
+    let page: syncline_sandbox::PageConfig = serde_json::from_value(json!({"token": "900001:key"})).unwrap();
+    sandbox.add_page(page).unwrap();
+    let reply = send(&sandbox, "PUT", "/__sandbox/faults/manychat", None, Some(json!({"rate_limited": 1.0}))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let manychat = send(&sandbox, "GET", "/fb/page/getInfo", Some("900001:key"), None).await;
+    assert_eq!(manychat.status, StatusCode::TOO_MANY_REQUESTS);
+    let hubspot = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert_eq!(hubspot.status, StatusCode::OK, "HubSpot's faults are its own");
+    let faults = send(&sandbox, "GET", "/__sandbox/faults", None, None).await;
+    assert_eq!((faults.body["manychat"]["rate_limited"].as_f64(), faults.body["hubspot"]["rate_limited"].as_f64()), (Some(1.0), Some(0.0)));
+    // the whole set applies to every service
+    send(&sandbox, "PUT", "/__sandbox/faults", None, Some(json!({"server_errors": 1.0}))).await;
+    let hubspot = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert!(hubspot.status.is_server_error(), "{:?}", hubspot.status);
+    let manychat = send(&sandbox, "GET", "/fb/page/getInfo", Some("900001:key"), None).await;
+    assert!(manychat.status.is_server_error(), "{:?}", manychat.status);
+}
+
 #[tokio::test]
 async fn scripted_faults_answer_before_or_after_the_write() {
     let sandbox = sandbox(Tier::Free);
