@@ -105,3 +105,30 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
     assert_eq!(lists, 251, "25,002 contacts in pages of 100");
     assert!(hub.sandbox.ledger().requests.iter().all(|r| r.status != 400));
 }
+
+/// The example walk: members into the sandbox's portal, then the portal's contacts back into a
+/// warehouse table by the `hubspot-to-warehouse` example, and a check of both.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_warehouse_example_reads_back_what_the_members_example_wrote() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = super::hubspot::members_to_hubspot("api_limit_increase", "300", "0");
+    let d = dir.path();
+    let written = super::hubspot::run(d, &hub, "hub.yaml", &["run", "members"]);
+    assert_eq!(code(&written), 0, "{}", stderr(&written));
+    std::fs::copy(examples().join("hubspot-to-warehouse.yaml"), d.join("warehouse.yaml")).unwrap();
+    let checked = super::hubspot::run(d, &hub, "warehouse.yaml", &["check"]);
+    assert_eq!(code(&checked), 0, "{}{}", stdout(&checked), stderr(&checked));
+    assert!(stdout(&checked).contains("7 properties exist"), "{}", stdout(&checked));
+    let read = super::hubspot::run(d, &hub, "warehouse.yaml", &["run", "contacts"]);
+    assert_eq!(code(&read), 0, "{}{}", stdout(&read), stderr(&read));
+    let warehouse = sqlite(&d.join("hubspot-warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM hubspot_contacts").await, 300);
+    let matched = count(&warehouse, "SELECT COUNT(DISTINCT numero_asociado) FROM hubspot_contacts WHERE firstname IS NOT NULL").await;
+    assert_eq!(matched, 300, "every member came back with its properties");
+    // a misspelt property is named by check, with the one meant
+    let typo = std::fs::read_to_string(d.join("warehouse.yaml")).unwrap().replace("provincia,", "provinca,");
+    std::fs::write(d.join("typo.yaml"), typo).unwrap();
+    let checked = super::hubspot::run(d, &hub, "typo.yaml", &["check"]);
+    assert_eq!(code(&checked), 2, "{}", stdout(&checked));
+    assert!(stdout(&checked).contains(r#""provinca" (did you mean "provincia"?)"#), "{}", stdout(&checked));
+}
