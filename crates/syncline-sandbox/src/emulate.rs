@@ -48,8 +48,9 @@ pub(crate) trait Api {
     fn spend(account: &mut Self::Account, limit: &Self::Limit, now: Instant) -> Result<(), Answer>;
     /// The headers every answer for the account carries (HubSpot's rate-limit headers).
     fn budget_headers(account: &Self::Account, limit: &Self::Limit) -> Headers;
-    /// The headers every answer carries (HubSpot's correlation id).
-    fn common_headers() -> Headers;
+    /// The headers every answer carries, and what they repeat in the body (HubSpot's
+    /// correlation id, which an error body carries too).
+    fn stamp(body: &mut Value) -> Headers;
 }
 
 /// Runs one request through the pipeline; `inputs` is its batch size for the ledger.
@@ -65,7 +66,7 @@ pub(crate) async fn emulate<A: Api>(
         tokio::time::sleep(fault.delay).await;
     }
     let mut applied = Applied::default();
-    let (status, body, mut headers) = {
+    let (status, mut body, mut headers) = {
         let mut state = sandbox.lock();
         let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let account = token.and_then(|t| A::account(&mut state, t));
@@ -77,7 +78,7 @@ pub(crate) async fn emulate<A: Api>(
         record(&mut state, &call, answer.0, inputs, &fault, applied);
         (answer.0, answer.1, headers)
     };
-    headers.extend(A::common_headers());
+    headers.extend(A::stamp(&mut body));
     let mut response = match fault.cut {
         None if body.is_null() => status.into_response(),
         None => (status, axum::Json(body)).into_response(),

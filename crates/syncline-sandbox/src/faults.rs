@@ -39,6 +39,9 @@ pub struct Faults {
     pub stall_ms: u64,
     /// Writes become visible to search this long after they are applied (HubSpot: a few seconds).
     pub search_delay_ms: u64,
+    /// Objects (by id) search counts in its `total` but leaves out of its results, as an index
+    /// out of step does; list and get still return them.
+    pub search_skips: Vec<u64>,
 }
 
 /// How an answer's connection is cut.

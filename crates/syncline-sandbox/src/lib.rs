@@ -173,6 +173,8 @@ impl Sandbox {
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
             .route("/__sandbox/faults/{service}", axum::routing::put(put_service_faults))
             .route("/__sandbox/webhooks", axum::routing::put(put_webhooks))
+            .fallback(hubspot::no_route)
+            .method_not_allowed_fallback(hubspot::wrong_method)
             .with_state(self.clone())
     }
 
@@ -215,6 +217,40 @@ impl Sandbox {
                 Err(hubspot::Refused::NotFound) => Err("not found".to_owned()),
             })
             .collect()
+    }
+
+    /// Adds `count` generated members to the demo portal of `token` as contacts with ten
+    /// properties each, modified over the past day, a thousand per millisecond stamp
+    /// (`syncline sandbox --contacts`, benchmarks).
+    pub fn generate_contacts(&self, token: &str, count: u64) -> Result<(), String> {
+        const PROVINCES: [&str; 7] = ["San José", "Alajuela", "Cartago", "Heredia", "Guanacaste", "Puntarenas", "Limón"];
+        const STATUSES: [&str; 4] = ["Soltero", "Casado", "Divorciado", "Viudo"];
+        let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+        let chunks = count.div_ceil(1000).max(1);
+        let mut n = 0u64;
+        for chunk in 0..chunks {
+            let at = day_ago + chrono::Duration::milliseconds((chunk * 86_000_000 / chunks) as i64);
+            let members: Vec<BTreeMap<String, String>> = (0..1000.min(count - n))
+                .map(|i| {
+                    let k = n + i;
+                    BTreeMap::from([
+                        ("email".to_owned(), format!("socio{k}@example.cr")),
+                        ("firstname".to_owned(), format!("Nombre{k}")),
+                        ("lastname".to_owned(), format!("Apellido{}", k % 9_973)),
+                        ("phone".to_owned(), format!("+506 8{:03} {:04}", k % 1000, k % 10_000)),
+                        ("date_of_birth".to_owned(), format!("19{:02}-{:02}-{:02}", 50 + k % 50, 1 + k % 12, 1 + k % 28)),
+                        ("numero_asociado".to_owned(), format!("A{k:07}")),
+                        ("no__de_cedula".to_owned(), format!("1{:04}{:04}", k % 10_000, (k / 10_000) % 10_000)),
+                        ("marital_status".to_owned(), STATUSES[(k % 4) as usize].to_owned()),
+                        ("provincia".to_owned(), PROVINCES[(k % 7) as usize].to_owned()),
+                        ("salario_bruto".to_owned(), format!("{}.{:02}", 350_000 + k % 2_000_000, k % 100)),
+                    ])
+                })
+                .collect();
+            n += members.len() as u64;
+            self.import(token, "contacts", &members, at)?;
+        }
+        Ok(())
     }
 
     /// A copy of the ledger (for tests in the same process).

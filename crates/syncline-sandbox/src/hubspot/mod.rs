@@ -6,6 +6,7 @@ mod budget;
 mod objects;
 mod portal;
 mod properties;
+mod query;
 mod schemas;
 mod search;
 mod store;
@@ -38,7 +39,7 @@ const MAX_BATCH: usize = 100;
 
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
-        .route("/crm/v3/properties/{object_type}", get(list_properties))
+        .route("/crm/v3/properties/{object_type}", get(list_properties).post(create_property))
         .route("/crm/v3/objects/{object_type}", get(objects::list).post(objects::create))
         .route("/crm/v3/objects/{object_type}/{id}", get(objects::get).patch(objects::update).delete(objects::archive))
         .route("/crm/v3/objects/{object_type}/batch/read", post(objects::batch_read))
@@ -52,9 +53,42 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))
 }
 
-/// A HubSpot error body (`Error` in the specs).
+/// A HubSpot error body (`Error` in the specs); its `correlationId` is the answer's (`stamp`).
 fn error(status: StatusCode, category: &str, message: impl Into<String>) -> Answer {
-    (status, json!({"status": "error", "message": message.into(), "correlationId": uuid::Uuid::now_v7().to_string(), "category": category}))
+    (status, json!({"status": "error", "message": message.into(), "correlationId": "", "category": category}))
+}
+
+/// One correlation id per answer: in the `X-HubSpot-Correlation-Id` header and in an error
+/// body's `correlationId`, as HubSpot gives them.
+fn stamp(body: &mut Value) -> Headers {
+    let id = uuid::Uuid::now_v7().to_string();
+    if let Some(field) = body.get_mut("correlationId") {
+        *field = Value::String(id.clone());
+    }
+    vec![("x-hubspot-correlation-id", id)]
+}
+
+/// A route HubSpot does not have, or a method a route does not take: HubSpot's JSON 404 or 405,
+/// not an empty answer.
+pub(crate) async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let (status, mut body) = error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("No route for {method} {}", uri.path()));
+    answer_with(status, &mut body)
+}
+
+pub(crate) async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{method} is not supported by {}", uri.path());
+    let (status, mut body) = error(StatusCode::METHOD_NOT_ALLOWED, "VALIDATION_ERROR", message);
+    answer_with(status, &mut body)
+}
+
+fn answer_with(status: StatusCode, body: &mut Value) -> Response {
+    use axum::response::IntoResponse;
+    let headers = stamp(body);
+    let mut response = (status, axum::Json(body.take())).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().expect("a uuid is a header value"));
+    }
+    response
 }
 
 /// A per-input error inside a 207 (`StandardError` in the specs).
@@ -119,8 +153,8 @@ impl Api for HubSpot {
         if *limit == Limit::Search { Vec::new() } else { portal.rate_headers() }
     }
 
-    fn common_headers() -> Headers {
-        vec![("x-hubspot-correlation-id", uuid::Uuid::now_v7().to_string())]
+    fn stamp(body: &mut Value) -> Headers {
+        stamp(body)
     }
 }
 
@@ -146,7 +180,7 @@ fn rate_limit_body(policy: &str) -> Value {
         "status": "error",
         "message": message,
         "errorType": "RATE_LIMIT",
-        "correlationId": uuid::Uuid::now_v7().to_string(),
+        "correlationId": "",
         "policyName": policy,
         "requestId": uuid::Uuid::now_v7().to_string(),
     })
@@ -200,6 +234,26 @@ async fn list_properties(State(sandbox): State<Sandbox>, call: Call, Path(kind):
     .await
 }
 
+/// `POST /crm/v3/properties/{objectType}`: a new property (201), or 409 when the name is taken.
+/// Objects read after it carry the property (unset until written).
+async fn create_property(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
+    let parsed: Result<Property, _> = parse_body(&body);
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
+        let (kind, property) = match request(portal, &kind, parsed, 0) {
+            Ok(request) => request,
+            Err(e) => return e,
+        };
+        if portal.property(&kind, &property.name).is_some() {
+            let message = format!("A property named '{}' already exists.", property.name);
+            return error(StatusCode::CONFLICT, "OBJECT_ALREADY_EXISTS", message);
+        }
+        let json = property.to_json(false);
+        portal.properties.get_mut(&kind).expect("every known type has definitions").push((property, false));
+        (StatusCode::CREATED, json)
+    })
+    .await
+}
+
 /// `GET /account-info/v3/details`: the portal's id (the `portalId` of its webhook events).
 async fn account_details(State(sandbox): State<Sandbox>, call: Call) -> Response {
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
@@ -215,7 +269,11 @@ async fn account_details(State(sandbox): State<Sandbox>, call: Call) -> Response
 
 async fn search_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
     let parsed: Result<search::SearchBody, _> = parse_body(&body);
-    let delay = sandbox.lock().faults.faults(Service::HubSpot).search_delay_ms;
+    let (delay, skips) = {
+        let state = sandbox.lock();
+        let faults = state.faults.faults(Service::HubSpot);
+        (faults.search_delay_ms, faults.search_skips.clone())
+    };
     serve(&sandbox, call, 0, Limit::Search, |portal, _| {
         let (kind, body) = match request(portal, &kind, parsed, 0) {
             Ok(request) => request,
@@ -223,7 +281,7 @@ async fn search_objects(State(sandbox): State<Sandbox>, call: Call, Path(kind): 
         };
         // HubSpot indexes writes for search a moment after it applies them
         let visible_before = Utc::now() - chrono::Duration::milliseconds(delay as i64);
-        search::search(portal, &kind, body, visible_before)
+        search::search(portal, &kind, body, search::Index { visible_before, skips: &skips })
     })
     .await
 }

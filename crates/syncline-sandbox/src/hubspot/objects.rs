@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
@@ -13,25 +13,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::portal::{Portal, Refused, Written};
+use super::query::HubQuery;
 use super::store::iso;
 use super::{Answer, Call, Limit, default_wanted, error, known_type, parse_body, request, serve, standard_error};
 use crate::Sandbox;
 use crate::ledger::Effect;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ObjectQuery {
-    limit: Option<usize>,
-    after: Option<String>,
-    properties: Option<String>,
-    id_property: Option<String>,
-    /// Reads see only archived objects when true, only live ones otherwise.
-    #[serde(default)]
-    archived: bool,
-}
-
-fn wanted(properties: &Option<String>) -> Option<Vec<String>> {
-    properties.as_ref().map(|p| p.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+/// The properties a read returns: those asked for, or the type's defaults.
+fn wanted(q: &HubQuery, kind: &str) -> Vec<String> {
+    q.properties.clone().unwrap_or_else(|| default_wanted(kind))
 }
 
 fn singular(kind: &str) -> &'static str {
@@ -151,10 +141,11 @@ fn no_associations(associations: &[Value]) -> Result<(), Answer> {
     }
 }
 
-pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, Query(q): Query<ObjectQuery>) -> Response {
+pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>) -> Response {
+    let query = HubQuery::of(&call.uri);
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let kind = match known_type(portal, &kind) {
-            Ok(kind) => kind,
+        let (kind, q) = match known_type(portal, &kind).and_then(|kind| Ok((kind, query?))) {
+            Ok(read) => read,
             Err(e) => return e,
         };
         let limit = q.limit.unwrap_or(10).clamp(1, 100);
@@ -165,7 +156,7 @@ pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind):
                 return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message);
             }
         };
-        let wanted = wanted(&q.properties).unwrap_or_else(|| default_wanted(&kind));
+        let wanted = wanted(&q, &kind);
         let store = portal.store(&kind);
         let mut page: Vec<_> = store.page(after, q.archived).take(limit + 1).collect();
         let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();
@@ -179,18 +170,14 @@ pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind):
     .await
 }
 
-pub(crate) async fn get(
-    State(sandbox): State<Sandbox>,
-    call: Call,
-    Path((kind, id)): Path<(String, String)>,
-    Query(q): Query<ObjectQuery>,
-) -> Response {
+pub(crate) async fn get(State(sandbox): State<Sandbox>, call: Call, Path((kind, id)): Path<(String, String)>) -> Response {
+    let query = HubQuery::of(&call.uri);
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let kind = match known_type(portal, &kind) {
-            Ok(kind) => kind,
+        let (kind, q) = match known_type(portal, &kind).and_then(|kind| Ok((kind, query?))) {
+            Ok(read) => read,
             Err(e) => return e,
         };
-        let wanted = wanted(&q.properties).unwrap_or_else(|| default_wanted(&kind));
+        let wanted = wanted(&q, &kind);
         let id_property = q.id_property.as_deref().unwrap_or("hs_object_id");
         match portal.store(&kind).find_as(id_property, &id, q.archived) {
             Some(object) => (StatusCode::OK, object.to_json(Some(&wanted))),
@@ -240,16 +227,11 @@ pub(crate) struct UpdateBody {
     properties: BTreeMap<String, String>,
 }
 
-pub(crate) async fn update(
-    State(sandbox): State<Sandbox>,
-    call: Call,
-    Path((kind, id)): Path<(String, String)>,
-    Query(q): Query<ObjectQuery>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn update(State(sandbox): State<Sandbox>, call: Call, Path((kind, id)): Path<(String, String)>, body: Bytes) -> Response {
     let parsed: Result<UpdateBody, _> = parse_body(&body);
+    let query = HubQuery::of(&call.uri);
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, effects| {
-        let (kind, body) = match request(portal, &kind, parsed, 0) {
+        let (kind, body, q) = match request(portal, &kind, parsed, 0).and_then(|(kind, body)| Ok((kind, body, query?))) {
             Ok(request) => request,
             Err(e) => return e,
         };
@@ -490,14 +472,13 @@ impl BatchBody for ReadBody {
     }
 }
 
-pub(crate) async fn batch_read(
-    State(sandbox): State<Sandbox>,
-    call: Call,
-    Path(kind): Path<String>,
-    Query(q): Query<ObjectQuery>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
+    let query = HubQuery::of(&call.uri);
     serve_batch(&sandbox, call, &kind, &body, |portal, _, kind, body: ReadBody| {
+        let q = match query {
+            Ok(q) => q,
+            Err(e) => return e,
+        };
         let started = iso(Utc::now());
         let id_property = body.id_property.as_deref().unwrap_or("hs_object_id");
         let wanted = if body.properties.is_empty() { default_wanted(&kind) } else { body.properties.clone() };

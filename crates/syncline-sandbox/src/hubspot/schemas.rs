@@ -4,7 +4,7 @@
 //! its fully qualified name `p<portal>_<name>`) like any standard one.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::portal::{Portal, object_type_id, standard_type};
 use super::properties::{Property, defaults};
+use super::query::HubQuery;
 use super::store::iso;
 use super::{Answer, Call, Limit, error, parse_body, serve};
 use crate::Sandbox;
@@ -212,14 +213,13 @@ impl Portal {
     }
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct SchemaQuery {
-    #[serde(default)]
-    archived: bool,
-}
-
-pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Query(q): Query<SchemaQuery>) -> Response {
+pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call) -> Response {
+    let query = HubQuery::of(&call.uri);
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
+        let q = match query {
+            Ok(q) => q,
+            Err(e) => return e,
+        };
         let results: Vec<Value> = portal.schemas.iter().filter(|s| s.archived == q.archived).map(|s| s.to_json(portal)).collect();
         (StatusCode::OK, json!({"results": results}))
     })
@@ -310,8 +310,13 @@ pub(crate) async fn patch(State(sandbox): State<Sandbox>, call: Call, Path(name)
 
 /// Deleting a schema archives it, which HubSpot refuses while live records remain. With
 /// `archived=true` an archived schema is removed for good, freeing its name.
-pub(crate) async fn delete(State(sandbox): State<Sandbox>, call: Call, Path(name): Path<String>, Query(q): Query<SchemaQuery>) -> Response {
+pub(crate) async fn delete(State(sandbox): State<Sandbox>, call: Call, Path(name): Path<String>) -> Response {
+    let query = HubQuery::of(&call.uri);
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
+        let q = match query {
+            Ok(q) => q,
+            Err(e) => return e,
+        };
         if q.archived {
             let id = portal.id;
             let before = portal.schemas.len();

@@ -69,8 +69,15 @@ fn invalid(message: impl Into<String>) -> Answer {
     error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
 }
 
-/// Runs one search over the objects visible at `visible_before`.
-pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, visible_before: DateTime<Utc>) -> Answer {
+/// What search sees of the objects: those written before `visible_before`, and of them all but
+/// `skips` in its results (which its `total` still counts).
+pub(crate) struct Index<'a> {
+    pub visible_before: DateTime<Utc>,
+    pub skips: &'a [u64],
+}
+
+/// Runs one search over the objects the index holds.
+pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, index: Index) -> Answer {
     let filters: usize = body.filter_groups.iter().map(|g| g.filters.len()).sum();
     if body.filter_groups.len() > MAX_GROUPS
         || body.filter_groups.iter().any(|g| g.filters.len() > MAX_FILTERS_PER_GROUP)
@@ -104,7 +111,7 @@ pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, visible_
     let query = body.query.as_deref().map(str::to_lowercase).filter(|q| !q.trim().is_empty());
     let mut hits: Vec<&Object> = store
         .live()
-        .filter(|o| o.updated_at <= visible_before)
+        .filter(|o| o.updated_at <= index.visible_before)
         .filter(|o| body.filter_groups.is_empty() || body.filter_groups.iter().any(|g| g.filters.iter().all(|f| matches(o, f))))
         .filter(|o| query.as_ref().is_none_or(|q| o.properties.values().any(|v| v.to_lowercase().contains(q.as_str()))))
         .collect();
@@ -133,7 +140,9 @@ pub(crate) fn search(portal: &mut Portal, kind: &str, body: SearchBody, visible_
     let mut wanted = if body.properties.is_empty() { default_wanted(kind) } else { body.properties.clone() };
     let (created, modified) = stamp_properties(kind);
     wanted.extend([created, "hs_object_id", modified].map(String::from));
-    let results: Vec<Value> = hits.iter().skip(offset).take(limit).map(|o| o.to_json(Some(&wanted))).collect();
+    // what the index skips is counted in the total, yet no page holds it
+    let returned = hits.iter().filter(|o| !index.skips.contains(&o.id));
+    let results: Vec<Value> = returned.skip(offset).take(limit).map(|o| o.to_json(Some(&wanted))).collect();
     let mut answer = json!({"total": total, "results": results});
     if offset + limit < total {
         let next = (offset + limit).to_string();

@@ -109,7 +109,7 @@ impl Api for ManyChat {
         Vec::new()
     }
 
-    fn common_headers() -> Headers {
+    fn stamp(_: &mut Value) -> Headers {
         Vec::new()
     }
 }

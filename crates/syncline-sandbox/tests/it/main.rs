@@ -128,6 +128,62 @@ async fn properties_include_the_portal_definitions() {
     assert_eq!(email["hasUniqueValue"], true);
 }
 
+/// A property created through the API (201, its definition; 409 for a name taken) is listed
+/// and can be written and read.
+#[tokio::test]
+async fn a_created_property_is_listed_written_and_read() {
+    let sandbox = sandbox(Tier::Free);
+    let nivel = json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
+    let reply = send(&sandbox, "POST", "/crm/v3/properties/contacts", Some(TOKEN), Some(nivel.clone())).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    conforms("hubspot/properties.v3.json", "Property", &reply.body);
+    let taken = send(&sandbox, "POST", "/crm/v3/properties/contacts", Some(TOKEN), Some(nivel)).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    conforms("hubspot/properties.v3.json", "Error", &taken.body);
+    let listed = send(&sandbox, "GET", "/crm/v3/properties/contacts", Some(TOKEN), None).await;
+    assert!(listed.body["results"].as_array().unwrap().iter().any(|p| p["name"] == "nivel" && p["type"] == "number"));
+    let created = send(&sandbox, "POST", "/crm/v3/objects/contacts", Some(TOKEN), Some(json!({"properties": {"nivel": "3"}}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let bad = send(&sandbox, "POST", "/crm/v3/objects/contacts", Some(TOKEN), Some(json!({"properties": {"nivel": "three"}}))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "the new property's values are checked: {}", bad.body);
+}
+
+/// Lists in the query as the official SDKs send them (a parameter repeated) or comma-separated;
+/// a query that does not parse, an unknown route and a wrong method are HubSpot's JSON errors;
+/// an error body's `correlationId` is the answer's `X-HubSpot-Correlation-Id`.
+#[tokio::test]
+async fn queries_and_errors_are_read_and_answered_as_hubspot_does() {
+    let sandbox = sandbox(Tier::Professional);
+    send(&sandbox, "POST", "/crm/v3/objects/contacts/batch/upsert", Some(TOKEN), Some(json!({"inputs": [member(1)]}))).await;
+    for query in
+        ["properties=firstname&properties=email&properties=numero_asociado", "properties=firstname,email&properties=numero_asociado"]
+    {
+        let reply = send(&sandbox, "GET", &format!("/crm/v3/objects/contacts?{query}"), Some(TOKEN), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.body);
+        let properties = &reply.body["results"][0]["properties"];
+        for name in ["firstname", "email", "numero_asociado"] {
+            assert!(properties[name].is_string(), "{query}: {name} in {properties}");
+        }
+    }
+    for (method, path, status) in [
+        ("GET", "/crm/v3/objects/contacts?limit=ten", StatusCode::BAD_REQUEST),
+        ("GET", "/crm/v3/objects/contacts?archived=perhaps", StatusCode::BAD_REQUEST),
+        ("GET", "/crm/v3/objects/contacts/1/nothing-here", StatusCode::NOT_FOUND),
+        ("GET", "/crm/v4/nowhere", StatusCode::NOT_FOUND),
+        ("PUT", "/crm/v3/objects/contacts/batch/upsert", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/crm/v3/objects/tickets_and_more", StatusCode::BAD_REQUEST),
+    ] {
+        let reply = send(&sandbox, method, path, Some(TOKEN), None).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        assert!(reply.body.is_object(), "{method} {path}: a JSON body, not {:?}", reply.body);
+        conforms("hubspot/contacts.v3.json", "Error", &reply.body);
+        let header = reply.headers.get("x-hubspot-correlation-id").unwrap().to_str().unwrap();
+        assert_eq!(reply.body["correlationId"], header, "{method} {path}");
+    }
+    let reply = send(&sandbox, "GET", "/crm/v3/objects/contacts?limit=ten", Some(TOKEN), None).await;
+    assert!(reply.body["message"].as_str().unwrap().contains("limit"), "{}", reply.body);
+}
+
 #[tokio::test]
 async fn batch_upsert_creates_then_updates_by_id_property() {
     let sandbox = sandbox(Tier::Free);
