@@ -10,7 +10,7 @@ pub mod manychat;
 pub mod sql;
 
 use chrono::NaiveDateTime;
-use syncline_core::{ConnectorError, Cursor, Outcome, Page, Record, Sink, Source};
+use syncline_core::{ConnectorError, Cursor, FieldType, Outcome, Page, Record, Sink, Source};
 
 pub use http::{Answer, Endpoint, Request, decode};
 
@@ -59,6 +59,15 @@ impl AnySource {
         }
     }
 
+    /// The fields its records have with their types, where the source knows them before reading
+    /// (a HubSpot property's type); empty where only the values tell.
+    pub async fn fields(&mut self) -> Result<Vec<(String, FieldType)>, ConnectorError> {
+        match self {
+            AnySource::Sql(_) => Ok(Vec::new()),
+            AnySource::HubSpot(source) => source.fields().await,
+        }
+    }
+
     /// Whether `cursor` is one this source makes (`state set`).
     pub fn check_cursor(&self, cursor: &Cursor) -> Result<(), ConnectorError> {
         match self {
@@ -91,6 +100,13 @@ impl Source for AnySource {
             AnySource::HubSpot(source) => source.cursor_after(record),
         }
     }
+
+    fn audit(&self) -> Option<String> {
+        match self {
+            AnySource::Sql(source) => source.audit(),
+            AnySource::HubSpot(source) => source.audit(),
+        }
+    }
 }
 
 /// Any configured sink.
@@ -106,6 +122,15 @@ impl AnySink {
         match self {
             AnySink::Sql(sink) => Ok(sink.identity()),
             AnySink::HubSpot(sink) => sink.identity().await,
+        }
+    }
+
+    /// The source's field types, for the columns a table sink creates; HubSpot's properties
+    /// are defined in HubSpot.
+    pub fn declare(&mut self, fields: &[(String, FieldType)]) {
+        match self {
+            AnySink::Sql(sink) => sink.declare(fields),
+            AnySink::HubSpot(_) => {}
         }
     }
 }

@@ -56,14 +56,27 @@ pub trait History: Send + Sync {
     /// Settles the mode once it is known (a `--since` at or before the cursor is incremental).
     fn record_mode(&self, run_id: &str, mode: RunMode) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
-    /// Closes the row; a dry run's `counts` are recorded here (it commits no pages).
-    fn record_end(
-        &self,
-        run_id: &str,
-        status: RunStatus,
-        error: Option<&str>,
-        dry_run_counts: Option<&Counts>,
-    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    /// Closes the row.
+    fn record_end(&self, run_id: &str, end: RunEnd<'_>) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+}
+
+/// How a run ended, as its history row keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub status: RunStatus,
+    /// Why it stopped early.
+    pub error: Option<&'a str>,
+    /// What the source checked of its read.
+    pub audit: Option<&'a str>,
+    /// A dry run's counts (it commits no pages, so they are recorded here).
+    pub dry_run_counts: Option<&'a Counts>,
+}
+
+impl RunEnd<'_> {
+    /// An end with this status and nothing more to say.
+    pub fn new(status: RunStatus) -> RunEnd<'static> {
+        RunEnd { status, error: None, audit: None, dry_run_counts: None }
+    }
 }
 
 /// What a run reads: a source from a cursor, or records held in memory (dead letters replayed).
@@ -89,6 +102,8 @@ pub struct RunReport {
     pub timings: Timings,
     /// Why it stopped early, if it did.
     pub error: Option<RunError>,
+    /// What the source checked of its read (`Source::audit`).
+    pub audit: Option<String>,
 }
 
 /// Runs `parts` — whose history row `parts.options.run_id` is started — reporting `progress`
@@ -106,12 +121,16 @@ pub async fn execute<S: Source, K: Sink, C: Checkpoint + History>(
     let mut runner = Runner::new(options, transform, sink, store);
     runner.progress = Box::new(progress);
     runner.plan = plan;
-    let result = {
+    let (result, audit) = {
         use tracing::Instrument;
         let run = async {
             match input {
-                Input::Source { source, start } => runner.run(source, start).await,
-                Input::Records(records) => runner.replay(records).await,
+                Input::Source { source, start } => {
+                    let result = runner.run(source, start).await;
+                    let audit = result.as_ref().ok().and_then(|_| source.audit());
+                    (result, audit)
+                }
+                Input::Records(records) => (runner.replay(records).await, None),
             }
         };
         run.instrument(span.clone()).await
@@ -122,7 +141,7 @@ pub async fn execute<S: Source, K: Sink, C: Checkpoint + History>(
     let error = result.err();
     let message = error.as_ref().map(ToString::to_string);
     let dry = (mode == RunMode::DryRun).then_some(&counts);
-    store.record_end(&run_id, status, message.as_deref(), dry).await?;
+    store.record_end(&run_id, RunEnd { status, error: message.as_deref(), audit: audit.as_deref(), dry_run_counts: dry }).await?;
     tracing::info!(parent: &span, status = status.name(), read = counts.read, rejected = counts.rejected, "run finished");
-    Ok(RunReport { status, counts, timings, error })
+    Ok(RunReport { status, counts, timings, error, audit })
 }

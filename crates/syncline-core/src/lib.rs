@@ -14,9 +14,9 @@ pub mod transform;
 pub mod value;
 
 pub use error::{ConnectorError, ErrorClass, RecordError};
-pub use execute::{History, Input, RunParts, RunReport, RunStatus, execute};
+pub use execute::{History, Input, RunEnd, RunParts, RunReport, RunStatus, execute};
 pub use record::{Cursor, Page, Record};
 pub use runner::{Checkpoint, Progress, RunMode, RunOptions, RunSummary, Runner};
 pub use suggest::did_you_mean;
 pub use traits::{Outcome, Sink, Source, Transform};
-pub use value::Value;
+pub use value::{FieldType, Value};

@@ -14,6 +14,13 @@ pub trait Source: Send {
         let _ = record;
         None
     }
+
+    /// What the source checked of its own read once it read to the end, for the sync history
+    /// (a HubSpot source: the objects search counts in the range read against those it
+    /// returned). A check that fails is the read's error, not an audit.
+    fn audit(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What happened to one record at the sink.

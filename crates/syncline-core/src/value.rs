@@ -21,7 +21,37 @@ pub enum Value {
     TimestampTz(DateTime<Utc>),
 }
 
+/// What a field holds, where a source knows it before reading any value (a HubSpot property's
+/// type), or as a value shows it. A sink that creates or extends a table makes each column of
+/// its field's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Text,
+    Int,
+    Float,
+    Decimal,
+    Bool,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
 impl Value {
+    /// The type of field this value belongs in; `None` for null.
+    pub fn field_type(&self) -> Option<FieldType> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(_) => FieldType::Bool,
+            Value::Int(_) => FieldType::Int,
+            Value::Float(_) => FieldType::Float,
+            Value::Decimal(_) => FieldType::Decimal,
+            Value::Text(_) => FieldType::Text,
+            Value::Date(_) => FieldType::Date,
+            Value::Timestamp(_) => FieldType::Timestamp,
+            Value::TimestampTz(_) => FieldType::TimestampTz,
+        })
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }

@@ -271,7 +271,7 @@ impl FlowHistory {
         }
         self.save().await;
         for (_, id) in self.rows.iter() {
-            let _ = self.store.finish_run(id, status, None, None).await;
+            let _ = self.store.finish_run(id, syncline_core::RunEnd::new(status)).await;
         }
     }
 }

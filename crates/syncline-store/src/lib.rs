@@ -49,6 +49,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "inbox_object_key", include_str!("../migrations/sqlite/0003_inbox_object_key.sql")),
     (4, "state_scopes", include_str!("../migrations/sqlite/0004_state_scopes.sql")),
     (5, "store_info", include_str!("../migrations/sqlite/0005_store_info.sql")),
+    (6, "run_audit", include_str!("../migrations/sqlite/0006_run_audit.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -56,6 +57,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "inbox_object_key", include_str!("../migrations/postgres/0003_inbox_object_key.sql")),
     (4, "state_scopes", include_str!("../migrations/postgres/0004_state_scopes.sql")),
     (5, "store_info", include_str!("../migrations/postgres/0005_store_info.sql")),
+    (6, "run_audit", include_str!("../migrations/postgres/0006_run_audit.sql")),
 ];
 
 impl Store {

@@ -4,7 +4,7 @@ use crate::{Store, StoreError, now};
 use serde::Serialize;
 use syncline_core::runner::RunMode;
 use syncline_core::runner::{Counts, Scope};
-use syncline_core::{ConnectorError, Cursor, History, RunStatus};
+use syncline_core::{ConnectorError, Cursor, History, RunEnd};
 
 /// One row of sync history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,9 +24,11 @@ pub struct RunRow {
     pub rejected_count: i64,
     pub failed_count: i64,
     pub error: Option<String>,
+    /// What the source checked of its read (`Source::audit`).
+    pub audit: Option<String>,
 }
 
-type Row = (String, String, String, String, String, Option<String>, i64, i64, i64, i64, i64, i64, Option<String>);
+type Row = (String, String, String, String, String, Option<String>, i64, i64, i64, i64, i64, i64, Option<String>, Option<String>);
 
 impl From<Row> for RunRow {
     fn from(r: Row) -> Self {
@@ -44,11 +46,12 @@ impl From<Row> for RunRow {
             rejected_count: r.10,
             failed_count: r.11,
             error: r.12,
+            audit: r.13,
         }
     }
 }
 
-const COLUMNS: &str = "id, pipeline, mode, status, started_at, finished_at, read_count, created_count, updated_count, unchanged_count, rejected_count, failed_count, error";
+const COLUMNS: &str = "id, pipeline, mode, status, started_at, finished_at, read_count, created_count, updated_count, unchanged_count, rejected_count, failed_count, error, audit";
 
 /// A committed cursor and whose it is: the pipeline reading `source` into `target` (both empty
 /// for cursors stored before state was tied to them; no run uses those).
@@ -92,21 +95,16 @@ impl Store {
 
     /// Closes a run. Counts of committed pages were added as they committed; `counts` here
     /// only fills in what a dry run (which commits nothing) saw.
-    pub async fn finish_run(
-        &self,
-        id: &str,
-        status: RunStatus,
-        error: Option<&str>,
-        dry_run_counts: Option<&Counts>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
-            .bind(status.name())
+    pub async fn finish_run(&self, id: &str, end: RunEnd<'_>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = $1, finished_at = $2, error = $3, audit = $4 WHERE id = $5")
+            .bind(end.status.name())
             .bind(now())
-            .bind(error)
+            .bind(end.error)
+            .bind(end.audit)
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if let Some(counts) = dry_run_counts {
+        if let Some(counts) = end.dry_run_counts {
             self.set_run_counts(id, counts).await?;
         }
         Ok(())
@@ -333,13 +331,7 @@ impl History for Store {
         self.set_run_mode(run_id, mode.name()).await.map_err(StoreError::into_connector_error)
     }
 
-    async fn record_end(
-        &self,
-        run_id: &str,
-        status: RunStatus,
-        error: Option<&str>,
-        dry_run_counts: Option<&Counts>,
-    ) -> Result<(), ConnectorError> {
-        self.finish_run(run_id, status, error, dry_run_counts).await.map_err(StoreError::into_connector_error)
+    async fn record_end(&self, run_id: &str, end: RunEnd<'_>) -> Result<(), ConnectorError> {
+        self.finish_run(run_id, end).await.map_err(StoreError::into_connector_error)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use syncline_core::metric::Service;
-use syncline_core::{ConnectorError, ErrorClass};
+use syncline_core::{ConnectorError, ErrorClass, FieldType};
 use syncline_resilience::{BreakerState, Budget, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
 use super::config::HubSpotProfile;
@@ -43,6 +43,19 @@ pub struct PropertyDef {
 }
 
 impl PropertyDef {
+    /// What its values are, for a warehouse column: numbers stay exact, times keep their zone,
+    /// options and everything else are text. The object id is a whole number.
+    pub fn field_type(&self) -> FieldType {
+        match (self.name.as_str(), self.kind.as_str()) {
+            ("hs_object_id", _) => FieldType::Int,
+            (_, "number") => FieldType::Decimal,
+            (_, "datetime") => FieldType::TimestampTz,
+            (_, "date") => FieldType::Date,
+            (_, "bool") => FieldType::Bool,
+            _ => FieldType::Text,
+        }
+    }
+
     /// Whether a value can be written to it through the API.
     pub fn writable(&self) -> bool {
         !self.calculated && !self.modification_metadata.as_ref().is_some_and(|m| m.read_only_value)
@@ -103,13 +116,20 @@ pub struct BatchResponse {
     pub errors: Vec<StandardError>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SimpleObject {
     pub id: String,
     #[serde(default)]
     pub properties: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
     /// Upserts only: whether the object was created.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub new: Option<bool>,
 }
 
@@ -171,6 +191,7 @@ pub enum Operator {
     Gt,
     Gte,
     Lt,
+    Lte,
 }
 
 /// An ascending sort on one property.

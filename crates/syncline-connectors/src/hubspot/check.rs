@@ -38,26 +38,8 @@ pub async fn source(profile: &HubSpotProfile, stream: &SourceStream) -> crate::P
     let portal = portal(&api).await?;
     let fix = "name properties the object has (HubSpot → Settings → Properties shows their internal names)";
     let defined = api.properties(&stream.object).await.map_err(|e| (e, fix))?;
-    let names: Vec<&str> = defined.iter().map(|p| p.name.as_str()).collect();
-    let unknown: Vec<String> = stream
-        .properties
-        .iter()
-        .filter(|p| !names.contains(&p.as_str()))
-        .map(|p| match syncline_core::did_you_mean(p, names.iter().copied()) {
-            Some(close) => format!("{p:?} (did you mean {close:?}?)"),
-            None => format!("{p:?}"),
-        })
-        .collect();
-    if !unknown.is_empty() {
-        let message = format!("{} has no propert{} {}", stream.object, if unknown.len() == 1 { "y" } else { "ies" }, unknown.join(", "));
-        return Err((ConnectorError::new(syncline_core::ErrorClass::Config, message), fix));
-    }
-    Ok(format!(
-        "HubSpot {} at {}, portal {portal}: the token works; {} properties exist",
-        stream.object,
-        profile.base_url,
-        stream.properties.len()
-    ))
+    let read = super::source::resolve(stream, &defined).map_err(|e| (e, fix))?;
+    Ok(format!("HubSpot {} at {}, portal {portal}: the token works; {} properties are read", stream.object, profile.base_url, read.len()))
 }
 
 /// The sink's mapped fields fit the object's properties (`HubSpotSink::preflight`).

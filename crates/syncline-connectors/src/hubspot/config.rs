@@ -111,13 +111,25 @@ impl SinkStream {
     }
 }
 
+/// Which properties a source reads of each object, besides the id and the creation and
+/// modification times (always read).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Properties {
+    /// Exactly these.
+    Listed(Vec<String>),
+    /// Every property the object type has when the run starts (so one added in HubSpot is read
+    /// from the next run on), but these.
+    All { except: Vec<String> },
+}
+
 /// What a HubSpot source reads: an object type and the properties wanted of each object.
 #[derive(Debug, Clone)]
 pub struct SourceStream {
     /// `contacts`, `companies`, `deals`, `0-421`, `2-…`.
     pub object: String,
-    /// Properties read besides the id and the creation and modification times.
-    pub properties: Vec<String>,
+    pub properties: Properties,
+    /// Whether each record also carries the object as HubSpot sent it, as JSON text in `_raw`.
+    pub raw: bool,
     /// Objects modified this recently are left for the next run: HubSpot's search sees a
     /// write a few moments after it is made, and a cursor must not pass one it cannot see yet.
     pub settle: Duration,
@@ -126,10 +138,20 @@ pub struct SourceStream {
 }
 
 impl SourceStream {
+    /// These properties of each object, without the raw JSON.
     pub fn new(object: &str, properties: &[String]) -> SourceStream {
-        SourceStream { object: object.to_owned(), properties: properties.to_vec(), settle: DEFAULT_SETTLE, created: None }
+        SourceStream {
+            object: object.to_owned(),
+            properties: Properties::Listed(properties.to_vec()),
+            raw: false,
+            settle: DEFAULT_SETTLE,
+            created: None,
+        }
     }
 }
+
+/// The field of a source record that holds the object as HubSpot sent it.
+pub const RAW_FIELD: &str = "_raw";
 
 /// How long a write takes to show in search, with room to spare.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);

@@ -11,6 +11,9 @@ mod sink;
 mod source;
 
 pub use api::{HubSpotApi, PropertyDef, SEARCH_MAX_RESULTS, SEARCH_PAGE, SimpleObject};
-pub use config::{DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream, SourceStream, Tier, time_properties};
+pub use config::{
+    DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, Properties, RAW_FIELD, SinkStream, SourceStream, Tier,
+    time_properties,
+};
 pub use sink::HubSpotSink;
 pub use source::HubSpotSource;

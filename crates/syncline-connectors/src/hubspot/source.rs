@@ -11,18 +11,29 @@
 //!   share one millisecond, and an object modified during the run (which leaves its place in
 //!   the order) cannot shift the pages after it.
 //! - **Backfill** reads the objects created in a time range the same way, ordered by creation.
+//! - **The completeness check**: a search read that reaches the end counts, in one more search,
+//!   the objects in the range it read (from its first position to its last) and compares that
+//!   with the objects search returned. Objects modified again during the run leave the range, so
+//!   the count may be lower; a higher count means search left objects out of its results (its
+//!   index out of step), which now lie behind the cursor: the read fails, naming the range and
+//!   how to land them (`--full` lists). The result is the run's audit in the sync history.
 //!
-//! Each object becomes a record keyed by its id, with `hs_object_id` and the wanted properties
-//! as HubSpot's text (unset ones null).
+//! The properties read are resolved against the object type's definitions when the first page
+//! is read: the listed ones (a name the type lacks is an error naming it), or every property
+//! the type has then but the excluded ones, so a property added in HubSpot is read from the
+//! next run on. Each object becomes a record keyed by its id, with `hs_object_id` and the wanted
+//! properties as HubSpot's text (unset ones null), and with the object's JSON in `_raw` when the
+//! stream keeps it; `fields` gives each field's type from its definition, for a warehouse's
+//! columns.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use syncline_core::{ConnectorError, Cursor, ErrorClass, Page, Record, Source, Value};
+use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Source, Value};
 
-use super::api::{Filter, FilterGroup, HubSpotApi, Operator, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
-use super::config::{SourceStream, time_properties};
+use super::api::{Filter, FilterGroup, HubSpotApi, Operator, PropertyDef, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
+use super::config::{Properties, RAW_FIELD, SourceStream, time_properties};
 
 /// Where a read stands, as the cursor stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,16 +77,29 @@ pub struct HubSpotSource {
     /// The time property searches order by, and the exclusive bound on it.
     by: &'static str,
     until_ms: i64,
-    /// What is asked of each object: the stream's properties, the id and both times.
-    wanted: Vec<String>,
+    /// What is asked of each object (the stream's properties, the id and both times) with each
+    /// one's type; empty until resolved against the definitions.
+    wanted: Vec<(String, FieldType)>,
     /// When the current read was started (a full listing's cursor once it ends).
     started_ms: i64,
     /// Whether the page just returned came from the listing (its records carry no position).
     listing: bool,
     /// The last search returned less than a page: there is nothing after it.
     exhausted: bool,
+    /// The search read so far, for the completeness check.
+    range: Option<SearchedRange>,
+    /// What the completeness check found.
+    audit: Option<String>,
     /// Search requests made (backfill reports them).
     pub searches: u64,
+}
+
+/// A search read: from which position, to which, and how many objects search returned.
+#[derive(Debug, Clone, Copy)]
+struct SearchedRange {
+    from: (i64, u64),
+    to: (i64, u64),
+    returned: u64,
 }
 
 impl HubSpotSource {
@@ -98,14 +122,44 @@ impl HubSpotSource {
     fn with(api: Arc<HubSpotApi>, stream: SourceStream, read: Read, until_ms: i64) -> HubSpotSource {
         let (created, modified) = time_properties(&stream.object);
         let by = if matches!(read, Read::Created { .. }) { created } else { modified };
-        let mut wanted = stream.properties.clone();
-        for always in ["hs_object_id", created, modified] {
-            if !wanted.iter().any(|w| w == always) {
-                wanted.push(always.to_owned());
-            }
-        }
         let started_ms = Utc::now().timestamp_millis();
-        HubSpotSource { api, stream, read, by, until_ms, wanted, started_ms, listing: false, exhausted: false, searches: 0 }
+        HubSpotSource {
+            api,
+            stream,
+            read,
+            by,
+            until_ms,
+            wanted: Vec::new(),
+            started_ms,
+            listing: false,
+            exhausted: false,
+            range: None,
+            audit: None,
+            searches: 0,
+        }
+    }
+
+    /// The fields its records have, each with its type (the property's), `_raw` last when kept.
+    pub async fn fields(&mut self) -> Result<Vec<(String, FieldType)>, ConnectorError> {
+        self.resolve().await?;
+        let mut fields = self.wanted.clone();
+        if self.stream.raw {
+            fields.push((RAW_FIELD.to_owned(), FieldType::Text));
+        }
+        Ok(fields)
+    }
+
+    /// Resolves the properties read against the object type's definitions, once.
+    async fn resolve(&mut self) -> Result<(), ConnectorError> {
+        if self.wanted.is_empty() {
+            let defined = self.api.properties(&self.stream.object).await?;
+            self.wanted = resolve(&self.stream, &defined)?;
+        }
+        Ok(())
+    }
+
+    fn wanted_names(&self) -> Vec<String> {
+        self.wanted.iter().map(|(name, _)| name.clone()).collect()
     }
 
     /// What it reads, for keying state: the portal (asked of HubSpot) and the object type.
@@ -179,10 +233,55 @@ impl HubSpotSource {
         ]
     }
 
+    /// Filter groups for the objects after `from` and at or before `to`, in `(time, id)` order.
+    fn between_groups(&self, from: (i64, u64), to: (i64, u64)) -> Vec<FilterGroup> {
+        let lower = match from {
+            (at_ms, 0) => vec![vec![Filter::new(self.by, Operator::Gte, at_ms)]],
+            (at_ms, id) => vec![
+                vec![Filter::new(self.by, Operator::Gt, at_ms)],
+                vec![Filter::new(self.by, Operator::Eq, at_ms), Filter::new("hs_object_id", Operator::Gt, id)],
+            ],
+        };
+        let upper = [
+            vec![Filter::new(self.by, Operator::Lt, to.0)],
+            vec![Filter::new(self.by, Operator::Eq, to.0), Filter::new("hs_object_id", Operator::Lte, to.1)],
+        ];
+        lower.iter().flat_map(|l| upper.iter().map(move |u| FilterGroup { filters: [l.clone(), u.clone()].concat() })).collect()
+    }
+
+    /// The completeness check of a search read that reached the end (see the module's notes).
+    async fn check_complete(&mut self) -> Result<(), ConnectorError> {
+        let Some(range) = self.range.filter(|r| r.returned > 0) else { return Ok(()) };
+        let request = SearchRequest {
+            filter_groups: self.between_groups(range.from, range.to),
+            limit: 1,
+            properties: vec!["hs_object_id".into()],
+            ..SearchRequest::default()
+        };
+        self.searches += 1;
+        let counted = self.api.search(&self.stream.object, &request).await?.total;
+        let time = |ms: i64| DateTime::from_timestamp_millis(ms).map_or(ms.to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        let window = format!("{} from {} to {}", self.by, time(range.from.0), time(range.to.0));
+        let object = &self.stream.object;
+        if counted > range.returned {
+            let message = format!(
+                "completeness check failed: HubSpot's search counts {counted} {object} with {window} but returned {}: {} missing from \
+                 its results, now behind the cursor; `run --full` lists every object and lands them",
+                range.returned,
+                counted - range.returned
+            );
+            return Err(ConnectorError::new(ErrorClass::Data, message));
+        }
+        let moved = range.returned - counted;
+        let moved = if moved > 0 { format!(" ({moved} modified again since, read next run)") } else { String::new() };
+        self.audit = Some(format!("complete: {} {object} read, search counts {counted} with {window}{moved}", range.returned));
+        Ok(())
+    }
+
     /// One page of the listing from object `after`.
     async fn list_page(&mut self, after: Option<u64>, listed_at_ms: i64) -> Result<Option<Page>, ConnectorError> {
         let after = after.map(|a| a.to_string());
-        let page = self.api.list(&self.stream.object, &self.wanted, after.as_deref()).await?;
+        let page = self.api.list(&self.stream.object, &self.wanted_names(), after.as_deref()).await?;
         let next = match page.next_after() {
             Some(next) => Some(
                 next.parse::<u64>()
@@ -209,13 +308,15 @@ impl HubSpotSource {
         let request = SearchRequest {
             filter_groups: self.after_groups(position),
             sorts: vec![Sort::ascending(self.by), Sort::ascending("hs_object_id")],
-            properties: self.wanted.clone(),
+            properties: self.wanted_names(),
             limit: SEARCH_PAGE,
             after: None,
         };
         self.searches += 1;
         let page = self.api.search(&self.stream.object, &request).await?;
         self.exhausted = page.results.len() < SEARCH_PAGE;
+        let range = self.range.get_or_insert(SearchedRange { from: position, to: position, returned: 0 });
+        range.returned += page.results.len() as u64;
         let mut records = Vec::with_capacity(page.results.len());
         let mut last = position;
         for object in page.results {
@@ -226,6 +327,12 @@ impl HubSpotSource {
             }
             last = (at_ms, id);
             records.push(record);
+        }
+        if let Some(range) = &mut self.range {
+            range.to = last;
+        }
+        if self.exhausted {
+            self.check_complete().await?;
         }
         let cursor = Position::Keyset { at_ms: last.0, id: last.1 }.cursor();
         Ok((!records.is_empty()).then(|| Page { records, cursor: Some(cursor), rejected: Vec::new() }))
@@ -239,17 +346,61 @@ impl HubSpotSource {
         let at_ms = epoch_ms(&at).ok_or_else(|| {
             ConnectorError::new(ErrorClass::Data, format!("{} {id}: {} {at:?} is not a time", self.stream.object, self.by))
         })?;
+        let raw = self.stream.raw.then(|| serde_json::to_string(&object).expect("an object serializes"));
         let mut record = Record::new(object.id.clone());
         let mut properties = object.properties;
         record.set("hs_object_id", Value::Text(object.id));
-        for name in &self.wanted {
+        for (name, _) in &self.wanted {
             if name != "hs_object_id" {
                 let value = properties.remove(name).flatten().map_or(Value::Null, Value::Text);
                 record.set(name, value);
             }
         }
+        if let Some(raw) = raw {
+            record.set(RAW_FIELD, Value::Text(raw));
+        }
         Ok((record, at_ms, id))
     }
+}
+
+/// The properties `stream` reads of an object type with these definitions, each with its type:
+/// the listed ones or all but the excluded ones, and always the id and both times. A listed or
+/// excluded name the type does not have is a config error naming it (with the closest name).
+pub(crate) fn resolve(stream: &SourceStream, defined: &[PropertyDef]) -> Result<Vec<(String, FieldType)>, ConnectorError> {
+    let named = match &stream.properties {
+        Properties::Listed(names) => names,
+        Properties::All { except } => except,
+    };
+    let unknown: Vec<String> = named
+        .iter()
+        .filter(|name| !defined.iter().any(|d| d.name == **name))
+        .map(|name| match syncline_core::did_you_mean(name, defined.iter().map(|d| d.name.as_str())) {
+            Some(close) => format!("{name:?} (did you mean {close:?}?)"),
+            None => format!("{name:?}"),
+        })
+        .collect();
+    if !unknown.is_empty() {
+        let message = format!("{} has no propert{} {}", stream.object, if unknown.len() == 1 { "y" } else { "ies" }, unknown.join(", "));
+        return Err(ConnectorError::new(ErrorClass::Config, message));
+    }
+    let mut wanted: Vec<String> = match &stream.properties {
+        Properties::Listed(names) => names.clone(),
+        Properties::All { except } => defined.iter().map(|d| d.name.clone()).filter(|name| !except.contains(name)).collect(),
+    };
+    let (created, modified) = time_properties(&stream.object);
+    for always in ["hs_object_id", created, modified] {
+        if !wanted.iter().any(|w| w == always) {
+            wanted.push(always.to_owned());
+        }
+    }
+    let type_of = |name: &str| defined.iter().find(|d| d.name == name).map_or(FieldType::Text, PropertyDef::field_type);
+    Ok(wanted
+        .into_iter()
+        .map(|name| {
+            let field_type = type_of(&name);
+            (name, field_type)
+        })
+        .collect())
 }
 
 /// A HubSpot time as epoch milliseconds: epoch milliseconds or ISO 8601 text.
@@ -259,6 +410,7 @@ fn epoch_ms(text: &str) -> Option<i64> {
 
 impl Source for HubSpotSource {
     async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        self.resolve().await?;
         match after.map(Position::of).transpose()? {
             Some(Position::Listing { list_after, listed_at_ms }) => self.list_page(Some(list_after), listed_at_ms).await,
             Some(Position::Keyset { at_ms, id }) => self.search_page((at_ms, id)).await,
@@ -267,6 +419,10 @@ impl Source for HubSpotSource {
                 None => self.list_page(None, self.started_ms).await,
             },
         }
+    }
+
+    fn audit(&self) -> Option<String> {
+        self.audit.clone()
     }
 
     /// Inside a search page the position of any record is known; inside the listing it is not

@@ -4,9 +4,9 @@
 //! line in the config.
 
 use super::config::NullWatermarks;
-use super::dialect::ColumnFamily;
 use super::sink::SqlSink;
 use super::source::SqlSource;
+use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass};
 
 /// The source setting a problem is about.
@@ -62,7 +62,7 @@ pub async fn source(source: &SqlSource) -> Result<String, Vec<Problem>> {
             missing("watermark", &settings.watermark),
             "name the column that grows whenever a row changes (e.g. lastmodifieddate)",
         )),
-        Some((column, ColumnFamily::Bool)) => problems.push(Problem::config(
+        Some((column, FieldType::Bool)) => problems.push(Problem::config(
             SourceSetting::Watermark,
             format!("watermark column {column:?} is a boolean"),
             "a watermark must grow with every change: a date/time, a number or ISO 8601 text",
@@ -95,7 +95,8 @@ pub async fn source(source: &SqlSource) -> Result<String, Vec<Problem>> {
     ))
 }
 
-/// Probes a sink's table for a column per field (the key included).
+/// Probes a sink's table for a column per field (the key included); with `create_table` a
+/// missing field's column is added by the run.
 pub async fn sink(sink: &SqlSink, fields: &[String]) -> Result<String, Problem> {
     let settings = sink.settings();
     let place = format!("{} {}", sink.pool().dialect().name(), sink.identity());
@@ -113,6 +114,9 @@ pub async fn sink(sink: &SqlSink, fields: &[String]) -> Result<String, Problem> 
                 return Ok(format!("{place}: every field has a column ({} checked)", fields.len()));
             }
             let listed: Vec<String> = absent.iter().map(|f| format!("{f:?}")).collect();
+            if settings.create_table && has(&settings.key) {
+                return Ok(format!("{place}: no column yet for {}; the next run adds them", listed.join(", ")));
+            }
             Err(problem(
                 format!("{place}: no column for {}", listed.join(", ")),
                 "add the columns, or drop or rename the fields with a `select` or `rename` transform",

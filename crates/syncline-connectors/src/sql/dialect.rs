@@ -1,5 +1,7 @@
 //! The SQL that differs between databases: quoting, placeholders, upserts and column types.
 
+use syncline_core::FieldType;
+
 /// The three SQL dialects spoken through sqlx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -131,8 +133,8 @@ impl Dialect {
     }
 
     /// The column type `create_table` uses for a family of values.
-    pub fn column_type(self, family: ColumnFamily, is_key: bool) -> &'static str {
-        use ColumnFamily::*;
+    pub fn column_type(self, family: FieldType, is_key: bool) -> &'static str {
+        use FieldType::*;
         match (self, family) {
             (Dialect::MySql, Text) if is_key => "VARCHAR(191)",
             (_, Text) => "TEXT",
@@ -154,36 +156,21 @@ impl Dialect {
     }
 }
 
-/// The kinds of column a sink binds values for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnFamily {
-    Text,
-    Int,
-    Float,
-    Decimal,
-    Bool,
-    Date,
-    Timestamp,
-    TimestampTz,
-}
-
-impl ColumnFamily {
-    /// The family of a database type name as sqlx reports it.
-    pub fn from_type_name(name: &str) -> ColumnFamily {
-        let upper = name.to_ascii_uppercase();
-        let base = upper.split(['(', ' ']).next().unwrap_or("");
-        match base {
-            "BOOL" | "BOOLEAN" => ColumnFamily::Bool,
-            "INT" | "INT2" | "INT4" | "INT8" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "MEDIUMINT" | "SERIAL" | "BIGSERIAL" => {
-                ColumnFamily::Int
-            }
-            "REAL" | "FLOAT" | "FLOAT4" | "FLOAT8" | "DOUBLE" => ColumnFamily::Float,
-            "NUMERIC" | "DECIMAL" => ColumnFamily::Decimal,
-            "DATE" => ColumnFamily::Date,
-            "TIMESTAMPTZ" => ColumnFamily::TimestampTz,
-            "TIMESTAMP" | "DATETIME" => ColumnFamily::Timestamp,
-            _ => ColumnFamily::Text,
+/// The field type a column of a database type holds (the type name as the driver reports it).
+pub fn field_type_of(name: &str) -> FieldType {
+    let upper = name.to_ascii_uppercase();
+    let base = upper.split(['(', ' ']).next().unwrap_or("");
+    match base {
+        "BOOL" | "BOOLEAN" => FieldType::Bool,
+        "INT" | "INT2" | "INT4" | "INT8" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "MEDIUMINT" | "SERIAL" | "BIGSERIAL" => {
+            FieldType::Int
         }
+        "REAL" | "FLOAT" | "FLOAT4" | "FLOAT8" | "DOUBLE" => FieldType::Float,
+        "NUMERIC" | "DECIMAL" => FieldType::Decimal,
+        "DATE" => FieldType::Date,
+        "TIMESTAMPTZ" => FieldType::TimestampTz,
+        "TIMESTAMP" | "DATETIME" => FieldType::Timestamp,
+        _ => FieldType::Text,
     }
 }
 
@@ -224,10 +211,10 @@ mod tests {
 
     #[test]
     fn families() {
-        assert_eq!(ColumnFamily::from_type_name("INT8"), ColumnFamily::Int);
-        assert_eq!(ColumnFamily::from_type_name("DECIMAL(30,8)"), ColumnFamily::Decimal);
-        assert_eq!(ColumnFamily::from_type_name("TIMESTAMPTZ"), ColumnFamily::TimestampTz);
-        assert_eq!(ColumnFamily::from_type_name("VARCHAR"), ColumnFamily::Text);
-        assert_eq!(ColumnFamily::from_type_name("BIGINT UNSIGNED"), ColumnFamily::Int);
+        assert_eq!(field_type_of("INT8"), FieldType::Int);
+        assert_eq!(field_type_of("DECIMAL(30,8)"), FieldType::Decimal);
+        assert_eq!(field_type_of("TIMESTAMPTZ"), FieldType::TimestampTz);
+        assert_eq!(field_type_of("VARCHAR"), FieldType::Text);
+        assert_eq!(field_type_of("BIGINT UNSIGNED"), FieldType::Int);
     }
 }

@@ -13,7 +13,7 @@ mod sqlite;
 
 pub use config::url_identity;
 pub use config::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable, TextMode};
-pub use dialect::{ColumnFamily, Dialect};
+pub use dialect::{Dialect, field_type_of};
 pub use pool::{SqlPool, probe};
 pub use sink::SqlSink;
 pub use source::{SqlSource, decode_cursor};

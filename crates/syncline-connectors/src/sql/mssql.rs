@@ -5,11 +5,11 @@
 //! Not tested against a live server here (none can run on this machine): the URL parsing, the
 //! T-SQL text and the parameter mapping are unit-tested; the wire protocol is tiberius's.
 
-use super::dialect::ColumnFamily;
 use super::pool::{Param, Rows};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::sync::Arc;
+use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass, Value};
 use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, FromSql, Query};
 use tokio::net::TcpStream;
@@ -75,7 +75,7 @@ impl MssqlClient {
     }
 
     /// The columns `sql` returns (run as given: callers pass a `TOP (0)` query).
-    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, FieldType)>, ConnectorError> {
         use tiberius::ColumnType as T;
         let mut client = self.client.lock().await;
         let mut stream = Query::new(sql.to_owned()).query(&mut client).await.map_err(|e| query_error(sql, e))?;
@@ -84,14 +84,14 @@ impl MssqlClient {
             .iter()
             .map(|c| {
                 let family = match c.column_type() {
-                    T::Bit | T::Bitn => ColumnFamily::Bool,
-                    T::Int1 | T::Int2 | T::Int4 | T::Int8 | T::Intn => ColumnFamily::Int,
-                    T::Float4 | T::Float8 | T::Floatn => ColumnFamily::Float,
-                    T::Money | T::Money4 | T::Decimaln | T::Numericn => ColumnFamily::Decimal,
-                    T::Daten => ColumnFamily::Date,
-                    T::Datetime | T::Datetime4 | T::Datetimen | T::Datetime2 => ColumnFamily::Timestamp,
-                    T::DatetimeOffsetn => ColumnFamily::TimestampTz,
-                    _ => ColumnFamily::Text,
+                    T::Bit | T::Bitn => FieldType::Bool,
+                    T::Int1 | T::Int2 | T::Int4 | T::Int8 | T::Intn => FieldType::Int,
+                    T::Float4 | T::Float8 | T::Floatn => FieldType::Float,
+                    T::Money | T::Money4 | T::Decimaln | T::Numericn => FieldType::Decimal,
+                    T::Daten => FieldType::Date,
+                    T::Datetime | T::Datetime4 | T::Datetimen | T::Datetime2 => FieldType::Timestamp,
+                    T::DatetimeOffsetn => FieldType::TimestampTz,
+                    _ => FieldType::Text,
                 };
                 (c.name().to_owned(), family)
             })

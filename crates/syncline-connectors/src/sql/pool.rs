@@ -1,7 +1,7 @@
 //! One connection pool per SQL database, with row decoding into `Value`s, typed parameter
 //! binding and error classification for each driver.
 
-use super::dialect::{ColumnFamily, Dialect};
+use super::dialect::{Dialect, field_type_of};
 use super::mssql::MssqlClient;
 use super::sqlite::SqliteDb;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -11,6 +11,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInfo};
 use std::sync::Arc;
 use std::time::Duration;
+use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass, Value};
 
 /// A connection to one SQL database: PostgreSQL and MySQL/MariaDB pooled by sqlx, SQLite on
@@ -182,7 +183,7 @@ impl SqlPool {
 
     /// The columns a query returns and their families, found without reading a row (the query
     /// runs with `WHERE 1 = 0`).
-    pub async fn describe(&self, relation: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+    pub async fn describe(&self, relation: &str) -> Result<Vec<(String, FieldType)>, ConnectorError> {
         let sql = match self.dialect() {
             Dialect::Mssql => format!("SELECT TOP (0) * FROM {relation}"),
             _ => format!("SELECT * FROM {relation} WHERE 1 = 0"),
@@ -191,7 +192,7 @@ impl SqlPool {
             ($pool:expr) => {{
                 use sqlx::Statement;
                 let statement = $pool.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await.map_err(|e| query_error(&sql, e))?;
-                Ok(statement.columns().iter().map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name()))).collect())
+                Ok(statement.columns().iter().map(|c| (c.name().to_owned(), field_type_of(c.type_info().name()))).collect())
             }};
         }
         match self {
@@ -203,20 +204,14 @@ impl SqlPool {
     }
 
     /// The columns of a table and their families, or `None` when the table does not exist.
-    pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
+    pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.dialect().quote(table));
         macro_rules! describe_with {
             ($pool:expr) => {{
                 match $pool.prepare(AssertSqlSafe(sql.clone()).into_sql_str()).await {
                     Ok(statement) => {
                         use sqlx::Statement;
-                        Ok(Some(
-                            statement
-                                .columns()
-                                .iter()
-                                .map(|c| (c.name().to_owned(), ColumnFamily::from_type_name(c.type_info().name())))
-                                .collect(),
-                        ))
+                        Ok(Some(statement.columns().iter().map(|c| (c.name().to_owned(), field_type_of(c.type_info().name()))).collect()))
                     }
                     Err(e) if is_missing_table(&e) => Ok(None),
                     Err(e) => Err(query_error(&sql, e)),

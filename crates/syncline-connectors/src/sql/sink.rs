@@ -1,27 +1,31 @@
-//! Upserts batches by key into a table, creating it from the first batch when asked. Values are
-//! converted to each column's type before binding, so one bad value rejects its record, not
-//! the batch.
+//! Upserts batches by key into a table. With `create_table` it creates the table from the first
+//! batch and adds a column for each field that appears later (a property added in HubSpot),
+//! each of the type its source declares, or else of its values' type. Values are converted to
+//! each column's type before binding, so one bad value rejects its record, not the batch.
 
 use super::config::SqlSinkSettings;
-use super::dialect::{ColumnFamily, Dialect};
+use super::dialect::Dialect;
 use super::pool::{Param, Rows, SqlPool};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Sink, Value};
 
 pub struct SqlSink {
     pool: SqlPool,
     settings: SqlSinkSettings,
     /// The table's columns, once known.
-    columns: Option<HashMap<String, ColumnFamily>>,
+    columns: Option<HashMap<String, FieldType>>,
+    /// The field types the source declares (a HubSpot property's type), for the columns made.
+    declared: HashMap<String, FieldType>,
 }
 
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSink { pool, settings, columns: None })
+        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new() })
     }
 
     fn dialect(&self) -> Dialect {
@@ -41,7 +45,7 @@ impl SqlSink {
     }
 
     /// The table's columns, or `None` when it does not exist (`syncline check`).
-    pub async fn table_columns(&self) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
+    pub async fn table_columns(&self) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         self.pool.columns(&self.settings.table).await
     }
 
@@ -54,35 +58,71 @@ impl SqlSink {
         self.settings.identity()
     }
 
+    /// The types the source knows its fields to have, for the columns this sink creates.
+    pub fn declare(&mut self, fields: &[(String, FieldType)]) {
+        self.declared.extend(fields.iter().cloned());
+    }
+
+    /// The type a column for `name` is made of: the declared one, or the first value's.
+    fn type_for(&self, name: &str, sample: &[Record]) -> FieldType {
+        let of_values = || sample.iter().find_map(|r| r.get(name).and_then(Value::field_type));
+        self.declared.get(name).copied().or_else(of_values).unwrap_or(FieldType::Text)
+    }
+
+    fn column_definition(&self, name: &str, sample: &[Record]) -> String {
+        let is_key = name == self.settings.key;
+        let not_null = if is_key { " NOT NULL PRIMARY KEY" } else { "" };
+        let column_type = self.dialect().column_type(self.type_for(name, sample), is_key);
+        format!("{} {column_type}{not_null}", self.dialect().quote(name))
+    }
+
     /// Learns the table's columns, creating the table from `sample` when it is missing and
-    /// `create_table` is set.
-    async fn ensure_table(&mut self, sample: &[Record]) -> Result<(), ConnectorError> {
-        if self.columns.is_some() {
+    /// `create_table` is set, and adding a column for each of `fields` it lacks.
+    async fn ensure_table(&mut self, fields: &[String], sample: &[Record]) -> Result<(), ConnectorError> {
+        let table = self.settings.table.clone();
+        if self.columns.is_none() {
+            let mut found = self.pool.columns(&table).await?;
+            if found.is_none() && self.settings.create_table && !fields.is_empty() {
+                let defs: Vec<String> = fields.iter().map(|name| self.column_definition(name, sample)).collect();
+                self.pool.execute(&format!("CREATE TABLE IF NOT EXISTS {} ({})", self.dialect().quote(&table), defs.join(", "))).await?;
+                tracing::info!(table = %table, "created the sink table");
+                found = self.pool.columns(&table).await?;
+            }
+            let columns = found.ok_or_else(|| {
+                ConnectorError::new(ErrorClass::Config, format!("sink table {table:?} does not exist; create it or set create_table: true"))
+            })?;
+            let columns: HashMap<String, FieldType> = columns.into_iter().collect();
+            if !columns.contains_key(&self.settings.key) {
+                let message = format!("sink table {table:?} has no key column {:?}", self.settings.key);
+                return Err(ConnectorError::new(ErrorClass::Config, message));
+            }
+            self.columns = Some(columns);
+        }
+        let known = self.columns.as_ref().expect("learnt above");
+        let missing: Vec<&String> = fields.iter().filter(|name| !known.contains_key(*name)).collect();
+        if missing.is_empty() {
             return Ok(());
         }
-        let table = &self.settings.table;
-        let mut found = self.pool.columns(table).await?;
-        if found.is_none() && self.settings.create_table && !sample.is_empty() {
-            let d = self.dialect();
-            let mut defs = Vec::new();
-            for (name, _) in &sample[0].fields {
-                let family = sample.iter().find_map(|r| r.get(name).and_then(family_of)).unwrap_or(ColumnFamily::Text);
-                let is_key = **name == *self.settings.key;
-                let not_null = if is_key { " NOT NULL PRIMARY KEY" } else { "" };
-                defs.push(format!("{} {}{not_null}", d.quote(name), d.column_type(family, is_key)));
+        if !self.settings.create_table {
+            let message = format!(
+                "sink table {table:?} has no column {:?}; add it, set create_table: true to add columns for new fields, \
+                 or drop the field with a select transform",
+                missing[0]
+            );
+            return Err(ConnectorError::new(ErrorClass::Config, message));
+        }
+        for name in missing {
+            let sql = format!("ALTER TABLE {} ADD COLUMN {}", self.dialect().quote(&table), self.column_definition(name, sample));
+            if let Err(error) = self.pool.execute(&sql).await {
+                // another run may have added it first
+                let now = self.pool.columns(&table).await?.unwrap_or_default();
+                if !now.iter().any(|(column, _)| column == name) {
+                    return Err(error);
+                }
             }
-            self.pool.execute(&format!("CREATE TABLE IF NOT EXISTS {} ({})", d.quote(table), defs.join(", "))).await?;
-            tracing::info!(table = %table, "created the sink table");
-            found = self.pool.columns(table).await?;
+            tracing::info!(table = %table, column = %name, "added a column for a new field");
         }
-        let columns = found.ok_or_else(|| {
-            ConnectorError::new(ErrorClass::Config, format!("sink table {table:?} does not exist; create it or set create_table: true"))
-        })?;
-        let columns: HashMap<String, ColumnFamily> = columns.into_iter().collect();
-        if !columns.contains_key(&self.settings.key) {
-            return Err(ConnectorError::new(ErrorClass::Config, format!("sink table {table:?} has no key column {:?}", self.settings.key)));
-        }
-        self.columns = Some(columns);
+        self.columns = Some(self.pool.columns(&table).await?.unwrap_or_default().into_iter().collect());
         Ok(())
     }
 
@@ -107,7 +147,7 @@ impl SqlSink {
             d.quote(&self.settings.key),
             marks.join(", ")
         );
-        let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(ColumnFamily::Text);
+        let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(FieldType::Text);
         let params: Vec<Param> = keys
             .iter()
             .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
@@ -119,7 +159,8 @@ impl SqlSink {
 
 impl Sink for SqlSink {
     async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
-        self.ensure_table(batch).await?;
+        let names: Vec<String> = batch.first().map(|r| r.fields.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
+        self.ensure_table(&names, batch).await?;
         let columns = self.columns.as_ref().expect("known after ensure_table");
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
 
@@ -132,16 +173,6 @@ impl Sink for SqlSink {
         }
 
         // convert every record's values to its columns' types; a bad value rejects that record
-        let names: Vec<String> = batch.first().map(|r| r.fields.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
-        if let Some(unknown) = names.iter().find(|n| !columns.contains_key(*n)) {
-            return Err(ConnectorError::new(
-                ErrorClass::Config,
-                format!(
-                    "sink table {:?} has no column {unknown:?}; add it, or drop the field with a select transform",
-                    self.settings.table
-                ),
-            ));
-        }
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::with_capacity(batch.len());
         for (i, record) in batch.iter().enumerate() {
             if outcomes[i].is_some() {
@@ -204,73 +235,56 @@ impl Sink for SqlSink {
     }
 }
 
-/// The column family a value would be created as.
-fn family_of(value: &Value) -> Option<ColumnFamily> {
-    Some(match value {
-        Value::Null => return None,
-        Value::Bool(_) => ColumnFamily::Bool,
-        Value::Int(_) => ColumnFamily::Int,
-        Value::Float(_) => ColumnFamily::Float,
-        Value::Decimal(_) => ColumnFamily::Decimal,
-        Value::Text(_) => ColumnFamily::Text,
-        Value::Date(_) => ColumnFamily::Date,
-        Value::Timestamp(_) => ColumnFamily::Timestamp,
-        Value::TimestampTz(_) => ColumnFamily::TimestampTz,
-    })
-}
-
 /// Converts a value to a parameter of the column's type, or says why it cannot.
-fn convert(value: &Value, family: ColumnFamily) -> Result<Param, String> {
+fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
     let blank = match value {
         Value::Null => true,
         Value::Text(t) | Value::Decimal(t) => t.trim().is_empty(),
         _ => false,
     };
     // blank text stays an empty string in a text column and is NULL in any other
-    if value.is_null() || (blank && family != ColumnFamily::Text) {
+    if value.is_null() || (blank && family != FieldType::Text) {
         return Ok(match family {
-            ColumnFamily::Text => Param::Text(None),
-            ColumnFamily::Int => Param::Int(None),
-            ColumnFamily::Float => Param::Float(None),
-            ColumnFamily::Decimal => Param::Decimal(None),
-            ColumnFamily::Bool => Param::Bool(None),
-            ColumnFamily::Date => Param::Date(None),
-            ColumnFamily::Timestamp => Param::Timestamp(None),
-            ColumnFamily::TimestampTz => Param::TimestampTz(None),
+            FieldType::Text => Param::Text(None),
+            FieldType::Int => Param::Int(None),
+            FieldType::Float => Param::Float(None),
+            FieldType::Decimal => Param::Decimal(None),
+            FieldType::Bool => Param::Bool(None),
+            FieldType::Date => Param::Date(None),
+            FieldType::Timestamp => Param::Timestamp(None),
+            FieldType::TimestampTz => Param::TimestampTz(None),
         });
     }
-    if let (ColumnFamily::Text, Value::Text(t)) = (family, value) {
+    if let (FieldType::Text, Value::Text(t)) = (family, value) {
         return Ok(Param::Text(Some(t.clone())));
     }
     let text = value.as_text().unwrap_or_default();
     let t = text.trim();
     let bad = |what: &str| format!("{} does not fit a {what} column", RecordError::quote(t));
     Ok(match (family, value) {
-        (ColumnFamily::Text, _) => Param::Text(Some(text.into_owned())),
-        (ColumnFamily::Int, Value::Int(i)) => Param::Int(Some(*i)),
-        (ColumnFamily::Int, Value::Bool(b)) => Param::Int(Some(*b as i64)),
-        (ColumnFamily::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
-        (ColumnFamily::Float, Value::Float(f)) => Param::Float(Some(*f)),
-        (ColumnFamily::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
-        (ColumnFamily::Decimal, _) => {
+        (FieldType::Text, _) => Param::Text(Some(text.into_owned())),
+        (FieldType::Int, Value::Int(i)) => Param::Int(Some(*i)),
+        (FieldType::Int, Value::Bool(b)) => Param::Int(Some(*b as i64)),
+        (FieldType::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
+        (FieldType::Float, Value::Float(f)) => Param::Float(Some(*f)),
+        (FieldType::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
+        (FieldType::Decimal, _) => {
             Param::Decimal(Some(Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).map_err(|_| bad("decimal"))?))
         }
-        (ColumnFamily::Bool, Value::Bool(b)) => Param::Bool(Some(*b)),
-        (ColumnFamily::Bool, _) => Param::Bool(Some(match t.to_ascii_lowercase().as_str() {
+        (FieldType::Bool, Value::Bool(b)) => Param::Bool(Some(*b)),
+        (FieldType::Bool, _) => Param::Bool(Some(match t.to_ascii_lowercase().as_str() {
             "1" | "true" | "t" | "yes" | "y" => true,
             "0" | "false" | "f" | "no" | "n" => false,
             _ => return Err(bad("boolean")),
         })),
-        (ColumnFamily::Date, Value::Date(d)) => Param::Date(Some(*d)),
-        (ColumnFamily::Date, _) => {
-            Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?))
-        }
-        (ColumnFamily::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
-        (ColumnFamily::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
-        (ColumnFamily::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
-        (ColumnFamily::TimestampTz, Value::TimestampTz(ts)) => Param::TimestampTz(Some(*ts)),
-        (ColumnFamily::TimestampTz, Value::Timestamp(ts)) => Param::TimestampTz(Some(ts.and_utc())),
-        (ColumnFamily::TimestampTz, _) => Param::TimestampTz(Some(
+        (FieldType::Date, Value::Date(d)) => Param::Date(Some(*d)),
+        (FieldType::Date, _) => Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?)),
+        (FieldType::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
+        (FieldType::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
+        (FieldType::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
+        (FieldType::TimestampTz, Value::TimestampTz(ts)) => Param::TimestampTz(Some(*ts)),
+        (FieldType::TimestampTz, Value::Timestamp(ts)) => Param::TimestampTz(Some(ts.and_utc())),
+        (FieldType::TimestampTz, _) => Param::TimestampTz(Some(
             DateTime::parse_from_rfc3339(t)
                 .map(|x| x.with_timezone(&Utc))
                 .ok()
@@ -293,15 +307,15 @@ mod tests {
 
     #[test]
     fn conversions() {
-        assert_eq!(convert(&Value::Text("42".into()), ColumnFamily::Int), Ok(Param::Int(Some(42))));
-        assert_eq!(convert(&Value::Text("".into()), ColumnFamily::Int), Ok(Param::Int(None)));
-        assert_eq!(convert(&Value::Text("".into()), ColumnFamily::Text), Ok(Param::Text(Some(String::new()))));
-        assert!(convert(&Value::Text("abc".into()), ColumnFamily::Int).unwrap_err().contains("whole-number"));
+        assert_eq!(convert(&Value::Text("42".into()), FieldType::Int), Ok(Param::Int(Some(42))));
+        assert_eq!(convert(&Value::Text("".into()), FieldType::Int), Ok(Param::Int(None)));
+        assert_eq!(convert(&Value::Text("".into()), FieldType::Text), Ok(Param::Text(Some(String::new()))));
+        assert!(convert(&Value::Text("abc".into()), FieldType::Int).unwrap_err().contains("whole-number"));
         assert_eq!(
-            convert(&Value::Text("2024-05-01T10:00:00".into()), ColumnFamily::Timestamp),
+            convert(&Value::Text("2024-05-01T10:00:00".into()), FieldType::Timestamp),
             Ok(Param::Timestamp(NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_opt(10, 0, 0)))
         );
-        assert_eq!(convert(&Value::Decimal("12.50".into()), ColumnFamily::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
-        assert_eq!(convert(&Value::Int(7), ColumnFamily::Text), Ok(Param::Text(Some("7".into()))));
+        assert_eq!(convert(&Value::Decimal("12.50".into()), FieldType::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
+        assert_eq!(convert(&Value::Int(7), FieldType::Text), Ok(Param::Text(Some("7".into()))));
     }
 }

@@ -209,7 +209,7 @@ impl SqlSource {
     }
 
     /// The columns it reads and their families, found without reading a row (`syncline check`).
-    pub async fn columns(&self) -> Result<Vec<(String, super::dialect::ColumnFamily)>, ConnectorError> {
+    pub async fn columns(&self) -> Result<Vec<(String, syncline_core::FieldType)>, ConnectorError> {
         self.pool.describe(&self.relation()).await
     }
 

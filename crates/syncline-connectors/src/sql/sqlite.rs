@@ -6,12 +6,13 @@
 //! cached prepared statements on one connection. Both crates link the same bundled SQLite
 //! (libsqlite3-sys), so there is one SQLite in the binary.
 
-use super::dialect::ColumnFamily;
+use super::dialect::field_type_of;
 use super::pool::{InvalidText, Param, Rows};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass, Value};
 
 /// One SQLite connection, used from blocking threads one call at a time.
@@ -121,28 +122,24 @@ impl SqliteDb {
 
     /// The columns of a table and their families, or `None` when it does not exist.
     /// The columns `sql` returns, by their declared types (without running it).
-    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, ColumnFamily)>, ConnectorError> {
+    pub async fn describe(&self, sql: &str) -> Result<Vec<(String, FieldType)>, ConnectorError> {
         let (conn, sql) = (Arc::clone(&self.conn), sql.to_owned());
         blocking(move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let statement = conn.prepare(&sql).map_err(|e| error(&sql, e))?;
-            Ok(statement
-                .columns()
-                .iter()
-                .map(|c| (c.name().to_owned(), c.decl_type().map_or(ColumnFamily::Text, ColumnFamily::from_type_name)))
-                .collect())
+            Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.decl_type().map_or(FieldType::Text, field_type_of))).collect())
         })
         .await
     }
 
-    pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, ColumnFamily)>>, ConnectorError> {
+    pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         let (conn, table) = (Arc::clone(&self.conn), table.to_owned());
         blocking(move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let sql = "SELECT name, type FROM pragma_table_info(?1)";
             let mut statement = conn.prepare_cached(sql).map_err(|e| error(sql, e))?;
             let columns = statement
-                .query_map([&table], |row| Ok((row.get::<_, String>(0)?, ColumnFamily::from_type_name(&row.get::<_, String>(1)?))))
+                .query_map([&table], |row| Ok((row.get::<_, String>(0)?, field_type_of(&row.get::<_, String>(1)?))))
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| error(sql, e))?;
             Ok((!columns.is_empty()).then_some(columns))
@@ -206,7 +203,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteDb::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, amount NUMERIC)").await.unwrap();
-        assert_eq!(db.columns("t").await.unwrap().unwrap()[2], ("amount".into(), ColumnFamily::Decimal));
+        assert_eq!(db.columns("t").await.unwrap().unwrap()[2], ("amount".into(), FieldType::Decimal));
         assert_eq!(db.columns("missing").await.unwrap(), None);
         let insert = "INSERT INTO t VALUES (?, ?, ?)".to_owned();
         db.execute_all(vec![

@@ -74,7 +74,7 @@ async fn runs_and_cursors(store: &Store) {
     store.commit(&page).await.unwrap();
     store.commit(&commit("r1", Some(20))).await.unwrap();
     assert_eq!(store.cursor(&members).await.unwrap(), Some(Cursor(json!({"at": 20}))));
-    store.finish_run("r1", syncline_core::RunStatus::Rejects, None, None).await.unwrap();
+    store.finish_run("r1", syncline_core::RunEnd::new(syncline_core::RunStatus::Rejects)).await.unwrap();
     let run = store.run("r1").await.unwrap();
     assert_eq!((run.status.as_str(), run.read_count, run.created_count, run.updated_count, run.rejected_count), ("rejects", 5, 3, 1, 1));
     assert!(run.finished_at.is_some());

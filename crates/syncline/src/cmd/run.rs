@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::runner::{PlanAction, PlanEntry, PlanSink, RunError, RunMode, RunOptions, Scope};
-use syncline_core::{Cursor, ErrorClass, Input, RunParts, RunStatus, execute};
+use syncline_core::{Cursor, ErrorClass, Input, RunEnd, RunParts, RunStatus, execute};
 use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
 
@@ -231,6 +231,8 @@ async fn prepare(
     let target = unless_stopped(session, identity).await?;
     let identity = async { source.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: source"))) };
     let source_identity = unless_stopped(session, identity).await?;
+    let fields = async { source.fields().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: source"))) };
+    sink.declare(&unless_stopped(session, fields).await?);
     let scope = Arc::new(Scope { pipeline: name.clone(), source: source_identity, target });
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     if !args.dry_run {
@@ -325,7 +327,7 @@ async fn run_one(
         Ok(ready) => ready,
         Err(error) => {
             let status = if error.code == Exit::Interrupted { RunStatus::Interrupted } else { RunStatus::Failed };
-            store.finish_run(&run_id, status, Some(&error.message), None).await.map_err(failed)?;
+            store.finish_run(&run_id, RunEnd { error: Some(&error.message), ..RunEnd::new(status) }).await.map_err(failed)?;
             return Err(error);
         }
     };
@@ -359,6 +361,9 @@ async fn run_one(
         }
         Some(error) => return Err(CliError::failed(format!("pipeline {name}: {error}"))),
         None => {}
+    }
+    if let Some(audit) = report.audit.as_deref().filter(|_| !session.quiet) {
+        eprintln!("{name}: {audit}");
     }
     Ok(RunRow {
         pipeline: name.clone(),

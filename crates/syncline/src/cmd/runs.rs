@@ -33,6 +33,10 @@ pub async fn run(store: &Store, args: RunsArgs) -> CliResult {
         ]);
     }
     output::print_table(&table);
+    for r in runs.iter().filter(|r| r.audit.is_some()) {
+        let started = r.started_at.get(..19).unwrap_or(&r.started_at).replace('T', " ");
+        output::line(format!("{} {started}: {}", r.pipeline, r.audit.as_deref().unwrap_or_default()));
+    }
     Ok(Exit::Ok)
 }
 

@@ -5,7 +5,9 @@ use super::error::ConfigError;
 use super::raw::{At, RawConnection, RawHubSpot, RawTier};
 use super::settings::{Ctx, Secret, SinkSettings, SourceSettings, parse_duration};
 use serde_saphyr::Location;
-use syncline_connectors::hubspot::{DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, SinkStream, SourceStream, Tier};
+use syncline_connectors::hubspot::{
+    DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, Properties, SinkStream, SourceStream, Tier,
+};
 
 /// The profile keys, wherever they are written (a source, a sink, `connections.hubspot`).
 struct ProfileKeys<'a> {
@@ -63,7 +65,16 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
         return Err(ctx.err(&id.referenced, &format!("{spath}.id_property"), "a source reads every object; id_property is a sink's"));
     }
     let (token, profile) = profile(ctx, &spath, &place(h), ProfileKeys::of(h))?;
-    let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &h.properties);
+    let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &[]);
+    stream.properties = match &h.properties {
+        Some(_) if !h.exclude.is_empty() => {
+            let message = "exclude applies when every property is read; list properties or exclude some, not both";
+            return Err(ctx.err(&place(h), &format!("{spath}.exclude"), message));
+        }
+        Some(listed) => Properties::Listed(listed.clone()),
+        None => Properties::All { except: h.exclude.clone() },
+    };
+    stream.raw = h.raw.as_ref().is_none_or(|raw| raw.value);
     stream.settle = match &h.settle {
         Some(settle) => parse_duration(&ctx.expand(settle, &format!("{spath}.settle"))?)
             .map_err(|why| ctx.err(&settle.referenced, &format!("{spath}.settle"), why))?,
@@ -79,9 +90,12 @@ pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings
     if let Some(settle) = &h.settle {
         return Err(ctx.err(&settle.referenced, &format!("{spath}.settle"), "settle applies to a HubSpot source"));
     }
-    if !h.properties.is_empty() {
-        let message = "properties are what a HubSpot source reads; a sink writes the mapped fields";
+    if h.properties.is_some() || !h.exclude.is_empty() {
+        let message = "properties and exclude are what a HubSpot source reads; a sink writes the mapped fields";
         return Err(ctx.err(&place(h), &format!("{spath}.properties"), message));
+    }
+    if let Some(raw) = &h.raw {
+        return Err(ctx.err(&raw.referenced, &format!("{spath}.raw"), "raw applies to a HubSpot source"));
     }
     let Some(id_property) = &h.id_property else {
         return Err(ctx.err(&place(h), &spath, "missing id_property (the unique property records are matched on)"));

@@ -310,9 +310,16 @@ pub struct RawHubSpot {
     #[schemars(with = "Option<String>")]
     pub id_property: Option<At<String>>,
     /// A source's properties read of each object, besides `hs_object_id` and its creation and
-    /// modification times (always read).
+    /// modification times (always read). Default: every property the object type has when a
+    /// run starts, so one added in HubSpot is read (and becomes a column) from the next run on.
+    pub properties: Option<Vec<String>>,
+    /// Properties a source reading every property leaves out.
     #[serde(default)]
-    pub properties: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Whether a source's records carry the object as HubSpot sent it, as JSON text in a
+    /// `_raw` field (default true).
+    #[schemars(with = "Option<bool>")]
+    pub raw: Option<At<bool>>,
     /// A source's wait for writes to show in search: objects modified this recently are left
     /// for the next run (default `30s`).
     #[schemars(with = "Option<String>")]

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
-use syncline_sandbox::{DEMO_HUBSPOT_TOKEN, Tier};
+use sqlx::Connection;
+use syncline_sandbox::{DEMO_HUBSPOT_TOKEN, Faults, Service, Tier};
 
 use super::hubspot::{Hub, hub};
 use super::*;
@@ -75,7 +76,9 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 25_000);
     assert_eq!(count(&warehouse, "SELECT COUNT(DISTINCT hs_object_id) FROM contacts").await, 25_000);
     let crowded_iso = crowded.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let at_once = count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE lastmodifieddate = '{crowded_iso}'")).await;
+    // SQLite keeps times as text; strftime reads both spellings
+    let same_ms = format!("strftime('%Y-%m-%d %H:%M:%f', lastmodifieddate) = strftime('%Y-%m-%d %H:%M:%f', '{crowded_iso}')");
+    let at_once = count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE {same_ms}")).await;
     assert!(at_once >= 300, "the 300 of one millisecond arrived ({at_once} rows share it)");
     let found = count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE hs_object_id = '{}'", old[0])).await;
     assert_eq!(found, 0, "the contact modified before the cursor is not read");
@@ -118,7 +121,7 @@ async fn the_warehouse_example_reads_back_what_the_members_example_wrote() {
     std::fs::copy(examples().join("hubspot-to-warehouse.yaml"), d.join("warehouse.yaml")).unwrap();
     let checked = super::hubspot::run(d, &hub, "warehouse.yaml", &["check"]);
     assert_eq!(code(&checked), 0, "{}{}", stdout(&checked), stderr(&checked));
-    assert!(stdout(&checked).contains("7 properties exist"), "{}", stdout(&checked));
+    assert!(stdout(&checked).contains("10 properties are read"), "{}", stdout(&checked));
     let read = super::hubspot::run(d, &hub, "warehouse.yaml", &["run", "contacts"]);
     assert_eq!(code(&read), 0, "{}{}", stdout(&read), stderr(&read));
     let warehouse = sqlite(&d.join("hubspot-warehouse.db")).await;
@@ -131,4 +134,204 @@ async fn the_warehouse_example_reads_back_what_the_members_example_wrote() {
     let checked = super::hubspot::run(d, &hub, "typo.yaml", &["check"]);
     assert_eq!(code(&checked), 2, "{}", stdout(&checked));
     assert!(stdout(&checked).contains(r#""provinca" (did you mean "provincia"?)"#), "{}", stdout(&checked));
+}
+
+/// Reading every property (the default): each lands in a column of its property's type, with
+/// the object's JSON beside it; a property added in HubSpot becomes a column on the next run,
+/// and a listed property the object lacks is named before anything is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_warehouse_follows_the_portals_properties() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG.replace("        properties: [email, firstname]\n", "")).unwrap();
+    let member = |n: usize| {
+        let mut c = contact(n);
+        c.extend([("salario_bruto".to_owned(), format!("{n}50000.25")), ("date_of_birth".to_owned(), "1990-04-01".to_owned())]);
+        c
+    };
+    let members: Vec<_> = (1..=40).map(member).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &members, Utc::now() - Duration::minutes(5)).unwrap();
+
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    let columns: BTreeMap<String, String> =
+        sqlx::query_as("SELECT name, type FROM pragma_table_info('contacts')").fetch_all(&warehouse).await.unwrap().into_iter().collect();
+    for (column, sql_type) in [
+        ("hs_object_id", "INTEGER"),
+        ("email", "TEXT"),
+        ("salario_bruto", "NUMERIC"),
+        ("date_of_birth", "DATE"),
+        ("createdate", "TIMESTAMP"),
+        ("lastmodifieddate", "TIMESTAMP"),
+        ("numero_asociado", "TEXT"),
+        ("_raw", "TEXT"),
+    ] {
+        assert_eq!(columns.get(column).map(String::as_str), Some(sql_type), "column {column}: {columns:?}");
+    }
+    let (salary, raw): (f64, String) =
+        sqlx::query_as("SELECT salario_bruto, _raw FROM contacts WHERE email = 'c7@example.com'").fetch_one(&warehouse).await.unwrap();
+    assert_eq!(salary, 750000.25);
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(raw["properties"]["firstname"], "C7", "{raw}");
+    assert!(raw["id"].as_str().is_some_and(|id| !id.is_empty()), "{raw}");
+
+    // a property added in HubSpot: a column from the next run on, of its type
+    let created = reqwest::Client::new()
+        .post(format!("{}/crm/v3/properties/contacts", hub.url))
+        .bearer_auth(DEMO_HUBSPOT_TOKEN)
+        .json(&serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut late = member(41);
+    late.insert("nivel".to_owned(), "3".to_owned());
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[late], Utc::now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+    let again = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&again), 0, "{}{}", stdout(&again), stderr(&again));
+    assert_eq!(last_run(d, "hs.yaml")["read_count"], 1);
+    let nivel: (String,) =
+        sqlx::query_as("SELECT type FROM pragma_table_info('contacts') WHERE name = 'nivel'").fetch_one(&warehouse).await.unwrap();
+    assert_eq!(nivel.0, "NUMERIC");
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts WHERE nivel = 3").await, 1);
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 41);
+
+    // a listed property the object does not have: named, with the one meant, and nothing read
+    std::fs::write(d.join("typo.yaml"), CONFIG.replace("[email, firstname]", "[email, frstname]")).unwrap();
+    let reads_before = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len();
+    let typo = super::hubspot::run(d, &hub, "typo.yaml", &["run", "contacts", "--full"]);
+    assert_eq!(code(&typo), 2, "{}{}", stdout(&typo), stderr(&typo));
+    assert!(stderr(&typo).contains(r#"contacts has no property "frstname" (did you mean "firstname"?)"#), "{}", stderr(&typo));
+    assert_eq!(hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len(), reads_before, "no object was read");
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 41, "nothing stored was touched");
+}
+
+/// The same portal into PostgreSQL and MariaDB warehouses: tables made from the property types
+/// (numeric, timestamptz, date, bigint key), and a property added in HubSpot added as a column.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_and_mariadb_warehouses_follow_the_portal() {
+    let Some(postgres) = syncline_testkit::postgres().await else { return };
+    let Some(mariadb) = syncline_testkit::mysql().await else { return };
+    for (db, types_sql, expected) in [
+        (
+            &postgres,
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = 'contacts'",
+            [
+                ("hs_object_id", "bigint"),
+                ("salario_bruto", "numeric"),
+                ("createdate", "timestamp with time zone"),
+                ("date_of_birth", "date"),
+                ("nivel", "numeric"),
+            ],
+        ),
+        (
+            &mariadb,
+            "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'contacts'",
+            [
+                ("hs_object_id", "bigint"),
+                ("salario_bruto", "decimal"),
+                ("createdate", "datetime"),
+                ("date_of_birth", "date"),
+                ("nivel", "decimal"),
+            ],
+        ),
+    ] {
+        let hub = hub(Tier::LimitIncrease);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = CONFIG.replace("        properties: [email, firstname]\n", "").replace("sqlite://warehouse.db", &db.url);
+        std::fs::write(d.join("hs.yaml"), config).unwrap();
+        let mut members: Vec<_> = (1..=30).map(contact).collect();
+        for m in &mut members {
+            m.insert("salario_bruto".to_owned(), "1234.5".to_owned());
+        }
+        hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &members, Utc::now() - Duration::minutes(5)).unwrap();
+        let out = run(d, &hub, &["run", "contacts"]);
+        assert_eq!(code(&out), 0, "{}: {}{}", db.url, stdout(&out), stderr(&out));
+        let nivel = serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
+        let created = reqwest::Client::new()
+            .post(format!("{}/crm/v3/properties/contacts", hub.url))
+            .bearer_auth(DEMO_HUBSPOT_TOKEN)
+            .json(&nivel)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let mut late = contact(31);
+        late.insert("nivel".to_owned(), "2.5".to_owned());
+        hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[late], Utc::now()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+        let again = run(d, &hub, &["run", "contacts"]);
+        assert_eq!(code(&again), 0, "{}: {}{}", db.url, stdout(&again), stderr(&again));
+
+        let counts = "SELECT CAST(COUNT(*) AS CHAR(20)), CAST(SUM(CASE WHEN nivel = 2.5 THEN 1 ELSE 0 END) AS CHAR(20)) FROM contacts";
+        let pg_counts = "SELECT COUNT(*)::text, SUM(CASE WHEN nivel = 2.5 THEN 1 ELSE 0 END)::text FROM contacts";
+        let (columns, counts): (BTreeMap<String, String>, (String, String)) = if db.url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let columns = sqlx::query_as(types_sql).fetch_all(&mut conn).await.unwrap().into_iter().collect();
+            (columns, sqlx::query_as(pg_counts).fetch_one(&mut conn).await.unwrap())
+        } else {
+            let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            let columns = sqlx::query_as(types_sql).fetch_all(&mut conn).await.unwrap().into_iter().collect();
+            (columns, sqlx::query_as(counts).fetch_one(&mut conn).await.unwrap())
+        };
+        for (column, sql_type) in expected {
+            assert_eq!(columns.get(column).map(String::as_str), Some(sql_type), "{}: column {column}: {columns:?}", db.url);
+        }
+        assert_eq!(counts, ("31".to_owned(), "1".to_owned()), "{}: rows, and rows with the new property's value", db.url);
+    }
+    postgres.drop().await;
+    mariadb.drop().await;
+}
+
+/// The completeness check: an incremental run that read everything says so in the sync
+/// history; when search counts an object it leaves out of its results (an index out of step),
+/// the run fails loudly naming the range, and a `--full` run lists and lands it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_search_leaves_out_fails_the_completeness_check() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG).unwrap();
+    let cursor = format!(r#"{{"at_ms": {}, "id": 0}}"#, (Utc::now() - Duration::minutes(10)).timestamp_millis());
+    let set = run(d, &hub, &["state", "set", "contacts", &cursor, "--yes"]);
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+
+    // 450 modified a minute ago, read by search: complete, and the history says so
+    let first: Vec<_> = (1..=450).map(contact).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &first, Utc::now() - Duration::minutes(1)).unwrap();
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let last = last_run(d, "hs.yaml");
+    assert_eq!(last["read_count"], 450);
+    let audit = last["audit"].as_str().unwrap_or_default();
+    assert!(audit.starts_with("complete: 450 contacts read, search counts 450 with lastmodifieddate from"), "{last}");
+    assert!(stderr(&out).contains(audit), "the run prints its audit: {}", stderr(&out));
+
+    // 300 more, one of which search counts but does not return
+    let second: Vec<_> = (451..=750).map(contact).collect();
+    let ids = hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &second, Utc::now() - Duration::seconds(20)).unwrap();
+    let hidden = ids[137];
+    hub.sandbox.set_service_faults(Service::HubSpot, Faults { search_skips: vec![hidden], ..Faults::default() });
+    let failed = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&failed), 1, "{}{}", stdout(&failed), stderr(&failed));
+    for words in
+        ["completeness check failed", "search counts 300 contacts with lastmodifieddate from", "returned 299", "1 missing", "--full"]
+    {
+        assert!(stderr(&failed).contains(words), "{words:?} in {}", stderr(&failed));
+    }
+    let last = last_run(d, "hs.yaml");
+    assert_eq!(last["status"], "failed", "{last}");
+    assert!(last["error"].as_str().unwrap().contains("completeness check failed"), "{last}");
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    assert_eq!(count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE hs_object_id = {hidden}")).await, 0);
+
+    // a full run lists every object, the one search leaves out too
+    let full = run(d, &hub, &["run", "contacts", "--full"]);
+    assert_eq!(code(&full), 0, "{}{}", stdout(&full), stderr(&full));
+    assert_eq!(count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE hs_object_id = {hidden}")).await, 1);
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 750);
 }
