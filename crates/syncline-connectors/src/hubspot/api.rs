@@ -128,6 +128,8 @@ pub struct SimpleObject {
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
     /// Upserts only: whether the object was created.
     #[serde(default, skip_serializing)]
     pub new: Option<bool>,
@@ -345,6 +347,15 @@ impl HubSpotApi {
         let mut pairs = vec![("limit", limit.as_str()), ("properties", properties.as_str())];
         pairs.extend(after.map(|after| ("after", after)));
         self.call("list", Request::get(format!("/crm/v3/objects/{object}?{}", query(&pairs)))).await
+    }
+
+    /// `GET /crm/v3/objects/{object}?archived=true`: a page of up to 100 archived objects (id
+    /// and `archivedAt`) in id order, after `after`.
+    pub async fn list_archived(&self, object: &str, after: Option<&str>) -> Result<ListPage, ConnectorError> {
+        let limit = LIST_PAGE.to_string();
+        let mut pairs = vec![("limit", limit.as_str()), ("archived", "true"), ("properties", "hs_object_id")];
+        pairs.extend(after.map(|after| ("after", after)));
+        self.call("list_archived", Request::get(format!("/crm/v3/objects/{object}?{}", query(&pairs)))).await
     }
 
     /// `POST /crm/v3/objects/{object}/search`, paced by the search API's own limit.

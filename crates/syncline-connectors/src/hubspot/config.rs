@@ -130,6 +130,9 @@ pub struct SourceStream {
     pub properties: Properties,
     /// Whether each record also carries the object as HubSpot sent it, as JSON text in `_raw`.
     pub raw: bool,
+    /// Whether a read that reaches the end also marks what left HubSpot: archived objects get
+    /// `_deleted_at`, objects merged into another `_merged_into` (live ones carry both, empty).
+    pub deletes: bool,
     /// Objects modified this recently are left for the next run: HubSpot's search sees a
     /// write a few moments after it is made, and a cursor must not pass one it cannot see yet.
     pub settle: Duration,
@@ -144,6 +147,7 @@ impl SourceStream {
             object: object.to_owned(),
             properties: Properties::Listed(properties.to_vec()),
             raw: false,
+            deletes: false,
             settle: DEFAULT_SETTLE,
             created: None,
         }
@@ -152,6 +156,10 @@ impl SourceStream {
 
 /// The field of a source record that holds the object as HubSpot sent it.
 pub const RAW_FIELD: &str = "_raw";
+/// When an object was archived in HubSpot (empty while it is live).
+pub const DELETED_FIELD: &str = "_deleted_at";
+/// The object a merged object became part of (empty for one that was not merged away).
+pub const MERGED_FIELD: &str = "_merged_into";
 
 /// How long a write takes to show in search, with room to spare.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);

@@ -12,8 +12,8 @@ mod source;
 
 pub use api::{HubSpotApi, PropertyDef, SEARCH_MAX_RESULTS, SEARCH_PAGE, SimpleObject};
 pub use config::{
-    DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, Properties, RAW_FIELD, SinkStream, SourceStream, Tier,
-    time_properties,
+    DEFAULT_BASE_URL, DEFAULT_SETTLE, DELETED_FIELD, HubSpotProfile, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, RAW_FIELD, SinkStream,
+    SourceStream, Tier, time_properties,
 };
 pub use sink::HubSpotSink;
 pub use source::HubSpotSource;

@@ -11,6 +11,12 @@
 //!   share one millisecond, and an object modified during the run (which leaves its place in
 //!   the order) cannot shift the pages after it.
 //! - **Backfill** reads the objects created in a time range the same way, ordered by creation.
+//! - **What left HubSpot**, when the stream marks deletes: after the read reaches the end, the
+//!   archived objects are listed (`archived=true`, 100 a page) as records with `_deleted_at`,
+//!   then the objects merged away (named by the `hs_merged_object_ids` of the objects read) as
+//!   records with `_merged_into`. Those pages carry the read's last cursor, so they move
+//!   nothing; every read lists the archived objects again (HubSpot cannot filter them by time).
+//!   Live records carry both fields empty, so an object restored from the archive is live again.
 //! - **The completeness check**: a search read that reaches the end counts, in one more search,
 //!   the objects in the range it read (from its first position to its last) and compares that
 //!   with the objects search returned. Objects modified again during the run leave the range, so
@@ -33,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Source, Value};
 
 use super::api::{Filter, FilterGroup, HubSpotApi, Operator, PropertyDef, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
-use super::config::{Properties, RAW_FIELD, SourceStream, time_properties};
+use super::config::{DELETED_FIELD, MERGED_FIELD, Properties, RAW_FIELD, SourceStream, time_properties};
 
 /// Where a read stands, as the cursor stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,12 +92,27 @@ pub struct HubSpotSource {
     listing: bool,
     /// The last search returned less than a page: there is nothing after it.
     exhausted: bool,
+    /// The read itself reached the end.
+    read_ended: bool,
+    /// Where the read stands once it reached the end, marking what left HubSpot.
+    tail: Option<Tail>,
+    /// Objects merged away, and into which, as the records read name them.
+    merged: Vec<(u64, u64)>,
     /// The search read so far, for the completeness check.
     range: Option<SearchedRange>,
     /// What the completeness check found.
     audit: Option<String>,
     /// Search requests made (backfill reports them).
     pub searches: u64,
+}
+
+/// The pages after the read: archived objects from `archived_after` (HubSpot's `after`), then
+/// the merged ones, all under the read's last cursor.
+#[derive(Debug, Clone)]
+struct Tail {
+    cursor: Cursor,
+    archived_after: Option<String>,
+    archived_done: bool,
 }
 
 /// A search read: from which position, to which, and how many objects search returned.
@@ -133,6 +154,9 @@ impl HubSpotSource {
             started_ms,
             listing: false,
             exhausted: false,
+            read_ended: false,
+            tail: None,
+            merged: Vec::new(),
             range: None,
             audit: None,
             searches: 0,
@@ -146,7 +170,40 @@ impl HubSpotSource {
         if self.stream.raw {
             fields.push((RAW_FIELD.to_owned(), FieldType::Text));
         }
+        if self.marks_deletes() {
+            fields.push((DELETED_FIELD.to_owned(), FieldType::TimestampTz));
+            fields.push((MERGED_FIELD.to_owned(), FieldType::Int));
+        }
         Ok(fields)
+    }
+
+    /// Whether the read marks archived and merged objects (not backfill: it reads creations).
+    fn marks_deletes(&self) -> bool {
+        self.stream.deletes && !matches!(self.read, Read::Created { .. })
+    }
+
+    /// The next page of what left HubSpot, once the read reached the end at `cursor`.
+    async fn tail_page(&mut self) -> Result<Option<Page>, ConnectorError> {
+        while let Some(mut tail) = self.tail.take() {
+            let records: Vec<Record> = if tail.archived_done {
+                let merged = std::mem::take(&mut self.merged);
+                merged.into_iter().map(|(id, into)| gone(id.to_string(), MERGED_FIELD, Value::Int(into as i64))).collect()
+            } else {
+                let page = self.api.list_archived(&self.stream.object, tail.archived_after.as_deref()).await?;
+                tail.archived_after = page.next_after().map(str::to_owned);
+                tail.archived_done = tail.archived_after.is_none();
+                let archived = |o: SimpleObject| o.archived_at.or(o.updated_at).map_or(Value::Null, Value::Text);
+                page.results.into_iter().map(|o| (o.id.clone(), archived(o))).map(|(id, at)| gone(id, DELETED_FIELD, at)).collect()
+            };
+            let cursor = Some(tail.cursor.clone());
+            if !tail.archived_done || !self.merged.is_empty() {
+                self.tail = Some(tail);
+            }
+            if !records.is_empty() {
+                return Ok(Some(Page { records, cursor, rejected: Vec::new() }));
+            }
+        }
+        Ok(None)
     }
 
     /// Resolves the properties read against the object type's definitions, once.
@@ -278,19 +335,27 @@ impl HubSpotSource {
         Ok(())
     }
 
-    /// One page of the listing from object `after`.
-    async fn list_page(&mut self, after: Option<u64>, listed_at_ms: i64) -> Result<Option<Page>, ConnectorError> {
-        let after = after.map(|a| a.to_string());
-        let page = self.api.list(&self.stream.object, &self.wanted_names(), after.as_deref()).await?;
-        let next = match page.next_after() {
-            Some(next) => Some(
-                next.parse::<u64>()
-                    .map_err(|_| ConnectorError::new(ErrorClass::Data, format!("HubSpot's list cursor {next:?} is not an object id")))?,
-            ),
-            None => None,
-        };
-        let records = page.results.into_iter().map(|o| self.record(o).map(|(r, ..)| r)).collect::<Result<Vec<_>, _>>()?;
-        let position = match next {
+    /// One page of the listing from object `after`: up to `LISTED_PER_PAGE` objects.
+    async fn list_page(&mut self, mut after: Option<u64>, listed_at_ms: i64) -> Result<Option<Page>, ConnectorError> {
+        // a page of the read is up to ten list calls, so writes and commits come in thousands
+        let mut records = Vec::new();
+        loop {
+            let page = self.api.list(&self.stream.object, &self.wanted_names(), after.map(|a| a.to_string()).as_deref()).await?;
+            after =
+                match page.next_after() {
+                    Some(next) => Some(next.parse::<u64>().map_err(|_| {
+                        ConnectorError::new(ErrorClass::Data, format!("HubSpot's list cursor {next:?} is not an object id"))
+                    })?),
+                    None => None,
+                };
+            for object in page.results {
+                records.push(self.record(object)?.0);
+            }
+            if after.is_none() || records.len() >= LISTED_PER_PAGE {
+                break;
+            }
+        }
+        let position = match after {
             Some(list_after) => Position::Listing { list_after, listed_at_ms },
             // listed to the end: what changed since the listing began comes by search
             None => Position::Keyset { at_ms: listed_at_ms, id: 0 },
@@ -359,6 +424,10 @@ impl HubSpotSource {
         if let Some(raw) = raw {
             record.set(RAW_FIELD, Value::Text(raw));
         }
+        if self.marks_deletes() {
+            record.set(DELETED_FIELD, Value::Null);
+            record.set(MERGED_FIELD, Value::Null);
+        }
         Ok((record, at_ms, id))
     }
 }
@@ -388,7 +457,9 @@ pub(crate) fn resolve(stream: &SourceStream, defined: &[PropertyDef]) -> Result<
         Properties::All { except } => defined.iter().map(|d| d.name.clone()).filter(|name| !except.contains(name)).collect(),
     };
     let (created, modified) = time_properties(&stream.object);
-    for always in ["hs_object_id", created, modified] {
+    // merges are told by the objects merged into
+    let merges = stream.deletes && defined.iter().any(|d| d.name == MERGES);
+    for always in ["hs_object_id", created, modified].into_iter().chain(merges.then_some(MERGES)) {
         if !wanted.iter().any(|w| w == always) {
             wanted.push(always.to_owned());
         }
@@ -403,14 +474,28 @@ pub(crate) fn resolve(stream: &SourceStream, defined: &[PropertyDef]) -> Result<
         .collect())
 }
 
+/// Objects listed into one page of the read (ten list calls of 100).
+const LISTED_PER_PAGE: usize = 1_000;
+
+/// The property listing the objects merged into an object (`;`-separated ids).
+const MERGES: &str = "hs_merged_object_ids";
+
+/// A record marking object `id` as gone: its id and `field` (when archived, or into which object).
+fn gone(id: String, field: &str, value: Value) -> Record {
+    let mut record = Record::new(id.clone());
+    record.set("hs_object_id", Value::Text(id));
+    record.set(field, value);
+    record
+}
+
 /// A HubSpot time as epoch milliseconds: epoch milliseconds or ISO 8601 text.
 fn epoch_ms(text: &str) -> Option<i64> {
     text.trim().parse::<i64>().ok().or_else(|| DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis()))
 }
 
-impl Source for HubSpotSource {
-    async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
-        self.resolve().await?;
+impl HubSpotSource {
+    /// The next page of the read itself, from `after`.
+    async fn read_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
         match after.map(Position::of).transpose()? {
             Some(Position::Listing { list_after, listed_at_ms }) => self.list_page(Some(list_after), listed_at_ms).await,
             Some(Position::Keyset { at_ms, id }) => self.search_page((at_ms, id)).await,
@@ -419,6 +504,36 @@ impl Source for HubSpotSource {
                 None => self.list_page(None, self.started_ms).await,
             },
         }
+    }
+
+    /// Notes the objects `records` say were merged into them.
+    fn note_merges(&mut self, records: &[Record]) {
+        for record in records {
+            let merged = record.get(MERGES).and_then(Value::as_text);
+            let (Some(merged), Ok(into)) = (merged, record.key.parse::<u64>()) else { continue };
+            self.merged.extend(merged.split(';').filter_map(|id| id.trim().parse().ok()).map(|id| (id, into)));
+        }
+    }
+}
+
+impl Source for HubSpotSource {
+    async fn next_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
+        self.resolve().await?;
+        if self.tail.is_none() && !self.read_ended {
+            if let Some(page) = self.read_page(after).await? {
+                if self.marks_deletes() {
+                    self.note_merges(&page.records);
+                }
+                return Ok(Some(page));
+            }
+            self.read_ended = true;
+            if self.marks_deletes() {
+                let start = self.start_position().unwrap_or((self.started_ms, 0));
+                let cursor = after.cloned().unwrap_or_else(|| Position::Keyset { at_ms: start.0, id: start.1 }.cursor());
+                self.tail = Some(Tail { cursor, archived_after: None, archived_done: false });
+            }
+        }
+        self.tail_page().await
     }
 
     fn audit(&self) -> Option<String> {

@@ -365,7 +365,7 @@ fn is_missing_table(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            code == "42P01" || code == "1146" || db.message().contains("no such table")
+            code == "42P01" || code == "1146" || code == "42S02" || db.message().contains("no such table")
         }
         _ => false,
     }

@@ -4,7 +4,7 @@
 //! each column's type before binding, so one bad value rejects its record, not the batch.
 
 use super::config::SqlSinkSettings;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, field_type_of};
 use super::pool::{Param, Rows, SqlPool};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
@@ -111,8 +111,10 @@ impl SqlSink {
             );
             return Err(ConnectorError::new(ErrorClass::Config, message));
         }
+        let mut added = Vec::new();
         for name in missing {
-            let sql = format!("ALTER TABLE {} ADD COLUMN {}", self.dialect().quote(&table), self.column_definition(name, sample));
+            let column_type = self.dialect().column_type(self.type_for(name, sample), false);
+            let sql = format!("ALTER TABLE {} ADD COLUMN {} {column_type}", self.dialect().quote(&table), self.dialect().quote(name));
             if let Err(error) = self.pool.execute(&sql).await {
                 // another run may have added it first
                 let now = self.pool.columns(&table).await?.unwrap_or_default();
@@ -121,8 +123,10 @@ impl SqlSink {
                 }
             }
             tracing::info!(table = %table, column = %name, "added a column for a new field");
+            // as the database will describe it (PostgreSQL's cached statements may not yet)
+            added.push((name.clone(), field_type_of(column_type)));
         }
-        self.columns = Some(self.pool.columns(&table).await?.unwrap_or_default().into_iter().collect());
+        self.columns.as_mut().expect("learnt above").extend(added);
         Ok(())
     }
 
@@ -182,7 +186,7 @@ impl Sink for SqlSink {
             let mut rejected = None;
             for name in &names {
                 let value = record.get(name).unwrap_or(&Value::Null);
-                match convert(value, columns[name]) {
+                match convert(value, columns.get(name).copied().unwrap_or(FieldType::Text)) {
                     Ok(p) => params.push(p),
                     Err(why) => {
                         rejected = Some(RecordError::data(name, "sink_type", why));

@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm/v3/objects/{object_type}/batch/upsert", post(objects::batch_upsert))
         .route("/crm/v3/objects/{object_type}/batch/archive", post(objects::batch_archive))
         .route("/crm/v3/objects/{object_type}/search", post(search_objects))
+        .route("/crm/v3/objects/{object_type}/merge", post(objects::merge))
         .route("/account-info/v3/details", get(account_details))
         .route("/crm-object-schemas/v3/schemas", get(schemas::list).post(schemas::create))
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))

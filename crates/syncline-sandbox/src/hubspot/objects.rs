@@ -253,6 +253,36 @@ pub(crate) async fn update(State(sandbox): State<Sandbox>, call: Call, Path((kin
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MergeBody {
+    primary_object_id: String,
+    object_id_to_merge: String,
+}
+
+/// `POST …/merge` (`PublicMergeInput`): the secondary merged into the primary, which is answered.
+pub(crate) async fn merge(State(sandbox): State<Sandbox>, call: Call, Path(kind): Path<String>, body: Bytes) -> Response {
+    let parsed: Result<MergeBody, _> = parse_body(&body);
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, effects| {
+        let (kind, body) = match request(portal, &kind, parsed, 0) {
+            Ok(request) => request,
+            Err(e) => return e,
+        };
+        let (Ok(primary), Ok(secondary)) = (body.primary_object_id.parse(), body.object_id_to_merge.parse()) else {
+            return refused(&kind, Refused::NotFound);
+        };
+        match portal.merge(&kind, primary, secondary) {
+            Ok(()) => {
+                effect(effects, "merged", &kind, secondary);
+                let object = portal.store(&kind).find("hs_object_id", &primary.to_string()).expect("merged into a live object");
+                (StatusCode::OK, object.to_json(None))
+            }
+            Err(refusal) => refused(&kind, refusal),
+        }
+    })
+    .await
+}
+
 /// Archiving answers 204 whether or not the object was live, as HubSpot does.
 pub(crate) async fn archive(State(sandbox): State<Sandbox>, call: Call, Path((kind, id)): Path<(String, String)>) -> Response {
     serve(&sandbox, call, 0, Limit::TenSecondly, |portal, effects| {

@@ -244,6 +244,28 @@ impl Portal {
         }
     }
 
+    /// Merges the live object `secondary` into the live object `primary`, as HubSpot does: the
+    /// secondary leaves every read (archived ones included) and its unique values are freed, and
+    /// the primary lists it, and any it had absorbed, in `hs_merged_object_ids`.
+    pub fn merge(&mut self, object_type: &str, primary: u64, secondary: u64) -> Result<(), Refused> {
+        let live =
+            |portal: &Portal, id: u64| portal.stores.get(object_type).and_then(|s| s.find("hs_object_id", &id.to_string())).is_some();
+        if primary == secondary || !live(self, primary) || !live(self, secondary) {
+            return Err(Refused::NotFound);
+        }
+        let store = self.store(object_type);
+        let gone = store.objects.remove(&secondary).expect("checked live above");
+        store.unique.retain(|_, holder| *holder != secondary);
+        let merged_ids = |o: &BTreeMap<String, String>| o.get("hs_merged_object_ids").cloned().unwrap_or_default();
+        let mut ids: Vec<String> = merged_ids(&store.objects[&primary].properties).split(';').map(str::to_owned).collect();
+        ids.extend(merged_ids(&gone.properties).split(';').map(str::to_owned));
+        ids.push(secondary.to_string());
+        ids.retain(|id| !id.is_empty());
+        let merged = BTreeMap::from([("hs_merged_object_ids".to_owned(), ids.join(";"))]);
+        self.apply(object_type, primary, &merged, Utc::now());
+        Ok(())
+    }
+
     /// Archives the live object `id`; false when there is none.
     pub fn archive(&mut self, object_type: &str, id: u64) -> bool {
         let store = self.store(object_type);

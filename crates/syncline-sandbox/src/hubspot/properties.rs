@@ -140,6 +140,9 @@ pub(crate) fn defaults(object_type: &str) -> Vec<Property> {
         p(created, "datetime", "date", false, true),
         p(modified, "datetime", "date", false, true),
     ];
+    if matches!(object_type, "contacts" | "companies" | "deals" | "tickets") {
+        list.push(p("hs_merged_object_ids", "enumeration", "checkbox", false, true));
+    }
     match object_type {
         "contacts" => list.extend([
             p("email", "string", "text", true, false),

@@ -75,6 +75,7 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
         None => Properties::All { except: h.exclude.clone() },
     };
     stream.raw = h.raw.as_ref().is_none_or(|raw| raw.value);
+    stream.deletes = h.deletes.as_ref().is_none_or(|deletes| deletes.value);
     stream.settle = match &h.settle {
         Some(settle) => parse_duration(&ctx.expand(settle, &format!("{spath}.settle"))?)
             .map_err(|why| ctx.err(&settle.referenced, &format!("{spath}.settle"), why))?,
@@ -94,8 +95,10 @@ pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings
         let message = "properties and exclude are what a HubSpot source reads; a sink writes the mapped fields";
         return Err(ctx.err(&place(h), &format!("{spath}.properties"), message));
     }
-    if let Some(raw) = &h.raw {
-        return Err(ctx.err(&raw.referenced, &format!("{spath}.raw"), "raw applies to a HubSpot source"));
+    for (key, flag) in [("raw", &h.raw), ("deletes", &h.deletes)] {
+        if let Some(flag) = flag {
+            return Err(ctx.err(&flag.referenced, &format!("{spath}.{key}"), format!("{key} applies to a HubSpot source")));
+        }
     }
     let Some(id_property) = &h.id_property else {
         return Err(ctx.err(&place(h), &spath, "missing id_property (the unique property records are matched on)"));

@@ -320,6 +320,10 @@ pub struct RawHubSpot {
     /// `_raw` field (default true).
     #[schemars(with = "Option<bool>")]
     pub raw: Option<At<bool>>,
+    /// Whether a source marks what left HubSpot once it read to the end: archived objects get
+    /// `_deleted_at`, objects merged into another `_merged_into` (default true).
+    #[schemars(with = "Option<bool>")]
+    pub deletes: Option<At<bool>>,
     /// A source's wait for writes to show in search: objects modified this recently are left
     /// for the next run (default `30s`).
     #[schemars(with = "Option<String>")]

@@ -105,7 +105,7 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
     assert_eq!(last_run(d, "hs.yaml")["read_count"], 25_002);
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 25_002);
     let lists = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").iter().filter(|r| r.method == "GET").count() - lists_before;
-    assert_eq!(lists, 251, "25,002 contacts in pages of 100");
+    assert_eq!(lists, 252, "25,002 contacts in pages of 100, and one page of archived ones (none)");
     assert!(hub.sandbox.ledger().requests.iter().all(|r| r.status != 400));
 }
 
@@ -121,7 +121,7 @@ async fn the_warehouse_example_reads_back_what_the_members_example_wrote() {
     std::fs::copy(examples().join("hubspot-to-warehouse.yaml"), d.join("warehouse.yaml")).unwrap();
     let checked = super::hubspot::run(d, &hub, "warehouse.yaml", &["check"]);
     assert_eq!(code(&checked), 0, "{}{}", stdout(&checked), stderr(&checked));
-    assert!(stdout(&checked).contains("10 properties are read"), "{}", stdout(&checked));
+    assert!(stdout(&checked).contains("11 properties are read"), "{}", stdout(&checked));
     let read = super::hubspot::run(d, &hub, "warehouse.yaml", &["run", "contacts"]);
     assert_eq!(code(&read), 0, "{}{}", stdout(&read), stderr(&read));
     let warehouse = sqlite(&d.join("hubspot-warehouse.db")).await;
@@ -334,4 +334,47 @@ async fn an_object_search_leaves_out_fails_the_completeness_check() {
     assert_eq!(code(&full), 0, "{}{}", stdout(&full), stderr(&full));
     assert_eq!(count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE hs_object_id = {hidden}")).await, 1);
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 750);
+}
+
+/// What left HubSpot is marked and nothing is removed: an archived contact gets `_deleted_at`,
+/// one merged into another `_merged_into` (the other's id); the rest keep both empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn archived_and_merged_contacts_are_marked() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG).unwrap();
+    let contacts: Vec<_> = (1..=20).map(contact).collect();
+    let ids = hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &contacts, Utc::now() - Duration::minutes(5)).unwrap();
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts WHERE _deleted_at IS NULL AND _merged_into IS NULL").await, 20);
+
+    let client = reqwest::Client::new();
+    let archived =
+        client.delete(format!("{}/crm/v3/objects/contacts/{}", hub.url, ids[3])).bearer_auth(DEMO_HUBSPOT_TOKEN).send().await.unwrap();
+    assert_eq!(archived.status(), 204);
+    let merged = client
+        .post(format!("{}/crm/v3/objects/contacts/merge", hub.url))
+        .bearer_auth(DEMO_HUBSPOT_TOKEN)
+        .json(&serde_json::json!({"primaryObjectId": ids[4].to_string(), "objectIdToMerge": ids[5].to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(merged.status(), 200);
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+    let again = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&again), 0, "{}{}", stdout(&again), stderr(&again));
+
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 20, "nothing is removed");
+    let one = |filter: String| {
+        let warehouse = warehouse.clone();
+        async move { count(&warehouse, &format!("SELECT COUNT(*) FROM contacts WHERE {filter}")).await }
+    };
+    assert_eq!(one(format!("hs_object_id = {} AND _deleted_at IS NOT NULL", ids[3])).await, 1, "the archived contact is marked");
+    let into = one(format!("hs_object_id = {} AND _merged_into = {}", ids[5], ids[4])).await;
+    assert_eq!(into, 1, "the merged contact names the one it became part of");
+    assert_eq!(one(format!("hs_object_id = {} AND email = 'c6@example.com'", ids[5])).await, 1, "the merged contact's values stay");
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts WHERE _deleted_at IS NULL AND _merged_into IS NULL").await, 18);
 }
