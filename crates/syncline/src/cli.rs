@@ -126,6 +126,13 @@ pub struct SandboxArgs {
     /// The demo portal's tier (free: 100 calls per 10 s, professional: 190, api-limit-increase: 250).
     #[arg(long, value_parser = parse_tier, conflicts_with = "seed")]
     pub tier: Option<syncline_connectors::hubspot::Tier>,
+    /// Give the demo portal this many generated contacts (10 properties each), modified over
+    /// the past day.
+    #[arg(long, default_value_t = 0, conflicts_with = "seed")]
+    pub contacts: u64,
+    /// No rate limits at all on the demo portal (not a HubSpot tier: for benchmarks).
+    #[arg(long, conflicts_with_all = ["seed", "tier"])]
+    pub no_limits: bool,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +350,15 @@ pub struct BenchArgs {
     /// of it matches (Welch's t-test per scheme; fails when p ≤ 0.01).
     #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow"])]
     pub timing: bool,
+    /// Measure HubSpot → warehouse ingestion instead: `--rows` contacts with 10 properties from
+    /// a sandbox without rate limits (its own process) into a warehouse table, by a full run;
+    /// records/s and resident memory.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing"])]
+    pub warehouse: bool,
+    /// The warehouse database for `--warehouse` (default: SQLite in `--dir`), e.g.
+    /// `postgres://127.0.0.1/test`.
+    #[arg(long, requires = "warehouse")]
+    pub warehouse_url: Option<String>,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

@@ -5,43 +5,16 @@
 use crate::cli::BenchArgs;
 use crate::config;
 use crate::exit::{CliError, CliResult, Exit};
-use crate::pipeline;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
-use syncline_connectors::hubspot::Tier;
-use syncline_core::runner::{Counts, RunMode, Scope};
-use syncline_core::{Input, Progress, RunParts, RunReport, execute};
-use syncline_store::Store;
+use syncline_core::RunReport;
+
+use super::{MemoryProbe, rss_kib, run_full, start_sandbox};
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
 const MEMBERS_YAML: &str = include_str!("../../../../examples/members.yaml");
 const MEMBER_SCHEMA: &str = include_str!("../../../../examples/member.schema.json");
 const MEMBERS_TO_HUBSPOT_YAML: &str = include_str!("../../../../examples/members-to-hubspot.yaml");
-
-/// Samples memory as the run goes.
-struct MemoryProbe {
-    started: Instant,
-    next_mark: u64,
-    marks: Vec<(u64, u64, f64)>,
-}
-
-impl Progress for MemoryProbe {
-    fn update(&mut self, total: &Counts) {
-        if total.read >= self.next_mark {
-            self.marks.push((total.read, rss_kib("VmRSS"), self.started.elapsed().as_secs_f64()));
-            self.next_mark = self.next_mark.saturating_mul(if self.next_mark < 100_000 { 10 } else { 2 });
-        }
-    }
-}
-
-/// A field of /proc/self/status in KiB (0 where unavailable).
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
 
 pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
@@ -57,7 +30,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
         "generated in {:.1}s; running the members pipeline (release builds only give meaningful figures)",
         generated.elapsed().as_secs_f64()
     );
-    let sandbox = args.hubspot.map(start_sandbox).transpose()?;
+    let sandbox = args.hubspot.map(|tier| start_sandbox(&["--tier", tier.name()])).transpose()?;
     let base_url = sandbox.as_ref().map(|s| s.url.clone());
     let env = move |name: &str| (name == "HUBSPOT_BASE_URL").then(|| base_url.clone()).flatten();
     let (file, yaml) = match args.hubspot {
@@ -67,32 +40,12 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let config = config::parse(file, &yaml, dir, &env)?;
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
-    let report = run_members(&config, dir, &mut probe).await?;
+    let report = run_full(&config, "members", dir, &mut probe).await?;
     print_figures(args, &report, started.elapsed().as_secs_f64(), &probe);
     if let Some(sandbox) = &sandbox {
         print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
     }
     Ok(Exit::Ok)
-}
-
-/// One full run of the config's `members` pipeline, as `syncline run --full` makes it.
-async fn run_members(config: &config::Config, dir: &Path, probe: &mut MemoryProbe) -> Result<RunReport, CliError> {
-    let p = config.pipeline("members").expect("the example defines members");
-    let store = Store::connect(&config.state.url).await.map_err(CliError::failed)?;
-    let transforms = pipeline::transforms(p, dir)?;
-    let mut source = pipeline::source(p, dir, None).await?;
-    let sink = pipeline::sink(p, dir, p.batch_size).await?;
-    let target = sink.identity().await.map_err(CliError::failed)?;
-    let scope = Arc::new(Scope { pipeline: "members".into(), source: source.identity().await.map_err(CliError::failed)?, target });
-    let run_id = uuid::Uuid::now_v7().to_string();
-    store.start_run(&run_id, "members", RunMode::Full.name()).await.map_err(CliError::failed)?;
-    let options = pipeline::run_options(p, run_id, scope, RunMode::Full, p.batch_size, Default::default());
-    let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::Source { source: &mut source, start: None } };
-    let report = execute(parts, &store, probe, None).await.map_err(CliError::failed)?;
-    match report.error {
-        Some(e) => Err(CliError::failed(e)),
-        None => Ok(report),
-    }
 }
 
 fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &MemoryProbe) {
@@ -120,38 +73,6 @@ fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &Memory
         timings.write.as_secs_f64(),
         timings.commit.as_secs_f64()
     );
-}
-
-/// `syncline sandbox` as a child process (so the figures measure syncline alone), killed on drop.
-struct SandboxProcess {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sandbox(tier: Tier) -> Result<SandboxProcess, CliError> {
-    use std::io::BufRead;
-    let exe = std::env::current_exe().map_err(CliError::failed)?;
-    let mut child = std::process::Command::new(exe)
-        .args(["sandbox", "--port", "0", "--tier", tier.name()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut banner = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut banner).map_err(CliError::failed)?;
-    let url = banner.trim().strip_prefix("sandbox listening on ").map(str::to_owned);
-    let process = SandboxProcess { child, url: url.unwrap_or_default() };
-    if process.url.is_empty() {
-        return Err(CliError::failed(format!("the sandbox did not start: {banner:?}")));
-    }
-    Ok(process)
 }
 
 /// Calls per 10-second window as the sandbox counted them, and how full the full windows were.

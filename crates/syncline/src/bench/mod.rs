@@ -3,15 +3,25 @@
 //! - `members`: the members pipeline over generated rows, into SQLite or a HubSpot sandbox;
 //! - `intake`: durable webhook intake;
 //! - `flow`: the lead → ManyChat flow through intake, inbox and workers;
-//! - `timing`: that refusing a forged signature takes the same time however much of it matches.
+//! - `timing`: that refusing a forged signature takes the same time however much of it matches;
+//! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits.
 
 mod flow;
 mod intake;
 mod members;
 mod timing;
+mod warehouse;
 
 use crate::cli::BenchArgs;
+use crate::config;
 use crate::exit::{CliError, CliResult};
+use crate::pipeline;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use syncline_core::runner::{Counts, RunMode, Scope};
+use syncline_core::{Input, Progress, RunParts, RunReport, execute};
+use syncline_store::Store;
 
 pub async fn run(args: BenchArgs) -> CliResult {
     let temp;
@@ -29,6 +39,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         intake::run(&dir).await
     } else if args.flow {
         flow::run(&dir).await
+    } else if args.warehouse {
+        warehouse::run(&args, &dir).await
     } else {
         members::run(&args, &dir).await
     }
@@ -38,4 +50,83 @@ pub async fn run(args: BenchArgs) -> CliResult {
 fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
     let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[at]
+}
+
+/// Samples memory as the run goes.
+struct MemoryProbe {
+    started: Instant,
+    next_mark: u64,
+    marks: Vec<(u64, u64, f64)>,
+}
+
+impl Progress for MemoryProbe {
+    fn update(&mut self, total: &Counts) {
+        if total.read >= self.next_mark {
+            self.marks.push((total.read, rss_kib("VmRSS"), self.started.elapsed().as_secs_f64()));
+            self.next_mark = self.next_mark.saturating_mul(if self.next_mark < 100_000 { 10 } else { 2 });
+        }
+    }
+}
+
+/// A field of /proc/self/status in KiB (0 where unavailable).
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// One full run of the config's pipeline `name`, as `syncline run --full` makes it.
+async fn run_full(config: &config::Config, name: &str, dir: &Path, probe: &mut MemoryProbe) -> Result<RunReport, CliError> {
+    let p = config.pipeline(name).expect("the bench's config defines its pipeline");
+    let store = Store::connect(&config.state.url).await.map_err(CliError::failed)?;
+    let transforms = pipeline::transforms(p, dir)?;
+    let mut source = pipeline::source(p, dir, None).await?;
+    let sink = pipeline::sink(p, dir, p.batch_size).await?;
+    let target = sink.identity().await.map_err(CliError::failed)?;
+    let mut sink = sink;
+    sink.declare(&source.fields().await.map_err(CliError::failed)?);
+    let scope = Arc::new(Scope { pipeline: name.into(), source: source.identity().await.map_err(CliError::failed)?, target });
+    let run_id = uuid::Uuid::now_v7().to_string();
+    store.start_run(&run_id, name, RunMode::Full.name()).await.map_err(CliError::failed)?;
+    let options = pipeline::run_options(p, run_id, scope, RunMode::Full, p.batch_size, Default::default());
+    let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::Source { source: &mut source, start: None } };
+    let report = execute(parts, &store, probe, None).await.map_err(CliError::failed)?;
+    match report.error {
+        Some(e) => Err(CliError::failed(e)),
+        None => Ok(report),
+    }
+}
+
+/// `syncline sandbox` as a child process (so the figures measure syncline alone), killed on drop.
+struct SandboxProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sandbox(args: &[&str]) -> Result<SandboxProcess, CliError> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(CliError::failed)?;
+    let mut child = std::process::Command::new(exe)
+        .args(["sandbox", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut banner = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut banner).map_err(CliError::failed)?;
+    let url = banner.trim().strip_prefix("sandbox listening on ").map(str::to_owned);
+    let process = SandboxProcess { child, url: url.unwrap_or_default() };
+    if process.url.is_empty() {
+        return Err(CliError::failed(format!("the sandbox did not start: {banner:?}")));
+    }
+    Ok(process)
 }

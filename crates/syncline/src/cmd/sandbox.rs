@@ -8,6 +8,11 @@ use crate::exit::{CliError, CliResult, Exit};
 
 pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let seed = match &args.seed {
+        None if args.no_limits => {
+            let mut seed = demo_seed(Tier::Free);
+            seed.hubspot[0].tier = syncline_sandbox::Tier::Unlimited;
+            seed
+        }
         None => demo_seed(args.tier.unwrap_or(Tier::Free)),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
@@ -19,6 +24,10 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let pages: Vec<String> = seed.manychat.iter().map(|p| p.token.clone()).collect();
     let sandbox = Sandbox::from_seed(seed)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.seed.as_ref().map_or("the demo seed".into(), |p| p.display().to_string()))))?;
+    if args.contacts > 0 {
+        eprintln!("generating {} contacts …", args.contacts);
+        sandbox.generate_contacts(syncline_sandbox::DEMO_HUBSPOT_TOKEN, args.contacts).map_err(CliError::failed)?;
+    }
     if let Some(spec) = &args.faults {
         let faults: Faults = serde_saphyr::from_str(spec).map_err(|e| CliError::usage(format!("--faults: {e}")))?;
         sandbox.set_faults(faults);

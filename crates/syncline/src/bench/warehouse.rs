@@ -1,0 +1,93 @@
+//! HubSpot → warehouse: `--rows` contacts with ten properties, listed from a sandbox portal
+//! without rate limits (in its own process, so the figures are syncline's alone) into a
+//! warehouse table made from the property types, by one full run. Reports records/s and
+//! resident memory as the run goes.
+
+use std::path::Path;
+use std::time::Instant;
+
+use syncline_connectors::sql::SqlPool;
+
+use super::{MemoryProbe, rss_kib, run_full, start_sandbox};
+use crate::cli::BenchArgs;
+use crate::config::{self, SourceSettings};
+use crate::exit::{CliError, CliResult, Exit};
+
+const TABLE: &str = "bench_hubspot_contacts";
+
+fn config_yaml(warehouse: &str) -> String {
+    format!(
+        "state: sqlite://warehouse-bench-state.db
+pipelines:
+  contacts:
+    source:
+      hubspot:
+        base_url: ${{HUBSPOT_BASE_URL}}
+        token: ${{HUBSPOT_TOKEN}}
+        object: contacts
+        properties: [email, firstname, lastname, phone, date_of_birth, numero_asociado, no__de_cedula, marital_status, provincia, salario_bruto]
+    sink:
+      sql: {{url: \"{warehouse}\", table: {TABLE}, key: hs_object_id, create_table: true}}
+    batch_size: 1000
+"
+    )
+}
+
+pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
+    let _ = std::fs::remove_file(dir.join("warehouse-bench-state.db"));
+    let warehouse = args.warehouse_url.clone().unwrap_or_else(|| {
+        let _ = std::fs::remove_file(dir.join("warehouse-bench.db"));
+        "sqlite://warehouse-bench.db".to_owned()
+    });
+    eprintln!("starting a sandbox without rate limits, with {} contacts …", args.rows);
+    let generated = Instant::now();
+    let rows = args.rows.to_string();
+    let sandbox = start_sandbox(&["--no-limits", "--contacts", &rows])?;
+    eprintln!("ready in {:.1}s; listing them into {warehouse}", generated.elapsed().as_secs_f64());
+    let url = sandbox.url.clone();
+    let env = move |name: &str| match name {
+        "HUBSPOT_BASE_URL" => Some(url.clone()),
+        "HUBSPOT_TOKEN" => Some(syncline_sandbox::DEMO_HUBSPOT_TOKEN.to_owned()),
+        _ => None,
+    };
+    let mut config = config::parse("warehouse-bench.yaml", &config_yaml(&warehouse), dir, &env)?;
+    for pipeline in &mut config.pipelines {
+        if let SourceSettings::HubSpot { profile, .. } = &mut pipeline.source {
+            // the portal has no limits: pace nothing, so the figures are the engine's
+            profile.calls_per_ten_seconds = 1_000_000;
+        }
+    }
+    let pool = SqlPool::connect(&crate::config::resolve_sqlite(&warehouse, dir), 1).await.map_err(CliError::failed)?;
+    pool.execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.map_err(CliError::failed)?;
+    let started = Instant::now();
+    let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
+    let report = run_full(&config, "contacts", dir, &mut probe).await?;
+    let took = started.elapsed().as_secs_f64();
+    pool.execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.map_err(CliError::failed)?;
+
+    println!(
+        "bench: HubSpot → warehouse, {} contacts × 10 properties (+ id, times, _raw), sandbox without limits → {warehouse}",
+        args.rows
+    );
+    let counts = &report.counts;
+    println!("records read     {}", counts.read);
+    println!("written          {}", counts.created + counts.updated);
+    println!("elapsed          {took:.2} s");
+    println!("throughput       {:.0} records/s", counts.read as f64 / took);
+    for (read, rss, at) in &probe.marks {
+        println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
+    }
+    println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
+    let t = &report.timings;
+    println!(
+        "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",
+        t.read.as_secs_f64(),
+        t.transform.as_secs_f64(),
+        t.write.as_secs_f64(),
+        t.commit.as_secs_f64()
+    );
+    if counts.read != args.rows {
+        return Err(CliError::failed(format!("read {} of {} contacts", counts.read, args.rows)));
+    }
+    Ok(Exit::Ok)
+}
