@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 use syncline_core::RunReport;
 
-use super::{MemoryProbe, rss_kib, run_full, start_sandbox};
+use super::{MemoryProbe, print_stage_times, rss_kib, run_full, start_sandbox};
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
 const MEMBERS_YAML: &str = include_str!("../../../../examples/members.yaml");
@@ -66,13 +66,7 @@ fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &Memory
         println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
     }
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
-    println!(
-        "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",
-        timings.read.as_secs_f64(),
-        timings.transform.as_secs_f64(),
-        timings.write.as_secs_f64(),
-        timings.commit.as_secs_f64()
-    );
+    print_stage_times(timings);
 }
 
 /// Calls per 10-second window as the sandbox counted them, and how full the full windows were.

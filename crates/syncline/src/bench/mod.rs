@@ -68,6 +68,17 @@ impl Progress for MemoryProbe {
     }
 }
 
+/// How long each of the runner's stages was busy (they overlap, so the sum exceeds the run).
+fn print_stage_times(t: &syncline_core::runner::Timings) {
+    println!(
+        "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",
+        t.read.as_secs_f64(),
+        t.transform.as_secs_f64(),
+        t.write.as_secs_f64(),
+        t.commit.as_secs_f64()
+    );
+}
+
 /// A field of /proc/self/status in KiB (0 where unavailable).
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

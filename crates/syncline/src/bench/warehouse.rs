@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use syncline_connectors::sql::SqlPool;
 
-use super::{MemoryProbe, rss_kib, run_full, start_sandbox};
+use super::{MemoryProbe, print_stage_times, rss_kib, run_full, start_sandbox};
 use crate::cli::BenchArgs;
 use crate::config::{self, SourceSettings};
 use crate::exit::{CliError, CliResult, Exit};
@@ -78,14 +78,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
         println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
     }
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
-    let t = &report.timings;
-    println!(
-        "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",
-        t.read.as_secs_f64(),
-        t.transform.as_secs_f64(),
-        t.write.as_secs_f64(),
-        t.commit.as_secs_f64()
-    );
+    print_stage_times(&report.timings);
     if counts.read != args.rows {
         return Err(CliError::failed(format!("read {} of {} contacts", counts.read, args.rows)));
     }

@@ -33,6 +33,23 @@ fn run(dir: &std::path::Path, hub: &Hub, args: &[&str]) -> std::process::Output 
     super::hubspot::run(dir, hub, "hs.yaml", args)
 }
 
+/// Creates the number property `nivel` through HubSpot's API, then a contact with `properties`,
+/// and waits out `settle`, so the next run reads it.
+async fn add_nivel_then(hub: &Hub, properties: BTreeMap<String, String>) {
+    let nivel =
+        serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
+    let created = reqwest::Client::new()
+        .post(format!("{}/crm/v3/properties/contacts", hub.url))
+        .bearer_auth(DEMO_HUBSPOT_TOKEN)
+        .json(&nivel)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[properties], Utc::now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+}
+
 fn contact(n: usize) -> BTreeMap<String, String> {
     BTreeMap::from([("email".to_owned(), format!("c{n}@example.com")), ("firstname".to_owned(), format!("C{n}"))])
 }
@@ -178,18 +195,9 @@ async fn the_warehouse_follows_the_portals_properties() {
     assert!(raw["id"].as_str().is_some_and(|id| !id.is_empty()), "{raw}");
 
     // a property added in HubSpot: a column from the next run on, of its type
-    let created = reqwest::Client::new()
-        .post(format!("{}/crm/v3/properties/contacts", hub.url))
-        .bearer_auth(DEMO_HUBSPOT_TOKEN)
-        .json(&serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
     let mut late = member(41);
     late.insert("nivel".to_owned(), "3".to_owned());
-    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[late], Utc::now()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+    add_nivel_then(&hub, late).await;
     let again = run(d, &hub, &["run", "contacts"]);
     assert_eq!(code(&again), 0, "{}{}", stdout(&again), stderr(&again));
     assert_eq!(last_run(d, "hs.yaml")["read_count"], 1);
@@ -251,19 +259,9 @@ async fn postgres_and_mariadb_warehouses_follow_the_portal() {
         hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &members, Utc::now() - Duration::minutes(5)).unwrap();
         let out = run(d, &hub, &["run", "contacts"]);
         assert_eq!(code(&out), 0, "{}: {}{}", db.url, stdout(&out), stderr(&out));
-        let nivel = serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
-        let created = reqwest::Client::new()
-            .post(format!("{}/crm/v3/properties/contacts", hub.url))
-            .bearer_auth(DEMO_HUBSPOT_TOKEN)
-            .json(&nivel)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
         let mut late = contact(31);
         late.insert("nivel".to_owned(), "2.5".to_owned());
-        hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[late], Utc::now()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+        add_nivel_then(&hub, late).await;
         let again = run(d, &hub, &["run", "contacts"]);
         assert_eq!(code(&again), 0, "{}: {}{}", db.url, stdout(&again), stderr(&again));
 
