@@ -27,6 +27,9 @@ pub struct Cli {
     /// More logs (-v info, -vv debug, -vvv trace).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Debug logs: the same as -vv (as the Django commands it replaces spelled it).
+    #[arg(long, global = true)]
+    pub debug: bool,
     /// Only errors; no progress bar.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
@@ -81,9 +84,24 @@ pub enum Command {
     Serve(ServeArgs),
     /// The webhook inbox: events by source and status, one by one, or one with its payload.
     Inbox(InboxArgs),
+    /// Compare a HubSpot → warehouse pipeline's table with HubSpot: live objects counted on both
+    /// sides, and a random sample of rows compared field by field (exit 3 when they differ).
+    Verify(VerifyArgs),
     /// After downtime: put the events a flow's trigger missed in the inbox (HubSpot objects
     /// created since a time, under the webhooks' own dedupe keys); `serve` then runs them once.
     Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The pipeline (a HubSpot source into a SQL table).
+    pub pipeline: String,
+    /// Rows compared field by field, picked at random.
+    #[arg(long, default_value_t = 100)]
+    pub sample: usize,
+    /// Differences listed at the most.
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ pub enum Exit {
     Failed = 1,
     /// Bad arguments, configuration or credentials; nothing was done.
     Usage = 2,
-    /// Finished, but some records became dead letters.
+    /// Finished, but some records became dead letters (`verify`: the two sides differ).
     Rejects = 3,
     /// Stopped by Ctrl-C / SIGTERM.
     Interrupted = 130,

@@ -22,7 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init(cli.log_format, cli.verbose, cli.quiet);
+    telemetry::init(cli.log_format, if cli.debug { cli.verbose.max(2) } else { cli.verbose }, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

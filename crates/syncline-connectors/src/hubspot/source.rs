@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Source, Value};
 
 use super::api::{Filter, FilterGroup, HubSpotApi, Operator, PropertyDef, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
-use super::config::{DELETED_FIELD, MERGED_FIELD, Properties, RAW_FIELD, SourceStream, time_properties};
+use super::config::{DELETED_FIELD, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, RAW_FIELD, SourceStream, time_properties};
 
 /// Where a read stands, as the cursor stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +217,21 @@ impl HubSpotSource {
 
     fn wanted_names(&self) -> Vec<String> {
         self.wanted.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The objects with these ids as records, as a read would make them (`verify`); ids HubSpot
+    /// does not have are left out.
+    pub async fn read_by_id(&mut self, ids: &[String]) -> Result<Vec<Record>, ConnectorError> {
+        self.resolve().await?;
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_INPUTS_PER_CALL) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let found = self.api.batch_read(&self.stream.object, "hs_object_id", &chunk, &self.wanted_names()).await?;
+            for object in found.results {
+                records.push(self.record(object)?.0);
+            }
+        }
+        Ok(records)
     }
 
     /// What it reads, for keying state: the portal (asked of HubSpot) and the object type.

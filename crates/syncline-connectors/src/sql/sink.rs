@@ -44,6 +44,25 @@ impl SqlSink {
         super::source::count(&self.pool, &format!("SELECT COUNT(*) AS n FROM {}", self.dialect().quote(&self.settings.table))).await
     }
 
+    /// How many rows the table holds that `live_column`s leave empty (every row when the table
+    /// lacks them), and the keys of up to `sample` of those rows picked at random (`verify`).
+    pub async fn live_rows(&self, live_columns: &[&str], sample: usize) -> Result<(u64, Vec<String>), ConnectorError> {
+        let Some(columns) = self.pool.columns(&self.settings.table).await? else { return Ok((0, Vec::new())) };
+        let d = self.dialect();
+        let live: Vec<String> = live_columns
+            .iter()
+            .filter(|name| columns.iter().any(|(c, _)| c == *name))
+            .map(|name| format!("{} IS NULL", d.quote(name)))
+            .collect();
+        let filter = if live.is_empty() { String::new() } else { format!(" WHERE {}", live.join(" AND ")) };
+        let table = d.quote(&self.settings.table);
+        let rows = super::source::count(&self.pool, &format!("SELECT COUNT(*) AS n FROM {table}{filter}")).await?;
+        let random = if d == Dialect::MySql { "RAND()" } else { "RANDOM()" };
+        let key = d.quote(&self.settings.key);
+        let picked = self.pool.fetch(&format!("SELECT {key} FROM {table}{filter} ORDER BY {random} LIMIT {sample}"), &[]).await?;
+        Ok((rows, picked.rows.into_iter().filter_map(|r| r.into_iter().next()).map(|v| v.to_string()).collect()))
+    }
+
     /// The table's columns, or `None` when it does not exist (`syncline check`).
     pub async fn table_columns(&self) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         self.pool.columns(&self.settings.table).await

@@ -11,6 +11,7 @@ mod runs;
 mod sandbox;
 mod serve;
 mod state;
+mod verify;
 
 pub(crate) use example::generate as generate_members;
 
@@ -117,6 +118,7 @@ async fn command(command: Command, session: &Session) -> CliResult {
             let (config, store) = whole(session).await?;
             serve::run(&config, &store, args, session).await
         }
+        Command::Verify(args) => verify::run(&config::load(&session.config_path)?, args).await,
         Command::Backfill(args) => {
             let (config, store) = whole(session).await?;
             backfill::run(&config, &store, args, session).await

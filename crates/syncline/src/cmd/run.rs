@@ -153,7 +153,7 @@ fn worse(a: Exit, b: Exit) -> Exit {
     if rank(b) > rank(a) { b } else { a }
 }
 
-fn unknown_pipeline(config: &Config, name: &str) -> CliError {
+pub(super) fn unknown_pipeline(config: &Config, name: &str) -> CliError {
     let known: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
     match crate::config::did_you_mean(name, known.iter().copied()) {
         Some(close) => CliError::usage(format!("unknown pipeline {name:?}; did you mean {close:?}?")),
