@@ -82,6 +82,29 @@ impl SqlSink {
         self.declared.extend(fields.iter().cloned());
     }
 
+    /// A field the source now declares of a type its column cannot hold (a HubSpot property
+    /// whose type was changed) stops the run before anything is written, naming both.
+    fn refuse_changed_types(&self, columns: &HashMap<String, FieldType>) -> Result<(), ConnectorError> {
+        let mut changed: Vec<String> = self
+            .declared
+            .iter()
+            .filter_map(|(name, declared)| columns.get(name).map(|column| (name, *declared, *column)))
+            .filter(|(_, declared, column)| !holds(*column, *declared))
+            .map(|(name, declared, column)| format!("{name:?} is now {declared:?} but its column is {column:?}"))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        changed.sort();
+        let message = format!(
+            "sink table {:?}: the source's field types changed: {}; alter or drop those columns (a dropped one is made again), \
+             or leave the fields out",
+            self.settings.table,
+            changed.join("; ")
+        );
+        Err(ConnectorError::new(ErrorClass::Config, message))
+    }
+
     /// The type a column for `name` is made of: the declared one, or the first value's.
     fn type_for(&self, name: &str, sample: &[Record]) -> FieldType {
         let of_values = || sample.iter().find_map(|r| r.get(name).and_then(Value::field_type));
@@ -115,6 +138,7 @@ impl SqlSink {
                 let message = format!("sink table {table:?} has no key column {:?}", self.settings.key);
                 return Err(ConnectorError::new(ErrorClass::Config, message));
             }
+            self.refuse_changed_types(&columns)?;
             self.columns = Some(columns);
         }
         let known = self.columns.as_ref().expect("learnt above");
@@ -256,6 +280,18 @@ impl Sink for SqlSink {
         }
         Ok(Some(out))
     }
+}
+
+/// Whether a column of type `column` holds every value of a field of type `field`: text holds
+/// anything; numbers, times and booleans hold their own kind (a boolean is a number in MariaDB).
+fn holds(column: FieldType, field: FieldType) -> bool {
+    use FieldType::*;
+    let kind = |t: FieldType| match t {
+        Text => 0,
+        Int | Float | Decimal | Bool => 1,
+        Date | Timestamp | TimestampTz => 2,
+    };
+    column == Text || kind(column) == kind(field)
 }
 
 /// Converts a value to a parameter of the column's type, or says why it cannot.

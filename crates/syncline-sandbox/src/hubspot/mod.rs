@@ -40,6 +40,7 @@ const MAX_BATCH: usize = 100;
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()
         .route("/crm/v3/properties/{object_type}", get(list_properties).post(create_property))
+        .route("/crm/v3/properties/{object_type}/{property_name}", axum::routing::patch(update_property))
         .route("/crm/v3/objects/{object_type}", get(objects::list).post(objects::create))
         .route("/crm/v3/objects/{object_type}/{id}", get(objects::get).patch(objects::update).delete(objects::archive))
         .route("/crm/v3/objects/{object_type}/batch/read", post(objects::batch_read))
@@ -251,6 +252,36 @@ async fn create_property(State(sandbox): State<Sandbox>, call: Call, Path(kind):
         let json = property.to_json(false);
         portal.properties.get_mut(&kind).expect("every known type has definitions").push((property, false));
         (StatusCode::CREATED, json)
+    })
+    .await
+}
+
+/// `PATCH /crm/v3/properties/{objectType}/{propertyName}`: a property's type, field type, label
+/// or options changed (HubSpot allows it while the values fit), answered with its definition.
+async fn update_property(State(sandbox): State<Sandbox>, call: Call, Path((kind, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let parsed: Result<Value, _> = parse_body(&body);
+    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
+        let (kind, change) = match request(portal, &kind, parsed, 0) {
+            Ok(request) => request,
+            Err(e) => return e,
+        };
+        let Some((property, builtin)) = portal.properties.get_mut(&kind).and_then(|list| list.iter_mut().find(|(p, _)| p.name == name))
+        else {
+            return error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("Unable to find property {name} on {kind}"));
+        };
+        let mut definition = serde_json::to_value(&*property).expect("a property serializes");
+        for key in ["label", "type", "fieldType", "description", "options", "groupName"] {
+            if let Some(value) = change.get(key) {
+                definition[key] = value.clone();
+            }
+        }
+        match serde_json::from_value::<Property>(definition) {
+            Ok(changed) => {
+                *property = changed;
+                (StatusCode::OK, property.to_json(*builtin))
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Invalid property update: {e}")),
+        }
     })
     .await
 }

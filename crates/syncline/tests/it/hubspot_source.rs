@@ -459,3 +459,37 @@ async fn verify_compares_the_warehouse_with_hubspot() {
     let changed = format!(r#"contacts {} firstname: HubSpot "C5" · warehouse "Tampered""#, ids[4]);
     assert!(stdout(&differs).contains(&changed), "{}", stdout(&differs));
 }
+
+/// A property whose type changed in HubSpot (number → string) stops the next run before it
+/// writes, naming the property and its column's type; the table is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_property_whose_type_changed_stops_the_run_naming_it() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG.replace("[email, firstname]", "[email, firstname, salario_bruto]")).unwrap();
+    let mut first = contact(1);
+    first.insert("salario_bruto".to_owned(), "1500.75".to_owned());
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[first], Utc::now() - Duration::minutes(5)).unwrap();
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/crm/v3/properties/contacts/salario_bruto", hub.url))
+        .bearer_auth(DEMO_HUBSPOT_TOKEN)
+        .json(&serde_json::json!({"type": "string", "fieldType": "text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let mut second = contact(2);
+    second.insert("salario_bruto".to_owned(), "alto".to_owned());
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[second], Utc::now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+    let changed = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&changed), 2, "{}{}", stdout(&changed), stderr(&changed));
+    assert!(stderr(&changed).contains(r#""salario_bruto" is now Text but its column is Decimal"#), "{}", stderr(&changed));
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 1, "nothing was written");
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts WHERE salario_bruto = 1500.75").await, 1);
+}
