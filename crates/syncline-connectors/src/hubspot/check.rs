@@ -37,7 +37,7 @@ pub async fn source(profile: &HubSpotProfile, stream: &SourceStream) -> crate::P
     let api = quick_api(profile).map_err(|e| (e, ""))?;
     let portal = portal(&api).await?;
     let fix = "name properties the object has (HubSpot → Settings → Properties shows their internal names)";
-    let defined = api.properties(&stream.object).await.map_err(|e| (e, fix))?;
+    let defined = api.properties(&stream.object).await.map_err(|e| (super::source::unknown_type(&stream.object, e), fix))?;
     let read = super::source::resolve(stream, &defined).map_err(|e| (e, fix))?;
     Ok(format!("HubSpot {} at {}, portal {portal}: the token works; {} properties are read", stream.object, profile.base_url, read.len()))
 }

@@ -103,7 +103,7 @@ pub struct SinkStream {
 impl SinkStream {
     pub fn new(object: &str, id_property: &str) -> SinkStream {
         SinkStream {
-            object: object.to_owned(),
+            object: object_name(object),
             id_property: id_property.to_owned(),
             inputs_per_call: MAX_INPUTS_PER_CALL,
             produced_values: BTreeMap::new(),
@@ -144,7 +144,7 @@ impl SourceStream {
     /// These properties of each object, without the raw JSON.
     pub fn new(object: &str, properties: &[String]) -> SourceStream {
         SourceStream {
-            object: object.to_owned(),
+            object: object_name(object),
             properties: Properties::Listed(properties.to_vec()),
             raw: false,
             deletes: false,
@@ -164,12 +164,55 @@ pub const MERGED_FIELD: &str = "_merged_into";
 /// How long a write takes to show in search, with room to spare.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
 
+/// HubSpot's standard object types as a path may name them: the plural, the objectTypeId or the
+/// singular (`contacts`, `0-1`, `contact`).
+const STANDARD_TYPES: [(&str, &str, &str); 7] = [
+    ("contacts", "0-1", "contact"),
+    ("companies", "0-2", "company"),
+    ("deals", "0-3", "deal"),
+    ("tickets", "0-5", "ticket"),
+    ("products", "0-7", "product"),
+    ("line_items", "0-8", "line_item"),
+    ("appointments", "0-421", "appointment"),
+];
+
+/// The standard object types by their plural names.
+pub fn standard_objects() -> impl Iterator<Item = &'static str> {
+    STANDARD_TYPES.iter().map(|(plural, ..)| *plural)
+}
+
+/// A standard object type by its plural name, however it was written; any other name (a custom
+/// `2-…` type) as given. State keys, time properties and messages use this one spelling.
+pub fn object_name(name: &str) -> String {
+    let name = name.trim();
+    STANDARD_TYPES
+        .iter()
+        .find(|(plural, id, singular)| [*plural, *id, *singular].iter().any(|n| n.eq_ignore_ascii_case(name)))
+        .map_or_else(|| name.to_owned(), |(plural, ..)| (*plural).to_owned())
+}
+
 /// The creation and modification time properties of an object type: contacts keep the older
 /// names (API-CONTRACTS §1.2).
 pub fn time_properties(object: &str) -> (&'static str, &'static str) {
-    match object {
+    match object_name(object).as_str() {
         "contacts" => ("createdate", "lastmodifieddate"),
         "companies" | "deals" | "tickets" | "products" | "line_items" => ("createdate", "hs_lastmodifieddate"),
         _ => ("hs_createdate", "hs_lastmodifieddate"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_types_have_one_spelling() {
+        for name in ["contacts", "contact", "0-1", "Contacts"] {
+            assert_eq!(object_name(name), "contacts");
+        }
+        assert_eq!(object_name("0-421"), "appointments");
+        assert_eq!(object_name("2-12345"), "2-12345");
+        assert_eq!(time_properties("contact"), ("createdate", "lastmodifieddate"));
+        assert_eq!(time_properties("deal"), ("createdate", "hs_lastmodifieddate"));
     }
 }

@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Source, Value};
 
 use super::api::{Filter, FilterGroup, HubSpotApi, Operator, PropertyDef, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
-use super::config::{DELETED_FIELD, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, RAW_FIELD, SourceStream, time_properties};
+use super::config::{
+    DELETED_FIELD, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, RAW_FIELD, SourceStream, standard_objects, time_properties,
+};
 
 /// Where a read stands, as the cursor stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +211,7 @@ impl HubSpotSource {
     /// Resolves the properties read against the object type's definitions, once.
     async fn resolve(&mut self) -> Result<(), ConnectorError> {
         if self.wanted.is_empty() {
-            let defined = self.api.properties(&self.stream.object).await?;
+            let defined = self.api.properties(&self.stream.object).await.map_err(|e| unknown_type(&self.stream.object, e))?;
             self.wanted = resolve(&self.stream, &defined)?;
         }
         Ok(())
@@ -445,6 +447,20 @@ impl HubSpotSource {
         }
         Ok((record, at_ms, id))
     }
+}
+
+/// The properties API refuses (400) only an object type the portal does not have: that is the
+/// config's mistake, said with the names it could have meant.
+pub(crate) fn unknown_type(object: &str, error: ConnectorError) -> ConnectorError {
+    if error.class != ErrorClass::Data {
+        return error;
+    }
+    let close = syncline_core::did_you_mean(object, standard_objects()).map(|name| format!("did you mean {name:?}? ")).unwrap_or_default();
+    let message = format!(
+        "the portal has no object type {object:?} ({close}standard ones are {}; a custom one is named by its 2-… id or its name)",
+        standard_objects().collect::<Vec<_>>().join(", ")
+    );
+    ConnectorError::new(ErrorClass::Config, message)
 }
 
 /// The properties `stream` reads of an object type with these definitions, each with its type:

@@ -215,6 +215,16 @@ async fn the_warehouse_follows_the_portals_properties() {
     assert!(stderr(&typo).contains(r#"contacts has no property "frstname" (did you mean "firstname"?)"#), "{}", stderr(&typo));
     assert_eq!(hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len(), reads_before, "no object was read");
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 41, "nothing stored was touched");
+
+    // an object type the portal lacks is named with the one meant; a singular means the plural
+    std::fs::write(d.join("object.yaml"), CONFIG.replace("object: contacts", "object: contactz")).unwrap();
+    let unknown = super::hubspot::run(d, &hub, "object.yaml", &["run", "contacts"]);
+    assert_eq!(code(&unknown), 2, "{}{}", stdout(&unknown), stderr(&unknown));
+    assert!(stderr(&unknown).contains(r#"the portal has no object type "contactz" (did you mean "contacts"?"#), "{}", stderr(&unknown));
+    std::fs::write(d.join("singular.yaml"), CONFIG.replace("object: contacts", "object: contact")).unwrap();
+    let singular = super::hubspot::run(d, &hub, "singular.yaml", &["check"]);
+    assert_eq!(code(&singular), 0, "{}{}", stdout(&singular), stderr(&singular));
+    assert!(stdout(&singular).contains("HubSpot contacts at"), "{}", stdout(&singular));
 }
 
 /// The same portal into PostgreSQL and MariaDB warehouses: tables made from the property types
