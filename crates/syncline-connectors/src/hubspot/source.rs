@@ -10,6 +10,8 @@
 //!   before, so no query ever pages toward the 10,000-result limit, any number of objects may
 //!   share one millisecond, and an object modified during the run (which leaves its place in
 //!   the order) cannot shift the pages after it.
+//!   When most objects changed since the cursor (a thousand or more), the read lists them all
+//!   instead: listing is the faster of the two then.
 //! - **Backfill** reads the objects created in a time range the same way, ordered by creation.
 //! - **What left HubSpot**, when the stream marks deletes: after the read reaches the end, the
 //!   archived objects are listed (`archived=true`, 100 a page) as records with `_deleted_at`,
@@ -96,6 +98,8 @@ pub struct HubSpotSource {
     exhausted: bool,
     /// The read itself reached the end.
     read_ended: bool,
+    /// Whether to list rather than search was decided (or the read lists anyway).
+    decided: bool,
     /// Where the read stands once it reached the end, marking what left HubSpot.
     tail: Option<Tail>,
     /// Objects merged away, and into which, as the records read name them.
@@ -157,6 +161,7 @@ impl HubSpotSource {
             listing: false,
             exhausted: false,
             read_ended: false,
+            decided: false,
             tail: None,
             merged: Vec::new(),
             range: None,
@@ -354,6 +359,7 @@ impl HubSpotSource {
 
     /// One page of the listing from object `after`: up to `LISTED_PER_PAGE` objects.
     async fn list_page(&mut self, mut after: Option<u64>, listed_at_ms: i64) -> Result<Option<Page>, ConnectorError> {
+        self.decided = true;
         // a page of the read is up to ten list calls, so writes and commits come in thousands
         let mut records = Vec::new();
         loop {
@@ -505,6 +511,10 @@ pub(crate) fn resolve(stream: &SourceStream, defined: &[PropertyDef]) -> Result<
         .collect())
 }
 
+/// Changed objects from which a read from the cursor may list them all instead (when they are
+/// most of the objects).
+const LIST_INSTEAD_FROM: u64 = 1_000;
+
 /// Objects listed into one page of the read (ten list calls of 100).
 const LISTED_PER_PAGE: usize = 1_000;
 
@@ -529,12 +539,33 @@ impl HubSpotSource {
     async fn read_page(&mut self, after: Option<&Cursor>) -> Result<Option<Page>, ConnectorError> {
         match after.map(Position::of).transpose()? {
             Some(Position::Listing { list_after, listed_at_ms }) => self.list_page(Some(list_after), listed_at_ms).await,
+            Some(Position::Keyset { at_ms, id }) if self.lists_instead((at_ms, id)).await? => self.list_page(None, self.started_ms).await,
             Some(Position::Keyset { at_ms, id }) => self.search_page((at_ms, id)).await,
             None => match self.start_position() {
                 Some(position) => self.search_page(position).await,
                 None => self.list_page(None, self.started_ms).await,
             },
         }
+    }
+
+    /// Whether a read from the cursor at `position` lists every object instead of searching:
+    /// when most of them changed since, listing (100 a call within the ten-second budget) is
+    /// faster than search (200 a call, 5 calls a second). Decided once, when such a read starts.
+    async fn lists_instead(&mut self, position: (i64, u64)) -> Result<bool, ConnectorError> {
+        if self.decided || !matches!(self.read, Read::Everything) {
+            return Ok(false);
+        }
+        self.decided = true;
+        let changed = self.estimate(Some(&Position::Keyset { at_ms: position.0, id: position.1 }.cursor())).await?;
+        let all = self.count().await?;
+        self.searches += 1;
+        let list = changed >= LIST_INSTEAD_FROM && changed * 2 > all;
+        if list {
+            let object = &self.stream.object;
+            tracing::info!(changed, all, object = %object, "most objects changed since the cursor: listing them all");
+            self.audit = Some(format!("listed every one of the {all} {object}: {changed} had changed since the cursor"));
+        }
+        Ok(list)
     }
 
     /// Notes the objects `records` say were merged into them.

@@ -64,10 +64,13 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
     let d = dir.path();
     std::fs::write(d.join("hs.yaml"), CONFIG).unwrap();
 
-    // one contact from long ago (before the cursor), then 25,000 spread over one minute that
-    // ended 10 s ago, 300 of them at one millisecond
+    // 26,001 contacts from long ago (before the cursor, so the changed ones are not most of
+    // them and the read searches), then 25,000 spread over one minute that ended 10 s ago, 300
+    // of them at one millisecond
     let now = Utc::now();
     let old = hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[contact(0)], now - Duration::minutes(30)).unwrap();
+    let long_ago: Vec<_> = (200_000..226_000).map(contact).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &long_ago, now - Duration::minutes(30)).unwrap();
     let start = now - Duration::seconds(70);
     let crowded = start + Duration::milliseconds(30_000);
     let (mut n, mut imported) = (1, Vec::new());
@@ -102,7 +105,7 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
 
     let ledger = hub.sandbox.ledger();
     let searches = ledger.calls("/search");
-    assert!(searches.len() >= 125 && searches.len() <= 130, "{} searches for 125 pages of 200", searches.len());
+    assert!(searches.len() >= 125 && searches.len() <= 132, "{} searches for 125 pages of 200", searches.len());
     let refused: Vec<_> = ledger.requests.iter().filter(|r| r.status == 400).collect();
     assert!(refused.is_empty(), "no request was refused (none paged past 10,000 results): {refused:?}");
 
@@ -119,10 +122,10 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
     let lists_before = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").iter().filter(|r| r.method == "GET").count();
     let full = run(d, &hub, &["run", "contacts", "--full"]);
     assert_eq!(code(&full), 0, "{}", stderr(&full));
-    assert_eq!(last_run(d, "hs.yaml")["read_count"], 25_002);
-    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 25_002);
+    assert_eq!(last_run(d, "hs.yaml")["read_count"], 51_002);
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 51_002);
     let lists = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").iter().filter(|r| r.method == "GET").count() - lists_before;
-    assert_eq!(lists, 252, "25,002 contacts in pages of 100, and one page of archived ones (none)");
+    assert_eq!(lists, 512, "51,002 contacts in pages of 100, and one page of archived ones (none)");
     assert!(hub.sandbox.ledger().requests.iter().all(|r| r.status != 400));
 }
 
@@ -502,4 +505,32 @@ async fn a_property_whose_type_changed_stops_the_run_naming_it() {
     let warehouse = sqlite(&d.join("warehouse.db")).await;
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 1, "nothing was written");
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts WHERE salario_bruto = 1500.75").await, 1);
+}
+
+/// When most objects changed since the cursor, the incremental read lists them all rather than
+/// searching 5 pages a second, and says so in the run's audit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_where_most_changed_lists_instead_of_searching() {
+    let hub = hub(Tier::LimitIncrease);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG).unwrap();
+    let old: Vec<_> = (1..=2_000).map(contact).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &old, Utc::now() - Duration::minutes(30)).unwrap();
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let changed: Vec<_> = (2_001..=5_000).map(contact).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &changed, Utc::now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // past `settle`
+
+    let searches_before = hub.sandbox.ledger().calls("/search").len();
+    let again = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&again), 0, "{}{}", stdout(&again), stderr(&again));
+    let last = last_run(d, "hs.yaml");
+    assert_eq!(last["read_count"], 5_000, "{last}");
+    assert_eq!(last["audit"], "listed every one of the 5000 contacts: 3000 had changed since the cursor", "{last}");
+    let searches = hub.sandbox.ledger().calls("/search").len() - searches_before;
+    assert!(searches <= 3, "{searches} searches: only the counts that decided it");
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 5_000);
 }
