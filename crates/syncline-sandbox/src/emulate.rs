@@ -69,7 +69,7 @@ pub(crate) async fn emulate<A: Api>(
     let (status, mut body, mut headers) = {
         let mut state = sandbox.lock();
         let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let account = token.and_then(|t| A::account(&mut state, t));
+        let account = token.filter(|_| !fault.revoked).and_then(|t| A::account(&mut state, t));
         let (mut answer, headers) = answer::<A>(&fault, account, &limit, handler, &mut applied);
         if let Some(code) = fault.after {
             answer = A::failed(StatusCode::from_u16(code).expect("fault codes are valid"), true);

@@ -42,6 +42,8 @@ pub struct Faults {
     /// Objects (by id) search counts in its `total` but leaves out of its results, as an index
     /// out of step does; list and get still return them.
     pub search_skips: Vec<u64>,
+    /// Every token is refused (401), as after an app's token was rotated or its app deleted.
+    pub tokens_revoked: bool,
 }
 
 /// How an answer's connection is cut.
@@ -74,6 +76,8 @@ pub(crate) struct Draw {
     pub retry_after: Option<u64>,
     /// Cut the connection: before handling (`applied` false) or after.
     pub cut: Option<(Cut, bool)>,
+    /// Refuse the token, whatever it is.
+    pub revoked: bool,
 }
 
 /// The emulated services, each with its own faults.
@@ -129,7 +133,7 @@ impl FaultState {
     pub fn draw(&mut self, now: Instant) -> Draw {
         let f = &self.faults;
         let jitter = if f.jitter_ms > 0 { self.rng.u64(0..=f.jitter_ms) } else { 0 };
-        let mut draw = Draw { delay: Duration::from_millis(f.latency_ms + jitter), ..Draw::default() };
+        let mut draw = Draw { delay: Duration::from_millis(f.latency_ms + jitter), revoked: f.tokens_revoked, ..Draw::default() };
         if self.rng.f64() < f.stalls {
             draw.delay += Duration::from_millis(f.stall_ms);
         }

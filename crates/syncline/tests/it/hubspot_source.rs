@@ -534,3 +534,39 @@ async fn a_read_where_most_changed_lists_instead_of_searching() {
     let warehouse = sqlite(&d.join("warehouse.db")).await;
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, 5_000);
 }
+
+/// A token refused mid-run (rotated or revoked) stops the run as a credential problem (exit 2)
+/// naming the 401; what was committed stays, and once the token works the run goes on from
+/// there and lands every contact once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_refused_mid_run_stops_it_and_keeps_what_was_committed() {
+    const CONTACTS: usize = 15_000;
+    let hub = hub(Tier::LimitIncrease); // 25 calls/s: the listing takes 6 s
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG).unwrap();
+    let contacts: Vec<_> = (1..=CONTACTS).map(contact).collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &contacts, Utc::now() - Duration::minutes(5)).unwrap();
+
+    let mut command = bin();
+    command.current_dir(d).env("HUBSPOT_BASE_URL", &hub.url).arg("--config").arg(d.join("hs.yaml"));
+    let child =
+        command.args(["run", "contacts"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    hub.sandbox.set_service_faults(Service::HubSpot, Faults { tokens_revoked: true, ..Faults::default() });
+    let refused = child.wait_with_output().unwrap();
+    assert_eq!(code(&refused), 2, "{}{}", stdout(&refused), stderr(&refused));
+    assert!(stderr(&refused).contains("401"), "the refusal is named: {}", stderr(&refused));
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    let kept = count(&warehouse, "SELECT COUNT(*) FROM contacts").await;
+    assert!(kept > 0 && kept < CONTACTS as i64, "what was committed before the 401 stays ({kept} rows)");
+
+    hub.sandbox.set_service_faults(Service::HubSpot, Faults::default());
+    let lists_before = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len();
+    let resumed = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&resumed), 0, "{}{}", stdout(&resumed), stderr(&resumed));
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM contacts").await, CONTACTS as i64);
+    assert_eq!(count(&warehouse, "SELECT COUNT(DISTINCT email) FROM contacts").await, CONTACTS as i64);
+    let lists = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len() - lists_before;
+    assert!(lists < CONTACTS / 100, "the run went on from its cursor ({lists} list calls)");
+}
