@@ -278,17 +278,19 @@ impl HubSpotSource {
             Some(Position::Keyset { at_ms, id }) => Some((at_ms, id)),
             _ => self.start_position(),
         };
-        let mut request = SearchRequest { limit: 1, properties: vec!["hs_object_id".into()], ..SearchRequest::default() };
-        if let Some(position) = position {
-            request.filter_groups = self.after_groups(position);
-        }
+        let groups = position.map(|position| self.after_groups(position)).unwrap_or_default();
         self.searches += 1;
-        Ok(self.api.search(&self.stream.object, &request).await?.total)
+        self.total(groups).await
     }
 
     /// How many objects the stream has now (`verify_counts`).
     pub async fn count(&self) -> Result<u64, ConnectorError> {
-        let request = SearchRequest { limit: 1, properties: vec!["hs_object_id".into()], ..SearchRequest::default() };
+        self.total(Vec::new()).await
+    }
+
+    /// How many objects match `filter_groups`: a search's `total`, with one id on its page.
+    async fn total(&self, filter_groups: Vec<FilterGroup>) -> Result<u64, ConnectorError> {
+        let request = SearchRequest { filter_groups, limit: 1, properties: vec!["hs_object_id".into()], ..SearchRequest::default() };
         Ok(self.api.search(&self.stream.object, &request).await?.total)
     }
 
@@ -331,14 +333,8 @@ impl HubSpotSource {
     /// The completeness check of a search read that reached the end (see the module's notes).
     async fn check_complete(&mut self) -> Result<(), ConnectorError> {
         let Some(range) = self.range.filter(|r| r.returned > 0) else { return Ok(()) };
-        let request = SearchRequest {
-            filter_groups: self.between_groups(range.from, range.to),
-            limit: 1,
-            properties: vec!["hs_object_id".into()],
-            ..SearchRequest::default()
-        };
         self.searches += 1;
-        let counted = self.api.search(&self.stream.object, &request).await?.total;
+        let counted = self.total(self.between_groups(range.from, range.to)).await?;
         let time = |ms: i64| DateTime::from_timestamp_millis(ms).map_or(ms.to_string(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
         let window = format!("{} from {} to {}", self.by, time(range.from.0), time(range.to.0));
         let object = &self.stream.object;

@@ -15,5 +15,5 @@ pub use config::url_identity;
 pub use config::{NullWatermarks, SqlSinkSettings, SqlSourceSettings, SqlTable, TextMode};
 pub use dialect::{Dialect, field_type_of};
 pub use pool::{SqlPool, probe};
-pub use sink::SqlSink;
+pub use sink::{SqlSink, same_in_column};
 pub use source::{SqlSource, decode_cursor};

@@ -294,6 +294,20 @@ fn holds(column: FieldType, field: FieldType) -> bool {
     column == Text || kind(column) == kind(field)
 }
 
+/// Whether two values are the same value once stored in a column of type `column`, however
+/// each is spelled (text, a database's numbers and times); empty text equals null. How a
+/// warehouse row is compared with its source (`syncline verify`).
+pub fn same_in_column(a: &Value, b: &Value, column: FieldType) -> bool {
+    let blank = |v: &Value| v.as_text().is_none_or(|t| t.trim().is_empty());
+    if blank(a) || blank(b) {
+        return blank(a) && blank(b);
+    }
+    match (convert(a, column), convert(b, column)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.as_text() == b.as_text(),
+    }
+}
+
 /// Converts a value to a parameter of the column's type, or says why it cannot.
 fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
     let blank = match value {

@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use rust_decimal::Decimal;
 use syncline_connectors::hubspot::{DELETED_FIELD, MERGED_FIELD, RAW_FIELD};
+use syncline_connectors::sql::same_in_column;
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::{ConnectorError, FieldType, Record, Sink, Value};
 
@@ -55,7 +54,7 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
         for (name, field_type) in &compared {
             let Some(stored) = row.get(name) else { continue }; // a column the pipeline does not fill
             let current = hubspot.get(name).unwrap_or(&Value::Null);
-            if !same(current, stored, *field_type) {
+            if !same_in_column(current, stored, *field_type) {
                 differences.push(format!("{object} {} {name}: HubSpot {} · warehouse {}", row.key, shown(current), shown(stored)));
             }
         }
@@ -83,54 +82,11 @@ fn shown(value: &Value) -> String {
     }
 }
 
-/// Whether HubSpot's value and the stored one are the same value of `field_type`, however each
-/// side spells it (HubSpot's text, a database's numbers and times); empty equals null.
-fn same(hubspot: &Value, stored: &Value, field_type: FieldType) -> bool {
-    let text = |v: &Value| v.as_text().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-    let (a, b) = (text(hubspot), text(stored));
-    let (Some(a), Some(b)) = (a.as_deref(), b.as_deref()) else { return text(hubspot).is_none() && text(stored).is_none() };
-    match field_type {
-        FieldType::Int | FieldType::Float | FieldType::Decimal => match (number(a), number(b)) {
-            (Some(a), Some(b)) => a == b,
-            _ => a == b,
-        },
-        FieldType::Timestamp | FieldType::TimestampTz => match (instant(a), instant(b)) {
-            (Some(a), Some(b)) => a == b,
-            _ => a == b,
-        },
-        FieldType::Date => a.get(..10) == b.get(..10),
-        FieldType::Bool => truthy(a) == truthy(b),
-        FieldType::Text => a == b,
-    }
-}
-
-fn number(text: &str) -> Option<Decimal> {
-    text.parse::<Decimal>().or_else(|_| Decimal::from_scientific(text)).ok().map(|d| d.normalize())
-}
-
-/// Epoch milliseconds of a time as HubSpot or a database writes it.
-fn instant(text: &str) -> Option<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Some(ms);
-    }
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Some(at.timestamp_millis());
-    }
-    let naive = text.trim_end_matches('Z').replace('T', " ");
-    let naive = naive.split('+').next().unwrap_or_default();
-    NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .or_else(|| NaiveDate::parse_from_str(naive, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        .map(|t| t.and_utc().timestamp_millis())
-}
-
-fn truthy(text: &str) -> bool {
-    matches!(text.to_ascii_lowercase().as_str(), "true" | "t" | "1" | "yes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use syncline_connectors::sql::same_in_column as same;
 
     #[test]
     fn values_compare_by_type_not_spelling() {
