@@ -79,6 +79,44 @@ impl Seed {
         };
         Seed { hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")], manychat: vec![page] }
     }
+
+    /// The members demo portal with a custom object "divisions" (`division_name`, `codigo`,
+    /// associated with contacts), for the warehouse demo (`Sandbox::generate_warehouse`).
+    pub fn warehouse_demo() -> Seed {
+        let mut seed = Seed::members_demo();
+        let divisions = serde_json::json!({
+            "name": "divisions",
+            "labels": {"singular": "Division", "plural": "Divisions"},
+            "primaryDisplayProperty": "division_name",
+            "requiredProperties": ["division_name"],
+            "properties": [
+                {"name": "division_name", "label": "Division name", "type": "string", "fieldType": "text"},
+                {"name": "codigo", "label": "Code", "type": "string", "fieldType": "text", "hasUniqueValue": true}
+            ],
+            "associatedObjects": ["CONTACT", "DEAL"]
+        });
+        seed.hubspot[0].custom_objects.push(serde_json::from_value(divisions).expect("the divisions schema is well formed"));
+        seed
+    }
+}
+
+/// What [`Sandbox::generate_warehouse`] made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarehouseDemo {
+    pub contacts: u64,
+    pub deals: u64,
+    pub appointments: u64,
+    pub divisions: u64,
+}
+
+/// An object type and id as the portal keys them.
+fn node(portal: &Portal, (kind, id): (&str, u64)) -> Result<(String, u64), String> {
+    Ok((portal.object_type(kind).ok_or_else(|| format!("no object type {kind}"))?, id))
+}
+
+/// `at` plus `k` hours, as HubSpot writes times.
+fn store_iso(at: chrono::DateTime<chrono::Utc>, k: u64) -> String {
+    (at + chrono::Duration::hours(k as i64 % 2_000)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Everything the emulators hold; cheap to clone (shared state).
@@ -251,6 +289,111 @@ impl Sandbox {
             self.import(token, "contacts", &members, at)?;
         }
         Ok(())
+    }
+
+    /// Links two objects of the portal of `token` with their unlabeled association type, as
+    /// HubSpot's `PUT …/associations/default/…` does (both are modified).
+    pub fn associate(&self, token: &str, from: (&str, u64), to: (&str, u64)) -> Result<(), String> {
+        self.with_portal(token, |portal| {
+            let (a, b) = (node(portal, from)?, node(portal, to)?);
+            portal.associate(&a, &b, None)
+        })
+    }
+
+    /// Removes every association between two objects; false when there was none.
+    pub fn dissociate(&self, token: &str, from: (&str, u64), to: (&str, u64)) -> Result<bool, String> {
+        self.with_portal(token, |portal| {
+            let (a, b) = (node(portal, from)?, node(portal, to)?);
+            Ok(portal.dissociate(&a, &b))
+        })
+    }
+
+    /// Every link from objects of `from` to objects of `to` as (from id, to id, type id), live
+    /// objects only (for tests: "the warehouse holds exactly these").
+    pub fn links(&self, token: &str, from: &str, to: &str) -> Result<std::collections::BTreeSet<(u64, u64, u32)>, String> {
+        self.with_portal(token, |portal| {
+            let from = portal.object_type(from).ok_or_else(|| format!("no object type {from}"))?;
+            let to = portal.object_type(to).ok_or_else(|| format!("no object type {to}"))?;
+            let ids: Vec<u64> = portal.stores.get(&from).map(|s| s.live().map(|o| o.id).collect()).unwrap_or_default();
+            let mut links = std::collections::BTreeSet::new();
+            for id in ids {
+                for (other, types) in portal.associations.of(&(from.clone(), id), &to) {
+                    links.extend(types.iter().map(|t| (id, other, t.type_id)));
+                }
+            }
+            Ok(links)
+        })
+    }
+
+    /// Runs `f` on the portal of `token`.
+    fn with_portal<T>(&self, token: &str, f: impl FnOnce(&mut Portal) -> Result<T, String>) -> Result<T, String> {
+        let mut state = self.lock();
+        let portal = state.portals.iter_mut().find(|p| p.config.token == token).ok_or("no portal has this token")?;
+        f(portal)
+    }
+
+    /// Fills the warehouse demo portal of `token` (see [`Seed::warehouse_demo`]): `contacts`
+    /// generated members, two deals for every five contacts, an appointment for every ten and
+    /// a division for every 25, each deal linked to one contact (every third to two), each
+    /// appointment to one, and every contact to a division (`syncline sandbox --demo
+    /// warehouse --contacts N`).
+    pub fn generate_warehouse(&self, token: &str, contacts: u64) -> Result<WarehouseDemo, String> {
+        self.generate_contacts(token, contacts)?;
+        let contact_ids: Vec<u64> = self.objects(token, "contacts").into_keys().collect();
+        let n = contact_ids.len() as u64;
+        let at = chrono::Utc::now() - chrono::Duration::hours(12);
+        let make = |count: u64, f: &dyn Fn(u64) -> Vec<(&'static str, String)>| -> Vec<BTreeMap<String, String>> {
+            (0..count).map(|k| f(k).into_iter().map(|(name, value)| (name.to_owned(), value)).collect()).collect()
+        };
+        let divisions = self.import(
+            token,
+            "p_divisions",
+            &make((n / 25).max(1), &|k| vec![("division_name", format!("División {k}")), ("codigo", format!("D{k:04}"))]),
+            at,
+        )?;
+        let deals = self.import(
+            token,
+            "deals",
+            &make(n * 2 / 5, &|k| {
+                vec![
+                    ("dealname", format!("Préstamo {k}")),
+                    ("amount", format!("{}.{:02}", 100_000 + k * 37 % 5_000_000, k % 100)),
+                    ("pipeline", "default".into()),
+                    ("dealstage", ["appointmentscheduled", "qualifiedtobuy", "closedwon"][(k % 3) as usize].into()),
+                ]
+            }),
+            at,
+        )?;
+        let appointments = self.import(
+            token,
+            "appointments",
+            &make(n / 10, &|k| vec![("hs_appointment_name", format!("Cita {k}")), ("hs_appointment_start", store_iso(at, k))]),
+            at,
+        )?;
+        self.with_portal(token, |portal| {
+            let division_type = portal.object_type("p_divisions").expect("imported above");
+            let contact = |k: u64| ("contacts".to_owned(), contact_ids[(k % n) as usize]);
+            for (k, id) in deals.iter().enumerate() {
+                let k = k as u64;
+                portal.associate(&("deals".into(), *id), &contact(k * 5 / 2), None)?;
+                if k.is_multiple_of(3) {
+                    portal.associate(&("deals".into(), *id), &contact(k * 5 / 2 + 1), None)?;
+                }
+            }
+            for (k, id) in appointments.iter().enumerate() {
+                portal.associate(&("appointments".into(), *id), &contact(k as u64 * 10), None)?;
+            }
+            for (k, id) in contact_ids.iter().enumerate() {
+                portal.associate(&("contacts".into(), *id), &(division_type.clone(), divisions[k % divisions.len()]), None)?;
+            }
+            Ok(())
+        })?;
+        Ok(WarehouseDemo {
+            contacts: n,
+            deals: deals.len() as u64,
+            appointments: appointments.len() as u64,
+            divisions: divisions.len() as u64,
+        })
     }
 
     /// A copy of the ledger (for tests in the same process).

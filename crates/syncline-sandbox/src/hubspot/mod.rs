@@ -2,6 +2,7 @@
 //! types (`objects.rs`), search (`search.rs`) and custom object schemas (`schemas.rs`), behind
 //! Bearer-token auth and the portal's rate budgets.
 
+mod associations;
 mod budget;
 mod objects;
 mod portal;
@@ -50,6 +51,14 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm/v3/objects/{object_type}/batch/archive", post(objects::batch_archive))
         .route("/crm/v3/objects/{object_type}/search", post(search_objects))
         .route("/crm/v3/objects/{object_type}/merge", post(objects::merge))
+        .route("/crm/v4/associations/{from}/{to}/batch/read", post(associations::batch_read))
+        .route("/crm/v4/associations/{from}/{to}/batch/create", post(associations::batch_create))
+        .route("/crm/v4/associations/{from}/{to}/batch/associate/default", post(associations::batch_default))
+        .route("/crm/v4/associations/{from}/{to}/batch/archive", post(associations::batch_archive))
+        .route("/crm/v4/objects/{object_type}/{id}/associations/{to}", get(associations::list))
+        .route("/crm/v4/objects/{object_type}/{id}/associations/default/{to}/{to_id}", axum::routing::put(associations::put_default))
+        .route("/crm/v4/objects/{object_type}/{id}/associations/{to}/{to_id}", axum::routing::delete(associations::delete))
+        .route("/crm/associations/v4/{from}/{to}/labels", get(associations::labels).post(associations::create_label))
         .route("/account-info/v3/details", get(account_details))
         .route("/crm-object-schemas/v3/schemas", get(schemas::list).post(schemas::create))
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))
@@ -105,6 +114,8 @@ enum Limit {
     TenSecondly,
     /// The search API's own 5 per second, without rate-limit headers.
     Search,
+    /// Exempt from the ten-second budget (the v4 association batch calls), with its headers.
+    Exempt,
 }
 
 /// HubSpot's side of the request pipeline: portals by private app token, its 401, 429 and 5xx
@@ -147,6 +158,7 @@ impl Api for HubSpot {
         let spent = match limit {
             Limit::TenSecondly => portal.spend(now),
             Limit::Search => portal.spend_search(now),
+            Limit::Exempt => Ok(()),
         };
         spent.map_err(|policy| (StatusCode::TOO_MANY_REQUESTS, rate_limit_body(policy)))
     }

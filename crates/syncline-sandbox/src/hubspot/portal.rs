@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::associations::Associations;
 use super::budget::{Budget, Tier};
 use super::properties::{Property, defaults};
 use super::schemas::{CustomSchema, SchemaEgg};
@@ -65,6 +66,8 @@ pub struct Portal {
     pub(crate) budget: Budget,
     /// Webhook events waiting to be delivered.
     pub(crate) outbox: Outbox,
+    /// The links between objects (associations v4).
+    pub associations: Associations,
 }
 
 /// What a write input did.
@@ -97,6 +100,7 @@ impl Portal {
             next_schema: 1,
             budget: Budget::new(config.tier),
             outbox: Outbox::default(),
+            associations: Associations::default(),
         };
         if let Some(settings) = &config.webhooks {
             settings.check()?;
@@ -117,12 +121,13 @@ impl Portal {
     }
 
     /// The key of an object type given by path name, objectTypeId or, for custom objects,
-    /// fully qualified name (`p<portal>_<name>`).
+    /// fully qualified name (`p<portal>_<name>`, or the short `p_<name>`).
     pub fn object_type(&self, name: &str) -> Option<String> {
         if let Some(kind) = standard_type(name) {
             return Some(kind.to_owned());
         }
-        self.schema(name).map(|s| s.object_type_id.clone())
+        let short = |s: &&CustomSchema| name.strip_prefix("p_").is_some_and(|n| !s.archived && s.name == n);
+        self.schema(name).or_else(|| self.schemas.iter().find(short)).map(|s| s.object_type_id.clone())
     }
 
     /// The live custom schema called `name` (objectTypeId or fully qualified name).
@@ -263,6 +268,8 @@ impl Portal {
         ids.retain(|id| !id.is_empty());
         let merged = BTreeMap::from([("hs_merged_object_ids".to_owned(), ids.join(";"))]);
         self.apply(object_type, primary, &merged, Utc::now());
+        let linked = self.associations.move_all(&(object_type.to_owned(), secondary), &(object_type.to_owned(), primary));
+        self.touch_all(&linked);
         Ok(())
     }
 
@@ -273,6 +280,8 @@ impl Portal {
         object.archived_at = Some(Utc::now());
         store.unique.retain(|_, holder| *holder != id);
         self.emit(object_type, id, "deletion", None);
+        let linked = self.associations.remove_all(&(object_type.to_owned(), id));
+        self.touch_all(&linked);
         true
     }
 
@@ -281,6 +290,11 @@ impl Portal {
         if let Some((_, _, singular)) = STANDARD_TYPES.iter().find(|(path, ..)| *path == object_type) {
             self.outbox.emit(self.id, singular, id, change, property);
         }
+    }
+
+    /// Marks the live object `id` modified now, its values unchanged.
+    pub(crate) fn touch(&mut self, object_type: &str, id: u64) {
+        self.apply(object_type, id, &BTreeMap::new(), Utc::now());
     }
 
     /// Writes checked values and keeps the unique indexes and the modified stamp current.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use syncline_sandbox::{PortalConfig, Sandbox, Tier};
 use tower::ServiceExt;
 
+mod associations;
 mod manychat;
 mod schemas;
 mod webhooks;
