@@ -22,6 +22,7 @@ pub type Probe = Result<String, (ConnectorError, &'static str)>;
 pub enum AnySource {
     Sql(sql::SqlSource),
     HubSpot(hubspot::HubSpotSource),
+    HubSpotAssociations(hubspot::AssociationSource),
 }
 
 impl AnySource {
@@ -31,6 +32,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => Ok(source.identity()),
             AnySource::HubSpot(source) => source.identity().await,
+            AnySource::HubSpotAssociations(source) => source.identity().await,
         }
     }
 
@@ -39,6 +41,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.estimate(after).await,
             AnySource::HubSpot(source) => source.estimate(after).await,
+            AnySource::HubSpotAssociations(source) => source.estimate(after).await,
         }
     }
 
@@ -47,6 +50,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.count_rows().await,
             AnySource::HubSpot(source) => source.count().await,
+            AnySource::HubSpotAssociations(source) => source.objects().count().await,
         }
     }
 
@@ -56,6 +60,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.starts_at_or_before(since, cursor),
             AnySource::HubSpot(source) => source.starts_at_or_before(since.and_utc(), cursor),
+            AnySource::HubSpotAssociations(source) => source.objects().starts_at_or_before(since.and_utc(), cursor),
         }
     }
 
@@ -65,7 +70,13 @@ impl AnySource {
         match self {
             AnySource::Sql(_) => Ok(Vec::new()),
             AnySource::HubSpot(source) => source.fields().await,
+            AnySource::HubSpotAssociations(_) => Ok(hubspot::AssociationSource::fields()),
         }
+    }
+
+    /// How its records replace what a sink holds, when a record alone cannot say it (links).
+    pub fn replaces(&self) -> Option<syncline_core::Replaces> {
+        matches!(self, AnySource::HubSpotAssociations(_)).then_some(hubspot::REPLACES)
     }
 
     /// Whether `cursor` is one this source makes (`state set`).
@@ -73,6 +84,7 @@ impl AnySource {
         match self {
             AnySource::Sql(_) => sql::decode_cursor(cursor).map(drop),
             AnySource::HubSpot(source) => source.check_cursor(cursor),
+            AnySource::HubSpotAssociations(source) => source.objects().check_cursor(cursor),
         }
     }
 
@@ -81,7 +93,7 @@ impl AnySource {
     pub fn resume_after(&mut self, cursor: Cursor) {
         match self {
             AnySource::Sql(source) => source.resume_after(cursor),
-            AnySource::HubSpot(_) => {}
+            AnySource::HubSpot(_) | AnySource::HubSpotAssociations(_) => {}
         }
     }
 }
@@ -91,6 +103,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.next_page(after).await,
             AnySource::HubSpot(source) => source.next_page(after).await,
+            AnySource::HubSpotAssociations(source) => source.next_page(after).await,
         }
     }
 
@@ -98,6 +111,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.cursor_after(record),
             AnySource::HubSpot(source) => source.cursor_after(record),
+            AnySource::HubSpotAssociations(source) => source.cursor_after(record),
         }
     }
 
@@ -105,6 +119,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.audit(),
             AnySource::HubSpot(source) => source.audit(),
+            AnySource::HubSpotAssociations(source) => source.audit(),
         }
     }
 }
@@ -122,6 +137,21 @@ impl AnySink {
         match self {
             AnySink::Sql(sink) => Ok(sink.identity()),
             AnySink::HubSpot(sink) => sink.identity().await,
+        }
+    }
+
+    /// How the source's records replace stored rows (see `Replaces`): a table does it; HubSpot
+    /// takes objects, not rows of links.
+    pub fn replace_groups(&mut self, replaces: syncline_core::Replaces) -> Result<(), ConnectorError> {
+        match self {
+            AnySink::Sql(sink) => {
+                sink.replace_groups(replaces);
+                Ok(())
+            }
+            AnySink::HubSpot(_) => {
+                let message = "a source of associations writes into a table (a sql sink), not into HubSpot";
+                Err(ConnectorError::new(syncline_core::ErrorClass::Config, message))
+            }
         }
     }
 

@@ -15,7 +15,7 @@ pub mod value;
 
 pub use error::{ConnectorError, ErrorClass, RecordError};
 pub use execute::{History, Input, RunEnd, RunParts, RunReport, RunStatus, execute};
-pub use record::{Cursor, Page, Record};
+pub use record::{Cursor, Page, Record, Replaces};
 pub use runner::{Checkpoint, Progress, RunMode, RunOptions, RunSummary, Runner};
 pub use suggest::did_you_mean;
 pub use traits::{Outcome, Sink, Source, Transform};

@@ -80,3 +80,15 @@ pub struct Page {
     /// become dead letters with the reason, and the cursor moves past them like any other.
     pub rejected: Vec<(Record, crate::RecordError)>,
 }
+
+/// How a source's records replace what a sink holds, where a record alone cannot say it: each
+/// record belongs to a group (an object's associations: every row of one `from_id`), and a
+/// group read again replaces every stored row of that group with an older `version` — so a link
+/// removed at the source is removed at the destination. A record whose `member` field is empty
+/// only names its group (an object left with no links): it clears the group and is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaces {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub member: &'static str,
+}

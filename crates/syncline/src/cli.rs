@@ -144,6 +144,11 @@ pub struct SandboxArgs {
     /// The demo portal's tier (free: 100 calls per 10 s, professional: 190, api-limit-increase: 250).
     #[arg(long, value_parser = parse_tier, conflicts_with = "seed")]
     pub tier: Option<syncline_connectors::hubspot::Tier>,
+    /// Which demo portal: `members` (the member properties) or `warehouse` (those, plus a
+    /// custom object "divisions"; with `--contacts N` also deals, appointments, divisions and
+    /// their associations).
+    #[arg(long, value_enum, default_value_t = Demo::Members, conflicts_with = "seed")]
+    pub demo: Demo,
     /// Give the demo portal this many generated contacts (10 properties each), modified over
     /// the past day.
     #[arg(long, default_value_t = 0, conflicts_with = "seed")]
@@ -151,6 +156,12 @@ pub struct SandboxArgs {
     /// No rate limits at all on the demo portal (not a HubSpot tier: for benchmarks).
     #[arg(long, conflicts_with_all = ["seed", "tier"])]
     pub no_limits: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Demo {
+    Members,
+    Warehouse,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +179,15 @@ pub struct RunArgs {
     /// Read, transform and diff, but write nothing and commit no cursor.
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave out the pipelines that read HubSpot associations (with `all`).
+    #[arg(long, conflicts_with_all = ["from_object", "to_object"])]
+    pub skip_associations: bool,
+    /// Only the association pipelines from this object type (`contacts`, `0-1`…).
+    #[arg(long)]
+    pub from_object: Option<String>,
+    /// Only the association pipelines to this object type.
+    #[arg(long)]
+    pub to_object: Option<String>,
     /// With --dry-run: write one JSON line per record (key, action, changes, reason).
     #[arg(long, requires = "dry_run")]
     pub plan_out: Option<PathBuf>,

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL};
+use syncline_connectors::hubspot::{
+    ASSOCIATION_KEY, AssociationSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL,
+};
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::ConnectorError;
@@ -113,8 +115,12 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
             SqlSource::open(settings, since).await.map(AnySource::Sql).map_err(opening)
         }
         SourceSettings::HubSpot { token, profile, stream } => {
-            let api = HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?;
-            Ok(AnySource::HubSpot(HubSpotSource::new(Arc::new(api), stream.clone(), since.map(|t| t.and_utc()))))
+            let api = Arc::new(HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?);
+            let since = since.map(|t| t.and_utc());
+            Ok(match stream.associations {
+                Some(_) => AnySource::HubSpotAssociations(AssociationSource::new(api, stream, since)),
+                None => AnySource::HubSpot(HubSpotSource::new(api, stream.clone(), since)),
+            })
         }
     }
 }
@@ -124,6 +130,11 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
     let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: sink", pipeline.name));
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
+            if reads_associations(pipeline) && settings.key != ASSOCIATION_KEY {
+                let message =
+                    format!("pipeline {}: sink.sql.key: rows of links are keyed by {ASSOCIATION_KEY}, not {}", pipeline.name, settings.key);
+                return Err(CliError::usage(message));
+            }
             let mut settings = settings.clone();
             settings.url = resolve_url(url, base_dir)?;
             SqlSink::open(settings).await.map(AnySink::Sql).map_err(opening)
@@ -135,6 +146,11 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
             HubSpotSink::open(&hubspot_profile(pipeline, token, profile)?, stream).map(AnySink::HubSpot).map_err(opening)
         }
     }
+}
+
+/// Whether the pipeline reads HubSpot associations (links) rather than objects or rows.
+pub fn reads_associations(pipeline: &Pipeline) -> bool {
+    matches!(&pipeline.source, SourceSettings::HubSpot { stream, .. } if stream.associations.is_some())
 }
 
 /// A HubSpot profile with its token read, whose policy is this call path's one retry ceiling:

@@ -275,6 +275,8 @@ pub struct HubSpotApi {
     policy: Policy,
     /// The search API's own 5 requests per second, outside the ten-second budget.
     search_policy: Policy,
+    /// Calls exempt from the ten-second budget (v4 association batches): retries and breaker alike.
+    exempt_policy: Policy,
     /// Property definitions change rarely and every pre-flight reads them.
     definitions: ResponseCache<Vec<PropertyDef>>,
 }
@@ -297,6 +299,7 @@ impl HubSpotApi {
 
     /// A client with its own policy (`check` wants a short one).
     pub fn with_policy(profile: &HubSpotProfile, config: PolicyConfig) -> Result<HubSpotApi, ConnectorError> {
+        let exempt = PolicyConfig { name: "hubspot-exempt".into(), budget: None, ..config.clone() };
         let search = PolicyConfig {
             name: "hubspot-search".into(),
             budget: Some(Budget::per(SEARCHES_PER_SECOND, Duration::from_secs(1)).with_margin(Duration::from_millis(20))),
@@ -307,20 +310,21 @@ impl HubSpotApi {
             in_flight: profile.in_flight.max(1),
             policy: Policy::new(config),
             search_policy: Policy::new(search),
+            exempt_policy: Policy::new(exempt),
             definitions: ResponseCache::new(Duration::from_secs(300), 100),
         })
     }
 
     /// `GET /crm/v3/properties/{object}`, cached for five minutes.
     pub async fn properties(&self, object: &str) -> Result<Arc<Vec<PropertyDef>>, ConnectorError> {
-        let path = format!("/crm/v3/properties/{object}");
+        let path = format!("/crm/v3/properties/{}", path_segment(object));
         let fetch = async { self.call::<PropertyList>("properties", Request::get(&path)).await.map(|list| list.results) };
         self.definitions.get_or_fetch(&path, fetch).await.map_err(|e| ConnectorError::new(e.class.clone(), e.message.clone()))
     }
 
     /// `POST /crm/v3/objects/{object}/batch/upsert` (≤ 100 inputs).
     pub async fn batch_upsert(&self, object: &str, inputs: &[UpsertInput]) -> Result<BatchResponse, ConnectorError> {
-        self.call("batch_upsert", Request::post(format!("/crm/v3/objects/{object}/batch/upsert"), &Inputs { inputs })).await
+        self.call("batch_upsert", Request::post(format!("/crm/v3/objects/{}/batch/upsert", path_segment(object)), &Inputs { inputs })).await
     }
 
     /// `POST /crm/v3/objects/{object}/batch/read` by `id_property` (≤ 100 ids).
@@ -332,13 +336,13 @@ impl HubSpotApi {
         properties: &[String],
     ) -> Result<BatchResponse, ConnectorError> {
         let request = ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, id_property };
-        self.call("batch_read", Request::post(format!("/crm/v3/objects/{object}/batch/read"), &request)).await
+        self.call("batch_read", Request::post(format!("/crm/v3/objects/{}/batch/read", path_segment(object)), &request)).await
     }
 
     /// `GET /crm/v3/objects/{object}/{id}` with `properties` (a 404 is a `Data` error).
     pub async fn get_object(&self, object: &str, id: &str, properties: &[String]) -> Result<SimpleObject, ConnectorError> {
         let query = query(&[("properties", &properties.join(","))]);
-        self.call("get_object", Request::get(format!("/crm/v3/objects/{object}/{id}?{query}"))).await
+        self.call("get_object", Request::get(format!("/crm/v3/objects/{}/{id}?{query}", path_segment(object)))).await
     }
 
     /// `GET /crm/v3/objects/{object}`: a page of up to 100 objects in id order, after `after`.
@@ -346,7 +350,7 @@ impl HubSpotApi {
         let (limit, properties) = (LIST_PAGE.to_string(), properties.join(","));
         let mut pairs = vec![("limit", limit.as_str()), ("properties", properties.as_str())];
         pairs.extend(after.map(|after| ("after", after)));
-        self.call("list", Request::get(format!("/crm/v3/objects/{object}?{}", query(&pairs)))).await
+        self.call("list", Request::get(format!("/crm/v3/objects/{}?{}", path_segment(object), query(&pairs)))).await
     }
 
     /// `GET /crm/v3/objects/{object}?archived=true`: a page of up to 100 archived objects (id
@@ -355,14 +359,26 @@ impl HubSpotApi {
         let limit = LIST_PAGE.to_string();
         let mut pairs = vec![("limit", limit.as_str()), ("archived", "true"), ("properties", "hs_object_id")];
         pairs.extend(after.map(|after| ("after", after)));
-        self.call("list_archived", Request::get(format!("/crm/v3/objects/{object}?{}", query(&pairs)))).await
+        self.call("list_archived", Request::get(format!("/crm/v3/objects/{}?{}", path_segment(object), query(&pairs)))).await
     }
 
     /// `POST /crm/v3/objects/{object}/search`, paced by the search API's own limit.
     pub async fn search(&self, object: &str, request: &SearchRequest) -> Result<SearchPage, ConnectorError> {
-        let request = Request::post(format!("/crm/v3/objects/{object}/search"), request);
+        let request = Request::post(format!("/crm/v3/objects/{}/search", path_segment(object)), request);
         let what = request.what();
         let body = self.endpoint.call(&self.search_policy, "search", request, classify).await?;
+        crate::http::decode(Service::HUBSPOT, &what, &body)
+    }
+
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read` (≤ 1,000 inputs): the objects of type
+    /// `to` each input is linked to, with the types of each link. Exempt from the ten-second
+    /// budget (the spec's `x-hubspot-rate-limit-exemptions`), so it only waits for a free call
+    /// slot. An object with no links is an error beside the results (207), not a failure.
+    pub async fn associations(&self, from: &str, to: &str, inputs: &[AssociationsInput<'_>]) -> Result<AssociationBatch, ConnectorError> {
+        let path = format!("/crm/v4/associations/{}/{}/batch/read", path_segment(from), path_segment(to));
+        let request = Request::post(path, &Inputs { inputs });
+        let what = request.what();
+        let body = self.endpoint.call(&self.exempt_policy, "associations_read", request, classify).await?;
         crate::http::decode(Service::HUBSPOT, &what, &body)
     }
 
@@ -386,6 +402,81 @@ impl HubSpotApi {
         let what = request.what();
         let body = self.endpoint.call(&self.policy, operation, request, classify).await?;
         crate::http::decode(Service::HUBSPOT, &what, &body)
+    }
+}
+
+/// How an object type is named in a path: standard types and `2-…` ids as they are, a custom
+/// object's name as HubSpot's short qualified name `p_<name>`.
+pub fn path_segment(object: &str) -> String {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let qualified = object.starts_with("p_") || object.strip_prefix('p').and_then(|rest| rest.split('_').next()).is_some_and(digits);
+    let standard = super::config::standard_objects().any(|s| s == object);
+    let id = object.split('-').all(digits);
+    if standard || id || qualified { object.to_owned() } else { format!("p_{object}") }
+}
+
+/// One input of an associations batch read: an object id, and where its links resume.
+#[derive(Debug, Serialize)]
+pub struct AssociationsInput<'a> {
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<&'a str>,
+}
+
+/// `BatchResponsePublicAssociationMultiWithLabel`: each object's links (objects with none are
+/// among its `errors`, which say nothing more).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AssociationBatch {
+    pub results: Vec<AssociationsOf>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AssociationsOf {
+    pub from: ObjectRef,
+    #[serde(default)]
+    pub to: Vec<Associated>,
+    pub paging: Option<Paging>,
+}
+
+impl AssociationsOf {
+    /// Where this object's links continue, when it has more than one answer holds.
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ObjectRef {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+}
+
+/// One linked object and the types of the link.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Associated {
+    /// A string in the spec, a number in some answers: kept as its digits.
+    #[serde(deserialize_with = "id_text")]
+    pub to_object_id: String,
+    #[serde(default)]
+    pub association_types: Vec<AssociationKind>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationKind {
+    pub category: String,
+    pub type_id: i64,
+    pub label: Option<String>,
+}
+
+/// An id written as a string or as a number.
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("an id, not {other}"))),
     }
 }
 

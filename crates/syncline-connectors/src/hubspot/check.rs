@@ -38,6 +38,12 @@ pub async fn source(profile: &HubSpotProfile, stream: &SourceStream) -> crate::P
     let portal = portal(&api).await?;
     let fix = "name properties the object has (HubSpot → Settings → Properties shows their internal names)";
     let defined = api.properties(&stream.object).await.map_err(|e| (super::source::unknown_type(&stream.object, e), fix))?;
+    if let Some(to) = &stream.associations {
+        let to = super::config::object_name(to);
+        api.properties(&to).await.map_err(|e| (super::source::unknown_type(&to, e), "name an object type the portal has"))?;
+        let place = format!("HubSpot {} → {to} associations at {}", stream.object, profile.base_url);
+        return Ok(format!("{place}, portal {portal}: the token works; both object types exist"));
+    }
     let read = super::source::resolve(stream, &defined).map_err(|e| (e, fix))?;
     Ok(format!("HubSpot {} at {}, portal {portal}: the token works; {} properties are read", stream.object, profile.base_url, read.len()))
 }

@@ -138,6 +138,8 @@ pub struct SourceStream {
     pub settle: Duration,
     /// Only objects created in `[from, until)` (backfill); `None`: every object.
     pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Read the objects' associations with this object type instead of the objects.
+    pub associations: Option<String>,
 }
 
 impl SourceStream {
@@ -150,6 +152,7 @@ impl SourceStream {
             deletes: false,
             settle: DEFAULT_SETTLE,
             created: None,
+            associations: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use syncline_core::FieldType;
-use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Sink, Value};
+use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Replaces, Sink, Value};
 
 pub struct SqlSink {
     pool: SqlPool,
@@ -20,12 +20,14 @@ pub struct SqlSink {
     columns: Option<HashMap<String, FieldType>>,
     /// The field types the source declares (a HubSpot property's type), for the columns made.
     declared: HashMap<String, FieldType>,
+    /// How the source's records replace stored rows, when a record alone cannot say it.
+    replaces: Option<Replaces>,
 }
 
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new() })
+        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None })
     }
 
     fn dialect(&self) -> Dialect {
@@ -80,6 +82,45 @@ impl SqlSink {
     /// The types the source knows its fields to have, for the columns this sink creates.
     pub fn declare(&mut self, fields: &[(String, FieldType)]) {
         self.declared.extend(fields.iter().cloned());
+    }
+
+    /// Each batch also deletes the older rows of the groups its records belong to (see
+    /// [`Replaces`]), in the transaction that writes the batch.
+    pub fn replace_groups(&mut self, replaces: Replaces) {
+        self.replaces = Some(replaces);
+    }
+
+    /// `DELETE` statements for the rows of `batch`'s groups older than the batch's versions.
+    fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<(String, Vec<Param>)>, ConnectorError> {
+        let mut groups: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+        for record in batch {
+            let number = |field: &str| record.get(field).and_then(Value::as_text).and_then(|t| t.trim().parse::<i64>().ok());
+            let (Some(group), Some(version)) = (number(replaces.group), number(replaces.version)) else {
+                let message = format!("record {}: {} and {} must be whole numbers", record.key, replaces.group, replaces.version);
+                return Err(ConnectorError::new(ErrorClass::Data, message));
+            };
+            groups.entry(version).or_default().push(group);
+        }
+        let d = self.dialect();
+        let mut statements = Vec::new();
+        for (version, mut ids) in groups {
+            ids.sort_unstable();
+            ids.dedup();
+            for chunk in ids.chunks(500) {
+                let marks: Vec<String> = (2..chunk.len() + 2).map(|i| d.placeholder(i)).collect();
+                let sql = format!(
+                    "DELETE FROM {} WHERE {} < {} AND {} IN ({})",
+                    d.quote(&self.settings.table),
+                    d.quote(replaces.version),
+                    d.placeholder(1),
+                    d.quote(replaces.group),
+                    marks.join(", ")
+                );
+                let params = std::iter::once(Param::Int(Some(version))).chain(chunk.iter().map(|id| Param::Int(Some(*id)))).collect();
+                statements.push((sql, params));
+            }
+        }
+        Ok(statements)
     }
 
     /// A field the source now declares of a type its column cannot hold (a HubSpot property
@@ -219,6 +260,19 @@ impl Sink for SqlSink {
             }
         }
 
+        // records that only name their group clear it and are not stored
+        let replaced = match &self.replaces {
+            Some(replaces) => {
+                for (i, record) in batch.iter().enumerate() {
+                    if record.get(replaces.member).is_none_or(Value::is_null) {
+                        outcomes[i] = Some(Outcome::Unchanged);
+                    }
+                }
+                self.older_rows(replaces, batch)?
+            }
+            None => Vec::new(),
+        };
+
         // convert every record's values to its columns' types; a bad value rejects that record
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::with_capacity(batch.len());
         for (i, record) in batch.iter().enumerate() {
@@ -247,7 +301,7 @@ impl Sink for SqlSink {
         let existing = if keys.is_empty() { HashSet::new() } else { self.existing(&keys).await? };
 
         let per_statement = self.dialect().rows_per_statement(names.len());
-        let mut statements = Vec::new();
+        let mut statements = replaced;
         for chunk in rows.chunks(per_statement) {
             let sql = self.dialect().upsert(&self.settings.table, &self.settings.key, &names, chunk.len());
             statements.push((sql, chunk.iter().flat_map(|(_, p)| p.iter().cloned()).collect()));

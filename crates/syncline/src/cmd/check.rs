@@ -158,7 +158,7 @@ async fn check_source(
                 return None;
             }
         },
-        (SourceSettings::HubSpot { token, profile, stream }, AnySource::HubSpot(mut source)) => {
+        (SourceSettings::HubSpot { token, profile, stream }, mut source) => {
             let profile = pipeline::hubspot_profile(p, token, profile).ok()?;
             match hubspot::check::source(&profile, stream).await {
                 Ok(detail) => (detail, source.next_page(None).await.map(|page| page.map(|p| p.records).unwrap_or_default())),

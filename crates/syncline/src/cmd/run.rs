@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use syncline_connectors::hubspot::object_name;
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::runner::{PlanAction, PlanEntry, PlanSink, RunError, RunMode, RunOptions, Scope};
 use syncline_core::{Cursor, ErrorClass, Input, RunEnd, RunParts, RunStatus, execute};
@@ -29,11 +30,7 @@ use syncline_sandbox::{Sandbox, Seed};
 use syncline_store::Store;
 
 pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Session) -> CliResult {
-    let pipelines: Vec<&Pipeline> = if args.pipeline == "all" {
-        config.pipelines.iter().collect()
-    } else {
-        vec![config.pipeline(&args.pipeline).ok_or_else(|| unknown_pipeline(config, &args.pipeline))?]
-    };
+    let pipelines = select(config, &args)?;
     let since = args.since.as_deref().map(|t| parse_time("--since", t)).transpose()?;
     let plan = Arc::new(Mutex::new(Plan::default()));
     if let Some(path) = &args.plan_out {
@@ -84,6 +81,36 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
         }
     }
     Ok(worst)
+}
+
+/// The pipelines a run runs: the one named, or `all` — the objects' before the associations',
+/// so links land after the objects they join — less the association pipelines with
+/// `--skip-associations`, or only those of the pair `--from-object`/`--to-object` name.
+fn select<'c>(config: &'c Config, args: &RunArgs) -> Result<Vec<&'c Pipeline>, CliError> {
+    let mut pipelines: Vec<&Pipeline> = if args.pipeline == "all" {
+        let (links, objects): (Vec<&Pipeline>, Vec<&Pipeline>) = config.pipelines.iter().partition(|p| pipeline::reads_associations(p));
+        objects.into_iter().chain(links).collect()
+    } else {
+        vec![config.pipeline(&args.pipeline).ok_or_else(|| unknown_pipeline(config, &args.pipeline))?]
+    };
+    if args.skip_associations {
+        pipelines.retain(|p| !pipeline::reads_associations(p));
+    }
+    if args.from_object.is_none() && args.to_object.is_none() {
+        return Ok(pipelines);
+    }
+    let wanted = |given: &Option<String>, actual: &str| given.as_deref().is_none_or(|g| object_name(g) == object_name(actual));
+    let pair = |p: &Pipeline| match &p.source {
+        SourceSettings::HubSpot { stream, .. } => stream.associations.as_deref().map(|to| (stream.object.clone(), object_name(to))),
+        SourceSettings::Sql { .. } => None,
+    };
+    let pairs: Vec<String> = pipelines.iter().filter_map(|p| pair(p)).map(|(from, to)| format!("{from} → {to}")).collect();
+    pipelines.retain(|p| pair(p).is_some_and(|(from, to)| wanted(&args.from_object, &from) && wanted(&args.to_object, &to)));
+    if pipelines.is_empty() {
+        let known = if pairs.is_empty() { "none".to_owned() } else { pairs.join(", ") };
+        return Err(CliError::usage(format!("no association pipeline matches --from-object/--to-object (the pairs: {known})")));
+    }
+    Ok(pipelines)
 }
 
 /// Serves the sandbox's demo portal where the pipelines' HubSpot sinks point (a loopback URL).
@@ -233,6 +260,9 @@ async fn prepare(
     let source_identity = unless_stopped(session, identity).await?;
     let fields = async { source.fields().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: source"))) };
     sink.declare(&unless_stopped(session, fields).await?);
+    if let Some(replaces) = source.replaces() {
+        sink.replace_groups(replaces).map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink")))?;
+    }
     let scope = Arc::new(Scope { pipeline: name.clone(), source: source_identity, target });
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     if !args.dry_run {

@@ -3,17 +3,21 @@
 use syncline_connectors::hubspot::Tier;
 use syncline_sandbox::{Faults, Sandbox, Seed};
 
-use crate::cli::SandboxArgs;
+use crate::cli::{Demo, SandboxArgs};
 use crate::exit::{CliError, CliResult, Exit};
 
 pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let seed = match &args.seed {
-        None if args.no_limits => {
-            let mut seed = demo_seed(Tier::Free);
-            seed.hubspot[0].tier = syncline_sandbox::Tier::Unlimited;
+        None => {
+            let mut seed = demo_seed(args.tier.unwrap_or(Tier::Free));
+            if args.demo == Demo::Warehouse {
+                seed.hubspot[0].custom_objects = Seed::warehouse_demo().hubspot.remove(0).custom_objects;
+            }
+            if args.no_limits {
+                seed.hubspot[0].tier = syncline_sandbox::Tier::Unlimited;
+            }
             seed
         }
-        None => demo_seed(args.tier.unwrap_or(Tier::Free)),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
             // YAML is a superset of JSON, so one parser reads both
@@ -24,9 +28,20 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let pages: Vec<String> = seed.manychat.iter().map(|p| p.token.clone()).collect();
     let sandbox = Sandbox::from_seed(seed)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.seed.as_ref().map_or("the demo seed".into(), |p| p.display().to_string()))))?;
-    if args.contacts > 0 {
-        eprintln!("generating {} contacts …", args.contacts);
-        sandbox.generate_contacts(syncline_sandbox::DEMO_HUBSPOT_TOKEN, args.contacts).map_err(CliError::failed)?;
+    match (args.contacts, args.demo) {
+        (0, _) => {}
+        (contacts, Demo::Members) => {
+            eprintln!("generating {contacts} contacts …");
+            sandbox.generate_contacts(syncline_sandbox::DEMO_HUBSPOT_TOKEN, contacts).map_err(CliError::failed)?;
+        }
+        (contacts, Demo::Warehouse) => {
+            eprintln!("generating {contacts} contacts with deals, appointments, divisions and their associations …");
+            let made = sandbox.generate_warehouse(syncline_sandbox::DEMO_HUBSPOT_TOKEN, contacts).map_err(CliError::failed)?;
+            eprintln!(
+                "  {} contacts, {} deals, {} appointments, {} divisions",
+                made.contacts, made.deals, made.appointments, made.divisions
+            );
+        }
     }
     if let Some(spec) = &args.faults {
         let faults: Faults = serde_saphyr::from_str(spec).map_err(|e| CliError::usage(format!("--faults: {e}")))?;

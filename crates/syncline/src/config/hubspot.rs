@@ -66,6 +66,16 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
     }
     let (token, profile) = profile(ctx, &spath, &place(h), ProfileKeys::of(h))?;
     let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &[]);
+    if let Some(to) = &h.associations {
+        let what =
+            [("properties", h.properties.is_some() || !h.exclude.is_empty()), ("raw", h.raw.is_some()), ("deletes", h.deletes.is_some())];
+        if let Some((key, _)) = what.iter().find(|(_, set)| *set) {
+            let message =
+                format!("{key} is what an objects source reads; a source of associations reads links (from_id, to_id, type_id, label)");
+            return Err(ctx.err(&to.referenced, &format!("{spath}.{key}"), message));
+        }
+        stream.associations = Some(ctx.expand(to, &format!("{spath}.associations"))?);
+    }
     stream.properties = match &h.properties {
         Some(_) if !h.exclude.is_empty() => {
             let message = "exclude applies when every property is read; list properties or exclude some, not both";
@@ -94,6 +104,9 @@ pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings
     if h.properties.is_some() || !h.exclude.is_empty() {
         let message = "properties and exclude are what a HubSpot source reads; a sink writes the mapped fields";
         return Err(ctx.err(&place(h), &format!("{spath}.properties"), message));
+    }
+    if let Some(to) = &h.associations {
+        return Err(ctx.err(&to.referenced, &format!("{spath}.associations"), "associations are read by a HubSpot source"));
     }
     for (key, flag) in [("raw", &h.raw), ("deletes", &h.deletes)] {
         if let Some(flag) = flag {

@@ -328,6 +328,11 @@ pub struct RawHubSpot {
     /// for the next run (default `30s`).
     #[schemars(with = "Option<String>")]
     pub settle: Option<At<String>>,
+    /// A source reads the associations of `object`'s objects with this object type (`deals`,
+    /// `0-421`, a custom object's name…) instead of the objects: one row per link and type,
+    /// keyed `association_id`; a link removed in HubSpot is removed from the table.
+    #[schemars(with = "Option<String>")]
+    pub associations: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

@@ -17,7 +17,15 @@ pub struct Hub {
 }
 
 pub fn hub(tier: Tier) -> Hub {
-    let mut seed = Seed::members_demo();
+    hub_with(Seed::members_demo(), tier)
+}
+
+/// The warehouse demo portal (the members one with the custom object "divisions").
+pub fn warehouse_hub(tier: Tier) -> Hub {
+    hub_with(Seed::warehouse_demo(), tier)
+}
+
+fn hub_with(mut seed: Seed, tier: Tier) -> Hub {
     seed.hubspot[0].tier = tier;
     let sandbox = Sandbox::from_seed(seed).unwrap();
     let router = sandbox.router();

@@ -133,7 +133,7 @@ async fn contacts_modified_in_one_minute_arrive_once_through_search() {
 /// warehouse table by the `hubspot-to-warehouse` example, and a check of both.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_warehouse_example_reads_back_what_the_members_example_wrote() {
-    let hub = hub(Tier::LimitIncrease);
+    let hub = super::hubspot::warehouse_hub(Tier::LimitIncrease);
     let dir = super::hubspot::members_to_hubspot("api_limit_increase", "300", "0");
     let d = dir.path();
     let written = super::hubspot::run(d, &hub, "hub.yaml", &["run", "members"]);

@@ -17,6 +17,7 @@ mod serve;
 mod source_rows;
 mod sql_copy;
 mod state;
+mod warehouse;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
