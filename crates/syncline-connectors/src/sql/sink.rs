@@ -65,6 +65,17 @@ impl SqlSink {
         Ok((rows, picked.rows.into_iter().filter_map(|r| r.into_iter().next()).map(|v| v.to_string()).collect()))
     }
 
+    /// These columns of every row (none when the table does not exist yet; `verify`).
+    pub async fn rows(&self, columns: &[&str]) -> Result<Vec<Vec<Value>>, ConnectorError> {
+        if self.pool.columns(&self.settings.table).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let d = self.dialect();
+        let list: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
+        let sql = format!("SELECT {} FROM {}", list.join(", "), d.quote(&self.settings.table));
+        Ok(self.pool.fetch(&sql, &[]).await?.rows)
+    }
+
     /// The table's columns, or `None` when it does not exist (`syncline check`).
     pub async fn table_columns(&self) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         self.pool.columns(&self.settings.table).await

@@ -2,13 +2,14 @@
 //! HubSpot itself — the live objects counted on both sides, then a random sample of live rows
 //! read back from HubSpot and compared field by field — and prints the differences. It is the
 //! seed users' "run the new sync beside the old one and compare" step, and writes nothing.
+//! For a pipeline of associations it compares every link, both ways.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use syncline_connectors::hubspot::{DELETED_FIELD, MERGED_FIELD, RAW_FIELD};
-use syncline_connectors::sql::same_in_column;
+use syncline_connectors::hubspot::{AssociationSource, DELETED_FIELD, MERGED_FIELD, RAW_FIELD};
+use syncline_connectors::sql::{SqlSink, same_in_column};
 use syncline_connectors::{AnySink, AnySource};
-use syncline_core::{ConnectorError, FieldType, Record, Sink, Value};
+use syncline_core::{ConnectorError, FieldType, Record, Sink, Source, Value};
 
 use crate::cli::VerifyArgs;
 use crate::config::Config;
@@ -20,8 +21,10 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
     let failed = |side: &'static str| move |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: {side}", p.name));
     let source = pipeline::source(p, &config.base_dir, None).await?;
     let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
-    let (AnySource::HubSpot(mut source), AnySink::Sql(mut sink)) = (source, sink) else {
-        return Err(CliError::usage(format!("pipeline {}: verify compares a HubSpot source with the SQL table it fills", p.name)));
+    let (mut source, mut sink) = match (source, sink) {
+        (AnySource::HubSpot(source), AnySink::Sql(sink)) => (source, sink),
+        (AnySource::HubSpotAssociations(source), AnySink::Sql(sink)) => return links(source, sink, &args).await.map_err(failed("source")),
+        _ => return Err(CliError::usage(format!("pipeline {}: verify compares a HubSpot source with the SQL table it fills", p.name))),
     };
     let object = source.stream().object.clone();
     let fields = source.fields().await.map_err(failed("source"))?;
@@ -73,6 +76,50 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
         output::line(format!("  … and {} more (--show N lists more)", differences.len() - args.show));
     }
     Ok(if counts_agree && differences.is_empty() { Exit::Ok } else { Exit::Rejects })
+}
+
+/// Links: every link HubSpot has between the pair (read as a full run would, into memory)
+/// against every row of the table, both ways.
+async fn links(mut source: AssociationSource, sink: SqlSink, args: &VerifyArgs) -> Result<Exit, ConnectorError> {
+    let (from, to) = {
+        let (from, to) = source.pair();
+        (from.to_owned(), to.to_owned())
+    };
+    let pair = format!("{from} → {to} links");
+    let link = |values: &[Value]| -> Option<(i64, i64, i64)> {
+        let number = |v: &Value| v.as_text().and_then(|t| t.trim().parse::<i64>().ok());
+        Some((number(&values[0])?, number(&values[1])?, number(&values[2])?))
+    };
+    let (mut theirs, mut cursor) = (BTreeSet::new(), None);
+    while let Some(page) = source.next_page(cursor.as_ref()).await? {
+        cursor = page.cursor.clone();
+        for record in &page.records {
+            let values: Vec<Value> =
+                ["from_id", "to_id", "type_id"].iter().map(|f| record.get(f).cloned().unwrap_or(Value::Null)).collect();
+            theirs.extend(link(&values));
+        }
+    }
+    let ours: BTreeSet<(i64, i64, i64)> = sink.rows(&["from_id", "to_id", "type_id"]).await?.iter().filter_map(|r| link(r)).collect();
+    let missing: Vec<_> = theirs.difference(&ours).collect();
+    let extra: Vec<_> = ours.difference(&theirs).collect();
+    let agree = missing.is_empty() && extra.is_empty();
+    output::line(format!(
+        "{} {pair}: {} in HubSpot, {} rows in {}; {} missing, {} HubSpot no longer has",
+        if agree { "✓" } else { "✗" },
+        theirs.len(),
+        ours.len(),
+        sink.identity(),
+        missing.len(),
+        extra.len()
+    ));
+    let shown = missing.iter().map(|l| (l, "missing from the table")).chain(extra.iter().map(|l| (l, "not in HubSpot")));
+    for ((from_id, to_id, type_id), why) in shown.clone().take(args.show) {
+        output::line(format!("  {from} {from_id} → {to} {to_id} (type {type_id}): {why}"));
+    }
+    if missing.len() + extra.len() > args.show {
+        output::line(format!("  … and {} more (--show N lists more)", missing.len() + extra.len() - args.show));
+    }
+    Ok(if agree { Exit::Ok } else { Exit::Rejects })
 }
 
 fn shown(value: &Value) -> String {

@@ -91,10 +91,12 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     let deals_links = hub.sandbox.links(DEMO_HUBSPOT_TOKEN, "contacts", "deals").unwrap();
     assert_eq!(deals_links.len(), 1_334, "1,000 deals, every third with a second contact");
     assert!(deals_links.iter().all(|(_, _, t)| *t == 4), "contact → deal is HubSpot's type 4");
-    for pipeline in ["contacts", "deals", "appointments", "divisions"] {
+    for pipeline in ["contacts", "deals", "appointments", "divisions", "contacts_deals", "contacts_appointments", "contacts_divisions"] {
         let verified = run(d, &hub, &["verify", pipeline, "--sample", "50"]);
         assert_eq!(code(&verified), 0, "verify {pipeline}: {}{}", stdout(&verified), stderr(&verified));
     }
+    let verified = stdout(&run(d, &hub, &["verify", "contacts_deals"]));
+    assert!(verified.contains("✓ contacts → deals links: 1334 in HubSpot, 1334 rows"), "{verified}");
 
     // links change in HubSpot: removed, added, a deal archived, a contact merged away
     let client = reqwest::Client::new();
@@ -128,6 +130,9 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
         client.post(url("/crm/v3/objects/contacts/merge".into())).bearer_auth(DEMO_HUBSPOT_TOKEN).json(&merge).send().await.unwrap();
     assert_eq!(merged.status(), 200);
     std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let stale = run(d, &hub, &["verify", "contacts_deals"]);
+    assert_eq!(code(&stale), 3, "the table is behind HubSpot now: {}", stdout(&stale));
+    assert!(stdout(&stale).contains(&format!("contacts {c_from} → deals {d_from} (type 4): not in HubSpot")), "{}", stdout(&stale));
 
     // only the pair asked for runs
     let one = run(d, &hub, &["run", "all", "--from-object", "contacts", "--to-object", "deals"]);
@@ -154,4 +159,41 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     let all = run(d, &hub, &["run", "all"]);
     assert_eq!(code(&all), 0, "{}", stderr(&all));
     assert_links_match(&hub, &warehouse, "after the changes").await;
+    let verified = run(d, &hub, &["verify", "contacts_divisions"]);
+    assert_eq!(code(&verified), 0, "{}", stdout(&verified));
+}
+
+/// Links into PostgreSQL and MariaDB: the table made from the link fields, every link once, and
+/// a link removed in HubSpot deleted by the next run (the older rows' delete runs in each
+/// database's own dialect).
+#[tokio::test(flavor = "multi_thread")]
+async fn links_land_in_postgres_and_mariadb_and_a_removed_one_leaves() {
+    let Some(postgres) = syncline_testkit::postgres().await else { return };
+    let Some(mariadb) = syncline_testkit::mysql().await else { return };
+    for db in [&postgres, &mariadb] {
+        let hub = warehouse_hub(Tier::Unlimited);
+        hub.sandbox.generate_warehouse(DEMO_HUBSPOT_TOKEN, 250).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let example = std::fs::read_to_string(examples().join("hubspot-to-warehouse.yaml")).unwrap();
+        let config = example.replace("settle: 30s", "settle: 1s").replace("${WAREHOUSE_URL:-sqlite://hubspot-warehouse.db}", &db.url);
+        std::fs::write(d.join("warehouse.yaml"), config).unwrap();
+        let out = run(d, &hub, &["run", "contacts_deals"]);
+        assert_eq!(code(&out), 0, "{}: {}{}", db.url, stdout(&out), stderr(&out));
+        let verified = run(d, &hub, &["verify", "contacts_deals"]);
+        assert_eq!(code(&verified), 0, "{}: {}", db.url, stdout(&verified));
+        assert!(stdout(&verified).contains("134 in HubSpot, 134 rows"), "{}: {}", db.url, stdout(&verified));
+
+        let links = hub.sandbox.links(DEMO_HUBSPOT_TOKEN, "contacts", "deals").unwrap();
+        let (contact, deal, _) = *links.iter().next().unwrap();
+        assert!(hub.sandbox.dissociate(DEMO_HUBSPOT_TOKEN, ("contacts", contact), ("deals", deal)).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        let again = run(d, &hub, &["run", "contacts_deals"]);
+        assert_eq!(code(&again), 0, "{}: {}{}", db.url, stdout(&again), stderr(&again));
+        let verified = run(d, &hub, &["verify", "contacts_deals"]);
+        assert_eq!(code(&verified), 0, "{}: {}", db.url, stdout(&verified));
+        assert!(stdout(&verified).contains("133 in HubSpot, 133 rows"), "{}: {}", db.url, stdout(&verified));
+    }
+    postgres.drop().await;
+    mariadb.drop().await;
 }
