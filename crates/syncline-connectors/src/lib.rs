@@ -23,6 +23,8 @@ pub enum AnySource {
     Sql(sql::SqlSource),
     HubSpot(hubspot::HubSpotSource),
     HubSpotAssociations(hubspot::AssociationSource),
+    /// Owners, or pipelines and their stages: read whole every run.
+    HubSpotReference(hubspot::ReferenceSource),
 }
 
 impl AnySource {
@@ -33,6 +35,7 @@ impl AnySource {
             AnySource::Sql(source) => Ok(source.identity()),
             AnySource::HubSpot(source) => source.identity().await,
             AnySource::HubSpotAssociations(source) => source.identity().await,
+            AnySource::HubSpotReference(source) => source.identity().await,
         }
     }
 
@@ -42,6 +45,7 @@ impl AnySource {
             AnySource::Sql(source) => source.estimate(after).await,
             AnySource::HubSpot(source) => source.estimate(after).await,
             AnySource::HubSpotAssociations(source) => source.estimate(after).await,
+            AnySource::HubSpotReference(_) => Ok(0),
         }
     }
 
@@ -51,6 +55,9 @@ impl AnySource {
             AnySource::Sql(source) => source.count_rows().await,
             AnySource::HubSpot(source) => source.count().await,
             AnySource::HubSpotAssociations(source) => source.objects().count().await,
+            AnySource::HubSpotReference(_) => {
+                Err(ConnectorError::new(syncline_core::ErrorClass::Config, "owners and pipelines are not counted (verify_counts)"))
+            }
         }
     }
 
@@ -61,6 +68,7 @@ impl AnySource {
             AnySource::Sql(source) => source.starts_at_or_before(since, cursor),
             AnySource::HubSpot(source) => source.starts_at_or_before(since.and_utc(), cursor),
             AnySource::HubSpotAssociations(source) => source.objects().starts_at_or_before(since.and_utc(), cursor),
+            AnySource::HubSpotReference(_) => true,
         }
     }
 
@@ -71,12 +79,17 @@ impl AnySource {
             AnySource::Sql(_) => Ok(Vec::new()),
             AnySource::HubSpot(source) => source.fields().await,
             AnySource::HubSpotAssociations(_) => Ok(hubspot::AssociationSource::fields()),
+            AnySource::HubSpotReference(source) => Ok(source.fields()),
         }
     }
 
     /// How its records replace what a sink holds, when a record alone cannot say it (links).
     pub fn replaces(&self) -> Option<syncline_core::Replaces> {
-        matches!(self, AnySource::HubSpotAssociations(_)).then_some(hubspot::REPLACES)
+        match self {
+            AnySource::HubSpotAssociations(_) => Some(hubspot::REPLACES),
+            AnySource::HubSpotReference(source) => source.replaces(),
+            AnySource::Sql(_) | AnySource::HubSpot(_) => None,
+        }
     }
 
     /// Whether `cursor` is one this source makes (`state set`).
@@ -85,6 +98,7 @@ impl AnySource {
             AnySource::Sql(_) => sql::decode_cursor(cursor).map(drop),
             AnySource::HubSpot(source) => source.check_cursor(cursor),
             AnySource::HubSpotAssociations(source) => source.objects().check_cursor(cursor),
+            AnySource::HubSpotReference(source) => source.check_cursor(cursor),
         }
     }
 
@@ -93,7 +107,7 @@ impl AnySource {
     pub fn resume_after(&mut self, cursor: Cursor) {
         match self {
             AnySource::Sql(source) => source.resume_after(cursor),
-            AnySource::HubSpot(_) | AnySource::HubSpotAssociations(_) => {}
+            AnySource::HubSpot(_) | AnySource::HubSpotAssociations(_) | AnySource::HubSpotReference(_) => {}
         }
     }
 }
@@ -104,6 +118,7 @@ impl Source for AnySource {
             AnySource::Sql(source) => source.next_page(after).await,
             AnySource::HubSpot(source) => source.next_page(after).await,
             AnySource::HubSpotAssociations(source) => source.next_page(after).await,
+            AnySource::HubSpotReference(source) => source.next_page(after).await,
         }
     }
 
@@ -112,6 +127,7 @@ impl Source for AnySource {
             AnySource::Sql(source) => source.cursor_after(record),
             AnySource::HubSpot(source) => source.cursor_after(record),
             AnySource::HubSpotAssociations(source) => source.cursor_after(record),
+            AnySource::HubSpotReference(source) => source.cursor_after(record),
         }
     }
 
@@ -120,6 +136,7 @@ impl Source for AnySource {
             AnySource::Sql(source) => source.audit(),
             AnySource::HubSpot(source) => source.audit(),
             AnySource::HubSpotAssociations(source) => source.audit(),
+            AnySource::HubSpotReference(source) => source.audit(),
         }
     }
 }
@@ -149,7 +166,7 @@ impl AnySink {
                 Ok(())
             }
             AnySink::HubSpot(_) => {
-                let message = "a source of associations writes into a table (a sql sink), not into HubSpot";
+                let message = "associations, owners and pipelines are written into a table (a sql sink), not into HubSpot";
                 Err(ConnectorError::new(syncline_core::ErrorClass::Config, message))
             }
         }

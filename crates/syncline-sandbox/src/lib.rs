@@ -325,6 +325,11 @@ impl Sandbox {
         })
     }
 
+    /// Adds an owner to the portal of `token`: its owner id.
+    pub fn add_owner(&self, token: &str, email: &str, first_name: &str, last_name: &str) -> Result<u64, String> {
+        self.with_portal(token, |portal| Ok(portal.add_owner(email, first_name, last_name, Some("Ventas"))))
+    }
+
     /// Runs `f` on the portal of `token`.
     fn with_portal<T>(&self, token: &str, f: impl FnOnce(&mut Portal) -> Result<T, String>) -> Result<T, String> {
         let mut state = self.lock();
@@ -334,7 +339,7 @@ impl Sandbox {
 
     /// Fills the warehouse demo portal of `token` (see [`Seed::warehouse_demo`]): `contacts`
     /// generated members, two deals for every five contacts, an appointment for every ten and
-    /// a division for every 25, each deal linked to one contact (every third to two), each
+    /// a division for every 25, five owners, each deal linked to one contact (every third to two), each
     /// appointment to one, and every contact to a division (`syncline sandbox --demo
     /// warehouse --contacts N`).
     pub fn generate_warehouse(&self, token: &str, contacts: u64) -> Result<WarehouseDemo, String> {
@@ -371,6 +376,10 @@ impl Sandbox {
             at,
         )?;
         self.with_portal(token, |portal| {
+            for (first, last) in [("Ana", "Mora"), ("Luis", "Vargas"), ("Sofía", "Rojas"), ("Diego", "Solís"), ("María", "Jiménez")] {
+                let email = format!("{}.{}@example.cr", first.to_lowercase(), last.to_lowercase());
+                portal.add_owner(&email, first, last, Some("Ventas"));
+            }
             let division_type = portal.object_type("p_divisions").expect("imported above");
             let contact = |k: u64| ("contacts".to_owned(), contact_ids[(k % n) as usize]);
             for (k, id) in deals.iter().enumerate() {

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use syncline_connectors::hubspot::{
-    ASSOCIATION_KEY, AssociationSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL,
+    ASSOCIATION_KEY, AssociationSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference,
+    ReferenceSource,
 };
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::{AnySink, AnySource};
@@ -117,9 +118,11 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
         SourceSettings::HubSpot { token, profile, stream } => {
             let api = Arc::new(HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?);
             let since = since.map(|t| t.and_utc());
-            Ok(match stream.associations {
-                Some(_) => AnySource::HubSpotAssociations(AssociationSource::new(api, stream, since)),
-                None => AnySource::HubSpot(HubSpotSource::new(api, stream.clone(), since)),
+            Ok(match (&stream.associations, &stream.pipelines) {
+                (Some(_), _) => AnySource::HubSpotAssociations(AssociationSource::new(api, stream, since)),
+                (None, Some(object)) => AnySource::HubSpotReference(ReferenceSource::new(api, Reference::Pipelines(object.clone()))),
+                (None, None) if stream.object == OWNERS => AnySource::HubSpotReference(ReferenceSource::new(api, Reference::Owners)),
+                (None, None) => AnySource::HubSpot(HubSpotSource::new(api, stream.clone(), since)),
             })
         }
     }
@@ -130,9 +133,13 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
     let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: sink", pipeline.name));
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
-            if reads_associations(pipeline) && settings.key != ASSOCIATION_KEY {
-                let message =
-                    format!("pipeline {}: sink.sql.key: rows of links are keyed by {ASSOCIATION_KEY}, not {}", pipeline.name, settings.key);
+            let key = match &pipeline.source {
+                SourceSettings::HubSpot { stream, .. } if stream.associations.is_some() => Some(ASSOCIATION_KEY),
+                SourceSettings::HubSpot { stream, .. } if stream.pipelines.is_some() || stream.object == OWNERS => Some("id"),
+                _ => None,
+            };
+            if let Some(key) = key.filter(|key| *key != settings.key) {
+                let message = format!("pipeline {}: sink.sql.key: these rows are keyed by {key}, not {}", pipeline.name, settings.key);
                 return Err(CliError::usage(message));
             }
             let mut settings = settings.clone();

@@ -382,6 +382,18 @@ impl HubSpotApi {
         crate::http::decode(Service::HUBSPOT, &what, &body)
     }
 
+    /// `GET /crm/v3/owners`: a page of up to 100 owners (live, or archived ones), after `after`.
+    pub async fn owners(&self, after: Option<&str>, archived: bool) -> Result<OwnerPage, ConnectorError> {
+        let mut pairs = vec![("limit", "100"), ("archived", if archived { "true" } else { "false" })];
+        pairs.extend(after.map(|after| ("after", after)));
+        self.call("owners", Request::get(format!("/crm/v3/owners?{}", query(&pairs)))).await
+    }
+
+    /// `GET /crm/v3/pipelines/{object}`: the object type's pipelines with their stages.
+    pub async fn pipelines(&self, object: &str) -> Result<PipelineList, ConnectorError> {
+        self.call("pipelines", Request::get(format!("/crm/v3/pipelines/{}", path_segment(object)))).await
+    }
+
     /// Calls worth keeping in flight at once (the profile's `in_flight`).
     pub fn in_flight(&self) -> usize {
         self.in_flight
@@ -478,6 +490,63 @@ fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         serde_json::Value::Number(n) => Ok(n.to_string()),
         other => Err(serde::de::Error::custom(format!("an id, not {other}"))),
     }
+}
+
+/// The portal's owners, a page (`CollectionResponsePublicOwnerForwardPaging`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    pub id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub teams: Vec<Team>,
+    #[serde(default)]
+    pub archived: bool,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct OwnerPage {
+    pub results: Vec<Owner>,
+    pub paging: Option<super::api::Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pipeline {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    #[serde(default)]
+    pub stages: Vec<PipelineStage>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStage {
+    pub id: String,
+    pub label: String,
+    pub display_order: i64,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PipelineList {
+    pub results: Vec<Pipeline>,
 }
 
 /// A query string (form-encoded).

@@ -140,6 +140,8 @@ pub struct SourceStream {
     pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// Read the objects' associations with this object type instead of the objects.
     pub associations: Option<String>,
+    /// Read this object type's pipelines and their stages instead of objects.
+    pub pipelines: Option<String>,
 }
 
 impl SourceStream {
@@ -153,6 +155,7 @@ impl SourceStream {
             settle: DEFAULT_SETTLE,
             created: None,
             associations: None,
+            pipelines: None,
         }
     }
 }
@@ -178,6 +181,9 @@ const STANDARD_TYPES: [(&str, &str, &str); 7] = [
     ("line_items", "0-8", "line_item"),
     ("appointments", "0-421", "appointment"),
 ];
+
+/// The name under which a source reads the portal's owners (`object: owners`).
+pub const OWNERS: &str = "owners";
 
 /// The standard object types by their plural names.
 pub fn standard_objects() -> impl Iterator<Item = &'static str> {

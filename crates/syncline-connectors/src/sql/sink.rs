@@ -103,21 +103,27 @@ impl SqlSink {
 
     /// `DELETE` statements for the rows of `batch`'s groups older than the batch's versions.
     fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<(String, Vec<Param>)>, ConnectorError> {
-        let mut groups: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+        let columns = self.columns.as_ref().expect("known after ensure_table");
+        let group_type = columns.get(replaces.group).copied().unwrap_or(FieldType::Text);
+        let mut groups: std::collections::BTreeMap<i64, Vec<(String, Param)>> = std::collections::BTreeMap::new();
         for record in batch {
-            let number = |field: &str| record.get(field).and_then(Value::as_text).and_then(|t| t.trim().parse::<i64>().ok());
-            let (Some(group), Some(version)) = (number(replaces.group), number(replaces.version)) else {
-                let message = format!("record {}: {} and {} must be whole numbers", record.key, replaces.group, replaces.version);
+            let group = record.get(replaces.group).unwrap_or(&Value::Null);
+            let version = record.get(replaces.version).and_then(Value::as_text).and_then(|t| t.trim().parse::<i64>().ok());
+            let (Some(version), Ok(param), false) = (version, convert(group, group_type), group.is_null()) else {
+                let message = format!(
+                    "record {}: no {} or whole-number {} to replace its older rows by",
+                    record.key, replaces.group, replaces.version
+                );
                 return Err(ConnectorError::new(ErrorClass::Data, message));
             };
-            groups.entry(version).or_default().push(group);
+            groups.entry(version).or_default().push((group.as_text().unwrap_or_default().into_owned(), param));
         }
         let d = self.dialect();
         let mut statements = Vec::new();
-        for (version, mut ids) in groups {
-            ids.sort_unstable();
-            ids.dedup();
-            for chunk in ids.chunks(500) {
+        for (version, mut members) in groups {
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            members.dedup_by(|a, b| a.0 == b.0);
+            for chunk in members.chunks(500) {
                 let marks: Vec<String> = (2..chunk.len() + 2).map(|i| d.placeholder(i)).collect();
                 let sql = format!(
                     "DELETE FROM {} WHERE {} < {} AND {} IN ({})",
@@ -127,7 +133,7 @@ impl SqlSink {
                     d.quote(replaces.group),
                     marks.join(", ")
                 );
-                let params = std::iter::once(Param::Int(Some(version))).chain(chunk.iter().map(|id| Param::Int(Some(*id)))).collect();
+                let params = std::iter::once(Param::Int(Some(version))).chain(chunk.iter().map(|(_, p)| p.clone())).collect();
                 statements.push((sql, params));
             }
         }

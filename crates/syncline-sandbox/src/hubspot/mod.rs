@@ -8,6 +8,7 @@ mod objects;
 mod portal;
 mod properties;
 mod query;
+mod reference;
 mod schemas;
 mod search;
 mod store;
@@ -59,6 +60,9 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/crm/v4/objects/{object_type}/{id}/associations/default/{to}/{to_id}", axum::routing::put(associations::put_default))
         .route("/crm/v4/objects/{object_type}/{id}/associations/{to}/{to_id}", axum::routing::delete(associations::delete))
         .route("/crm/associations/v4/{from}/{to}/labels", get(associations::labels).post(associations::create_label))
+        .route("/crm/v3/owners", get(reference::owners))
+        .route("/crm/v3/pipelines/{object_type}", get(reference::pipelines).post(reference::create_pipeline))
+        .route("/crm/v3/pipelines/{object_type}/{pipeline_id}", axum::routing::delete(reference::archive_pipeline))
         .route("/account-info/v3/details", get(account_details))
         .route("/crm-object-schemas/v3/schemas", get(schemas::list).post(schemas::create))
         .route("/crm-object-schemas/v3/schemas/{object_type}", get(schemas::get).patch(schemas::patch).delete(schemas::delete))

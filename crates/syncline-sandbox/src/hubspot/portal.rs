@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::associations::Associations;
 use super::budget::{Budget, Tier};
 use super::properties::{Property, defaults};
+use super::reference::{Owner, Pipeline};
 use super::schemas::{CustomSchema, SchemaEgg};
 use super::store::{Object, ObjectStore, iso, stamp_properties};
 use super::webhooks::{Outbox, WebhookSettings};
@@ -68,6 +69,10 @@ pub struct Portal {
     pub(crate) outbox: Outbox,
     /// The links between objects (associations v4).
     pub associations: Associations,
+    /// The portal's users as owners of objects.
+    pub owners: Vec<Owner>,
+    /// Pipelines per object type (deals get HubSpot's default on first read).
+    pub pipelines: BTreeMap<String, Vec<Pipeline>>,
 }
 
 /// What a write input did.
@@ -101,6 +106,8 @@ impl Portal {
             budget: Budget::new(config.tier),
             outbox: Outbox::default(),
             associations: Associations::default(),
+            owners: Vec::new(),
+            pipelines: BTreeMap::new(),
         };
         if let Some(settings) = &config.webhooks {
             settings.check()?;

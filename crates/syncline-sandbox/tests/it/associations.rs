@@ -112,3 +112,41 @@ async fn links_are_made_read_labelled_and_removed_as_hubspot_does() {
     assert_eq!(remaining(&batch), remaining(&before), "the batch read spent nothing");
     assert_eq!(remaining(&after), remaining(&before) - 1, "the labels read spent one call");
 }
+
+/// Owners and pipelines, the reference data, in the spec's shapes: owners paged, live or
+/// archived; deals start with HubSpot's default pipeline; one can be added and archived.
+#[tokio::test]
+async fn owners_and_pipelines_are_served_as_hubspot_does() {
+    let sandbox = sandbox(Tier::Free);
+    for n in 0..3 {
+        sandbox.add_owner(TOKEN, &format!("owner{n}@example.cr"), "Ana", &format!("Mora {n}")).unwrap();
+    }
+    let page = send(&sandbox, "GET", "/crm/v3/owners?limit=2", Some(TOKEN), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    conforms("hubspot/owners.v3.json", "CollectionResponsePublicOwnerForwardPaging", &page.body);
+    assert_eq!(page.body["results"].as_array().unwrap().len(), 2);
+    let after = page.body["paging"]["next"]["after"].as_str().unwrap().to_owned();
+    let rest = send(&sandbox, "GET", &format!("/crm/v3/owners?limit=2&after={after}"), Some(TOKEN), None).await;
+    assert_eq!(rest.body["results"][0]["email"], "owner2@example.cr");
+    assert!(rest.body.get("paging").is_none(), "the last page has no paging: {}", rest.body);
+    let archived = send(&sandbox, "GET", "/crm/v3/owners?archived=true", Some(TOKEN), None).await;
+    assert_eq!(archived.body["results"], json!([]));
+
+    let pipelines = send(&sandbox, "GET", "/crm/v3/pipelines/deals", Some(TOKEN), None).await;
+    assert_eq!(pipelines.status, 200);
+    conforms("hubspot/pipelines.v3.json", "CollectionResponsePipelineNoPaging", &pipelines.body);
+    assert_eq!(pipelines.body["results"][0]["id"], "default");
+    assert_eq!(pipelines.body["results"][0]["stages"].as_array().unwrap().len(), 7);
+    let new = json!({"label": "Créditos", "displayOrder": 1, "stages": [
+        {"label": "Solicitud", "displayOrder": 0, "metadata": {"probability": "0.3"}},
+        {"label": "Aprobado", "displayOrder": 1, "metadata": {"probability": "1.0", "isClosed": "true"}}]});
+    let created = send(&sandbox, "POST", "/crm/v3/pipelines/deals", Some(TOKEN), Some(new)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    conforms("hubspot/pipelines.v3.json", "Pipeline", &created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(send(&sandbox, "GET", "/crm/v3/pipelines/deals", Some(TOKEN), None).await.body["results"].as_array().unwrap().len(), 2);
+    assert_eq!(send(&sandbox, "DELETE", &format!("/crm/v3/pipelines/deals/{id}"), Some(TOKEN), None).await.status, 204);
+    assert_eq!(send(&sandbox, "GET", "/crm/v3/pipelines/deals", Some(TOKEN), None).await.body["results"].as_array().unwrap().len(), 1);
+    let unknown = send(&sandbox, "GET", "/crm/v3/pipelines/dealz", Some(TOKEN), None).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+}

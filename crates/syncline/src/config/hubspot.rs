@@ -6,7 +6,7 @@ use super::raw::{At, RawConnection, RawHubSpot, RawTier};
 use super::settings::{Ctx, Secret, SinkSettings, SourceSettings, parse_duration};
 use serde_saphyr::Location;
 use syncline_connectors::hubspot::{
-    DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, Properties, SinkStream, SourceStream, Tier,
+    DEFAULT_BASE_URL, DEFAULT_SETTLE, HubSpotProfile, MAX_INPUTS_PER_CALL, OWNERS, Properties, SinkStream, SourceStream, Tier, object_name,
 };
 
 /// The profile keys, wherever they are written (a source, a sink, `connections.hubspot`).
@@ -66,15 +66,26 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
     }
     let (token, profile) = profile(ctx, &spath, &place(h), ProfileKeys::of(h))?;
     let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &[]);
-    if let Some(to) = &h.associations {
-        let what =
-            [("properties", h.properties.is_some() || !h.exclude.is_empty()), ("raw", h.raw.is_some()), ("deletes", h.deletes.is_some())];
-        if let Some((key, _)) = what.iter().find(|(_, set)| *set) {
-            let message =
-                format!("{key} is what an objects source reads; a source of associations reads links (from_id, to_id, type_id, label)");
-            return Err(ctx.err(&to.referenced, &format!("{spath}.{key}"), message));
+    // associations, pipelines and owners are not objects: the options of an objects read do not apply
+    let other = [("associations", h.associations.as_ref(), "links"), ("pipelines", h.pipelines.as_ref(), "pipeline stages")];
+    let mut others = other.iter().filter_map(|(key, at, what)| at.map(|at| (*key, at, *what)));
+    let owners = (stream.object == OWNERS).then(|| h.object.as_ref().map(|at| ("object: owners", at, "owners"))).flatten();
+    if let Some((key, at, what)) = others.next().or(owners) {
+        if let Some((second, ..)) = others.next() {
+            return Err(ctx.err(&at.referenced, &format!("{spath}.{second}"), format!("a source reads {key} or {second}, not both")));
         }
+        let objects_only =
+            [("properties", h.properties.is_some() || !h.exclude.is_empty()), ("raw", h.raw.is_some()), ("deletes", h.deletes.is_some())];
+        if let Some((option, _)) = objects_only.iter().find(|(_, set)| *set) {
+            let message = format!("{option} is what an objects source reads; a source of {key} reads {what}");
+            return Err(ctx.err(&at.referenced, &format!("{spath}.{option}"), message));
+        }
+    }
+    if let Some(to) = &h.associations {
         stream.associations = Some(ctx.expand(to, &format!("{spath}.associations"))?);
+    }
+    if let Some(of) = &h.pipelines {
+        stream.pipelines = Some(object_name(&ctx.expand(of, &format!("{spath}.pipelines"))?));
     }
     stream.properties = match &h.properties {
         Some(_) if !h.exclude.is_empty() => {
@@ -105,8 +116,10 @@ pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings
         let message = "properties and exclude are what a HubSpot source reads; a sink writes the mapped fields";
         return Err(ctx.err(&place(h), &format!("{spath}.properties"), message));
     }
-    if let Some(to) = &h.associations {
-        return Err(ctx.err(&to.referenced, &format!("{spath}.associations"), "associations are read by a HubSpot source"));
+    for (key, set) in [("associations", &h.associations), ("pipelines", &h.pipelines)] {
+        if let Some(at) = set {
+            return Err(ctx.err(&at.referenced, &format!("{spath}.{key}"), format!("{key} are read by a HubSpot source")));
+        }
     }
     for (key, flag) in [("raw", &h.raw), ("deletes", &h.deletes)] {
         if let Some(flag) = flag {

@@ -333,6 +333,12 @@ pub struct RawHubSpot {
     /// keyed `association_id`; a link removed in HubSpot is removed from the table.
     #[schemars(with = "Option<String>")]
     pub associations: Option<At<String>>,
+    /// A source reads this object type's pipelines (`deals`, `tickets`) instead of objects: one
+    /// row per stage, keyed `id` (`<pipeline>:<stage>`), read whole every run; a stage or
+    /// pipeline removed in HubSpot leaves the table. (`object: owners` reads the portal's
+    /// owners the same way, keyed `id`.)
+    #[schemars(with = "Option<String>")]
+    pub pipelines: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::json;
+use sqlx::Connection;
 use syncline_sandbox::{DEMO_HUBSPOT_TOKEN, Tier};
 
 use super::hubspot::{Hub, warehouse_hub};
@@ -98,9 +99,34 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     let verified = stdout(&run(d, &hub, &["verify", "contacts_deals"]));
     assert!(verified.contains("✓ contacts → deals links: 1334 in HubSpot, 1334 rows"), "{verified}");
 
-    // links change in HubSpot: removed, added, a deal archived, a contact merged away
+    // the reference tables: owners, and the deal pipelines' stages, which follow HubSpot's
+    let owners: Vec<(String, bool)> =
+        sqlx::query_as("SELECT email, archived FROM hubspot_owners ORDER BY id").fetch_all(&warehouse).await.unwrap();
+    assert_eq!(owners.len(), 5, "{owners:?}");
+    assert_eq!(owners[0], ("ana.mora@example.cr".to_owned(), false));
+    let stages = "SELECT COUNT(*) FROM hubspot_deal_pipelines";
+    assert_eq!(count(&warehouse, stages).await, 7, "HubSpot's default deal pipeline has 7 stages");
+    let won =
+        count(&warehouse, "SELECT COUNT(*) FROM hubspot_deal_pipelines WHERE stage_id = 'closedwon' AND probability = 1 AND is_closed")
+            .await;
+    assert_eq!(won, 1, "a stage's probability and whether it closes are columns of their types");
+    let credits = json!({"label": "Créditos", "displayOrder": 1, "stages": [
+        {"label": "Solicitud", "displayOrder": 0, "metadata": {"probability": "0.3", "isClosed": "false"}},
+        {"label": "Aprobado", "displayOrder": 1, "metadata": {"probability": "1.0", "isClosed": "true"}}]});
     let client = reqwest::Client::new();
     let url = |path: String| format!("{}{path}", hub.url);
+    let created = client.post(url("/crm/v3/pipelines/deals".into())).bearer_auth(DEMO_HUBSPOT_TOKEN).json(&credits).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let pipeline_id = created.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(code(&run(d, &hub, &["run", "deal_pipelines"])), 0);
+    assert_eq!(count(&warehouse, stages).await, 9, "a pipeline added in HubSpot lands with its stages");
+    let archived =
+        client.delete(url(format!("/crm/v3/pipelines/deals/{pipeline_id}"))).bearer_auth(DEMO_HUBSPOT_TOKEN).send().await.unwrap();
+    assert_eq!(archived.status(), 204);
+    assert_eq!(code(&run(d, &hub, &["run", "deal_pipelines"])), 0);
+    assert_eq!(count(&warehouse, stages).await, 7, "a pipeline removed in HubSpot leaves the table");
+
+    // links change in HubSpot: removed, added, a deal archived, a contact merged away
     let (c_from, d_from, _) = *deals_links.iter().next().unwrap();
     let removed = client
         .delete(url(format!("/crm/v4/objects/contacts/{c_from}/associations/deals/{d_from}")))
@@ -193,6 +219,21 @@ async fn links_land_in_postgres_and_mariadb_and_a_removed_one_leaves() {
         let verified = run(d, &hub, &["verify", "contacts_deals"]);
         assert_eq!(code(&verified), 0, "{}: {}", db.url, stdout(&verified));
         assert!(stdout(&verified).contains("133 in HubSpot, 133 rows"), "{}: {}", db.url, stdout(&verified));
+
+        // the pipelines' stages, read whole twice: replaced, not doubled (a text group)
+        for _ in 0..2 {
+            let out = run(d, &hub, &["run", "deal_pipelines"]);
+            assert_eq!(code(&out), 0, "{}: {}{}", db.url, stdout(&out), stderr(&out));
+        }
+        let sql = "SELECT COUNT(*) FROM hubspot_deal_pipelines";
+        let stages: i64 = if db.url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        };
+        assert_eq!(stages, 7, "{}", db.url);
     }
     postgres.drop().await;
     mariadb.drop().await;
