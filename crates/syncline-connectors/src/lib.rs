@@ -22,7 +22,8 @@ pub type Probe = Result<String, (ConnectorError, &'static str)>;
 pub enum AnySource {
     Sql(sql::SqlSource),
     HubSpot(hubspot::HubSpotSource),
-    HubSpotAssociations(hubspot::AssociationSource),
+    /// Links with another object type, or property histories, of the objects read.
+    HubSpotDetails(hubspot::DetailSource),
     /// Owners, or pipelines and their stages: read whole every run.
     HubSpotReference(hubspot::ReferenceSource),
 }
@@ -34,7 +35,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => Ok(source.identity()),
             AnySource::HubSpot(source) => source.identity().await,
-            AnySource::HubSpotAssociations(source) => source.identity().await,
+            AnySource::HubSpotDetails(source) => source.identity().await,
             AnySource::HubSpotReference(source) => source.identity().await,
         }
     }
@@ -44,7 +45,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.estimate(after).await,
             AnySource::HubSpot(source) => source.estimate(after).await,
-            AnySource::HubSpotAssociations(source) => source.estimate(after).await,
+            AnySource::HubSpotDetails(source) => source.estimate(after).await,
             AnySource::HubSpotReference(_) => Ok(0),
         }
     }
@@ -54,7 +55,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.count_rows().await,
             AnySource::HubSpot(source) => source.count().await,
-            AnySource::HubSpotAssociations(source) => source.objects().count().await,
+            AnySource::HubSpotDetails(source) => source.objects().count().await,
             AnySource::HubSpotReference(_) => {
                 Err(ConnectorError::new(syncline_core::ErrorClass::Config, "owners and pipelines are not counted (verify_counts)"))
             }
@@ -67,7 +68,7 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.starts_at_or_before(since, cursor),
             AnySource::HubSpot(source) => source.starts_at_or_before(since.and_utc(), cursor),
-            AnySource::HubSpotAssociations(source) => source.objects().starts_at_or_before(since.and_utc(), cursor),
+            AnySource::HubSpotDetails(source) => source.objects().starts_at_or_before(since.and_utc(), cursor),
             AnySource::HubSpotReference(_) => true,
         }
     }
@@ -78,7 +79,7 @@ impl AnySource {
         match self {
             AnySource::Sql(_) => Ok(Vec::new()),
             AnySource::HubSpot(source) => source.fields().await,
-            AnySource::HubSpotAssociations(_) => Ok(hubspot::AssociationSource::fields()),
+            AnySource::HubSpotDetails(source) => Ok(source.fields()),
             AnySource::HubSpotReference(source) => Ok(source.fields()),
         }
     }
@@ -86,7 +87,7 @@ impl AnySource {
     /// How its records replace what a sink holds, when a record alone cannot say it (links).
     pub fn replaces(&self) -> Option<syncline_core::Replaces> {
         match self {
-            AnySource::HubSpotAssociations(_) => Some(hubspot::REPLACES),
+            AnySource::HubSpotDetails(source) => Some(source.replaces()),
             AnySource::HubSpotReference(source) => source.replaces(),
             AnySource::Sql(_) | AnySource::HubSpot(_) => None,
         }
@@ -97,7 +98,7 @@ impl AnySource {
         match self {
             AnySource::Sql(_) => sql::decode_cursor(cursor).map(drop),
             AnySource::HubSpot(source) => source.check_cursor(cursor),
-            AnySource::HubSpotAssociations(source) => source.objects().check_cursor(cursor),
+            AnySource::HubSpotDetails(source) => source.objects().check_cursor(cursor),
             AnySource::HubSpotReference(source) => source.check_cursor(cursor),
         }
     }
@@ -107,7 +108,7 @@ impl AnySource {
     pub fn resume_after(&mut self, cursor: Cursor) {
         match self {
             AnySource::Sql(source) => source.resume_after(cursor),
-            AnySource::HubSpot(_) | AnySource::HubSpotAssociations(_) | AnySource::HubSpotReference(_) => {}
+            AnySource::HubSpot(_) | AnySource::HubSpotDetails(_) | AnySource::HubSpotReference(_) => {}
         }
     }
 }
@@ -117,7 +118,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.next_page(after).await,
             AnySource::HubSpot(source) => source.next_page(after).await,
-            AnySource::HubSpotAssociations(source) => source.next_page(after).await,
+            AnySource::HubSpotDetails(source) => source.next_page(after).await,
             AnySource::HubSpotReference(source) => source.next_page(after).await,
         }
     }
@@ -126,7 +127,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.cursor_after(record),
             AnySource::HubSpot(source) => source.cursor_after(record),
-            AnySource::HubSpotAssociations(source) => source.cursor_after(record),
+            AnySource::HubSpotDetails(source) => source.cursor_after(record),
             AnySource::HubSpotReference(source) => source.cursor_after(record),
         }
     }
@@ -135,7 +136,7 @@ impl Source for AnySource {
         match self {
             AnySource::Sql(source) => source.audit(),
             AnySource::HubSpot(source) => source.audit(),
-            AnySource::HubSpotAssociations(source) => source.audit(),
+            AnySource::HubSpotDetails(source) => source.audit(),
             AnySource::HubSpotReference(source) => source.audit(),
         }
     }
@@ -166,7 +167,7 @@ impl AnySink {
                 Ok(())
             }
             AnySink::HubSpot(_) => {
-                let message = "associations, owners and pipelines are written into a table (a sql sink), not into HubSpot";
+                let message = "associations, histories, owners and pipelines are written into a table (a sql sink), not into HubSpot";
                 Err(ConnectorError::new(syncline_core::ErrorClass::Config, message))
             }
         }

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use syncline_connectors::hubspot::{
-    ASSOCIATION_KEY, AssociationSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference,
-    ReferenceSource,
+    ASSOCIATION_KEY, DetailSource, HISTORY_KEY, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS,
+    Reference, ReferenceSource,
 };
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::{AnySink, AnySource};
@@ -119,7 +119,8 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
             let api = Arc::new(HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?);
             let since = since.map(|t| t.and_utc());
             Ok(match (&stream.associations, &stream.pipelines) {
-                (Some(_), _) => AnySource::HubSpotAssociations(AssociationSource::new(api, stream, since)),
+                (Some(_), _) => AnySource::HubSpotDetails(DetailSource::new(api, stream, since)),
+                (None, None) if !stream.history.is_empty() => AnySource::HubSpotDetails(DetailSource::new(api, stream, since)),
                 (None, Some(object)) => AnySource::HubSpotReference(ReferenceSource::new(api, Reference::Pipelines(object.clone()))),
                 (None, None) if stream.object == OWNERS => AnySource::HubSpotReference(ReferenceSource::new(api, Reference::Owners)),
                 (None, None) => AnySource::HubSpot(HubSpotSource::new(api, stream.clone(), since)),
@@ -135,6 +136,7 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
         SinkSettings::Sql { url, settings } => {
             let key = match &pipeline.source {
                 SourceSettings::HubSpot { stream, .. } if stream.associations.is_some() => Some(ASSOCIATION_KEY),
+                SourceSettings::HubSpot { stream, .. } if !stream.history.is_empty() => Some(HISTORY_KEY),
                 SourceSettings::HubSpot { stream, .. } if stream.pipelines.is_some() || stream.object == OWNERS => Some("id"),
                 _ => None,
             };

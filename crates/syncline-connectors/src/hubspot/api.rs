@@ -98,6 +98,8 @@ struct Inputs<T> {
 struct ReadRequest<'a> {
     inputs: Vec<ReadInput<'a>>,
     properties: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    properties_with_history: &'a [String],
     id_property: &'a str,
 }
 
@@ -133,6 +135,20 @@ pub struct SimpleObject {
     /// Upserts only: whether the object was created.
     #[serde(default, skip_serializing)]
     pub new: Option<bool>,
+    /// Each property asked for with its history: its values, newest first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties_with_history: BTreeMap<String, Vec<HistoryValue>>,
+}
+
+/// `ValueWithTimestamp`: one value a property had, and when and by what it was set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryValue {
+    pub value: String,
+    pub timestamp: String,
+    pub source_type: Option<String>,
+    pub source_id: Option<String>,
+    pub updated_by_user_id: Option<i64>,
 }
 
 /// One input's error inside a 207; every field is optional in practice (API-CONTRACTS §1.5).
@@ -335,8 +351,17 @@ impl HubSpotApi {
         ids: &[&str],
         properties: &[String],
     ) -> Result<BatchResponse, ConnectorError> {
-        let request = ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, id_property };
+        let request =
+            ReadRequest { inputs: ids.iter().map(|id| ReadInput { id }).collect(), properties, properties_with_history: &[], id_property };
         self.call("batch_read", Request::post(format!("/crm/v3/objects/{}/batch/read", path_segment(object)), &request)).await
+    }
+
+    /// `POST /crm/v3/objects/{object}/batch/read` of objects by id (≤ 100), with every value
+    /// `history` properties had (`propertiesWithHistory`).
+    pub async fn batch_read_history(&self, object: &str, ids: &[&str], history: &[String]) -> Result<BatchResponse, ConnectorError> {
+        let inputs = ids.iter().map(|id| ReadInput { id }).collect();
+        let request = ReadRequest { inputs, properties: &[], properties_with_history: history, id_property: "hs_object_id" };
+        self.call("batch_read_history", Request::post(format!("/crm/v3/objects/{}/batch/read", path_segment(object)), &request)).await
     }
 
     /// `GET /crm/v3/objects/{object}/{id}` with `properties` (a 404 is a `Data` error).

@@ -142,6 +142,8 @@ pub struct SourceStream {
     pub associations: Option<String>,
     /// Read this object type's pipelines and their stages instead of objects.
     pub pipelines: Option<String>,
+    /// Read every value these properties had (`propertiesWithHistory`) instead of the objects.
+    pub history: Vec<String>,
 }
 
 impl SourceStream {
@@ -156,6 +158,7 @@ impl SourceStream {
             created: None,
             associations: None,
             pipelines: None,
+            history: Vec::new(),
         }
     }
 }

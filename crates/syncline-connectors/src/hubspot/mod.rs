@@ -5,19 +5,19 @@
 //! the shared resilience `Policy` (the portal's rolling 10-second budget, retries, breaker).
 
 mod api;
-mod associations;
 pub mod check;
 mod config;
+mod details;
 mod reference;
 mod sink;
 mod source;
 
 pub use api::{HubSpotApi, PropertyDef, SEARCH_MAX_RESULTS, SEARCH_PAGE, SimpleObject};
-pub use associations::{ASSOCIATION_KEY, AssociationSource, REPLACES};
 pub use config::{
     DEFAULT_BASE_URL, DEFAULT_SETTLE, DELETED_FIELD, HubSpotProfile, MAX_INPUTS_PER_CALL, MERGED_FIELD, OWNERS, Properties, RAW_FIELD,
     SinkStream, SourceStream, Tier, object_name, time_properties,
 };
+pub use details::{ASSOCIATION_KEY, Detail, DetailSource, HISTORY_KEY};
 pub use reference::{Reference, ReferenceSource};
 pub use sink::HubSpotSink;
 pub use source::HubSpotSource;

@@ -148,7 +148,9 @@ pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind):
             Ok(read) => read,
             Err(e) => return e,
         };
-        let limit = q.limit.unwrap_or(10).clamp(1, 100);
+        // a page with property histories holds at most 50 objects
+        let most = if q.properties_with_history.is_empty() { 100 } else { 50 };
+        let limit = q.limit.unwrap_or(10).clamp(1, most);
         let after: u64 = match q.after.as_deref().map(str::parse).transpose() {
             Ok(after) => after.unwrap_or(0),
             Err(_) => {
@@ -160,7 +162,14 @@ pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind):
         let store = portal.store(&kind);
         let mut page: Vec<_> = store.page(after, q.archived).take(limit + 1).collect();
         let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();
-        let results: Vec<Value> = page.iter().map(|o| o.to_json(Some(&wanted))).collect();
+        let results: Vec<Value> = page
+            .iter()
+            .map(|o| {
+                let mut json = o.to_json(Some(&wanted));
+                o.add_history(&mut json, &q.properties_with_history);
+                json
+            })
+            .collect();
         let mut body = json!({"results": results});
         if let Some(next) = next {
             body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("?after={next}")}});
@@ -180,7 +189,11 @@ pub(crate) async fn get(State(sandbox): State<Sandbox>, call: Call, Path((kind, 
         let wanted = wanted(&q, &kind);
         let id_property = q.id_property.as_deref().unwrap_or("hs_object_id");
         match portal.store(&kind).find_as(id_property, &id, q.archived) {
-            Some(object) => (StatusCode::OK, object.to_json(Some(&wanted))),
+            Some(object) => {
+                let mut json = object.to_json(Some(&wanted));
+                object.add_history(&mut json, &q.properties_with_history);
+                (StatusCode::OK, json)
+            }
             None => error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found"),
         }
     })
@@ -488,6 +501,8 @@ pub(crate) struct ReadBody {
     inputs: Vec<IdInput>,
     #[serde(default)]
     properties: Vec<String>,
+    #[serde(default)]
+    properties_with_history: Vec<String>,
     id_property: Option<String>,
 }
 
@@ -517,7 +532,11 @@ pub(crate) async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(
         let mut missing = Vec::new();
         for input in &body.inputs {
             match store.find_as(id_property, &input.id, q.archived) {
-                Some(object) => results.push(object.to_json(Some(&wanted))),
+                Some(object) => {
+                    let mut json = object.to_json(Some(&wanted));
+                    object.add_history(&mut json, &body.properties_with_history);
+                    results.push(json);
+                }
                 None => missing.push(input.id.clone()),
             }
         }

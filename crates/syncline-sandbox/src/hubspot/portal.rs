@@ -211,7 +211,7 @@ impl Portal {
         self.next_id += 1;
         let (created, _) = stamp_properties(object_type);
         let stamps = BTreeMap::from([("hs_object_id".to_owned(), id.to_string()), (created.to_owned(), iso(now))]);
-        let object = Object { id, properties: stamps, created_at: now, updated_at: now, archived_at: None };
+        let object = Object { id, properties: stamps, created_at: now, updated_at: now, archived_at: None, history: BTreeMap::new() };
         self.store(object_type).objects.insert(id, object);
         self.apply(object_type, id, properties, now);
         self.emit(object_type, id, "creation", None);
@@ -321,6 +321,7 @@ impl Portal {
             } else {
                 object.properties.insert(name.clone(), value.clone());
             }
+            object.history.entry(name.clone()).or_default().push((value.clone(), now));
         }
         for name in &unique {
             if let Some(value) = object.properties.get(name) {

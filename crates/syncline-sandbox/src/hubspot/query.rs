@@ -14,6 +14,8 @@ pub(crate) struct HubQuery {
     pub after: Option<String>,
     /// `None` when not asked: the object type's default properties.
     pub properties: Option<Vec<String>>,
+    /// Properties whose every value is returned, newest first.
+    pub properties_with_history: Vec<String>,
     pub id_property: Option<String>,
     /// Reads see only archived objects (or schemas) when true, only live ones otherwise.
     pub archived: bool,
@@ -27,8 +29,9 @@ impl HubQuery {
                 "limit" => query.limit = Some(value.trim().parse().map_err(|_| invalid(&name, &value, "a whole number"))?),
                 "after" => query.after = Some(value.into_owned()),
                 "properties" => names(query.properties.get_or_insert_with(Vec::new), &value),
-                // HubSpot's other list parameters (propertiesWithHistory, associations) are not
-                // emulated yet, and ignored like unknown ones
+                "propertiesWithHistory" => names(&mut query.properties_with_history, &value),
+                // HubSpot's `associations` parameter is not emulated (the v4 API is), and
+                // ignored like unknown ones
                 "idProperty" => query.id_property = Some(value.into_owned()),
                 "archived" => {
                     query.archived = match value.trim() {

@@ -25,6 +25,8 @@ pub struct Object {
     /// Set when archived: the object leaves reads, search and unique indexes, but stays
     /// readable with `archived=true` (contacts are restorable for 90 days).
     pub archived_at: Option<DateTime<Utc>>,
+    /// Every value each property was given, oldest first (`propertiesWithHistory`).
+    pub history: BTreeMap<String, Vec<(String, DateTime<Utc>)>>,
 }
 
 impl Object {
@@ -48,6 +50,24 @@ impl Object {
             json["archivedAt"] = Value::String(iso(at));
         }
         json
+    }
+}
+
+impl Object {
+    /// Adds `propertiesWithHistory` for `names` to the object's JSON: each property's values,
+    /// newest first, as `ValueWithTimestamp`s.
+    pub fn add_history(&self, json: &mut Value, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let mut history = serde_json::Map::new();
+        for name in names {
+            let values = self.history.get(name).map(Vec::as_slice).unwrap_or_default();
+            let values: Vec<Value> =
+                values.iter().rev().map(|(value, at)| json!({"value": value, "timestamp": iso(*at), "sourceType": "API"})).collect();
+            history.insert(name.clone(), Value::Array(values));
+        }
+        json["propertiesWithHistory"] = Value::Object(history);
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use syncline_connectors::hubspot::{AssociationSource, DELETED_FIELD, MERGED_FIELD, RAW_FIELD};
+use syncline_connectors::hubspot::{DELETED_FIELD, DetailSource, MERGED_FIELD, RAW_FIELD};
 use syncline_connectors::sql::{SqlSink, same_in_column};
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::{ConnectorError, FieldType, Record, Sink, Source, Value};
@@ -23,7 +23,9 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
     let sink = pipeline::sink(p, &config.base_dir, p.batch_size).await?;
     let (mut source, mut sink) = match (source, sink) {
         (AnySource::HubSpot(source), AnySink::Sql(sink)) => (source, sink),
-        (AnySource::HubSpotAssociations(source), AnySink::Sql(sink)) => return links(source, sink, &args).await.map_err(failed("source")),
+        (AnySource::HubSpotDetails(source), AnySink::Sql(sink)) if source.pair().is_some() => {
+            return links(source, sink, &args).await.map_err(failed("source"));
+        }
         _ => return Err(CliError::usage(format!("pipeline {}: verify compares a HubSpot source with the SQL table it fills", p.name))),
     };
     let object = source.stream().object.clone();
@@ -80,11 +82,8 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
 
 /// Links: every link HubSpot has between the pair (read as a full run would, into memory)
 /// against every row of the table, both ways.
-async fn links(mut source: AssociationSource, sink: SqlSink, args: &VerifyArgs) -> Result<Exit, ConnectorError> {
-    let (from, to) = {
-        let (from, to) = source.pair();
-        (from.to_owned(), to.to_owned())
-    };
+async fn links(mut source: DetailSource, sink: SqlSink, args: &VerifyArgs) -> Result<Exit, ConnectorError> {
+    let (from, to) = source.pair().map(|(from, to)| (from.to_owned(), to.to_owned())).expect("a links source");
     let pair = format!("{from} → {to} links");
     let link = |values: &[Value]| -> Option<(i64, i64, i64)> {
         let number = |v: &Value| v.as_text().and_then(|t| t.trim().parse::<i64>().ok());

@@ -67,7 +67,12 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
     let (token, profile) = profile(ctx, &spath, &place(h), ProfileKeys::of(h))?;
     let mut stream = SourceStream::new(&object(ctx, &spath, &h.object)?, &[]);
     // associations, pipelines and owners are not objects: the options of an objects read do not apply
-    let other = [("associations", h.associations.as_ref(), "links"), ("pipelines", h.pipelines.as_ref(), "pipeline stages")];
+    let history = h.history.as_ref().and_then(|_| h.object.as_ref().or(h.token.as_ref()).or(h.token_file.as_ref()));
+    let other = [
+        ("associations", h.associations.as_ref(), "links"),
+        ("pipelines", h.pipelines.as_ref(), "pipeline stages"),
+        ("history", history, "property values"),
+    ];
     let mut others = other.iter().filter_map(|(key, at, what)| at.map(|at| (*key, at, *what)));
     let owners = (stream.object == OWNERS).then(|| h.object.as_ref().map(|at| ("object: owners", at, "owners"))).flatten();
     if let Some((key, at, what)) = others.next().or(owners) {
@@ -86,6 +91,12 @@ pub(super) fn source(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SourceSett
     }
     if let Some(of) = &h.pipelines {
         stream.pipelines = Some(object_name(&ctx.expand(of, &format!("{spath}.pipelines"))?));
+    }
+    if let Some(history) = &h.history {
+        if history.is_empty() {
+            return Err(ctx.err(&place(h), &format!("{spath}.history"), "name the properties whose history is read"));
+        }
+        stream.history = history.clone();
     }
     stream.properties = match &h.properties {
         Some(_) if !h.exclude.is_empty() => {
@@ -120,6 +131,9 @@ pub(super) fn sink(ctx: &Ctx, path: &str, h: &RawHubSpot) -> Result<SinkSettings
         if let Some(at) = set {
             return Err(ctx.err(&at.referenced, &format!("{spath}.{key}"), format!("{key} are read by a HubSpot source")));
         }
+    }
+    if h.history.is_some() {
+        return Err(ctx.err(&place(h), &format!("{spath}.history"), "history is read by a HubSpot source"));
     }
     for (key, flag) in [("raw", &h.raw), ("deletes", &h.deletes)] {
         if let Some(flag) = flag {

@@ -339,6 +339,11 @@ pub struct RawHubSpot {
     /// owners the same way, keyed `id`.)
     #[schemars(with = "Option<String>")]
     pub pipelines: Option<At<String>>,
+    /// A source reads every value these properties of `object` had (HubSpot's
+    /// `propertiesWithHistory`) instead of the objects: one row per value — `object_id`,
+    /// `property`, `value`, `changed_at`, `source_type`… — keyed `id`, for the objects changed
+    /// since the last run.
+    pub history: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]

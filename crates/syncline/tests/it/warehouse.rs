@@ -99,6 +99,9 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     let verified = stdout(&run(d, &hub, &["verify", "contacts_deals"]));
     assert!(verified.contains("✓ contacts → deals links: 1334 in HubSpot, 1334 rows"), "{verified}");
 
+    let history = count(&warehouse, "SELECT COUNT(*) FROM hubspot_deal_history").await;
+    assert_eq!(history, 2_000, "each deal's stage and amount, set once each");
+
     // the reference tables: owners, and the deal pipelines' stages, which follow HubSpot's
     let owners: Vec<(String, bool)> =
         sqlx::query_as("SELECT email, archived FROM hubspot_owners ORDER BY id").fetch_all(&warehouse).await.unwrap();
@@ -155,6 +158,11 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     let merged =
         client.post(url("/crm/v3/objects/contacts/merge".into())).bearer_auth(DEMO_HUBSPOT_TOKEN).json(&merge).send().await.unwrap();
     assert_eq!(merged.status(), 200);
+    let won = json!({"properties": {"dealstage": "closedwon"}});
+    let (_, staged_deal, _) = *deals_links.iter().nth(30).unwrap();
+    let patched =
+        client.patch(url(format!("/crm/v3/objects/deals/{staged_deal}"))).bearer_auth(DEMO_HUBSPOT_TOKEN).json(&won).send().await.unwrap();
+    assert_eq!(patched.status(), 200);
     std::thread::sleep(std::time::Duration::from_millis(1_500));
     let stale = run(d, &hub, &["verify", "contacts_deals"]);
     assert_eq!(code(&stale), 3, "the table is behind HubSpot now: {}", stdout(&stale));
@@ -187,6 +195,13 @@ async fn the_warehouse_example_lands_every_object_and_link_once_and_follows_chan
     assert_links_match(&hub, &warehouse, "after the changes").await;
     let verified = run(d, &hub, &["verify", "contacts_divisions"]);
     assert_eq!(code(&verified), 0, "{}", stdout(&verified));
+    let sql =
+        format!("SELECT value FROM hubspot_deal_history WHERE object_id = {staged_deal} AND property = 'dealstage' ORDER BY changed_at");
+    let stages: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&warehouse).await.unwrap();
+    assert_eq!(stages.len(), 2, "the stage it had, then the new one: {stages:?}");
+    assert_eq!(stages[1], "closedwon");
+    let kept = count(&warehouse, &format!("SELECT COUNT(*) FROM hubspot_deal_history WHERE object_id = {archived_deal}")).await;
+    assert_eq!(kept, 2, "an archived deal's history stays");
 }
 
 /// Links into PostgreSQL and MariaDB: the table made from the link fields, every link once, and
