@@ -390,8 +390,9 @@ pub struct BenchArgs {
     pub timing: bool,
     /// Measure HubSpot → warehouse ingestion instead: `--rows` contacts with 10 properties from
     /// a sandbox without rate limits (its own process) into a warehouse table, by a full run;
-    /// records/s and resident memory.
-    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing"])]
+    /// records/s and resident memory. With `--hubspot TIER`, the sandbox has that tier's limits
+    /// and the run its budget: how full each 10-s window was, and the 429s.
+    #[arg(long, conflicts_with_all = ["intake", "flow", "timing"])]
     pub warehouse: bool,
     /// The warehouse database for `--warehouse` (default: SQLite in `--dir`), e.g.
     /// `postgres://127.0.0.1/test`.

@@ -37,12 +37,35 @@ pub async fn source(profile: &HubSpotProfile, stream: &SourceStream) -> crate::P
     let api = quick_api(profile).map_err(|e| (e, ""))?;
     let portal = portal(&api).await?;
     let fix = "name properties the object has (HubSpot → Settings → Properties shows their internal names)";
+    if stream.object == super::config::OWNERS && stream.associations.is_none() && stream.history.is_empty() {
+        let page = api.owners(None, false).await.map_err(|e| (e, "give the private app the crm.objects.owners.read scope"))?;
+        let more = if page.paging.is_some() { "+" } else { "" };
+        return Ok(format!(
+            "HubSpot owners at {}, portal {portal}: the token works; {}{more} owners",
+            profile.base_url,
+            page.results.len()
+        ));
+    }
+    if let Some(object) = &stream.pipelines {
+        let list =
+            api.pipelines(object).await.map_err(|e| (super::source::unknown_type(object, e), "name an object type with pipelines"))?;
+        let stages: usize = list.results.iter().map(|p| p.stages.len()).sum();
+        let place = format!("HubSpot {object} pipelines at {}", profile.base_url);
+        return Ok(format!("{place}, portal {portal}: the token works; {} pipelines, {stages} stages", list.results.len()));
+    }
     let defined = api.properties(&stream.object).await.map_err(|e| (super::source::unknown_type(&stream.object, e), fix))?;
     if let Some(to) = &stream.associations {
         let to = super::config::object_name(to);
         api.properties(&to).await.map_err(|e| (super::source::unknown_type(&to, e), "name an object type the portal has"))?;
         let place = format!("HubSpot {} → {to} associations at {}", stream.object, profile.base_url);
         return Ok(format!("{place}, portal {portal}: the token works; both object types exist"));
+    }
+    if !stream.history.is_empty() {
+        let mut listed = stream.clone();
+        listed.properties = super::config::Properties::Listed(stream.history.clone());
+        super::source::resolve(&listed, &defined).map_err(|e| (e, fix))?;
+        let place = format!("HubSpot {} history at {}", stream.object, profile.base_url);
+        return Ok(format!("{place}, portal {portal}: the token works; the history of {} is read", stream.history.join(", ")));
     }
     let read = super::source::resolve(stream, &defined).map_err(|e| (e, fix))?;
     Ok(format!("HubSpot {} at {}, portal {portal}: the token works; {} properties are read", stream.object, profile.base_url, read.len()))

@@ -70,7 +70,7 @@ fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &Memory
 }
 
 /// Calls per 10-second window as the sandbox counted them, and how full the full windows were.
-async fn print_budget_use(url: &str, budget: u32) -> Result<(), CliError> {
+pub(super) async fn print_budget_use(url: &str, budget: u32) -> Result<(), CliError> {
     let fetch = async { reqwest::get(format!("{url}/__sandbox/budget")).await?.json::<serde_json::Value>().await };
     let use_: serde_json::Value = fetch.await.map_err(|e| CliError::failed(format!("reading the sandbox's budget use: {e}")))?;
     for (call, statuses) in use_["calls"].as_object().into_iter().flatten() {

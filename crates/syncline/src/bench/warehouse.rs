@@ -1,7 +1,8 @@
 //! HubSpot → warehouse: `--rows` contacts with ten properties, listed from a sandbox portal
 //! without rate limits (in its own process, so the figures are syncline's alone) into a
 //! warehouse table made from the property types, by one full run. Reports records/s and
-//! resident memory as the run goes.
+//! resident memory as the run goes. With `--hubspot TIER` the sandbox has that tier's limits
+//! and the run paces itself to its budget: how full each 10-s window was, and the 429s.
 
 use std::path::Path;
 use std::time::Instant;
@@ -39,10 +40,14 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
         let _ = std::fs::remove_file(dir.join("warehouse-bench.db"));
         "sqlite://warehouse-bench.db".to_owned()
     });
-    eprintln!("starting a sandbox without rate limits, with {} contacts …", args.rows);
-    let generated = Instant::now();
     let rows = args.rows.to_string();
-    let sandbox = start_sandbox(&["--no-limits", "--contacts", &rows])?;
+    let limits = match args.hubspot {
+        None => vec!["--no-limits"],
+        Some(tier) => vec!["--tier", tier.name()],
+    };
+    eprintln!("starting a sandbox ({}) with {} contacts …", limits.join(" "), args.rows);
+    let generated = Instant::now();
+    let sandbox = start_sandbox(&[limits.as_slice(), &["--contacts", &rows]].concat())?;
     eprintln!("ready in {:.1}s; listing them into {warehouse}", generated.elapsed().as_secs_f64());
     let url = sandbox.url.clone();
     let env = move |name: &str| match name {
@@ -53,8 +58,11 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let mut config = config::parse("warehouse-bench.yaml", &config_yaml(&warehouse), dir, &env)?;
     for pipeline in &mut config.pipelines {
         if let SourceSettings::HubSpot { profile, .. } = &mut pipeline.source {
-            // the portal has no limits: pace nothing, so the figures are the engine's
-            profile.calls_per_ten_seconds = 1_000_000;
+            profile.calls_per_ten_seconds = match args.hubspot {
+                // the portal has no limits: pace nothing, so the figures are the engine's
+                None => 1_000_000,
+                Some(tier) => tier.per_ten_seconds(),
+            };
         }
     }
     let pool = SqlPool::connect(&crate::config::resolve_sqlite(&warehouse, dir), 1).await.map_err(CliError::failed)?;
@@ -65,10 +73,8 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let took = started.elapsed().as_secs_f64();
     pool.execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.map_err(CliError::failed)?;
 
-    println!(
-        "bench: HubSpot → warehouse, {} contacts × 10 properties (+ id, times, _raw), sandbox without limits → {warehouse}",
-        args.rows
-    );
+    let portal = args.hubspot.map_or("sandbox without limits".to_owned(), |tier| format!("sandbox of the {} tier", tier.name()));
+    println!("bench: HubSpot → warehouse, {} contacts × 10 properties (+ id, times, _raw), {portal} → {warehouse}", args.rows);
     let counts = &report.counts;
     println!("records read     {}", counts.read);
     println!("written          {}", counts.created + counts.updated);
@@ -79,6 +85,9 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     }
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
     print_stage_times(&report.timings);
+    if let Some(tier) = args.hubspot {
+        super::members::print_budget_use(&sandbox.url, tier.per_ten_seconds()).await?;
+    }
     if counts.read != args.rows {
         return Err(CliError::failed(format!("read {} of {} contacts", counts.read, args.rows)));
     }
