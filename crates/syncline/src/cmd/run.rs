@@ -2,7 +2,8 @@
 //!
 //! Which rows a run reads, and whether its cursor follows (the cursor only moves over rows that
 //! were read and acknowledged):
-//! - no flag: from the cursor of this pipeline's source and target to the end (`incremental`);
+//! - no flag: from the cursor of this pipeline's source and target to the end (`incremental`),
+//!   or, with no cursor yet, everything (`full`);
 //! - `--full`: everything (`full`), the cursor follows;
 //! - `--since T` at or before the cursor: from T to the end (`incremental`), the cursor follows;
 //! - `--since T` after the cursor, or with no cursor: the window from T (`window`); the rows
@@ -214,6 +215,8 @@ fn mode_and_start(
             }
             _ => (RunMode::Window, None),
         },
+        // with no cursor yet, it reads everything from the start: a full run
+        (false, None) if cursor.is_none() => (RunMode::Full, None),
         (false, None) => (RunMode::Incremental, cursor),
     };
     (if args.dry_run { RunMode::DryRun } else { mode }, start)

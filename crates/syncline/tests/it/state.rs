@@ -50,7 +50,7 @@ async fn since_past_the_cursor_reads_a_window_and_leaves_no_gap() {
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM members").await, 4750, "every valid row, none skipped");
     let runs = history(d, "members.yaml");
     let modes: Vec<(&str, i64)> = runs.iter().map(|(m, read, _)| (m.as_str(), *read)).collect();
-    assert_eq!(modes, [("incremental", 300), ("window", 2500), ("incremental", 4700)]);
+    assert_eq!(modes, [("full", 300), ("window", 2500), ("incremental", 4700)], "the first run, with no cursor, reads from the start");
 
     // a --since at or before the cursor continues to the end and moves the cursor as it goes
     let out = syncline(d, "members.yaml", &["run", "members", "--since", "2024-01-01T01:00:00Z"]);
