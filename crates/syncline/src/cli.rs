@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// Read, transform and diff, but write nothing and commit no cursor.
     #[arg(long)]
     pub dry_run: bool,
+    /// Pipelines run at once with `all` (the objects' first, then the associations'); those
+    /// reading one HubSpot portal share its budget.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub jobs: u64,
     /// Leave out the pipelines that read HubSpot associations (with `all`).
     #[arg(long, conflicts_with_all = ["from_object", "to_object"])]
     pub skip_associations: bool,

@@ -105,9 +105,41 @@ pub fn resolve_url(url: &Secret, base_dir: &Path) -> Result<String, CliError> {
     }
 }
 
+/// The HubSpot clients of one command, one per portal URL and token: pipelines that run at once
+/// against the same portal share its client, so their calls come out of one budget (one
+/// `Policy`), as HubSpot counts them. The first pipeline's budget settings make the client.
+#[derive(Clone, Default)]
+pub struct Portals(Arc<std::sync::Mutex<HashMap<PortalKey, Arc<HubSpotApi>>>>);
+
+/// A portal as a client reaches it: its URL and the token.
+type PortalKey = (String, String);
+
+impl Portals {
+    fn api(&self, profile: &HubSpotProfile) -> Result<Arc<HubSpotApi>, ConnectorError> {
+        let mut clients = self.0.lock().expect("portals");
+        let key = (profile.base_url.clone(), profile.token.clone());
+        if let Some(api) = clients.get(&key) {
+            return Ok(api.clone());
+        }
+        let api = Arc::new(HubSpotApi::new(profile)?);
+        clients.insert(key, api.clone());
+        Ok(api)
+    }
+}
+
 /// Opens the pipeline's source: a database that cannot be reached is a failure (exit 1), a URL
 /// or credentials it refuses a config error (exit 2). `since` starts the read at a time.
 pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDateTime>) -> Result<AnySource, CliError> {
+    source_in(&Portals::default(), pipeline, base_dir, since).await
+}
+
+/// [`source`], its HubSpot client shared with the other pipelines of `portals`.
+pub async fn source_in(
+    portals: &Portals,
+    pipeline: &Pipeline,
+    base_dir: &Path,
+    since: Option<NaiveDateTime>,
+) -> Result<AnySource, CliError> {
     let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: source", pipeline.name));
     match &pipeline.source {
         SourceSettings::Sql { url, settings, .. } => {
@@ -116,7 +148,7 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
             SqlSource::open(settings, since).await.map(AnySource::Sql).map_err(opening)
         }
         SourceSettings::HubSpot { token, profile, stream } => {
-            let api = Arc::new(HubSpotApi::new(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?);
+            let api = portals.api(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?;
             let since = since.map(|t| t.and_utc());
             Ok(match (&stream.associations, &stream.pipelines) {
                 (Some(_), _) => AnySource::HubSpotDetails(DetailSource::new(api, stream, since)),
@@ -131,6 +163,11 @@ pub async fn source(pipeline: &Pipeline, base_dir: &Path, since: Option<NaiveDat
 
 /// Opens the pipeline's sink; `batch_size` is the pipeline's (or the command line's).
 pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Result<AnySink, CliError> {
+    sink_in(&Portals::default(), pipeline, base_dir, batch_size).await
+}
+
+/// [`sink`], its HubSpot client shared with the other pipelines of `portals`.
+pub async fn sink_in(portals: &Portals, pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Result<AnySink, CliError> {
     let opening = |e: ConnectorError| CliError::connector(&e, format!("pipeline {}: sink", pipeline.name));
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
@@ -152,7 +189,8 @@ pub async fn sink(pipeline: &Pipeline, base_dir: &Path, batch_size: usize) -> Re
             let mut stream = stream.clone();
             stream.inputs_per_call = batch_size.clamp(1, MAX_INPUTS_PER_CALL);
             stream.produced_values = shape(pipeline).values;
-            HubSpotSink::open(&hubspot_profile(pipeline, token, profile)?, stream).map(AnySink::HubSpot).map_err(opening)
+            let api = portals.api(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?;
+            Ok(AnySink::HubSpot(HubSpotSink::new(api, stream)))
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::exit::Exit;
 use comfy_table::Table;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use syncline_core::runner::Counts;
@@ -20,9 +20,10 @@ pub struct Reporter {
 
 impl Reporter {
     /// `total` is the number of records expected, when the source could tell.
-    pub fn new(pipeline: &str, total: Option<u64>, quiet: bool) -> Reporter {
+    /// Pipelines running at once each have a bar in `bars`.
+    pub fn new(pipeline: &str, total: Option<u64>, quiet: bool, bars: &MultiProgress) -> Reporter {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+            let bar = bars.add(ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr()));
             let template = match total {
                 Some(_) => "{prefix} [{bar:30}] {human_pos}/{human_len} records {msg}",
                 None => "{prefix} {spinner} {human_pos} records {msg}",

@@ -205,7 +205,7 @@ async fn replay_pipeline(
     // no source is read: a replay commits no cursor, only fingerprints for its target
     let scope = Arc::new(Scope { pipeline: name.to_owned(), source: String::new(), target });
     let options = pipeline::run_options(p, run_id, scope, RunMode::Replay, p.batch_size, session.stop.clone());
-    let mut reporter = Reporter::new(name, Some(records.len() as u64), session.quiet);
+    let mut reporter = Reporter::new(name, Some(records.len() as u64), session.quiet, &indicatif::MultiProgress::new());
     let parts = RunParts { options, transform: Arc::new(transforms), sink, input: Input::<AnySource>::Records(records) };
     let report = execute(parts, store, &mut reporter, None).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
     reporter.finish();

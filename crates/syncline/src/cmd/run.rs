@@ -19,6 +19,8 @@ use crate::output;
 use crate::pipeline;
 use crate::progress::{Reporter, RunRow, summary};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures_util::StreamExt;
+use indicatif::MultiProgress;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -40,23 +42,43 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
     }
 
     let sandbox = if args.sandbox { Some(start_sandbox(&pipelines).await?) } else { None };
+    let common = Common {
+        config,
+        store,
+        args: &args,
+        since,
+        plan: &plan,
+        session,
+        portals: pipeline::Portals::default(),
+        bars: MultiProgress::new(),
+    };
     let mut rows = Vec::new();
     let mut worst = Exit::Ok;
-    for pipeline in pipelines {
-        let started = Instant::now();
-        let row = match run_one(config, store, pipeline, &args, since, &plan, session).await {
-            Ok(row) => row,
-            Err(error) if error.code == Exit::Usage || error.code == Exit::Interrupted => return Err(error),
-            Err(error) => {
-                eprintln!("error: {}", error.message);
-                RunRow::failed(&pipeline.name, started.elapsed())
+    // the links after the objects they join; inside each phase, up to --jobs pipelines at once,
+    // sharing each portal's budget
+    let (links, objects): (Vec<&Pipeline>, Vec<&Pipeline>) = pipelines.into_iter().partition(|p| pipeline::reads_associations(p));
+    'phases: for phase in [objects, links] {
+        let common = &common;
+        let runs = futures_util::stream::iter(phase).map(|pipeline| async move {
+            let started = Instant::now();
+            (pipeline, started, run_one(common, pipeline).await)
+        });
+        let mut runs = std::pin::pin!(runs.buffered(args.jobs.max(1) as usize));
+        while let Some((pipeline, started, result)) = runs.next().await {
+            let row = match result {
+                Ok(row) => row,
+                Err(error) if error.code == Exit::Usage || error.code == Exit::Interrupted => return Err(error),
+                Err(error) => {
+                    eprintln!("error: {}", error.message);
+                    RunRow::failed(&pipeline.name, started.elapsed())
+                }
+            };
+            worst = worse(worst, row.exit());
+            let interrupted = row.exit() == Exit::Interrupted;
+            rows.push(row);
+            if interrupted {
+                break 'phases;
             }
-        };
-        worst = worse(worst, row.exit());
-        let interrupted = row.exit() == Exit::Interrupted;
-        rows.push(row);
-        if interrupted {
-            break;
         }
     }
     let mut plan = Arc::try_unwrap(plan).map_err(|_| CliError::failed("the plan is still in use"))?.into_inner().expect("plan");
@@ -241,22 +263,30 @@ struct Ready {
     batch_size: usize,
 }
 
+/// What every pipeline of one `run` shares: the command, the store, the plan of a dry run, the
+/// HubSpot clients (one budget per portal) and the terminal's progress bars.
+struct Common<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    args: &'a RunArgs,
+    since: Option<NaiveDateTime>,
+    plan: &'a Arc<Mutex<Plan>>,
+    session: &'a Session,
+    portals: pipeline::Portals,
+    bars: MultiProgress,
+}
+
 /// Opens the pipeline's source and sink, finds whose state it uses, decides where it starts,
 /// and checks the HubSpot mapping. Every step gives way to an interrupt.
-async fn prepare(
-    config: &Config,
-    store: &Store,
-    pipeline: &Pipeline,
-    args: &RunArgs,
-    since: Option<NaiveDateTime>,
-    session: &Session,
-) -> Result<Ready, CliError> {
+async fn prepare(common: &Common<'_>, pipeline: &Pipeline) -> Result<Ready, CliError> {
+    let Common { config, store, args, since, session, portals, .. } = common;
+    let (args, since, session) = (*args, *since, *session);
     let name = &pipeline.name;
     let transforms = pipeline::transforms(pipeline, &config.base_dir)?;
-    let mut source = unless_stopped(session, pipeline::source(pipeline, &config.base_dir, since)).await?;
+    let mut source = unless_stopped(session, pipeline::source_in(portals, pipeline, &config.base_dir, since)).await?;
     unless_stopped(session, refuse_rows_without_watermark(config, pipeline, &source)).await?;
     let batch_size = args.batch_size.map_or(pipeline.batch_size, |b| b as usize);
-    let mut sink = unless_stopped(session, pipeline::sink(pipeline, &config.base_dir, batch_size)).await?;
+    let mut sink = unless_stopped(session, pipeline::sink_in(portals, pipeline, &config.base_dir, batch_size)).await?;
     let identity = async { sink.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: sink"))) };
     let target = unless_stopped(session, identity).await?;
     let identity = async { source.identity().await.map_err(|e| CliError::connector(&e, format!("pipeline {name}: source"))) };
@@ -334,15 +364,8 @@ async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, sou
 /// Runs one pipeline and records it in the history, from its first step: a run that cannot
 /// reach its source or sink, or is interrupted while connecting, is there too. Returns its
 /// summary row.
-async fn run_one(
-    config: &Config,
-    store: &Store,
-    pipeline: &Pipeline,
-    args: &RunArgs,
-    since: Option<NaiveDateTime>,
-    plan: &Arc<Mutex<Plan>>,
-    session: &Session,
-) -> Result<RunRow, CliError> {
+async fn run_one(common: &Common<'_>, pipeline: &Pipeline) -> Result<RunRow, CliError> {
+    let Common { config, store, args, since, plan, session, .. } = *common;
     let name = &pipeline.name;
     let started = Instant::now();
     let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
@@ -356,7 +379,7 @@ async fn run_one(
         (false, false, None) => RunMode::Incremental,
     };
     store.start_run(&run_id, name, provisional.name()).await.map_err(failed)?;
-    let ready = match prepare(config, store, pipeline, args, since, session).await {
+    let ready = match prepare(common, pipeline).await {
         Ok(ready) => ready,
         Err(error) => {
             let status = if error.code == Exit::Interrupted { RunStatus::Interrupted } else { RunStatus::Failed };
@@ -369,7 +392,7 @@ async fn run_one(
         store.set_run_mode(&run_id, mode.name()).await.map_err(failed)?;
     }
     let total = unless_stopped(session, async { Ok(source.estimate(start.as_ref()).await.ok()) }).await.ok().flatten();
-    let mut reporter = Reporter::new(name, total.map(|n| args.limit.map_or(n, |l| n.min(l))), session.quiet);
+    let mut reporter = Reporter::new(name, total.map(|n| args.limit.map_or(n, |l| n.min(l))), session.quiet, &common.bars);
     let options = RunOptions {
         limit: args.limit,
         resend: args.resend,

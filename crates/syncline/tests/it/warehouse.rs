@@ -253,3 +253,23 @@ async fn links_land_in_postgres_and_mariadb_and_a_removed_one_leaves() {
     postgres.drop().await;
     mariadb.drop().await;
 }
+
+/// `run all` runs the object types at once (`--jobs`), inside the one budget of their portal:
+/// ten pipelines against a free-tier portal (100 calls per 10 s, enforced with 429s by the
+/// sandbox) spend more than a window's worth of calls, none refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_run_at_once_share_their_portals_budget() {
+    let hub = warehouse_hub(Tier::Free);
+    hub.sandbox.generate_warehouse(DEMO_HUBSPOT_TOKEN, 3_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(examples().join("hubspot-to-warehouse.yaml"), d.join("warehouse.yaml")).unwrap();
+    let out = run(d, &hub, &["run", "all", "--jobs", "4"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let ledger = hub.sandbox.ledger();
+    assert_eq!(ledger.with_status(429), 0, "no call was refused");
+    let counted = ledger.requests.iter().filter(|r| !r.path.contains("/search") && !r.path.starts_with("/crm/v4/")).count();
+    assert!(counted > 150, "more calls than one window holds ({counted}), so the pipelines had to share the budget");
+    let warehouse = sqlite(&d.join("hubspot-warehouse.db")).await;
+    assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM hubspot_contacts_divisions").await, 3_000);
+}
