@@ -230,7 +230,7 @@ impl Sort {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ListPage {
-    pub results: Vec<SimpleObject>,
+    pub results: Vec<AsSent<SimpleObject>>,
     pub paging: Option<Paging>,
 }
 
@@ -241,12 +241,28 @@ impl ListPage {
     }
 }
 
+/// A value with the JSON it was sent as: a source keeps an object's own text in `_raw` (every
+/// field HubSpot sent, in its order) without writing it again.
+#[derive(Debug)]
+pub struct AsSent<T> {
+    pub value: T,
+    pub json: Box<serde_json::value::RawValue>,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for AsSent<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let value = serde_json::from_str(json.get()).map_err(serde::de::Error::custom)?;
+        Ok(AsSent { value, json })
+    }
+}
+
 /// A search page (`CollectionResponseWithTotalSimplePublicObjectForwardPaging`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct SearchPage {
     pub total: u64,
-    pub results: Vec<SimpleObject>,
+    pub results: Vec<AsSent<SimpleObject>>,
     pub paging: Option<Paging>,
 }
 

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Source, Value};
 
 use super::api::{Filter, FilterGroup, HubSpotApi, Operator, PropertyDef, SEARCH_PAGE, SearchRequest, SimpleObject, Sort};
@@ -200,7 +201,11 @@ impl HubSpotSource {
                 tail.archived_after = page.next_after().map(str::to_owned);
                 tail.archived_done = tail.archived_after.is_none();
                 let archived = |o: SimpleObject| o.archived_at.or(o.updated_at).map_or(Value::Null, Value::Text);
-                page.results.into_iter().map(|o| (o.id.clone(), archived(o))).map(|(id, at)| gone(id, DELETED_FIELD, at)).collect()
+                page.results
+                    .into_iter()
+                    .map(|o| (o.value.id.clone(), archived(o.value)))
+                    .map(|(id, at)| gone(id, DELETED_FIELD, at))
+                    .collect()
             };
             let cursor = Some(tail.cursor.clone());
             if !tail.archived_done || !self.merged.is_empty() {
@@ -235,7 +240,7 @@ impl HubSpotSource {
             let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let found = self.api.batch_read(&self.stream.object, "hs_object_id", &chunk, &self.wanted_names()).await?;
             for object in found.results {
-                records.push(self.record(object)?.0);
+                records.push(self.record(object, None)?.0);
             }
         }
         Ok(records)
@@ -368,7 +373,7 @@ impl HubSpotSource {
                     None => None,
                 };
             for object in page.results {
-                records.push(self.record(object)?.0);
+                records.push(self.record(object.value, Some(&object.json))?.0);
             }
             if after.is_none() || records.len() >= LISTED_PER_PAGE {
                 break;
@@ -404,7 +409,7 @@ impl HubSpotSource {
         let mut records = Vec::with_capacity(page.results.len());
         let mut last = position;
         for object in page.results {
-            let (record, at_ms, id) = self.record(object)?;
+            let (record, at_ms, id) = self.record(object.value, Some(&object.json))?;
             if (at_ms, id) <= last {
                 let message = format!("HubSpot's search returned object {id} out of ({}, id) order", self.by);
                 return Err(ConnectorError::new(ErrorClass::Data, message));
@@ -422,15 +427,19 @@ impl HubSpotSource {
         Ok((!records.is_empty()).then(|| Page { records, cursor: Some(cursor), rejected: Vec::new() }))
     }
 
-    /// An object as a record, with its position (its ordering time and id).
-    fn record(&self, object: SimpleObject) -> Result<(Record, i64, u64), ConnectorError> {
+    /// An object as a record, with its position (its ordering time and id); `_raw` holds `sent`,
+    /// the object's JSON as HubSpot sent it, when the stream keeps it.
+    fn record(&self, object: SimpleObject, sent: Option<&RawValue>) -> Result<(Record, i64, u64), ConnectorError> {
         let id: u64 =
             object.id.parse().map_err(|_| ConnectorError::new(ErrorClass::Data, format!("object id {:?} is not a number", object.id)))?;
         let at = object.properties.get(self.by).cloned().flatten().unwrap_or_default();
         let at_ms = epoch_ms(&at).ok_or_else(|| {
             ConnectorError::new(ErrorClass::Data, format!("{} {id}: {} {at:?} is not a time", self.stream.object, self.by))
         })?;
-        let raw = self.stream.raw.then(|| serde_json::to_string(&object).expect("an object serializes"));
+        let raw = self
+            .stream
+            .raw
+            .then(|| sent.map_or_else(|| serde_json::to_string(&object).expect("an object serializes"), |s| s.get().to_owned()));
         let mut record = Record::new(object.id.clone());
         let mut properties = object.properties;
         record.set("hs_object_id", Value::Text(object.id));
