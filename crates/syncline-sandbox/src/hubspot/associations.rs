@@ -18,6 +18,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::objects::batch_response;
 use super::portal::{Portal, object_type_id};
 use super::query::HubQuery;
 use super::store::iso;
@@ -85,7 +86,7 @@ impl Associations {
             _ => None,
         });
         let (forward, inverse) = documented.unwrap_or_else(|| self.assign());
-        self.define(from, to, forward, inverse, "HUBSPOT_DEFINED", None, None);
+        self.define((from, to), (forward, inverse), "HUBSPOT_DEFINED", (None, None));
         forward
     }
 
@@ -95,17 +96,15 @@ impl Associations {
         (first, first + 1)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Defines a type from `from` to `to` and its inverse: (forward, inverse) ids and labels.
     fn define(
         &mut self,
-        from: &str,
-        to: &str,
-        forward: u32,
-        inverse: u32,
+        (from, to): (&str, &str),
+        (forward, inverse): (u32, u32),
         category: &'static str,
-        label: Option<&str>,
-        inverse_label: Option<&str>,
+        labels: (Option<&str>, Option<&str>),
     ) {
+        let (label, inverse_label) = labels;
         let make = |from: &str, to: &str, type_id, inverse, label: Option<&str>| AssociationType {
             from: from.to_owned(),
             to: to.to_owned(),
@@ -123,7 +122,7 @@ impl Associations {
     /// A labelled (USER_DEFINED) type from `from` to `to` and its inverse: the forward one.
     pub fn add_label(&mut self, from: &str, to: &str, label: &str, inverse_label: Option<&str>) -> AssociationType {
         let (forward, inverse) = self.assign();
-        self.define(from, to, forward, inverse, "USER_DEFINED", Some(label), inverse_label);
+        self.define((from, to), (forward, inverse), "USER_DEFINED", (Some(label), inverse_label));
         self.type_of(from, to, forward).expect("defined above").clone()
     }
 
@@ -296,9 +295,9 @@ async fn serve_v4<T: serde::de::DeserializeOwned>(
     let parsed: Result<Inputs<T>, _> = parse_body(body);
     let inputs = parsed.as_ref().map_or(0, |p| p.inputs.len());
     serve(sandbox, call, inputs, Limit::Exempt, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
+        let (from, to) = match known_pair(portal, &from, &to) {
+            Ok(pair) => pair,
+            Err(e) => return e,
         };
         let parsed = match parsed {
             Ok(parsed) => parsed,
@@ -311,6 +310,26 @@ async fn serve_v4<T: serde::de::DeserializeOwned>(
         handler(portal, from, to, parsed.inputs)
     })
     .await
+}
+
+/// Runs a one-record or labels call on a pair of object types (spending the ten-second
+/// budget): the handler gets both types' keys, or the call HubSpot's 400 for an unknown one.
+async fn serve_pair(
+    sandbox: &Sandbox,
+    call: Call,
+    (from, to): (String, String),
+    handler: impl FnOnce(&mut Portal, String, String) -> Answer,
+) -> Response {
+    serve(sandbox, call, 0, Limit::TenSecondly, |portal, _| match known_pair(portal, &from, &to) {
+        Ok((from, to)) => handler(portal, from, to),
+        Err(e) => e,
+    })
+    .await
+}
+
+/// Both object types of a pair, or HubSpot's 400 for the first it does not know.
+fn known_pair(portal: &Portal, from: &str, to: &str) -> Result<(String, String), Answer> {
+    Ok((known_type(portal, from)?, known_type(portal, to)?))
 }
 
 fn id_of(text: &str) -> Option<u64> {
@@ -340,19 +359,9 @@ pub(crate) async fn batch_read(State(sandbox): State<Sandbox>, call: Call, Path(
             }
             results.push(result);
         }
-        batch_answer(StatusCode::OK, results, errors, started)
+        batch_response(StatusCode::OK, results, errors, started)
     })
     .await
-}
-
-fn batch_answer(ok: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: String) -> Answer {
-    let mut body = json!({"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso(Utc::now())});
-    if errors.is_empty() {
-        return (ok, body);
-    }
-    body["numErrors"] = json!(errors.len());
-    body["errors"] = Value::Array(errors);
-    (StatusCode::MULTI_STATUS, body)
 }
 
 /// `POST …/batch/create`: labelled links (201, or 207 naming the inputs refused).
@@ -391,7 +400,7 @@ pub(crate) async fn batch_create(State(sandbox): State<Sandbox>, call: Call, Pat
                 }
             }
         }
-        batch_answer(StatusCode::CREATED, results, errors, started)
+        batch_response(StatusCode::CREATED, results, errors, started)
     })
     .await
 }
@@ -428,7 +437,7 @@ pub(crate) async fn batch_default(State(sandbox): State<Sandbox>, call: Call, Pa
                 Err(why) => errors.push(invalid_pair(&input.from.id, &input.to.id, why)),
             }
         }
-        batch_answer(StatusCode::OK, results, errors, started)
+        batch_response(StatusCode::OK, results, errors, started)
     })
     .await
 }
@@ -450,11 +459,7 @@ pub(crate) async fn batch_archive(State(sandbox): State<Sandbox>, call: Call, Pa
 /// `GET /crm/v4/objects/{type}/{id}/associations/{toType}?limit=&after=`: one object's links.
 pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path((from, id, to)): Path<(String, String, String)>) -> Response {
     let query = HubQuery::of(&call.uri);
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    serve_pair(&sandbox, call, (from, to), |portal, from, to| {
         let query = match query {
             Ok(query) => query,
             Err(e) => return e,
@@ -486,11 +491,7 @@ pub(crate) async fn put_default(
     call: Call,
     Path((from, id, to, to_id)): Path<(String, String, String, String)>,
 ) -> Response {
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    serve_pair(&sandbox, call, (from, to), |portal, from, to| {
         let (Some(a), Some(b)) = (id_of(&id), id_of(&to_id)) else {
             return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "object ids must be numbers");
         };
@@ -517,11 +518,7 @@ pub(crate) async fn delete(
     call: Call,
     Path((from, id, to, to_id)): Path<(String, String, String, String)>,
 ) -> Response {
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    serve_pair(&sandbox, call, (from, to), |portal, from, to| {
         if let (Some(a), Some(b)) = (id_of(&id), id_of(&to_id)) {
             portal.dissociate(&(from, a), &(to, b));
         }
@@ -541,11 +538,7 @@ struct LabelBody {
 
 /// `GET /crm/associations/v4/{from}/{to}/labels`: the types between two object types.
 pub(crate) async fn labels(State(sandbox): State<Sandbox>, call: Call, Path((from, to)): Path<(String, String)>) -> Response {
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    serve_pair(&sandbox, call, (from, to), |portal, from, to| {
         let results: Vec<Value> = portal.associations.labels(&from, &to).iter().map(AssociationType::to_json).collect();
         (StatusCode::OK, json!({"results": results}))
     })
@@ -560,11 +553,7 @@ pub(crate) async fn create_label(
     body: Bytes,
 ) -> Response {
     let parsed: Result<LabelBody, _> = parse_body(&body);
-    serve(&sandbox, call, 0, Limit::TenSecondly, |portal, _| {
-        let (from, to) = match (known_type(portal, &from), known_type(portal, &to)) {
-            (Ok(from), Ok(to)) => (from, to),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+    serve_pair(&sandbox, call, (from, to), |portal, from, to| {
         let body = match parsed {
             Ok(body) => body,
             Err(e) => return e,

@@ -113,7 +113,7 @@ fn written_json(portal: &Portal, kind: &str, id: u64, properties: &BTreeMap<Stri
 }
 
 /// The response of a batch: every result with `ok`, or 207 with the errors beside them.
-fn batch_response(ok: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: String) -> Answer {
+pub(crate) fn batch_response(ok: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: String) -> Answer {
     let mut body = json!({"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": iso(Utc::now())});
     if errors.is_empty() {
         return (ok, body);
