@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use indicatif::MultiProgress;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use syncline_connectors::hubspot::object_name;
@@ -57,29 +58,44 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
     // the links after the objects they join; inside each phase, up to --jobs pipelines at once,
     // sharing each portal's budget
     let (links, objects): (Vec<&Pipeline>, Vec<&Pipeline>) = pipelines.into_iter().partition(|p| pipeline::reads_associations(p));
-    'phases: for phase in [objects, links] {
-        let common = &common;
+    // a config error or an interrupt halts the run: nothing new starts, and the pipelines
+    // already running end as they would alone (interrupted, their acknowledged pages committed)
+    let halted = AtomicBool::new(false);
+    let mut fatal = None;
+    for phase in [objects, links] {
+        let (common, halted) = (&common, &halted);
         let runs = futures_util::stream::iter(phase).map(|pipeline| async move {
             let started = Instant::now();
-            (pipeline, started, run_one(common, pipeline).await)
+            let result = if halted.load(Ordering::SeqCst) { None } else { Some(run_one(common, pipeline).await) };
+            (pipeline, started, result)
         });
         let mut runs = std::pin::pin!(runs.buffered(args.jobs.max(1) as usize));
         while let Some((pipeline, started, result)) = runs.next().await {
             let row = match result {
-                Ok(row) => row,
-                Err(error) if error.code == Exit::Usage || error.code == Exit::Interrupted => return Err(error),
-                Err(error) => {
+                None => continue,
+                Some(Ok(row)) => row,
+                Some(Err(error)) if error.code == Exit::Usage || error.code == Exit::Interrupted => {
+                    halted.store(true, Ordering::SeqCst);
+                    fatal.get_or_insert(error);
+                    continue;
+                }
+                Some(Err(error)) => {
                     eprintln!("error: {}", error.message);
                     RunRow::failed(&pipeline.name, started.elapsed())
                 }
             };
             worst = worse(worst, row.exit());
-            let interrupted = row.exit() == Exit::Interrupted;
-            rows.push(row);
-            if interrupted {
-                break 'phases;
+            if row.exit() == Exit::Interrupted {
+                halted.store(true, Ordering::SeqCst);
             }
+            rows.push(row);
         }
+        if halted.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    if let Some(error) = fatal {
+        return Err(error);
     }
     let mut plan = Arc::try_unwrap(plan).map_err(|_| CliError::failed("the plan is still in use"))?.into_inner().expect("plan");
     if let Some(out) = plan.out.as_mut() {

@@ -236,7 +236,7 @@ fn exit_codes_are_the_same_for_every_command() {
     assert!(failures.is_empty(), "{} wrong exit code(s):\n{}", failures.len(), failures.join("\n"));
 }
 
-fn signal(child: &std::process::Child, name: &str) {
+pub(crate) fn signal(child: &std::process::Child, name: &str) {
     let status = std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }

@@ -273,3 +273,41 @@ async fn pipelines_run_at_once_share_their_portals_budget() {
     let warehouse = sqlite(&d.join("hubspot-warehouse.db")).await;
     assert_eq!(count(&warehouse, "SELECT COUNT(*) FROM hubspot_contacts_divisions").await, 3_000);
 }
+
+/// Ctrl-C while `run all` has pipelines running at once: back within 2 s with exit 130; each
+/// pipeline that was running ends `interrupted` (none is left `running`), and the links phase
+/// never starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_run_all_ends_every_running_pipeline() {
+    let hub = warehouse_hub(Tier::Free);
+    hub.sandbox.generate_warehouse(DEMO_HUBSPOT_TOKEN, 5_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(examples().join("hubspot-to-warehouse.yaml"), d.join("warehouse.yaml")).unwrap();
+    let child = bin()
+        .current_dir(d)
+        .env("HUBSPOT_BASE_URL", &hub.url)
+        .args(["--config", "warehouse.yaml", "run", "all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the free tier's 100 calls per 10 s: past the first window, four pipelines are mid-read
+    while hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    super::cli::signal(&child, "INT");
+    let signalled = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(2), "stopped in {:?}", signalled.elapsed());
+    assert_eq!(code(&out), 130, "{}{}", stdout(&out), stderr(&out));
+    let runs = syncline(d, "warehouse.yaml", &["runs", "--json", "--limit", "50"]);
+    let runs: Vec<serde_json::Value> = stdout(&runs).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for run in &runs {
+        assert!(run["status"] == "interrupted" || run["status"] == "succeeded", "none is left running: {run}");
+    }
+    let interrupted = runs.iter().filter(|r| r["status"] == "interrupted").count();
+    assert!((1..=4).contains(&interrupted), "the pipelines running then (at most --jobs 4) were interrupted: {runs:?}");
+    let started: Vec<&str> = runs.iter().map(|r| r["pipeline"].as_str().unwrap()).collect();
+    assert!(!started.iter().any(|p| p.starts_with("contacts_")), "no links pipeline started after: {started:?}");
+}
