@@ -213,6 +213,7 @@ impl Sandbox {
             .route("/__sandbox/webhooks", axum::routing::put(put_webhooks))
             .fallback(hubspot::no_route)
             .method_not_allowed_fallback(hubspot::wrong_method)
+            .layer(axum::middleware::from_fn(refuse_long_uris))
             .with_state(self.clone())
     }
 
@@ -429,6 +430,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Call { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() })
     }
+}
+
+/// The longest request target HubSpot's front servers take: a longer one (a list read naming
+/// hundreds of properties) is refused with their HTML 414, before any API sees it — as the taps
+/// that list every property meet on real portals.
+const MAX_URI: usize = 16_000;
+
+async fn refuse_long_uris(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if length <= MAX_URI {
+        return next.run(request).await;
+    }
+    let body = "<html>\r\n<head><title>414 Request-URI Too Large</title></head>\r\n<body>\r\n<center><h1>414 Request-URI Too Large</h1></center>\r\n</body>\r\n</html>\r\n";
+    (axum::http::StatusCode::URI_TOO_LONG, [(axum::http::header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
 /// Each service's faults.

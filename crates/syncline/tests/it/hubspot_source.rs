@@ -570,3 +570,53 @@ async fn a_token_refused_mid_run_stops_it_and_keeps_what_was_committed() {
     let lists = hub.sandbox.ledger().calls("/crm/v3/objects/contacts").len() - lists_before;
     assert!(lists < CONTACTS / 100, "the run went on from its cursor ({lists} list calls)");
 }
+
+/// A portal with 600 properties: a list call naming them all is longer than HubSpot takes (414,
+/// as the taps that read every property meet), so the listing asks for ids and reads each page
+/// by id with the names in the body; every contact lands with the last property's value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_portal_with_hundreds_of_properties_is_read_without_a_414() {
+    let hub = hub(Tier::Unlimited);
+    let names: Vec<String> = (0..600).map(|n| format!("encuesta_satisfaccion_pregunta_{n:03}")).collect();
+    let client = reqwest::Client::new();
+    for name in &names {
+        let property =
+            serde_json::json!({"name": name, "label": name, "type": "string", "fieldType": "text", "groupName": "contactinformation"});
+        let created = client
+            .post(format!("{}/crm/v3/properties/contacts", hub.url))
+            .bearer_auth(DEMO_HUBSPOT_TOKEN)
+            .json(&property)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let contacts: Vec<_> = (0..250)
+        .map(|n| {
+            let mut c = contact(n);
+            c.insert(names[599].clone(), format!("respuesta {n}"));
+            c
+        })
+        .collect();
+    hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &contacts, Utc::now() - Duration::minutes(5)).unwrap();
+    let every = names.join(",");
+    let naive = client
+        .get(format!("{}/crm/v3/objects/contacts?limit=100&properties={every}", hub.url))
+        .bearer_auth(DEMO_HUBSPOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(naive.status(), 414, "a list naming every property is refused");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hs.yaml"), CONFIG.replace("        properties: [email, firstname]\n", "")).unwrap();
+    let out = run(d, &hub, &["run", "contacts"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let warehouse = sqlite(&d.join("warehouse.db")).await;
+    let answered = format!("SELECT COUNT(*) FROM contacts WHERE {} LIKE 'respuesta %'", names[599]);
+    assert_eq!(count(&warehouse, &answered).await, 250, "every contact, with its 600th property");
+    let ledger = hub.sandbox.ledger();
+    assert!(ledger.calls("/crm/v3/objects/contacts/batch/read").len() >= 3, "pages read by id");
+    assert_eq!(ledger.with_status(414), 0, "no call was too long");
+}
