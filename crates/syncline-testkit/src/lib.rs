@@ -12,6 +12,9 @@ pub struct TestDb {
     admin_url: String,
     name: String,
     kind: Kind,
+    /// Whether `drop` removed it already; otherwise dropping the value does (a test that
+    /// panics leaves no database behind).
+    removed: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -66,12 +69,17 @@ async fn create(var: &str, kind: Kind) -> Option<TestDb> {
         return skip_or_fail(var, format!("cannot create a test database: {e}"));
     }
     let url = replace_database(&admin_url, &name);
-    Some(TestDb { url, admin_url, name, kind })
+    Some(TestDb { url, admin_url, name, kind, removed: false })
 }
 
 impl TestDb {
     /// Drops the database (call at the end of the test).
-    pub async fn drop(self) {
+    pub async fn drop(mut self) {
+        self.remove().await;
+        self.removed = true;
+    }
+
+    async fn remove(&self) {
         let result = match self.kind {
             Kind::Postgres => {
                 async {
@@ -93,6 +101,23 @@ impl TestDb {
         if let Err(e) = result {
             eprintln!("warning: could not drop test database {}: {e}", self.name);
         }
+    }
+}
+
+/// A test that failed before its `drop` still removes its database: on a thread of its own,
+/// with a runtime of its own, since this may run inside the test's (a panicking) runtime.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let db =
+            TestDb { url: self.url.clone(), admin_url: self.admin_url.clone(), name: self.name.clone(), kind: self.kind, removed: true };
+        let removing = std::thread::spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(db.remove()),
+            Err(e) => eprintln!("warning: could not drop test database {}: {e}", db.name),
+        });
+        let _ = removing.join();
     }
 }
 
@@ -136,5 +161,35 @@ mod tests {
         assert_eq!(super::replace_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
         assert_eq!(super::replace_database("mysql://root@h/test?ssl-mode=disabled", "x"), "mysql://root@h/x?ssl-mode=disabled");
         assert_eq!(super::replace_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
+
+#[cfg(test)]
+mod cleanup {
+    use super::*;
+
+    /// A test that ends without `drop` (it failed first) still leaves no database behind.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_database_not_dropped_by_its_test_is_removed_anyway() {
+        for db in [postgres().await, mysql().await].into_iter().flatten() {
+            let (name, admin_url, kind) = (db.name.clone(), db.admin_url.clone(), db.kind);
+            std::mem::drop(db); // as a panicking test's unwinding does
+            let left: i64 = match kind {
+                Kind::Postgres => {
+                    let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+                    sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+                        .bind(&name)
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap()
+                }
+                Kind::Mysql => {
+                    let mut conn = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
+                    let sql = "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?";
+                    sqlx::query_scalar(sql).bind(&name).fetch_one(&mut conn).await.unwrap()
+                }
+            };
+            assert_eq!(left, 0, "{name} was removed");
+        }
     }
 }
