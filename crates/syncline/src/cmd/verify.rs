@@ -26,6 +26,14 @@ pub async fn run(config: &Config, args: VerifyArgs) -> CliResult {
         (AnySource::HubSpotDetails(source), AnySink::Sql(sink)) if source.pair().is_some() => {
             return links(source, sink, &args).await.map_err(failed("source"));
         }
+        (AnySource::HubSpotDetails(_) | AnySource::HubSpotReference(_), AnySink::Sql(_)) => {
+            let message = format!(
+                "pipeline {}: verify compares objects and links with HubSpot; property histories, owners and pipelines are read \
+                 whole or per changed object on every run, so a run brings them level",
+                p.name
+            );
+            return Err(CliError::usage(message));
+        }
         _ => return Err(CliError::usage(format!("pipeline {}: verify compares a HubSpot source with the SQL table it fills", p.name))),
     };
     let object = source.stream().object.clone();
