@@ -43,7 +43,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let report = run_full(&config, "members", dir, &mut probe).await?;
     print_figures(args, &report, started.elapsed().as_secs_f64(), &probe);
     if let Some(sandbox) = &sandbox {
-        print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
+        super::print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
     }
     Ok(Exit::Ok)
 }
@@ -67,28 +67,4 @@ fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &Memory
     }
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
     print_stage_times(timings);
-}
-
-/// Calls per 10-second window as the sandbox counted them, and how full the full windows were.
-pub(super) async fn print_budget_use(url: &str, budget: u32) -> Result<(), CliError> {
-    let fetch = async { reqwest::get(format!("{url}/__sandbox/budget")).await?.json::<serde_json::Value>().await };
-    let use_: serde_json::Value = fetch.await.map_err(|e| CliError::failed(format!("reading the sandbox's budget use: {e}")))?;
-    for (call, statuses) in use_["calls"].as_object().into_iter().flatten() {
-        let statuses: Vec<String> = statuses.as_object().into_iter().flatten().map(|(s, n)| format!("{n} × {s}")).collect();
-        println!("calls            {call}: {}", statuses.join(", "));
-    }
-    let windows: Vec<u64> = use_["windows"].as_array().into_iter().flatten().filter_map(|w| w["calls"].as_u64()).collect();
-    let listed: Vec<String> = windows.iter().map(u64::to_string).collect();
-    println!("calls per 10 s   {} (budget {budget})", listed.join(" "));
-    // the last window is cut short by the end of the run
-    let full = &windows[..windows.len().saturating_sub(1)];
-    if let (Some(least), Some(most)) = (full.iter().min(), full.iter().max()) {
-        println!(
-            "full windows     {} · least {least} ({:.1} % of the budget) · most {most} · most in any rolling 10 s {}",
-            full.len(),
-            *least as f64 * 100.0 / f64::from(budget),
-            use_["max_rolling"]
-        );
-    }
-    Ok(())
 }

@@ -141,3 +141,27 @@ fn start_sandbox(args: &[&str]) -> Result<SandboxProcess, CliError> {
     }
     Ok(process)
 }
+
+/// Calls per 10-second window as the sandbox counted them, and how full the full windows were.
+async fn print_budget_use(url: &str, budget: u32) -> Result<(), CliError> {
+    let fetch = async { reqwest::get(format!("{url}/__sandbox/budget")).await?.json::<serde_json::Value>().await };
+    let use_: serde_json::Value = fetch.await.map_err(|e| CliError::failed(format!("reading the sandbox's budget use: {e}")))?;
+    for (call, statuses) in use_["calls"].as_object().into_iter().flatten() {
+        let statuses: Vec<String> = statuses.as_object().into_iter().flatten().map(|(s, n)| format!("{n} × {s}")).collect();
+        println!("calls            {call}: {}", statuses.join(", "));
+    }
+    let windows: Vec<u64> = use_["windows"].as_array().into_iter().flatten().filter_map(|w| w["calls"].as_u64()).collect();
+    let listed: Vec<String> = windows.iter().map(u64::to_string).collect();
+    println!("calls per 10 s   {} (budget {budget})", listed.join(" "));
+    // the last window is cut short by the end of the run
+    let full = &windows[..windows.len().saturating_sub(1)];
+    if let (Some(least), Some(most)) = (full.iter().min(), full.iter().max()) {
+        println!(
+            "full windows     {} · least {least} ({:.1} % of the budget) · most {most} · most in any rolling 10 s {}",
+            full.len(),
+            *least as f64 * 100.0 / f64::from(budget),
+            use_["max_rolling"]
+        );
+    }
+    Ok(())
+}

@@ -86,7 +86,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
     print_stage_times(&report.timings);
     if let Some(tier) = args.hubspot {
-        super::members::print_budget_use(&sandbox.url, tier.per_ten_seconds()).await?;
+        super::print_budget_use(&sandbox.url, tier.per_ten_seconds()).await?;
     }
     if counts.read != args.rows {
         return Err(CliError::failed(format!("read {} of {} contacts", counts.read, args.rows)));
