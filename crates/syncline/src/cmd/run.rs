@@ -53,23 +53,49 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
         portals: pipeline::Portals::default(),
         bars: MultiProgress::new(),
     };
-    let mut rows = Vec::new();
-    let mut worst = Exit::Ok;
-    // the links after the objects they join; inside each phase, up to --jobs pipelines at once,
-    // sharing each portal's budget
+    let (rows, worst) = run_phases(&common, pipelines).await?;
+    let mut plan = Arc::try_unwrap(plan).map_err(|_| CliError::failed("the plan is still in use"))?.into_inner().expect("plan");
+    if let Some(out) = plan.out.as_mut() {
+        out.flush().map_err(|e| CliError::failed(format!("writing the plan failed: {e}")))?;
+    }
+    if !session.quiet {
+        output::print_table(&summary(&rows));
+        if args.dry_run {
+            plan.print(args.plan_out.as_deref());
+        }
+        if !args.dry_run && rows.iter().any(|r| r.counts.rejected + r.counts.failed > 0) {
+            output::line(format!(
+                "dead letters: `{}` says why, `{}` groups them by rule and field",
+                session.hint("dlq list"),
+                session.hint("dlq summary")
+            ));
+            output::line("  fix the data or the mapping, then replay them: ".to_owned() + &format!("`{}`", session.hint("dlq replay")));
+        }
+        output::line(format!("history: `{}`", session.hint("runs")));
+        if let Some((sandbox, address)) = &sandbox {
+            print_ledger(sandbox, address);
+        }
+    }
+    Ok(worst)
+}
+
+/// Runs the pipelines: the links after the objects they join, and inside each phase up to
+/// `--jobs` at once, sharing each portal's budget. A config error or an interrupt halts the
+/// run: nothing new starts, and the pipelines already running end as they would alone
+/// (interrupted, their acknowledged pages committed). Returns the summary rows and the worst exit.
+async fn run_phases(common: &Common<'_>, pipelines: Vec<&Pipeline>) -> Result<(Vec<RunRow>, Exit), CliError> {
+    let (mut rows, mut worst) = (Vec::new(), Exit::Ok);
     let (links, objects): (Vec<&Pipeline>, Vec<&Pipeline>) = pipelines.into_iter().partition(|p| pipeline::reads_associations(p));
-    // a config error or an interrupt halts the run: nothing new starts, and the pipelines
-    // already running end as they would alone (interrupted, their acknowledged pages committed)
     let halted = AtomicBool::new(false);
     let mut fatal = None;
     for phase in [objects, links] {
-        let (common, halted) = (&common, &halted);
+        let halted = &halted;
         let runs = futures_util::stream::iter(phase).map(|pipeline| async move {
             let started = Instant::now();
             let result = if halted.load(Ordering::SeqCst) { None } else { Some(run_one(common, pipeline).await) };
             (pipeline, started, result)
         });
-        let mut runs = std::pin::pin!(runs.buffered(args.jobs.max(1) as usize));
+        let mut runs = std::pin::pin!(runs.buffered(common.args.jobs.max(1) as usize));
         while let Some((pipeline, started, result)) = runs.next().await {
             let row = match result {
                 None => continue,
@@ -94,32 +120,10 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
             break;
         }
     }
-    if let Some(error) = fatal {
-        return Err(error);
+    match fatal {
+        Some(error) => Err(error),
+        None => Ok((rows, worst)),
     }
-    let mut plan = Arc::try_unwrap(plan).map_err(|_| CliError::failed("the plan is still in use"))?.into_inner().expect("plan");
-    if let Some(out) = plan.out.as_mut() {
-        out.flush().map_err(|e| CliError::failed(format!("writing the plan failed: {e}")))?;
-    }
-    if !session.quiet {
-        output::print_table(&summary(&rows));
-        if args.dry_run {
-            plan.print(args.plan_out.as_deref());
-        }
-        if !args.dry_run && rows.iter().any(|r| r.counts.rejected + r.counts.failed > 0) {
-            output::line(format!(
-                "dead letters: `{}` says why, `{}` groups them by rule and field",
-                session.hint("dlq list"),
-                session.hint("dlq summary")
-            ));
-            output::line("  fix the data or the mapping, then replay them: ".to_owned() + &format!("`{}`", session.hint("dlq replay")));
-        }
-        output::line(format!("history: `{}`", session.hint("runs")));
-        if let Some((sandbox, address)) = &sandbox {
-            print_ledger(sandbox, address);
-        }
-    }
-    Ok(worst)
 }
 
 /// The pipelines a run runs: the one named, or `all` — the objects' before the associations',
