@@ -55,10 +55,11 @@ impl AnySource {
         match self {
             AnySource::Sql(source) => source.count_rows().await,
             AnySource::HubSpot(source) => source.count().await,
-            AnySource::HubSpotDetails(source) => source.objects().count().await,
-            AnySource::HubSpotReference(_) => {
-                Err(ConnectorError::new(syncline_core::ErrorClass::Config, "owners and pipelines are not counted (verify_counts)"))
-            }
+            // their rows are not objects: the objects' count says nothing of them
+            AnySource::HubSpotDetails(_) | AnySource::HubSpotReference(_) => Err(ConnectorError::new(
+                syncline_core::ErrorClass::Config,
+                "links, property histories, owners and pipelines are not counted (verify_counts)",
+            )),
         }
     }
 

@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use syncline_connectors::hubspot::{
-    ASSOCIATION_KEY, DetailSource, HISTORY_KEY, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS,
-    Reference, ReferenceSource,
+    DetailSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference, ReferenceSource,
 };
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::{AnySink, AnySource};
@@ -172,10 +171,8 @@ pub async fn sink_in(portals: &Portals, pipeline: &Pipeline, base_dir: &Path, ba
     match &pipeline.sink {
         SinkSettings::Sql { url, settings } => {
             let key = match &pipeline.source {
-                SourceSettings::HubSpot { stream, .. } if stream.associations.is_some() => Some(ASSOCIATION_KEY),
-                SourceSettings::HubSpot { stream, .. } if !stream.history.is_empty() => Some(HISTORY_KEY),
-                SourceSettings::HubSpot { stream, .. } if stream.pipelines.is_some() || stream.object == OWNERS => Some("id"),
-                _ => None,
+                SourceSettings::HubSpot { stream, .. } => stream.row_key(),
+                SourceSettings::Sql { .. } => None,
             };
             if let Some(key) = key.filter(|key| *key != settings.key) {
                 let message = format!("pipeline {}: sink.sql.key: these rows are keyed by {key}, not {}", pipeline.name, settings.key);

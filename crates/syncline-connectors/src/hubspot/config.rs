@@ -188,6 +188,25 @@ const STANDARD_TYPES: [(&str, &str, &str); 7] = [
 /// The name under which a source reads the portal's owners (`object: owners`).
 pub const OWNERS: &str = "owners";
 
+/// The destination key of a link row.
+pub const ASSOCIATION_KEY: &str = "association_id";
+
+/// The destination key of a property-history row, an owner and a pipeline stage.
+pub const ROW_KEY: &str = "id";
+
+impl SourceStream {
+    /// The key of the rows a source of this stream makes, where they are not objects (keyed by
+    /// `hs_object_id`, the sink's choice): links, property values, owners, pipeline stages.
+    pub fn row_key(&self) -> Option<&'static str> {
+        let reference = self.pipelines.is_some() || self.object == OWNERS;
+        match (&self.associations, self.history.is_empty()) {
+            (Some(_), _) => Some(ASSOCIATION_KEY),
+            (None, false) => Some(ROW_KEY),
+            (None, true) => reference.then_some(ROW_KEY),
+        }
+    }
+}
+
 /// The standard object types by their plural names.
 pub fn standard_objects() -> impl Iterator<Item = &'static str> {
     STANDARD_TYPES.iter().map(|(plural, ..)| *plural)

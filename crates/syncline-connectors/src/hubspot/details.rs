@@ -25,17 +25,11 @@ use chrono::{DateTime, Utc};
 use syncline_core::{ConnectorError, Cursor, FieldType, Page, Record, Replaces, Source, Value};
 
 use super::api::{AssociationsInput, HistoryValue, HubSpotApi};
-use super::config::{DELETED_FIELD, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, SourceStream, object_name};
+use super::config::{ASSOCIATION_KEY, DELETED_FIELD, MAX_INPUTS_PER_CALL, MERGED_FIELD, Properties, ROW_KEY, SourceStream, object_name};
 use super::source::{HubSpotSource, resolve, unknown_type};
 
 /// Objects whose links one batch read asks for (HubSpot's limit).
 const IDS_PER_LINKS_READ: usize = 1_000;
-
-/// The destination key of a link row.
-pub const ASSOCIATION_KEY: &str = "association_id";
-
-/// The destination key of a history row.
-pub const HISTORY_KEY: &str = "id";
 
 /// How link rows replace stored ones: per object of the `from` side, newest read wins.
 pub const REPLACES: Replaces = Replaces { group: "from_id", version: VERSION, member: "to_id" };
@@ -103,7 +97,7 @@ impl DetailSource {
                 (VERSION, Int),
             ],
             Detail::History { .. } => &[
-                (HISTORY_KEY, Text),
+                (ROW_KEY, Text),
                 ("object_id", Int),
                 ("property", Text),
                 ("value", Text),
@@ -115,14 +109,6 @@ impl DetailSource {
             ],
         };
         fields.iter().map(|(name, kind)| ((*name).to_owned(), *kind)).collect()
-    }
-
-    /// The key its rows go by at the destination.
-    pub fn key(&self) -> &'static str {
-        match self.detail {
-            Detail::Links { .. } => ASSOCIATION_KEY,
-            Detail::History { .. } => HISTORY_KEY,
-        }
     }
 
     /// How its rows replace an object's older ones.
@@ -260,7 +246,7 @@ fn history_row(object: &str, value: Option<(&str, usize, &HistoryValue)>, read_a
     let key = value.map_or_else(|| object.to_owned(), |(property, n, _)| format!("{object}:{property}:{n}"));
     let text = |v: Option<&String>| v.cloned().map_or(Value::Null, Value::Text);
     let mut record = Record::new(key.clone());
-    record.set(HISTORY_KEY, Value::Text(key));
+    record.set(ROW_KEY, Value::Text(key));
     record.set("object_id", number(object));
     record.set("property", value.map_or(Value::Null, |(property, ..)| Value::Text(property.to_owned())));
     record.set("value", text(value.map(|(_, _, v)| &v.value)));

@@ -14,10 +14,10 @@ mod source;
 
 pub use api::{HubSpotApi, PropertyDef, SEARCH_MAX_RESULTS, SEARCH_PAGE, SimpleObject};
 pub use config::{
-    DEFAULT_BASE_URL, DEFAULT_SETTLE, DELETED_FIELD, HubSpotProfile, MAX_INPUTS_PER_CALL, MERGED_FIELD, OWNERS, Properties, RAW_FIELD,
-    SinkStream, SourceStream, Tier, object_name, time_properties,
+    ASSOCIATION_KEY, DEFAULT_BASE_URL, DEFAULT_SETTLE, DELETED_FIELD, HubSpotProfile, MAX_INPUTS_PER_CALL, MERGED_FIELD, OWNERS,
+    Properties, RAW_FIELD, ROW_KEY, SinkStream, SourceStream, Tier, object_name, time_properties,
 };
-pub use details::{ASSOCIATION_KEY, Detail, DetailSource, HISTORY_KEY};
+pub use details::DetailSource;
 pub use reference::{Reference, ReferenceSource};
 pub use sink::HubSpotSink;
 pub use source::HubSpotSource;

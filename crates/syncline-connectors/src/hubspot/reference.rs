@@ -11,6 +11,7 @@ use chrono::Utc;
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Page, Record, Replaces, Source, Value};
 
 use super::api::{HubSpotApi, OwnerPage, PipelineList};
+use super::config::ROW_KEY;
 
 /// Which reference data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl ReferenceSource {
         use FieldType::*;
         let fields: &[(&str, FieldType)] = match self.reference {
             Reference::Owners => &[
-                ("id", Int),
+                (ROW_KEY, Int),
                 ("email", Text),
                 ("first_name", Text),
                 ("last_name", Text),
@@ -60,7 +61,7 @@ impl ReferenceSource {
                 ("updated_at", TimestampTz),
             ],
             Reference::Pipelines(_) => &[
-                ("id", Text),
+                (ROW_KEY, Text),
                 ("object_type", Text),
                 ("pipeline_id", Text),
                 ("pipeline_label", Text),

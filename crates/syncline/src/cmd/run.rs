@@ -126,13 +126,12 @@ async fn run_phases(common: &Common<'_>, pipelines: Vec<&Pipeline>) -> Result<(V
     }
 }
 
-/// The pipelines a run runs: the one named, or `all` — the objects' before the associations',
-/// so links land after the objects they join — less the association pipelines with
+/// The pipelines a run runs (`run_phases` puts the links after the objects): the one named, or
+/// `all`, less the association pipelines with
 /// `--skip-associations`, or only those of the pair `--from-object`/`--to-object` name.
 fn select<'c>(config: &'c Config, args: &RunArgs) -> Result<Vec<&'c Pipeline>, CliError> {
     let mut pipelines: Vec<&Pipeline> = if args.pipeline == "all" {
-        let (links, objects): (Vec<&Pipeline>, Vec<&Pipeline>) = config.pipelines.iter().partition(|p| pipeline::reads_associations(p));
-        objects.into_iter().chain(links).collect()
+        config.pipelines.iter().collect()
     } else {
         vec![config.pipeline(&args.pipeline).ok_or_else(|| unknown_pipeline(config, &args.pipeline))?]
     };
