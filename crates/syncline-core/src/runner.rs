@@ -259,7 +259,11 @@ pub struct Timings {
 
 /// A record that passed the transforms, with what is needed to account for it.
 struct Mapped {
-    source: Record,
+    /// The record's key at the source (its dead letters are filed under it).
+    source_key: String,
+    /// The record as read, for a dead letter's payload; `None` when the transforms change
+    /// nothing, and the record written is the one read.
+    source: Option<Record>,
     mapped: Record,
     dest_key: String,
     fingerprint: String,
@@ -381,7 +385,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 if stored.get(&m.dest_key) == Some(&m.fingerprint) {
                     commit.counts.unchanged += 1;
                     self.emit_plan(&m.dest_key, PlanAction::Unchanged, Vec::new(), None);
-                    self.passed(&mut commit, &m.source.key);
+                    self.passed(&mut commit, &m.source_key);
                 } else {
                     changed.push(m);
                 }
@@ -397,7 +401,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 let batch: Vec<Record> = chunk.iter_mut().map(|m| std::mem::take(&mut m.mapped)).collect();
                 let outcomes =
                     write_isolating(&mut self.sink, &batch, self.options.retry, &self.options.stop).await.map_err(RunError::Sink)?;
-                for (m, outcome) in chunk.iter().zip(outcomes) {
+                for ((m, outcome), written) in chunk.iter().zip(outcomes).zip(&batch) {
                     match outcome {
                         Outcome::Created | Outcome::Updated | Outcome::Unchanged => {
                             match outcome {
@@ -405,18 +409,18 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                                 Outcome::Updated => commit.counts.updated += 1,
                                 _ => commit.counts.unchanged += 1,
                             }
-                            self.passed(&mut commit, &m.source.key);
+                            self.passed(&mut commit, &m.source_key);
                             if self.options.change_detection {
                                 commit.fingerprints.push((m.dest_key.clone(), m.fingerprint.clone()));
                             }
                         }
                         Outcome::Rejected(error) => {
                             commit.counts.rejected += 1;
-                            commit.dead_letters.push(dead_letter(&m.source, &error));
+                            commit.dead_letters.push(m.dead_letter(written, &error));
                         }
                         Outcome::Failed(error) => {
                             commit.counts.failed += 1;
-                            commit.dead_letters.push(dead_letter(&m.source, &error));
+                            commit.dead_letters.push(m.dead_letter(written, &error));
                         }
                     }
                 }
@@ -626,25 +630,33 @@ fn prepare(page: Page, transform: &dyn Transform, sink_key: &str, change_detecti
         rejected: page.rejected,
         mapped: Vec::with_capacity(page.records.len()),
     };
-    for source in page.records {
-        let mapped = match transform.apply(source.clone()) {
-            Ok(mapped) => mapped,
-            Err(error) => {
-                prepared.rejected.push((source, error));
-                continue;
+    // a copy of each record as read is kept for its dead letter, unless the transforms change
+    // nothing (then the record written is the one read)
+    let identity = transform.is_identity();
+    for read in page.records {
+        let (source, mapped) = if identity {
+            (None, read)
+        } else {
+            match transform.apply(read.clone()) {
+                Ok(mapped) => (Some(read), mapped),
+                Err(error) => {
+                    prepared.rejected.push((read, error));
+                    continue;
+                }
             }
         };
+        let source_key = source.as_ref().map_or_else(|| mapped.key.clone(), |s| s.key.clone());
         let dest_key = match mapped.get(sink_key).and_then(Value::as_text) {
             Some(key) if !key.trim().is_empty() => key.into_owned(),
             _ => {
-                prepared.rejected.push((source, RecordError::data(sink_key, "key", "the destination key is empty")));
+                prepared.rejected.push((source.unwrap_or(mapped), RecordError::data(sink_key, "key", "the destination key is empty")));
                 continue;
             }
         };
         let fingerprint = if change_detection { fingerprint(&mapped) } else { String::new() };
         let mut mapped = mapped;
         mapped.key = dest_key.clone();
-        prepared.mapped.push(Mapped { source, mapped, dest_key, fingerprint });
+        prepared.mapped.push(Mapped { source_key, source, mapped, dest_key, fingerprint });
     }
     prepared
 }
@@ -670,6 +682,15 @@ fn same_value(old: &Value, new: &Value) -> bool {
     }
     let number = |v: &Value| v.as_text().and_then(|t| t.trim().parse::<f64>().ok());
     matches!((number(old), number(new)), (Some(a), Some(b)) if a == b)
+}
+
+impl Mapped {
+    /// The dead letter of this record, `written` as the sink was given it.
+    fn dead_letter(&self, written: &Record, error: &RecordError) -> DeadLetter {
+        let mut letter = dead_letter(self.source.as_ref().unwrap_or(written), error);
+        letter.record_key = self.source_key.clone();
+        letter
+    }
 }
 
 fn dead_letter(source: &Record, error: &RecordError) -> DeadLetter {

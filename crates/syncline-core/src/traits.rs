@@ -57,4 +57,10 @@ pub trait Sink: Send {
 /// Mapping and validation are transforms: pure, synchronous, trivially testable.
 pub trait Transform: Send + Sync {
     fn apply(&self, record: Record) -> Result<Record, RecordError>;
+
+    /// Whether `apply` returns every record as it is (no steps): the runner then keeps no copy
+    /// of the record as read, since the record written is that record.
+    fn is_identity(&self) -> bool {
+        false
+    }
 }

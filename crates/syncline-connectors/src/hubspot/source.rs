@@ -91,6 +91,8 @@ pub struct HubSpotSource {
     /// What is asked of each object (the stream's properties, the id and both times) with each
     /// one's type; empty until resolved against the definitions.
     wanted: Vec<(String, FieldType)>,
+    /// The fields of each record, in order: `fields`' names, shared by every record read.
+    field_names: Vec<Arc<str>>,
     /// When the current read was started (a full listing's cursor once it ends).
     started_ms: i64,
     /// Whether the page just returned came from the listing (its records carry no position).
@@ -158,6 +160,7 @@ impl HubSpotSource {
             by,
             until_ms,
             wanted: Vec::new(),
+            field_names: Vec::new(),
             started_ms,
             listing: false,
             exhausted: false,
@@ -174,6 +177,10 @@ impl HubSpotSource {
     /// The fields its records have, each with its type (the property's), `_raw` last when kept.
     pub async fn fields(&mut self) -> Result<Vec<(String, FieldType)>, ConnectorError> {
         self.resolve().await?;
+        Ok(self.all_fields())
+    }
+
+    fn all_fields(&self) -> Vec<(String, FieldType)> {
         let mut fields = self.wanted.clone();
         if self.stream.raw {
             fields.push((RAW_FIELD.to_owned(), FieldType::Text));
@@ -182,7 +189,7 @@ impl HubSpotSource {
             fields.push((DELETED_FIELD.to_owned(), FieldType::TimestampTz));
             fields.push((MERGED_FIELD.to_owned(), FieldType::Int));
         }
-        Ok(fields)
+        fields
     }
 
     /// Whether the read marks archived and merged objects (not backfill: it reads creations).
@@ -223,6 +230,14 @@ impl HubSpotSource {
         if self.wanted.is_empty() {
             let defined = self.api.properties(&self.stream.object).await.map_err(|e| unknown_type(&self.stream.object, e))?;
             self.wanted = resolve(&self.stream, &defined)?;
+            // the id first, then each name once
+            let mut names: Vec<Arc<str>> = vec![Arc::from("hs_object_id")];
+            for (name, _) in self.all_fields() {
+                if !names.iter().any(|n| **n == *name) {
+                    names.push(Arc::from(name));
+                }
+            }
+            self.field_names = names;
         }
         Ok(())
     }
@@ -447,30 +462,27 @@ impl HubSpotSource {
     fn record(&self, object: SimpleObject, sent: Option<&RawValue>) -> Result<(Record, i64, u64), ConnectorError> {
         let id: u64 =
             object.id.parse().map_err(|_| ConnectorError::new(ErrorClass::Data, format!("object id {:?} is not a number", object.id)))?;
-        let at = object.properties.get(self.by).cloned().flatten().unwrap_or_default();
-        let at_ms = epoch_ms(&at).ok_or_else(|| {
+        let at = object.properties.get(self.by).and_then(Option::as_deref).unwrap_or_default();
+        let at_ms = epoch_ms(at).ok_or_else(|| {
             ConnectorError::new(ErrorClass::Data, format!("{} {id}: {} {at:?} is not a time", self.stream.object, self.by))
         })?;
-        let raw = self
+        let mut raw = self
             .stream
             .raw
             .then(|| sent.map_or_else(|| serde_json::to_string(&object).expect("an object serializes"), |s| s.get().to_owned()));
-        let mut record = Record::new(object.id.clone());
+        // the names are shared by every record (`field_names`), and each is set once: no lookups
         let mut properties = object.properties;
-        record.set("hs_object_id", Value::Text(object.id));
-        for (name, _) in &self.wanted {
-            if name != "hs_object_id" {
-                let value = properties.remove(name).flatten().map_or(Value::Null, Value::Text);
-                record.set(name, value);
-            }
+        let mut fields = Vec::with_capacity(self.field_names.len());
+        for name in &self.field_names {
+            let value = match &**name {
+                "hs_object_id" => Value::Text(object.id.clone()),
+                RAW_FIELD => raw.take().map_or(Value::Null, Value::Text),
+                DELETED_FIELD | MERGED_FIELD => Value::Null,
+                name => properties.remove(name).flatten().map_or(Value::Null, Value::Text),
+            };
+            fields.push((Arc::clone(name), value));
         }
-        if let Some(raw) = raw {
-            record.set(RAW_FIELD, Value::Text(raw));
-        }
-        if self.marks_deletes() {
-            record.set(DELETED_FIELD, Value::Null);
-            record.set(MERGED_FIELD, Value::Null);
-        }
+        let record = Record { key: object.id, fields };
         Ok((record, at_ms, id))
     }
 }

@@ -422,7 +422,7 @@ fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
             _ => return Err(bad("boolean")),
         })),
         (FieldType::Date, Value::Date(d)) => Param::Date(Some(*d)),
-        (FieldType::Date, _) => Param::Date(Some(NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d").map_err(|_| bad("date"))?)),
+        (FieldType::Date, _) => Param::Date(Some(t.get(..10).unwrap_or(t).parse::<NaiveDate>().map_err(|_| bad("date"))?)),
         (FieldType::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
         (FieldType::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
         (FieldType::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
@@ -439,6 +439,10 @@ fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
 }
 
 fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
+    // the usual spelling by chrono's own ISO reader first: a pattern is several times slower
+    if let Ok(parsed) = t.trim_end_matches('Z').parse::<NaiveDateTime>() {
+        return Some(parsed);
+    }
     let iso = t.trim_end_matches('Z').replace(' ', "T");
     NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
@@ -459,6 +463,14 @@ mod tests {
             convert(&Value::Text("2024-05-01T10:00:00".into()), FieldType::Timestamp),
             Ok(Param::Timestamp(NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_opt(10, 0, 0)))
         );
+        // ISO with a fraction and a zone letter, with a space, or a date alone
+        let at = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_milli_opt(10, 0, 0, 250).unwrap();
+        for spelled in ["2024-05-01T10:00:00.250Z", "2024-05-01 10:00:00.250"] {
+            assert_eq!(convert(&Value::Text(spelled.into()), FieldType::Timestamp), Ok(Param::Timestamp(Some(at))), "{spelled}");
+        }
+        assert_eq!(convert(&Value::Text("1950-01-02".into()), FieldType::Date), Ok(Param::Date(NaiveDate::from_ymd_opt(1950, 1, 2))));
+        // a date is read from its first ten characters, which may not end on a character
+        assert!(convert(&Value::Text("1950-01-0é2".into()), FieldType::Date).unwrap_err().contains("date"));
         assert_eq!(convert(&Value::Decimal("12.50".into()), FieldType::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
         assert_eq!(convert(&Value::Int(7), FieldType::Text), Ok(Param::Text(Some("7".into()))));
     }

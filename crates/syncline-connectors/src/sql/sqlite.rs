@@ -157,9 +157,11 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: Param) 
         Param::Bool(v) => statement.raw_bind_parameter(at, v),
         Param::Text(v) => statement.raw_bind_parameter(at, v),
         Param::Decimal(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_string())),
-        Param::Date(v) => statement.raw_bind_parameter(at, v.map(|d| d.format("%Y-%m-%d").to_string())),
-        Param::Timestamp(v) => statement.raw_bind_parameter(at, v.map(|t| t.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
-        Param::TimestampTz(v) => statement.raw_bind_parameter(at, v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())),
+        // chrono's own ISO writers (`%Y-%m-%d`, `%Y-%m-%d %H:%M:%S%.f` and the same with `T` and
+        // `Z`), several times faster than formatting by a pattern
+        Param::Date(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_string())),
+        Param::Timestamp(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_string())),
+        Param::TimestampTz(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
     }
 }
 
@@ -189,6 +191,20 @@ fn error(context: &str, e: rusqlite::Error) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ISO writers `bind` uses spell dates and times as the patterns SQLite tables have
+    /// always held (`%.f`: no fraction, or 3, 6 or 9 digits).
+    #[test]
+    fn times_are_spelled_as_the_patterns_spell_them() {
+        let day = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
+        assert_eq!(day.to_string(), day.format("%Y-%m-%d").to_string());
+        for nanos in [0, 7_000_000, 123_456_000, 123_456_789, 999_999_999] {
+            let t = day.and_hms_nano_opt(9, 5, 3, nanos).unwrap();
+            assert_eq!(t.to_string(), t.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+            let utc = t.and_utc();
+            assert_eq!(utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), utc.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string());
+        }
+    }
 
     #[test]
     fn paths() {

@@ -25,6 +25,10 @@ impl Transform for Chain {
         }
         Ok(record)
     }
+
+    fn is_identity(&self) -> bool {
+        self.0.iter().all(|step| step.is_identity())
+    }
 }
 
 /// The text of a field, trimmed, or `None` when the field is missing, null or blank: optional

@@ -87,6 +87,17 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user and system) process `pid` has used, in seconds (`/proc/<pid>/stat`, in the
+/// kernel's clock ticks of 1/100 s): on a shared machine the steadier figure beside elapsed time.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command's name, which is in parentheses and may hold spaces
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are the 14th and 15th fields; `fields` starts at the 3rd
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 /// One full run of the config's pipeline `name`, as `syncline run --full` makes it.
 async fn run_full(config: &config::Config, name: &str, dir: &Path, probe: &mut MemoryProbe) -> Result<RunReport, CliError> {
     let p = config.pipeline(name).expect("the bench's config defines its pipeline");

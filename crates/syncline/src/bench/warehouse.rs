@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use syncline_connectors::sql::SqlPool;
 
-use super::{MemoryProbe, print_stage_times, rss_kib, run_full, start_sandbox};
+use super::{MemoryProbe, cpu_seconds, print_stage_times, rss_kib, run_full, start_sandbox};
 use crate::cli::BenchArgs;
 use crate::config::{self, SourceSettings};
 use crate::exit::{CliError, CliResult, Exit};
@@ -67,10 +67,13 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     }
     let pool = SqlPool::connect(&crate::config::resolve_sqlite(&warehouse, dir), 1).await.map_err(CliError::failed)?;
     pool.execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.map_err(CliError::failed)?;
+    let sandbox_pid = sandbox.child.id().to_string();
+    let cpu_before = (cpu_seconds("self"), cpu_seconds(&sandbox_pid));
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
     let report = run_full(&config, "contacts", dir, &mut probe).await?;
     let took = started.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds("self") - cpu_before.0, cpu_seconds(&sandbox_pid) - cpu_before.1);
     pool.execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.map_err(CliError::failed)?;
 
     let portal = args.hubspot.map_or("sandbox without limits".to_owned(), |tier| format!("sandbox of the {} tier", tier.name()));
@@ -80,6 +83,14 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     println!("written          {}", counts.created + counts.updated);
     println!("elapsed          {took:.2} s");
     println!("throughput       {:.0} records/s", counts.read as f64 / took);
+    let per_1k = |seconds: f64| seconds * 1000.0 / counts.read.max(1) as f64 * 1000.0;
+    println!(
+        "cpu              syncline {:.2} s ({:.1} ms per 1,000 records) · sandbox {:.2} s ({:.1} ms per 1,000)",
+        cpu.0,
+        per_1k(cpu.0),
+        cpu.1,
+        per_1k(cpu.1)
+    );
     for (read, rss, at) in &probe.marks {
         println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
     }

@@ -204,3 +204,35 @@ async fn verify_counts_notices_rows_a_watermark_cannot_see() {
     let out = syncline(d, "members.yaml", &["run", "members"]);
     assert!(!stderr(&out).contains("never read"), "{}", stderr(&out));
 }
+
+/// A pipeline without transforms keeps no second copy of each record, so the record written is
+/// what a dead letter carries: a row whose value does not fit the target's column is filed
+/// under its source key, names the field, and holds every field as read; the other rows land.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_that_does_not_fit_its_column_is_a_dead_letter_holding_the_row_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", d.join("source.db").display())).await.unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, qty TEXT, w TEXT)").execute(&source).await.unwrap();
+    sqlx::query(
+        "INSERT INTO items VALUES (1, '5', '2024-01-01 00:00:01'), (2, 'many', '2024-01-01 00:00:02'), (3, '7', '2024-01-01 00:00:03')",
+    )
+    .execute(&source)
+    .await
+    .unwrap();
+    let target = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", d.join("target.db").display())).await.unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER, w TEXT)").execute(&target).await.unwrap();
+    let config = "state: sqlite://state.db\npipelines:\n  items:\n    source:\n      sql: {url: sqlite://source.db, table: items, key: id, watermark: w}\n    sink:\n      sql: {url: sqlite://target.db, table: items, key: id}\n";
+    std::fs::write(d.join("items.yaml"), config).unwrap();
+    let out = syncline(d, "items.yaml", &["run", "items", "--full"]);
+    assert_eq!(code(&out), 3, "one rejected: {}{}", stdout(&out), stderr(&out));
+    let list = syncline(d, "items.yaml", &["dlq", "list", "--json"]);
+    let letters: Vec<serde_json::Value> = stdout(&list).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0]["record_key"].as_str(), letters[0]["field"].as_str()), (Some("2"), Some("qty")), "{}", letters[0]);
+    assert!(letters[0]["message"].as_str().unwrap().contains("\"many\" does not fit a whole-number column"), "{}", letters[0]);
+    let shown = syncline(d, "items.yaml", &["dlq", "show", &letters[0]["id"].to_string()]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(shown["payload"], serde_json::json!({"id": 2, "qty": "many", "w": "2024-01-01 00:00:02"}), "{shown}");
+    assert_eq!(count(&target, "SELECT COUNT(*) FROM items").await, 2, "the rows that fit landed");
+}
