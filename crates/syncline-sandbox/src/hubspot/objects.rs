@@ -170,7 +170,9 @@ pub(crate) async fn list(State(sandbox): State<Sandbox>, call: Call, Path(kind):
                 json
             })
             .collect();
-        let mut body = json!({"results": results});
+        // `Value::Array`, not `json!`, which would copy every object once more
+        let mut body = json!({});
+        body["results"] = Value::Array(results);
         if let Some(next) = next {
             body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("?after={next}")}});
         }

@@ -39,17 +39,17 @@ impl Object {
                 properties.insert(name.clone(), Value::String(value.clone()));
             }
         }
-        let mut json = json!({
-            "id": self.id.to_string(),
-            "properties": properties,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "archived": self.archived_at.is_some(),
-        });
+        // built as values, not by `json!`, which would copy `properties` once more
+        let mut json = serde_json::Map::new();
+        json.insert("id".into(), Value::String(self.id.to_string()));
+        json.insert("properties".into(), Value::Object(properties));
+        json.insert("createdAt".into(), Value::String(iso(self.created_at)));
+        json.insert("updatedAt".into(), Value::String(iso(self.updated_at)));
+        json.insert("archived".into(), Value::Bool(self.archived_at.is_some()));
         if let Some(at) = self.archived_at {
-            json["archivedAt"] = Value::String(iso(at));
+            json.insert("archivedAt".into(), Value::String(iso(at)));
         }
-        json
+        Value::Object(json)
     }
 }
 
