@@ -84,6 +84,22 @@ impl Dialect {
         }
     }
 
+    /// PostgreSQL's upsert of whole columns: `INSERT … SELECT * FROM UNNEST($1::type[], …) ON
+    /// CONFLICT …`, each column one array parameter of its family's type. One statement for any
+    /// number of rows, the same text for every batch (so it is prepared once), and far less for
+    /// the server to parse and plan than a `VALUES` list of thousands of placeholders.
+    pub fn upsert_columns(self, table: &str, key: &str, columns: &[(String, FieldType)]) -> String {
+        let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, family))| format!("{}::{}[]", self.placeholder(i + 1), pg_array_type(*family)))
+            .collect();
+        let cols: Vec<String> = names.iter().map(|c| self.quote(c)).collect();
+        let head = format!("INSERT INTO {} ({}) SELECT * FROM UNNEST({})", self.quote(table), cols.join(", "), arrays.join(", "));
+        self.on_conflict(head, key, &names)
+    }
+
     /// `INSERT … VALUES (…), (…) <upsert clause>` updating every non-key column.
     pub fn upsert(self, table: &str, key: &str, columns: &[String], rows: usize) -> String {
         let cols: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
@@ -100,6 +116,12 @@ impl Dialect {
                 format!("({})", row.join(", "))
             })
             .collect();
+        let head = format!("INSERT INTO {} ({}) VALUES {}", self.quote(table), cols.join(", "), values.join(", "));
+        self.on_conflict(head, key, columns)
+    }
+
+    /// `head` (an `INSERT`) made an upsert by `key` that updates every other column.
+    fn on_conflict(self, head: String, key: &str, columns: &[String]) -> String {
         let updates: Vec<String> = columns
             .iter()
             .filter(|c| *c != key)
@@ -111,13 +133,17 @@ impl Dialect {
                 }
             })
             .collect();
-        let head = format!("INSERT INTO {} ({}) VALUES {}", self.quote(table), cols.join(", "), values.join(", "));
         match (self, updates.is_empty()) {
             (Dialect::MySql, true) => format!("INSERT IGNORE{}", &head["INSERT".len()..]),
             (Dialect::MySql, false) => format!("{head} ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
             (_, true) => format!("{head} ON CONFLICT ({}) DO NOTHING", self.quote(key)),
             (_, false) => format!("{head} ON CONFLICT ({}) DO UPDATE SET {}", self.quote(key), updates.join(", ")),
         }
+    }
+
+    /// Whether whole columns are bound as arrays ([`Dialect::upsert_columns`]).
+    pub fn binds_columns(self) -> bool {
+        self == Dialect::Postgres
     }
 
     /// Rows per upsert statement. Over the network, many rows per statement save round trips
@@ -175,6 +201,20 @@ pub fn field_type_of(name: &str) -> FieldType {
     }
 }
 
+/// The PostgreSQL array element type a family's column is bound as.
+fn pg_array_type(family: FieldType) -> &'static str {
+    match family {
+        FieldType::Text => "text",
+        FieldType::Int => "int8",
+        FieldType::Float => "float8",
+        FieldType::Decimal => "numeric",
+        FieldType::Bool => "bool",
+        FieldType::Date => "date",
+        FieldType::Timestamp => "timestamp",
+        FieldType::TimestampTz => "timestamptz",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +232,11 @@ mod tests {
         assert_eq!(
             Dialect::Postgres.upsert("t", "id", &cols, 2),
             "INSERT INTO \"t\" (\"id\", \"name\") VALUES ($1, $2), ($3, $4) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\""
+        );
+        let typed = [("id".to_string(), FieldType::Int), ("name".to_string(), FieldType::Text)];
+        assert_eq!(
+            Dialect::Postgres.upsert_columns("t", "id", &typed),
+            "INSERT INTO \"t\" (\"id\", \"name\") SELECT * FROM UNNEST($1::int8[], $2::text[]) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\""
         );
         assert_eq!(
             Dialect::MySql.upsert("db.t", "id", &cols, 1),

@@ -133,6 +133,7 @@ fn bind(query: &mut Query<'_>, param: Param) {
         Param::Date(v) => query.bind(v),
         Param::Timestamp(v) => query.bind(v),
         Param::TimestampTz(v) => query.bind(v),
+        Param::Column(_) => unreachable!("only PostgreSQL binds whole columns"),
     }
 }
 

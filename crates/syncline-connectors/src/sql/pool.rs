@@ -36,6 +36,44 @@ pub enum Param {
     Date(Option<NaiveDate>),
     Timestamp(Option<NaiveDateTime>),
     TimestampTz(Option<DateTime<Utc>>),
+    /// One column's values, bound as one array (PostgreSQL's `UNNEST`; no other driver takes it).
+    Column(ColumnValues),
+}
+
+/// The values of one column, of one type, for one array parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Decimal(Vec<Option<Decimal>>),
+    Bool(Vec<Option<bool>>),
+    Text(Vec<Option<String>>),
+    Date(Vec<Option<NaiveDate>>),
+    Timestamp(Vec<Option<NaiveDateTime>>),
+    TimestampTz(Vec<Option<DateTime<Utc>>>),
+}
+
+impl ColumnValues {
+    /// The column of `params` (all of one column's type, as `convert` makes them), by value.
+    pub fn of(params: impl IntoIterator<Item = Param>, family: FieldType) -> ColumnValues {
+        macro_rules! collect {
+            ($variant:ident) => {
+                ColumnValues::$variant(
+                    params.into_iter().map(|p| if let Param::$variant(v) = p { v } else { unreachable!("one type per column") }).collect(),
+                )
+            };
+        }
+        match family {
+            FieldType::Int => collect!(Int),
+            FieldType::Float => collect!(Float),
+            FieldType::Decimal => collect!(Decimal),
+            FieldType::Bool => collect!(Bool),
+            FieldType::Text => collect!(Text),
+            FieldType::Date => collect!(Date),
+            FieldType::Timestamp => collect!(Timestamp),
+            FieldType::TimestampTz => collect!(TimestampTz),
+        }
+    }
 }
 
 /// Rows as read: shared column names, then one value per column.
@@ -150,12 +188,12 @@ impl SqlPool {
     /// Runs statements in one transaction.
     pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<(), ConnectorError> {
         macro_rules! execute_with {
-            ($pool:expr) => {{
+            ($pool:expr, $bind:ident) => {{
                 let mut tx = $pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
                 for (sql, params) in statements {
                     let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
                     for p in params {
-                        query = bind!(query, p);
+                        query = $bind!(query, p);
                     }
                     query.execute(&mut *tx).await.map_err(|e| query_error(&sql, e))?;
                 }
@@ -164,8 +202,8 @@ impl SqlPool {
         }
         match self {
             SqlPool::Sqlite(db) => db.execute_all(statements).await,
-            SqlPool::Postgres(pool) => execute_with!(pool),
-            SqlPool::MySql(pool) => execute_with!(pool),
+            SqlPool::Postgres(pool) => execute_with!(pool, bind_pg),
+            SqlPool::MySql(pool) => execute_with!(pool, bind),
             SqlPool::Mssql(_) => Err(source_only()),
         }
     }
@@ -253,10 +291,36 @@ macro_rules! bind {
             Param::Date(v) => $query.bind(v),
             Param::Timestamp(v) => $query.bind(v),
             Param::TimestampTz(v) => $query.bind(v),
+            Param::Column(_) => unreachable!("only PostgreSQL binds whole columns"),
         }
     }};
 }
 use bind;
+
+macro_rules! bind_pg {
+    ($query:expr, $param:expr) => {
+        bind_postgres($query, $param)
+    };
+}
+use bind_pg;
+
+/// [`bind!`] for PostgreSQL, which also binds a whole column as one array.
+fn bind_postgres<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    param: Param,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match param {
+        Param::Column(ColumnValues::Int(v)) => query.bind(v),
+        Param::Column(ColumnValues::Float(v)) => query.bind(v),
+        Param::Column(ColumnValues::Decimal(v)) => query.bind(v),
+        Param::Column(ColumnValues::Bool(v)) => query.bind(v),
+        Param::Column(ColumnValues::Text(v)) => query.bind(v),
+        Param::Column(ColumnValues::Date(v)) => query.bind(v),
+        Param::Column(ColumnValues::Timestamp(v)) => query.bind(v),
+        Param::Column(ColumnValues::TimestampTz(v)) => query.bind(v),
+        value => bind!(query, value),
+    }
+}
 
 fn decode_error(row_column: &str, type_name: &str, e: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new(

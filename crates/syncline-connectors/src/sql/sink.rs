@@ -5,7 +5,7 @@
 
 use super::config::SqlSinkSettings;
 use super::dialect::{Dialect, field_type_of};
-use super::pool::{Param, Rows, SqlPool};
+use super::pool::{ColumnValues, Param, Rows, SqlPool};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
@@ -262,6 +262,33 @@ impl SqlSink {
     }
 }
 
+impl SqlSink {
+    /// The statements that upsert `rows` (each a record's values, in `names`' order): on
+    /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`.
+    fn upserts(&self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<(String, Vec<Param>)> {
+        let (d, table, key) = (self.dialect(), &self.settings.table, &self.settings.key);
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        if d.binds_columns() {
+            let columns = self.columns.as_ref().expect("known after ensure_table");
+            let typed: Vec<(String, FieldType)> =
+                names.iter().map(|n| (n.clone(), columns.get(n).copied().unwrap_or(FieldType::Text))).collect();
+            // each row's values moved into the columns, the last column first
+            let mut arrays: Vec<Param> = typed
+                .iter()
+                .rev()
+                .map(|(_, family)| {
+                    Param::Column(ColumnValues::of(rows.iter_mut().map(|row| row.pop().expect("a value per column")), *family))
+                })
+                .collect();
+            arrays.reverse();
+            return vec![(d.upsert_columns(table, key, &typed), arrays)];
+        }
+        rows.chunks(d.rows_per_statement(names.len())).map(|chunk| (d.upsert(table, key, names, chunk.len()), chunk.concat())).collect()
+    }
+}
+
 impl Sink for SqlSink {
     async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
         let names: Vec<String> = batch.first().map(|r| r.fields.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default();
@@ -317,18 +344,15 @@ impl Sink for SqlSink {
         let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
         let existing = if keys.is_empty() { HashSet::new() } else { self.existing(&keys).await? };
 
-        let per_statement = self.dialect().rows_per_statement(names.len());
+        let written: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
         let mut statements = replaced;
-        for chunk in rows.chunks(per_statement) {
-            let sql = self.dialect().upsert(&self.settings.table, &self.settings.key, &names, chunk.len());
-            statements.push((sql, chunk.iter().flat_map(|(_, p)| p.iter().cloned()).collect()));
-        }
+        statements.extend(self.upserts(&names, rows.into_iter().map(|(_, params)| params).collect()));
         if !statements.is_empty() {
             self.pool.execute_all(statements).await?;
         }
-        for (i, _) in &rows {
-            let created = !existing.contains(&batch[*i].key);
-            outcomes[*i] = Some(if created { Outcome::Created } else { Outcome::Updated });
+        for i in written {
+            let created = !existing.contains(&batch[i].key);
+            outcomes[i] = Some(if created { Outcome::Created } else { Outcome::Updated });
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect())
     }

@@ -162,6 +162,7 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: Param) 
         Param::Date(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_string())),
         Param::Timestamp(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_string())),
         Param::TimestampTz(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
+        Param::Column(_) => unreachable!("only PostgreSQL binds whole columns"),
     }
 }
 
