@@ -87,7 +87,10 @@ impl Dialect {
     /// PostgreSQL's upsert of whole columns: `INSERT … SELECT * FROM UNNEST($1::type[], …) ON
     /// CONFLICT …`, each column one array parameter of its family's type. One statement for any
     /// number of rows, the same text for every batch (so it is prepared once), and far less for
-    /// the server to parse and plan than a `VALUES` list of thousands of placeholders.
+    /// the server to parse and plan than a `VALUES` list of thousands of placeholders. It
+    /// returns each row it wrote as its key (text) and whether it was inserted: a row inserted
+    /// has no `xmax` yet, one updated has the updating transaction's (so no query beforehand
+    /// has to tell created from updated rows).
     pub fn upsert_columns(self, table: &str, key: &str, columns: &[(String, FieldType)]) -> String {
         let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
         let arrays: Vec<String> = columns
@@ -97,7 +100,7 @@ impl Dialect {
             .collect();
         let cols: Vec<String> = names.iter().map(|c| self.quote(c)).collect();
         let head = format!("INSERT INTO {} ({}) SELECT * FROM UNNEST({})", self.quote(table), cols.join(", "), arrays.join(", "));
-        self.on_conflict(head, key, &names)
+        format!("{} RETURNING {}::text, xmax = 0", self.on_conflict(head, key, &names), self.quote(key))
     }
 
     /// `INSERT … VALUES (…), (…) <upsert clause>` updating every non-key column.
@@ -236,7 +239,7 @@ mod tests {
         let typed = [("id".to_string(), FieldType::Int), ("name".to_string(), FieldType::Text)];
         assert_eq!(
             Dialect::Postgres.upsert_columns("t", "id", &typed),
-            "INSERT INTO \"t\" (\"id\", \"name\") SELECT * FROM UNNEST($1::int8[], $2::text[]) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\""
+            "INSERT INTO \"t\" (\"id\", \"name\") SELECT * FROM UNNEST($1::int8[], $2::text[]) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\" RETURNING \"id\"::text, xmax = 0"
         );
         assert_eq!(
             Dialect::MySql.upsert("db.t", "id", &cols, 1),

@@ -185,25 +185,38 @@ impl SqlPool {
         }
     }
 
-    /// Runs statements in one transaction.
-    pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<(), ConnectorError> {
-        macro_rules! execute_with {
-            ($pool:expr, $bind:ident) => {{
-                let mut tx = $pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
+    /// Runs statements in one transaction; returns the rows they return (PostgreSQL's
+    /// `RETURNING`; the other databases' statements here return none).
+    pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<Vec<Vec<Value>>, ConnectorError> {
+        match self {
+            SqlPool::Sqlite(db) => db.execute_all(statements).await.map(|()| Vec::new()),
+            SqlPool::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
+                let mut returned = Vec::new();
                 for (sql, params) in statements {
                     let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
                     for p in params {
-                        query = $bind!(query, p);
+                        query = bind_postgres(query, p);
+                    }
+                    for row in query.fetch_all(&mut *tx).await.map_err(|e| query_error(&sql, e))? {
+                        returned.push((0..row.columns().len()).map(|i| decode_postgres(&row, i)).collect::<Result<_, _>>()?);
+                    }
+                }
+                tx.commit().await.map_err(|e| query_error("COMMIT", e))?;
+                Ok(returned)
+            }
+            SqlPool::MySql(pool) => {
+                let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
+                for (sql, params) in statements {
+                    let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+                    for p in params {
+                        query = bind!(query, p);
                     }
                     query.execute(&mut *tx).await.map_err(|e| query_error(&sql, e))?;
                 }
-                tx.commit().await.map_err(|e| query_error("COMMIT", e))
-            }};
-        }
-        match self {
-            SqlPool::Sqlite(db) => db.execute_all(statements).await,
-            SqlPool::Postgres(pool) => execute_with!(pool, bind_pg),
-            SqlPool::MySql(pool) => execute_with!(pool, bind),
+                tx.commit().await.map_err(|e| query_error("COMMIT", e))?;
+                Ok(Vec::new())
+            }
             SqlPool::Mssql(_) => Err(source_only()),
         }
     }
@@ -296,13 +309,6 @@ macro_rules! bind {
     }};
 }
 use bind;
-
-macro_rules! bind_pg {
-    ($query:expr, $param:expr) => {
-        bind_postgres($query, $param)
-    };
-}
-use bind_pg;
 
 /// [`bind!`] for PostgreSQL, which also binds a whole column as one array.
 fn bind_postgres<'q>(

@@ -341,17 +341,24 @@ impl Sink for SqlSink {
             }
         }
 
+        // which rows are new: PostgreSQL's upsert says so itself; elsewhere a query first
         let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
-        let existing = if keys.is_empty() { HashSet::new() } else { self.existing(&keys).await? };
+        let says_itself = self.dialect().binds_columns();
+        let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
 
         let written: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
         let mut statements = replaced;
         statements.extend(self.upserts(&names, rows.into_iter().map(|(_, params)| params).collect()));
-        if !statements.is_empty() {
-            self.pool.execute_all(statements).await?;
-        }
+        let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
+        let inserted: HashSet<String> = returned
+            .iter()
+            .filter(|row| matches!(row.get(1), Some(Value::Bool(true))))
+            .filter_map(|row| row.first())
+            .map(Value::to_string)
+            .collect();
         for i in written {
-            let created = !existing.contains(&batch[i].key);
+            let key = &batch[i].key;
+            let created = if says_itself { inserted.contains(key) } else { !existing.contains(key) };
             outcomes[i] = Some(if created { Outcome::Created } else { Outcome::Updated });
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect())
