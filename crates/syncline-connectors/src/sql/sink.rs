@@ -347,8 +347,10 @@ impl Sink for SqlSink {
         let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
 
         let written: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
-        let mut statements = replaced;
-        statements.extend(self.upserts(&names, rows.into_iter().map(|(_, params)| params).collect()));
+        // the batch first, then the older rows of its groups: a row written again is updated in
+        // place (and counted so), and the delete leaves it, as it carries the batch's version
+        let mut statements = self.upserts(&names, rows.into_iter().map(|(_, params)| params).collect());
+        statements.extend(replaced);
         let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
         let inserted: HashSet<String> = returned
             .iter()
