@@ -260,9 +260,7 @@ impl SqlSink {
             .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
         self.pool.fetch(&sql, &params).await
     }
-}
 
-impl SqlSink {
     /// The statements that upsert `rows` (each a record's values, in `names`' order): on
     /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`.
     fn upserts(&self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<(String, Vec<Param>)> {
