@@ -288,7 +288,8 @@ impl DetailSource {
                 let links = self.links(&to, &live).await?;
                 let read_at = self.read_at();
                 for object in &page.records {
-                    match links.get(&object.key).filter(|_| live.contains(&object.key)) {
+                    // only live objects' links were read, so the others clear their rows
+                    match links.get(&object.key) {
                         Some(links) if !links.is_empty() => records.extend(links.iter().map(|l| link_row(&object.key, Some(l), read_at))),
                         _ => records.push(link_row(&object.key, None, read_at)),
                     }

@@ -33,19 +33,24 @@ fn run(dir: &std::path::Path, hub: &Hub, args: &[&str]) -> std::process::Output 
     super::hubspot::run(dir, hub, "hs.yaml", args)
 }
 
-/// Creates the number property `nivel` through HubSpot's API, then a contact with `properties`,
-/// and waits out `settle`, so the next run reads it.
-async fn add_nivel_then(hub: &Hub, properties: BTreeMap<String, String>) {
-    let nivel =
-        serde_json::json!({"name": "nivel", "label": "Nivel", "type": "number", "fieldType": "number", "groupName": "contactinformation"});
+/// Creates a contact property of `kind` (`number`, or `string` as text) through HubSpot's API.
+async fn create_contact_property(hub: &Hub, name: &str, kind: &str) {
+    let field = if kind == "number" { "number" } else { "text" };
+    let property = serde_json::json!({"name": name, "label": name, "type": kind, "fieldType": field, "groupName": "contactinformation"});
     let created = reqwest::Client::new()
         .post(format!("{}/crm/v3/properties/contacts", hub.url))
         .bearer_auth(DEMO_HUBSPOT_TOKEN)
-        .json(&nivel)
+        .json(&property)
         .send()
         .await
         .unwrap();
-    assert_eq!(created.status(), 201);
+    assert_eq!(created.status(), 201, "creating property {name}");
+}
+
+/// Creates the number property `nivel` through HubSpot's API, then a contact with `properties`,
+/// and waits out `settle`, so the next run reads it.
+async fn add_nivel_then(hub: &Hub, properties: BTreeMap<String, String>) {
+    create_contact_property(hub, "nivel", "number").await;
     hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &[properties], Utc::now()).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
 }
@@ -578,18 +583,8 @@ async fn a_token_refused_mid_run_stops_it_and_keeps_what_was_committed() {
 async fn a_portal_with_hundreds_of_properties_is_read_without_a_414() {
     let hub = hub(Tier::Unlimited);
     let names: Vec<String> = (0..600).map(|n| format!("encuesta_satisfaccion_pregunta_{n:03}")).collect();
-    let client = reqwest::Client::new();
     for name in &names {
-        let property =
-            serde_json::json!({"name": name, "label": name, "type": "string", "fieldType": "text", "groupName": "contactinformation"});
-        let created = client
-            .post(format!("{}/crm/v3/properties/contacts", hub.url))
-            .bearer_auth(DEMO_HUBSPOT_TOKEN)
-            .json(&property)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        create_contact_property(&hub, name, "string").await;
     }
     let contacts: Vec<_> = (0..250)
         .map(|n| {
@@ -600,7 +595,7 @@ async fn a_portal_with_hundreds_of_properties_is_read_without_a_414() {
         .collect();
     hub.sandbox.import(DEMO_HUBSPOT_TOKEN, "contacts", &contacts, Utc::now() - Duration::minutes(5)).unwrap();
     let every = names.join(",");
-    let naive = client
+    let naive = reqwest::Client::new()
         .get(format!("{}/crm/v3/objects/contacts?limit=100&properties={every}", hub.url))
         .bearer_auth(DEMO_HUBSPOT_TOKEN)
         .send()
