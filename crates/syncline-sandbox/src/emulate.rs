@@ -26,6 +26,8 @@ pub(crate) type Headers = Vec<(&'static str, String)>;
 pub(crate) struct Applied {
     pub effects: Vec<Effect>,
     pub messages: Vec<Delivered>,
+    /// Headers the handler adds to its answer (Stripe's `Idempotent-Replayed`).
+    pub headers: Headers,
 }
 
 /// One emulated API's answers for what every request can meet.
@@ -74,7 +76,7 @@ pub(crate) async fn emulate<A: Api>(
         if let Some(code) = fault.after {
             answer = A::failed(StatusCode::from_u16(code).expect("fault codes are valid"), true);
         }
-        let headers = if fault.after.is_some() { Vec::new() } else { headers };
+        let headers = if fault.after.is_some() { Vec::new() } else { headers.into_iter().chain(applied.headers.drain(..)).collect() };
         record(&mut state, &call, answer.0, inputs, &fault, applied);
         (answer.0, answer.1, headers)
     };
@@ -118,7 +120,7 @@ fn answer<A: Api>(
 }
 
 /// The request's ledger line, and what it applied.
-fn record(state: &mut SandboxState, call: &Call, status: StatusCode, inputs: usize, fault: &Draw, applied: Applied) {
+pub(crate) fn record(state: &mut SandboxState, call: &Call, status: StatusCode, inputs: usize, fault: &Draw, applied: Applied) {
     state.ledger.requests.push(RequestLine {
         method: call.method.to_string(),
         path: call.uri.path().to_owned(),

@@ -86,6 +86,22 @@ pub(crate) struct Draw {
 pub enum Service {
     HubSpot,
     ManyChat,
+    Stripe,
+    QuickBooks,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Service::HubSpot, Service::ManyChat, Service::Stripe, Service::QuickBooks];
+
+    /// The name `PUT /__sandbox/faults/{service}` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::HubSpot => "hubspot",
+            Service::ManyChat => "manychat",
+            Service::Stripe => "stripe",
+            Service::QuickBooks => "quickbooks",
+        }
+    }
 }
 
 /// Each service's faults and draws.
@@ -93,6 +109,8 @@ pub enum Service {
 pub(crate) struct ServiceFaults {
     hubspot: FaultState,
     manychat: FaultState,
+    stripe: FaultState,
+    quickbooks: FaultState,
 }
 
 impl ServiceFaults {
@@ -100,6 +118,8 @@ impl ServiceFaults {
         match service {
             Service::HubSpot => &mut self.hubspot,
             Service::ManyChat => &mut self.manychat,
+            Service::Stripe => &mut self.stripe,
+            Service::QuickBooks => &mut self.quickbooks,
         }
     }
 
@@ -107,6 +127,8 @@ impl ServiceFaults {
         match service {
             Service::HubSpot => &self.hubspot.faults,
             Service::ManyChat => &self.manychat.faults,
+            Service::Stripe => &self.stripe.faults,
+            Service::QuickBooks => &self.quickbooks.faults,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! objects (single and batch reads and writes, search, standard and custom object types), custom
 //! object schemas and properties APIs, and signed webhook delivery of changes (`hubspot/webhooks.rs`),
 //! with tokens mapped to portals, the portal's rolling rate budget with HubSpot's headers and
-//! 429 bodies, and a ledger of every request and applied effect.
+//! 429 bodies, and a ledger of every request and applied effect; Stripe's products, prices and
+//! events (`stripe/`); QuickBooks Online's items, accounts, query language, batch and OAuth
+//! token endpoint (`quickbooks/`).
 //!
 //! Written from `API-CONTRACTS.md` and the official specs, sharing nothing with the connectors.
 
@@ -12,6 +14,8 @@ mod faults;
 pub mod hubspot;
 mod ledger;
 pub mod manychat;
+pub mod quickbooks;
+pub mod stripe;
 mod window;
 
 use std::collections::BTreeMap;
@@ -27,6 +31,8 @@ pub use faults::{Faults, Service};
 pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Subscription, Tier, WebhookAttempt, WebhookCounts, WebhookSettings};
 pub use ledger::{Effect, Ledger, RequestLine, Window};
 pub use manychat::{Delivered, PageConfig};
+pub use quickbooks::RealmConfig;
+pub use stripe::StripeAccountConfig;
 
 /// The demo ManyChat page's token (`<page_id>:<key>`).
 pub const DEMO_MANYCHAT_TOKEN: &str = "1000001:sandbox-key";
@@ -34,8 +40,17 @@ pub const DEMO_MANYCHAT_TOKEN: &str = "1000001:sandbox-key";
 /// The demo HubSpot portal's private app token.
 pub const DEMO_HUBSPOT_TOKEN: &str = "sandbox-token";
 
+/// The demo Stripe account's secret key (test mode: 25 requests per second).
+pub const DEMO_STRIPE_KEY: &str = "sk_test_sandbox";
+
+/// The demo QuickBooks company's realm id, its app's client id and secret, and a refresh token
+/// that works until the first refresh rotates it.
+pub const DEMO_QUICKBOOKS_REALM: &str = "9130350000000001";
+pub const DEMO_QUICKBOOKS_CLIENT: (&str, &str) = ("sandbox-client", "sandbox-secret");
+pub const DEMO_QUICKBOOKS_REFRESH_TOKEN: &str = "sandbox-refresh-token";
+
 /// What a sandbox starts with (`syncline sandbox --seed FILE`, YAML or JSON).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     /// HubSpot portals, each reached with its own token.
@@ -44,6 +59,12 @@ pub struct Seed {
     /// ManyChat pages, each reached with its own `<page_id>:<key>` token.
     #[serde(default)]
     pub manychat: Vec<PageConfig>,
+    /// Stripe accounts, each reached with its own secret key.
+    #[serde(default)]
+    pub stripe: Vec<StripeAccountConfig>,
+    /// QuickBooks companies, each with its OAuth app.
+    #[serde(default)]
+    pub quickbooks: Vec<RealmConfig>,
 }
 
 impl Seed {
@@ -77,7 +98,15 @@ impl Seed {
             subscribers: Vec::new(),
             rate_limits: true,
         };
-        Seed { hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")], manychat: vec![page] }
+        Seed {
+            hubspot: vec![serde_json::from_value(portal).expect("the demo seed is well formed")],
+            manychat: vec![page],
+            stripe: vec![StripeAccountConfig::new(DEMO_STRIPE_KEY)],
+            quickbooks: vec![RealmConfig {
+                refresh_token: Some(DEMO_QUICKBOOKS_REFRESH_TOKEN.into()),
+                ..RealmConfig::new(DEMO_QUICKBOOKS_REALM, DEMO_QUICKBOOKS_CLIENT.0, DEMO_QUICKBOOKS_CLIENT.1)
+            }],
+        }
     }
 
     /// The members demo portal with a custom object "divisions" (`division_name`, `codigo`,
@@ -129,6 +158,8 @@ pub struct Sandbox {
 pub(crate) struct SandboxState {
     pub(crate) portals: Vec<Portal>,
     pub(crate) pages: Vec<manychat::Page>,
+    pub(crate) stripe: Vec<stripe::Account>,
+    pub(crate) realms: Vec<quickbooks::Realm>,
     pub(crate) ledger: Ledger,
     pub(crate) faults: faults::ServiceFaults,
 }
@@ -146,6 +177,12 @@ impl Sandbox {
         }
         for (i, page) in seed.manychat.into_iter().enumerate() {
             sandbox.add_page(page).map_err(|e| format!("manychat page {}: {e}", i + 1))?;
+        }
+        for (i, account) in seed.stripe.into_iter().enumerate() {
+            sandbox.add_stripe_account(account).map_err(|e| format!("stripe account {}: {e}", i + 1))?;
+        }
+        for (i, realm) in seed.quickbooks.into_iter().enumerate() {
+            sandbox.add_realm(realm).map_err(|e| format!("quickbooks realm {}: {e}", i + 1))?;
         }
         Ok(sandbox)
     }
@@ -190,7 +227,7 @@ impl Sandbox {
     /// Replaces the scripted faults of every service (and restarts their random draws from the
     /// seed).
     pub fn set_faults(&self, faults: Faults) {
-        for service in [Service::HubSpot, Service::ManyChat] {
+        for service in Service::ALL {
             self.set_service_faults(service, faults.clone());
         }
     }
@@ -206,6 +243,8 @@ impl Sandbox {
         Router::new()
             .merge(hubspot::routes())
             .merge(manychat::routes())
+            .merge(stripe::routes())
+            .merge(quickbooks::routes())
             .route("/__sandbox/ledger", get(ledger_json))
             .route("/__sandbox/budget", get(budget_json))
             .route("/__sandbox/faults", get(faults_json).put(put_faults))
@@ -451,13 +490,10 @@ async fn refuse_long_uris(request: axum::extract::Request, next: axum::middlewar
 async fn faults_json(State(sandbox): State<Sandbox>) -> axum::Json<BTreeMap<&'static str, Faults>> {
     let mut state = sandbox.lock();
     let faults = &mut state.faults;
-    axum::Json(BTreeMap::from([
-        ("hubspot", faults.faults(Service::HubSpot).clone()),
-        ("manychat", faults.faults(Service::ManyChat).clone()),
-    ]))
+    axum::Json(Service::ALL.into_iter().map(|s| (s.name(), faults.faults(s).clone())).collect())
 }
 
-/// `PUT /__sandbox/faults/{hubspot|manychat}`: one service's faults.
+/// `PUT /__sandbox/faults/{hubspot|manychat|stripe|quickbooks}`: one service's faults.
 async fn put_service_faults(
     State(sandbox): State<Sandbox>,
     axum::extract::Path(service): axum::extract::Path<Service>,

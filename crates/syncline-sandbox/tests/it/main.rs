@@ -10,7 +10,9 @@ use tower::ServiceExt;
 
 mod associations;
 mod manychat;
+mod quickbooks;
 mod schemas;
+mod stripe;
 mod webhooks;
 mod writes;
 
@@ -48,11 +50,19 @@ struct Reply {
 }
 
 async fn send(sandbox: &Sandbox, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(bearer.as_deref().map(|b| ("authorization", b)));
+    send_raw(sandbox, method, path, &headers, body.map(|b| b.to_string()).unwrap_or_default()).await
+}
+
+/// A request with these headers and body, as a client sends it.
+async fn send_raw(sandbox: &Sandbox, method: &str, path: &str, headers: &[(&str, &str)], body: String) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let request = request.body(Body::from(body)).unwrap();
     let response = sandbox.router().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();

@@ -172,6 +172,6 @@ fn a_seed_can_define_custom_objects_and_a_bad_one_is_named() {
         custom_objects: vec![serde_json::from_value(egg).unwrap()],
         webhooks: None,
     };
-    let error = Sandbox::from_seed(Seed { hubspot: vec![portal], manychat: Vec::new() }).err().unwrap();
+    let error = Sandbox::from_seed(Seed { hubspot: vec![portal], ..Seed::default() }).err().unwrap();
     assert!(error.contains("hubspot portal 1") && error.contains("custom object car") && error.contains("vin"), "{error}");
 }

@@ -26,6 +26,8 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     };
     let tokens: Vec<String> = seed.hubspot.iter().map(|p| format!("{} ({:?})", p.token, p.tier)).collect();
     let pages: Vec<String> = seed.manychat.iter().map(|p| p.token.clone()).collect();
+    let stripe: Vec<String> = seed.stripe.iter().map(|a| a.key.clone()).collect();
+    let realms: Vec<String> = seed.quickbooks.iter().map(|r| format!("{} (client {})", r.realm_id, r.client_id)).collect();
     let sandbox = Sandbox::from_seed(seed)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.seed.as_ref().map_or("the demo seed".into(), |p| p.display().to_string()))))?;
     match (args.contacts, args.demo) {
@@ -53,9 +55,11 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
     let address = listener.local_addr().map_err(CliError::failed)?;
     // a closed stdout (e.g. piped into `head -1`) must not stop the server: ignore write errors
     let banner = format!(
-        "sandbox listening on http://{address}\n  HubSpot portals (Bearer tokens): {}\n  ManyChat pages (Bearer tokens): {}\n  ledger: http://{address}/__sandbox/ledger\n",
-        tokens.join(", "),
-        if pages.is_empty() { "none".to_owned() } else { pages.join(", ") }
+        "sandbox listening on http://{address}\n  HubSpot portals (Bearer tokens): {}\n  ManyChat pages (Bearer tokens): {}\n  Stripe accounts (secret keys): {}\n  QuickBooks companies (realm ids): {}\n  ledger: http://{address}/__sandbox/ledger\n",
+        listed(&tokens),
+        listed(&pages),
+        listed(&stripe),
+        listed(&realms),
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     // portals seeded with `webhooks:` post their changes to the app's target URL
@@ -65,6 +69,10 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
         .await
         .map_err(CliError::failed)?;
     Ok(Exit::Ok)
+}
+
+fn listed(names: &[String]) -> String {
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
 }
 
 /// The demo member portal at `tier`.
