@@ -8,6 +8,7 @@ mod http;
 pub mod hubspot;
 pub mod manychat;
 pub mod sql;
+pub mod stripe;
 
 use chrono::NaiveDateTime;
 use syncline_core::{ConnectorError, Cursor, FieldType, Outcome, Page, Record, Sink, Source};
@@ -26,6 +27,8 @@ pub enum AnySource {
     HubSpotDetails(hubspot::DetailSource),
     /// Owners, or pipelines and their stages: read whole every run.
     HubSpotReference(hubspot::ReferenceSource),
+    /// Stripe products with their default prices.
+    Stripe(stripe::StripeSource),
 }
 
 impl AnySource {
@@ -37,6 +40,7 @@ impl AnySource {
             AnySource::HubSpot(source) => source.identity().await,
             AnySource::HubSpotDetails(source) => source.identity().await,
             AnySource::HubSpotReference(source) => source.identity().await,
+            AnySource::Stripe(source) => source.identity().await,
         }
     }
 
@@ -46,7 +50,7 @@ impl AnySource {
             AnySource::Sql(source) => source.estimate(after).await,
             AnySource::HubSpot(source) => source.estimate(after).await,
             AnySource::HubSpotDetails(source) => source.estimate(after).await,
-            AnySource::HubSpotReference(_) => Ok(0),
+            AnySource::HubSpotReference(_) | AnySource::Stripe(_) => Ok(0),
         }
     }
 
@@ -60,6 +64,10 @@ impl AnySource {
                 syncline_core::ErrorClass::Config,
                 "links, property histories, owners and pipelines are not counted (verify_counts)",
             )),
+            AnySource::Stripe(_) => Err(ConnectorError::new(
+                syncline_core::ErrorClass::Config,
+                "Stripe cannot count products without listing them all (verify_counts)",
+            )),
         }
     }
 
@@ -71,6 +79,7 @@ impl AnySource {
             AnySource::HubSpot(source) => source.starts_at_or_before(since.and_utc(), cursor),
             AnySource::HubSpotDetails(source) => source.objects().starts_at_or_before(since.and_utc(), cursor),
             AnySource::HubSpotReference(_) => true,
+            AnySource::Stripe(source) => source.starts_at_or_before(since.and_utc(), cursor),
         }
     }
 
@@ -82,6 +91,7 @@ impl AnySource {
             AnySource::HubSpot(source) => source.fields().await,
             AnySource::HubSpotDetails(source) => Ok(source.fields()),
             AnySource::HubSpotReference(source) => Ok(source.fields()),
+            AnySource::Stripe(_) => Ok(stripe::StripeSource::fields()),
         }
     }
 
@@ -90,7 +100,7 @@ impl AnySource {
         match self {
             AnySource::HubSpotDetails(source) => Some(source.replaces()),
             AnySource::HubSpotReference(source) => source.replaces(),
-            AnySource::Sql(_) | AnySource::HubSpot(_) => None,
+            AnySource::Sql(_) | AnySource::HubSpot(_) | AnySource::Stripe(_) => None,
         }
     }
 
@@ -101,6 +111,7 @@ impl AnySource {
             AnySource::HubSpot(source) => source.check_cursor(cursor),
             AnySource::HubSpotDetails(source) => source.objects().check_cursor(cursor),
             AnySource::HubSpotReference(source) => source.check_cursor(cursor),
+            AnySource::Stripe(source) => source.check_cursor(cursor),
         }
     }
 
@@ -109,7 +120,7 @@ impl AnySource {
     pub fn resume_after(&mut self, cursor: Cursor) {
         match self {
             AnySource::Sql(source) => source.resume_after(cursor),
-            AnySource::HubSpot(_) | AnySource::HubSpotDetails(_) | AnySource::HubSpotReference(_) => {}
+            AnySource::HubSpot(_) | AnySource::HubSpotDetails(_) | AnySource::HubSpotReference(_) | AnySource::Stripe(_) => {}
         }
     }
 }
@@ -121,6 +132,7 @@ impl Source for AnySource {
             AnySource::HubSpot(source) => source.next_page(after).await,
             AnySource::HubSpotDetails(source) => source.next_page(after).await,
             AnySource::HubSpotReference(source) => source.next_page(after).await,
+            AnySource::Stripe(source) => source.next_page(after).await,
         }
     }
 
@@ -130,6 +142,7 @@ impl Source for AnySource {
             AnySource::HubSpot(source) => source.cursor_after(record),
             AnySource::HubSpotDetails(source) => source.cursor_after(record),
             AnySource::HubSpotReference(source) => source.cursor_after(record),
+            AnySource::Stripe(source) => source.cursor_after(record),
         }
     }
 
@@ -139,6 +152,7 @@ impl Source for AnySource {
             AnySource::HubSpot(source) => source.audit(),
             AnySource::HubSpotDetails(source) => source.audit(),
             AnySource::HubSpotReference(source) => source.audit(),
+            AnySource::Stripe(source) => source.audit(),
         }
     }
 }

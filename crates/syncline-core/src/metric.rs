@@ -11,6 +11,10 @@ pub const HUBSPOT_REQUESTS: &str = "hubspot_api_requests_total";
 pub const HUBSPOT_DURATION: &str = "hubspot_api_request_duration_seconds";
 pub const MANYCHAT_REQUESTS: &str = "manychat_api_requests_total";
 pub const MANYCHAT_DURATION: &str = "manychat_api_request_duration_seconds";
+pub const STRIPE_REQUESTS: &str = "stripe_api_requests_total";
+pub const STRIPE_DURATION: &str = "stripe_api_request_duration_seconds";
+pub const QUICKBOOKS_REQUESTS: &str = "quickbooks_api_requests_total";
+pub const QUICKBOOKS_DURATION: &str = "quickbooks_api_request_duration_seconds";
 /// Webhook deliveries by `source` and `outcome` (`stored`, `duplicate`, `unauthorized`, …).
 pub const WEBHOOKS: &str = "syncline_webhooks_total";
 /// Deliveries refused for their signature, by `source`.
@@ -40,10 +44,12 @@ pub struct Service {
 impl Service {
     pub const HUBSPOT: Service = Service { name: "HubSpot", requests: HUBSPOT_REQUESTS, duration: HUBSPOT_DURATION };
     pub const MANYCHAT: Service = Service { name: "ManyChat", requests: MANYCHAT_REQUESTS, duration: MANYCHAT_DURATION };
+    pub const STRIPE: Service = Service { name: "Stripe", requests: STRIPE_REQUESTS, duration: STRIPE_DURATION };
+    pub const QUICKBOOKS: Service = Service { name: "QuickBooks", requests: QUICKBOOKS_REQUESTS, duration: QUICKBOOKS_DURATION };
 }
 
 /// Every service syncline calls.
-pub const SERVICES: [Service; 2] = [Service::HUBSPOT, Service::MANYCHAT];
+pub const SERVICES: [Service; 4] = [Service::HUBSPOT, Service::MANYCHAT, Service::STRIPE, Service::QUICKBOOKS];
 
 /// Records one API request: its operation, status (HTTP code or `unreachable`) and duration.
 pub fn api_request(service: Service, operation: &str, status: &str, seconds: f64) {

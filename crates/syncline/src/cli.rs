@@ -153,9 +153,14 @@ pub struct SandboxArgs {
     /// the past day.
     #[arg(long, default_value_t = 0, conflicts_with = "seed")]
     pub contacts: u64,
-    /// No rate limits at all on the demo portal (not a HubSpot tier: for benchmarks).
+    /// No rate limits at all on the demo portal, Stripe account and QuickBooks company (not
+    /// what the services allow: for benchmarks).
     #[arg(long, conflicts_with_all = ["seed", "tier"])]
     pub no_limits: bool,
+    /// Give the demo Stripe account (`sk_test_sandbox`) this many generated products, each with
+    /// a default price.
+    #[arg(long, default_value_t = 0, conflicts_with = "seed")]
+    pub products: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -402,6 +407,11 @@ pub struct BenchArgs {
     /// `postgres://127.0.0.1/test`.
     #[arg(long, requires = "warehouse")]
     pub warehouse_url: Option<String>,
+    /// Measure reading Stripe instead: `--rows` products, each with its default price, listed
+    /// from a Stripe sandbox without rate limits (its own process) into a SQLite table, by a
+    /// full run; records/s and resident memory.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse"])]
+    pub stripe: bool,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

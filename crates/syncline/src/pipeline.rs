@@ -12,6 +12,7 @@ use syncline_connectors::hubspot::{
     DetailSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference, ReferenceSource,
 };
 use syncline_connectors::sql::{SqlSink, SqlSource};
+use syncline_connectors::stripe::{StripeApi, StripeProfile, StripeSource};
 use syncline_connectors::{AnySink, AnySource};
 use syncline_core::ConnectorError;
 use syncline_core::runner::{RunMode, RunOptions, Scope};
@@ -157,7 +158,23 @@ pub async fn source_in(
                 (None, None) => AnySource::HubSpot(HubSpotSource::new(api, stream.clone(), since)),
             })
         }
+        SourceSettings::Stripe { key, profile } => {
+            let api = StripeApi::new(&stripe_profile(pipeline, key, profile)?).map_err(opening)?;
+            Ok(AnySource::Stripe(StripeSource::new(Arc::new(api), since.map(|t| t.and_utc()))))
+        }
     }
+}
+
+/// A Stripe profile with its key read, at the key's mode's rate unless the config set one.
+pub fn stripe_profile(pipeline: &Pipeline, key: &Secret, profile: &StripeProfile) -> Result<StripeProfile, CliError> {
+    let mut profile = profile.clone();
+    profile.key = key.read().map_err(|why| CliError::usage(format!("pipeline {}: key_file: {why}", pipeline.name)))?;
+    if profile.requests_per_second == 0 {
+        profile.requests_per_second = StripeProfile::mode_rate(&profile.key);
+    }
+    profile.call_timeout = pipeline.retry.transient;
+    profile.unreachable_for = pipeline.retry.unavailable;
+    Ok(profile)
 }
 
 /// Opens the pipeline's sink; `batch_size` is the pipeline's (or the command line's).
@@ -172,6 +189,7 @@ pub async fn sink_in(portals: &Portals, pipeline: &Pipeline, base_dir: &Path, ba
         SinkSettings::Sql { url, settings } => {
             let key = match &pipeline.source {
                 SourceSettings::HubSpot { stream, .. } => stream.row_key(),
+                SourceSettings::Stripe { .. } => Some("id"),
                 SourceSettings::Sql { .. } => None,
             };
             if let Some(key) = key.filter(|key| *key != settings.key) {

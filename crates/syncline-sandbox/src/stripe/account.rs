@@ -189,6 +189,14 @@ impl Account {
         }));
     }
 
+    /// `GET /v1/account`: the account the key opens (its id derived from the key, so one key
+    /// always opens the same account).
+    pub fn account_json(&self) -> Value {
+        let digest: u64 = self.config.key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        json!({"id": format!("acct_{digest:016x}"), "object": "account", "country": "US", "default_currency": "usd", "type": "standard",
+               "charges_enabled": true, "details_submitted": true, "payouts_enabled": true})
+    }
+
     /// A live product by id, or Stripe's 404.
     pub fn product(&self, id: &str) -> Result<&Value, Answer> {
         self.products.get(id).ok_or_else(|| missing("product", id))

@@ -175,7 +175,11 @@ fn price_from(account: &Account, form: &Form, prefix: &str, product: &str, now: 
     let amount = match (form.integer(&name("unit_amount"))?, form.get(&name("unit_amount_decimal"))) {
         (Some(amount), _) if amount >= 0 => amount.to_string(),
         (Some(_), _) => {
-            return Err(invalid("parameter_invalid_integer", &name("unit_amount"), "This value must be greater than or equal to 0.".into()));
+            return Err(invalid(
+                "parameter_invalid_integer",
+                &name("unit_amount"),
+                "This value must be greater than or equal to 0.".into(),
+            ));
         }
         (None, Some(decimal)) if decimal.parse::<f64>().is_ok_and(|d| d >= 0.0) => decimal.to_owned(),
         (None, _) => return Err(missing_param(&name("unit_amount"))),
@@ -450,10 +454,12 @@ fn parse_search(query: &str) -> Result<Vec<(String, bool, String)>, Answer> {
 }
 
 /// Test and demo products made at once, each with a default price (no budget spent, one
-/// `product.created` and one `price.created` event each).
+/// `product.created` and one `price.created` event each), named `Plan <n>`.
 pub(crate) fn generate(account: &mut Account, count: u64, now: i64) -> Vec<String> {
     let mut ids = Vec::with_capacity(count as usize);
-    for k in 0..count {
+    // numbered on from the products already there, so names stay distinct
+    let first = account.products.live().count() as u64;
+    for k in first..first + count {
         let form = Form::parse(
             format!(
                 "name=Plan+{k}&description=Membership+plan+{k}&metadata[sku]=SKU-{k:06}&default_price_data[currency]=usd&default_price_data[unit_amount]={}",

@@ -169,6 +169,7 @@ fn handle(account: &mut Account, method: &Method, path: &str, form: &Form, key: 
         ("POST", ["prices"]) => ok(catalog::create_price(account, form, &write)),
         ("GET", ["prices", id]) => ok(retrieve(form, "product", account.price(id), |p| catalog::expanded_price(account, p))),
         ("POST", ["prices", id]) => ok(catalog::update_price(account, id, form, &write)),
+        ("GET", ["account"]) => (StatusCode::OK, account.account_json()),
         ("GET", ["events"]) => ok(list_events(account, form)),
         ("GET", ["events", id]) => ok(account.events.get(id).cloned().ok_or_else(|| missing("event", id))),
         _ => unrecognized(method, path),

@@ -9,6 +9,7 @@
 mod flow;
 mod intake;
 mod members;
+mod stripe;
 mod timing;
 mod warehouse;
 
@@ -41,6 +42,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         flow::run(&dir).await
     } else if args.warehouse {
         warehouse::run(&args, &dir).await
+    } else if args.stripe {
+        stripe::run(&args, &dir).await
     } else {
         members::run(&args, &dir).await
     }
@@ -69,6 +72,29 @@ impl Progress for MemoryProbe {
 }
 
 /// How long each of the runner's stages was busy (they overlap, so the sum exceeds the run).
+/// A read bench's figures: records, time, throughput, each process's CPU time (syncline's, the
+/// sandbox's), resident memory as the run went and at its peak, and each stage's busy time.
+fn print_read_figures(report: &RunReport, took: f64, cpu: (f64, f64), probe: &MemoryProbe) {
+    let counts = &report.counts;
+    println!("records read     {}", counts.read);
+    println!("written          {}", counts.created + counts.updated);
+    println!("elapsed          {took:.2} s");
+    println!("throughput       {:.0} records/s", counts.read as f64 / took);
+    let per_1k = |seconds: f64| seconds * 1000.0 / counts.read.max(1) as f64 * 1000.0;
+    println!(
+        "cpu              syncline {:.2} s ({:.1} ms per 1,000 records) · sandbox {:.2} s ({:.1} ms per 1,000)",
+        cpu.0,
+        per_1k(cpu.0),
+        cpu.1,
+        per_1k(cpu.1)
+    );
+    for (read, rss, at) in &probe.marks {
+        println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
+    }
+    println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
+    print_stage_times(&report.timings);
+}
+
 fn print_stage_times(t: &syncline_core::runner::Timings) {
     println!(
         "stage busy time  read {:.1} s · transform {:.1} s · write {:.1} s · commit {:.1} s (stages overlap)",

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use syncline_connectors::sql::SqlPool;
 
-use super::{MemoryProbe, cpu_seconds, print_stage_times, rss_kib, run_full, start_sandbox};
+use super::{MemoryProbe, cpu_seconds, print_read_figures, run_full, start_sandbox};
 use crate::cli::BenchArgs;
 use crate::config::{self, SourceSettings};
 use crate::exit::{CliError, CliResult, Exit};
@@ -79,23 +79,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let portal = args.hubspot.map_or("sandbox without limits".to_owned(), |tier| format!("sandbox of the {} tier", tier.name()));
     println!("bench: HubSpot → warehouse, {} contacts × 10 properties (+ id, times, _raw), {portal} → {warehouse}", args.rows);
     let counts = &report.counts;
-    println!("records read     {}", counts.read);
-    println!("written          {}", counts.created + counts.updated);
-    println!("elapsed          {took:.2} s");
-    println!("throughput       {:.0} records/s", counts.read as f64 / took);
-    let per_1k = |seconds: f64| seconds * 1000.0 / counts.read.max(1) as f64 * 1000.0;
-    println!(
-        "cpu              syncline {:.2} s ({:.1} ms per 1,000 records) · sandbox {:.2} s ({:.1} ms per 1,000)",
-        cpu.0,
-        per_1k(cpu.0),
-        cpu.1,
-        per_1k(cpu.1)
-    );
-    for (read, rss, at) in &probe.marks {
-        println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
-    }
-    println!("peak rss         {:.1} MiB", rss_kib("VmHWM") as f64 / 1024.0);
-    print_stage_times(&report.timings);
+    print_read_figures(&report, took, cpu, &probe);
     if let Some(tier) = args.hubspot {
         super::print_budget_use(&sandbox.url, tier.per_ten_seconds()).await?;
     }

@@ -168,6 +168,16 @@ async fn check_source(
                 }
             }
         }
+        (SourceSettings::Stripe { key, profile }, mut source) => {
+            let profile = pipeline::stripe_profile(p, key, profile).ok()?;
+            match syncline_connectors::stripe::check::connection(&profile).await {
+                Ok(detail) => (detail, source.next_page(None).await.map(|page| page.map(|p| p.records).unwrap_or_default())),
+                Err((error, fix)) => {
+                    report.failure(&what, &error, fix);
+                    return None;
+                }
+            }
+        }
         _ => unreachable!("a source is opened from its own settings"),
     };
     report.ok(&what, probed);

@@ -144,7 +144,7 @@ fn select<'c>(config: &'c Config, args: &RunArgs) -> Result<Vec<&'c Pipeline>, C
     let wanted = |given: &Option<String>, actual: &str| given.as_deref().is_none_or(|g| object_name(g) == object_name(actual));
     let pair = |p: &Pipeline| match &p.source {
         SourceSettings::HubSpot { stream, .. } => stream.associations.as_deref().map(|to| (stream.object.clone(), object_name(to))),
-        SourceSettings::Sql { .. } => None,
+        SourceSettings::Sql { .. } | SourceSettings::Stripe { .. } => None,
     };
     let pairs: Vec<String> = pipelines.iter().filter_map(|p| pair(p)).map(|(from, to)| format!("{from} → {to}")).collect();
     pipelines.retain(|p| pair(p).is_some_and(|(from, to)| wanted(&args.from_object, &from) && wanted(&args.to_object, &to)));
@@ -162,6 +162,7 @@ async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), Cli
         .flat_map(|p| {
             let source = match &p.source {
                 SourceSettings::HubSpot { profile, .. } => Some(profile.base_url.as_str()),
+                SourceSettings::Stripe { profile, .. } => Some(profile.base_url.as_str()),
                 SourceSettings::Sql { .. } => None,
             };
             let sink = match &p.sink {

@@ -15,6 +15,8 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
             }
             if args.no_limits {
                 seed.hubspot[0].tier = syncline_sandbox::Tier::Unlimited;
+                seed.stripe[0].rate_limit = Some(0);
+                seed.quickbooks[0].rate_limits = false;
             }
             seed
         }
@@ -44,6 +46,10 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
                 made.contacts, made.deals, made.appointments, made.divisions
             );
         }
+    }
+    if args.products > 0 {
+        eprintln!("generating {} Stripe products …", args.products);
+        sandbox.generate_products(syncline_sandbox::DEMO_STRIPE_KEY, args.products).map_err(CliError::failed)?;
     }
     if let Some(spec) = &args.faults {
         let faults: Faults = serde_saphyr::from_str(spec).map_err(|e| CliError::usage(format!("--faults: {e}")))?;

@@ -9,6 +9,7 @@ mod serve;
 mod settings;
 mod sql;
 mod store;
+mod stripe;
 
 pub use error::{ConfigError, did_you_mean};
 pub use raw::{RawCedulaKind, RawConfig, RawOtherwise, RawTransform, RawType};

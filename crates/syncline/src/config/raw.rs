@@ -214,6 +214,34 @@ pub enum RawSource {
     /// HubSpot CRM objects of one type: listed in full runs, searched by modification time in
     /// incremental ones.
     Hubspot(RawHubSpot),
+    /// Stripe products with their default prices: listed in full runs, caught up from the
+    /// account's events in incremental ones.
+    Stripe(RawStripe),
+}
+
+/// A Stripe account: where, the key, and what is read.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawStripe {
+    /// The API's URL (default `https://api.stripe.com`; the sandbox's `http://127.0.0.1:8787`).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<At<String>>,
+    /// A secret key (`sk_…`) or a restricted key (`rk_…`) that may read products and events,
+    /// as `${VAR}` (a key written in the config is refused).
+    #[schemars(with = "Option<String>")]
+    pub key: Option<At<String>>,
+    /// A file holding the key (for secrets mounted as files).
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<At<String>>,
+    /// What is read: `products` (the default and, for now, the only one), each with its
+    /// default price.
+    #[schemars(with = "Option<String>")]
+    pub object: Option<At<String>>,
+    /// Requests per second this app may spend (default: Stripe's rate for the key's mode, 25
+    /// in test mode and 100 live); lower it to leave room for other apps on the account, or
+    /// raise a test-mode key's to an account's own limit.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 100))]
+    pub requests_per_second: Option<At<u64>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

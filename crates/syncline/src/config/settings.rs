@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use syncline_connectors::hubspot::{HubSpotProfile, SinkStream, SourceStream};
 use syncline_connectors::sql::{SqlSinkSettings, SqlSourceSettings};
+use syncline_connectors::stripe::StripeProfile;
 use syncline_core::runner::RetryLimits;
 use syncline_core::transform::normalize_phone;
 
@@ -82,6 +83,9 @@ pub enum SourceSettings {
     Sql { url: Secret, settings: SqlSourceSettings, at: SourceAt },
     /// The token is filled in from `token` when the pipeline is opened.
     HubSpot { token: Secret, profile: HubSpotProfile, stream: SourceStream },
+    /// The key is filled in from `key` when the pipeline is opened; a `requests_per_second`
+    /// of 0 means the key's mode's rate.
+    Stripe { key: Secret, profile: StripeProfile },
 }
 
 /// Where a pipeline writes: one variant per sink connector.
@@ -404,6 +408,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
     let source = errors.take(match &p.source {
         RawSource::Sql(s) => super::sql::source(ctx, &path, s),
         RawSource::Hubspot(h) => super::hubspot::source(ctx, &path, h),
+        RawSource::Stripe(s) => super::stripe::source(ctx, &path, s),
     });
     let sink = errors.take(match &p.sink {
         RawSink::Sql(s) => super::sql::sink(ctx, &path, s),

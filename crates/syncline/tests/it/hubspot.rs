@@ -25,7 +25,7 @@ pub fn warehouse_hub(tier: Tier) -> Hub {
     hub_with(Seed::warehouse_demo(), tier)
 }
 
-fn hub_with(mut seed: Seed, tier: Tier) -> Hub {
+pub fn hub_with(mut seed: Seed, tier: Tier) -> Hub {
     seed.hubspot[0].tier = tier;
     let sandbox = Sandbox::from_seed(seed).unwrap();
     let router = sandbox.router();

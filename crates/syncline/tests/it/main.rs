@@ -17,6 +17,7 @@ mod serve;
 mod source_rows;
 mod sql_copy;
 mod state;
+mod stripe_source;
 mod warehouse;
 
 use std::io::{BufRead, BufReader};
