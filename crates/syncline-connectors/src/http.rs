@@ -85,12 +85,24 @@ impl Endpoint {
         request: Request,
         classify: impl Fn(Answer, &str) -> Reply<T>,
     ) -> Result<T, ConnectorError> {
+        self.call_as(policy, operation, request, &self.token, classify).await
+    }
+
+    /// [`Endpoint::call`] with a token of the moment (an OAuth access token that is renewed).
+    pub async fn call_as<T>(
+        &self,
+        policy: &Policy,
+        operation: &str,
+        request: Request,
+        token: &str,
+        classify: impl Fn(Answer, &str) -> Reply<T>,
+    ) -> Result<T, ConnectorError> {
         let url = format!("{}{}", self.base_url, request.path);
         let what = request.what();
         let mut attempt = 0u32;
         let send = || {
             attempt += 1;
-            let mut builder = self.http.request(request.method.clone(), &url).bearer_auth(&self.token);
+            let mut builder = self.http.request(request.method.clone(), &url).bearer_auth(token);
             if let Some(body) = &request.body {
                 builder = builder.header(CONTENT_TYPE, "application/json").body(body.clone());
             }

@@ -7,6 +7,7 @@
 mod http;
 pub mod hubspot;
 pub mod manychat;
+pub mod quickbooks;
 pub mod sql;
 pub mod stripe;
 

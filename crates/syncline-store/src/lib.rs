@@ -8,11 +8,13 @@ mod dead_letters;
 mod error;
 mod inbox;
 mod runs;
+mod tokens;
 
 pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
 pub use inbox::{Accepted, InboxDepth, InboxEvent, InboxRow, NewEvent};
 pub use runs::{CursorRow, FingerprintCount, RunRow};
+pub use tokens::SealedTokens;
 
 use chrono::{SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

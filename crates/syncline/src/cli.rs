@@ -77,8 +77,12 @@ pub enum Command {
     Example(ExampleCommand),
     /// Measure throughput and memory of the members pipeline on generated rows.
     Bench(BenchArgs),
-    /// Serve the local API emulators (HubSpot and ManyChat) for tests, demos and dry runs.
+    /// Serve the local API emulators (HubSpot, ManyChat, Stripe, QuickBooks) for tests, demos
+    /// and dry runs.
     Sandbox(SandboxArgs),
+    /// Connect an OAuth app to its account (`quickbooks`: prints the consent page's address,
+    /// then stores the tokens the approval gives, encrypted under `SYNCLINE_TOKEN_KEY`).
+    Auth(AuthArgs),
     /// Receive the configured webhooks into the durable inbox (`POST /webhooks/<name>`), with
     /// `/healthz` and `/readyz`, until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
@@ -124,6 +128,21 @@ pub struct ServeArgs {
     /// Address and port to listen on (default: the config's `serve.bind`, else 127.0.0.1:8080).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The service (only `quickbooks` needs OAuth).
+    #[arg(value_enum)]
+    pub service: AuthService,
+    /// The address the browser was sent back to after approving (default: asked for).
+    #[arg(long)]
+    pub redirect: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthService {
+    Quickbooks,
 }
 
 #[derive(Debug, Args)]

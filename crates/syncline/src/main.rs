@@ -10,6 +10,7 @@ mod output;
 mod pipeline;
 mod progress;
 mod telemetry;
+mod vault;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,7 +1,9 @@
 //! Builds a configured pipeline's parts: the transform chain, and the source and sink, each
 //! from the settings of the connector that owns them.
 
-use crate::config::{Pipeline, RawCedulaKind, RawOtherwise, RawTransform, RawType, Secret, SinkSettings, SourceSettings};
+use crate::config::{
+    Pipeline, QuickBooksConnection, RawCedulaKind, RawOtherwise, RawTransform, RawType, Secret, SinkSettings, SourceSettings,
+};
 use crate::exit::CliError;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use syncline_connectors::hubspot::{
     DetailSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference, ReferenceSource,
 };
+use syncline_connectors::quickbooks::{OAuthApp, QuickBooksApi, TokenManager};
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::stripe::{StripeApi, StripeProfile, StripeSource};
 use syncline_connectors::{AnySink, AnySource};
@@ -163,6 +166,19 @@ pub async fn source_in(
             Ok(AnySource::Stripe(StripeSource::new(Arc::new(api), since.map(|t| t.and_utc()))))
         }
     }
+}
+
+/// A QuickBooks client for the configured company, its tokens kept in `store` (sealed under
+/// the key `SYNCLINE_TOKEN_KEY` names).
+pub fn quickbooks_api(connection: &QuickBooksConnection, store: &syncline_store::Store) -> Result<QuickBooksApi, CliError> {
+    let cipher = crate::vault::TokenCipher::from_env(&|name| std::env::var(name).ok()).map_err(CliError::usage)?;
+    let secret =
+        connection.client_secret.read().map_err(|why| CliError::usage(format!("connections.quickbooks.client_secret_file: {why}")))?;
+    let profile = &connection.profile;
+    let app = OAuthApp::new(&profile.token_url, &profile.client_id, &secret).map_err(|e| CliError::connector(&e, "QuickBooks"))?;
+    let vault = crate::vault::StoreVault::new(store.clone(), "quickbooks", cipher);
+    let tokens = Arc::new(TokenManager::new(app, vault, &format!("quickbooks:{}", profile.realm_id)));
+    QuickBooksApi::new(profile, tokens).map_err(|e| CliError::connector(&e, "QuickBooks"))
 }
 
 /// A Stripe profile with its key read, at the key's mode's rate unless the config set one.

@@ -60,9 +60,21 @@ async fn conformance() {
         inbox_dedupes_claims_and_releases(&store).await;
         flow_versions_keep_the_newest_and_stale_skips_are_audited(&store).await;
         one_objects_events_never_run_at_once(&store).await;
+        oauth_tokens_are_replaced_whole(&store).await;
         reopening_keeps_everything(&url).await;
     })
     .await;
+}
+
+async fn oauth_tokens_are_replaced_whole(store: &Store) {
+    use syncline_store::SealedTokens;
+    assert_eq!(store.oauth_tokens("quickbooks", "quickbooks:1").await.unwrap(), None);
+    let first = SealedTokens { access_token: "a1".into(), refresh_token: "r1".into(), expires_at: "2026-11-30T10:00:00Z".into() };
+    store.save_oauth_tokens("quickbooks", "quickbooks:1", &first).await.unwrap();
+    let second = SealedTokens { access_token: "a2".into(), refresh_token: "r2".into(), expires_at: "2026-11-30T11:00:00Z".into() };
+    store.save_oauth_tokens("quickbooks", "quickbooks:1", &second).await.unwrap();
+    assert_eq!(store.oauth_tokens("quickbooks", "quickbooks:1").await.unwrap(), Some(second));
+    assert_eq!(store.oauth_tokens("quickbooks", "quickbooks:2").await.unwrap(), None, "accounts are apart");
 }
 
 async fn runs_and_cursors(store: &Store) {

@@ -72,20 +72,27 @@ pub async fn run(session: &Session) -> CliResult {
     let shown = syncline_core::redact::url(&config.state.url);
     let file = config.state.url.strip_prefix("sqlite://").map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)));
     let marker = file.as_ref().map(|f| std::path::PathBuf::from(format!("{}.id", f.display())));
-    match (&file, &marker) {
+    let store = match (&file, &marker) {
         // check creates nothing: a store that is not there yet is made by the first run
         (Some(file), Some(marker)) if !file.exists() && !marker.exists() => {
             report.ok("state store", format!("{shown} (not created yet: the first run creates it)"));
+            None
         }
         _ => match super::open_store(&config.state, &config.base_dir, session).await {
-            Ok(_) => report.ok("state store", shown),
-            Err(e) => report.problem("state store", e.message, "", e.code),
+            Ok(store) => {
+                report.ok("state store", shown);
+                Some(store)
+            }
+            Err(e) => {
+                report.problem("state store", e.message, "", e.code);
+                None
+            }
         },
-    }
+    };
     for p in &config.pipelines {
         check_pipeline(&config, p, &mut report).await;
     }
-    check_connections(&config, &mut report).await;
+    check_connections(&config, store.as_ref(), &mut report).await;
     Ok(report.worst.unwrap_or(Exit::Ok))
 }
 
@@ -267,7 +274,7 @@ async fn check_sql_sink(config: &Config, p: &Pipeline, fields: &[String]) -> syn
 }
 
 /// The accounts flows call: each token is tried.
-async fn check_connections(config: &Config, report: &mut Report) {
+async fn check_connections(config: &Config, store: Option<&syncline_store::Store>, report: &mut Report) {
     if let Some(profile) = &config.connections.hubspot {
         match hubspot::check::connection(profile).await {
             Ok(detail) => report.ok("connections.hubspot", detail),
@@ -278,6 +285,22 @@ async fn check_connections(config: &Config, report: &mut Report) {
         match manychat::check::connection(profile).await {
             Ok(detail) => report.ok("connections.manychat", detail),
             Err((error, fix)) => report.failure("connections.manychat", &error, fix),
+        }
+    }
+    if let Some(connection) = &config.connections.quickbooks {
+        let what = "connections.quickbooks";
+        let api = match store {
+            None => Err(crate::exit::CliError::usage(
+                "no tokens yet: the state store is not created; run `syncline auth quickbooks` to connect the app",
+            )),
+            Some(store) => pipeline::quickbooks_api(connection, store),
+        };
+        match api {
+            Err(e) => report.problem(what, e.message, "", e.code),
+            Ok(api) => match syncline_connectors::quickbooks::check::connection(&api, &connection.profile.base_url).await {
+                Ok(detail) => report.ok(what, detail),
+                Err((error, fix)) => report.failure(what, &error, fix),
+            },
         }
     }
     for webhook in &config.webhooks {

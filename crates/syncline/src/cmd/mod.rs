@@ -1,6 +1,7 @@
 //! One module per command, and what they share: the session (config path, hints, the
 //! interrupt), opening the state store, and the commands that need nothing else.
 
+mod auth;
 mod backfill;
 mod check;
 mod dlq;
@@ -119,6 +120,10 @@ async fn command(command: Command, session: &Session) -> CliResult {
             serve::run(&config, &store, args, session).await
         }
         Command::Verify(args) => verify::run(&config::load(&session.config_path)?, args).await,
+        Command::Auth(args) => {
+            let (config, store) = whole(session).await?;
+            auth::run(&config, &store, args).await
+        }
         Command::Backfill(args) => {
             let (config, store) = whole(session).await?;
             backfill::run(&config, &store, args, session).await

@@ -13,6 +13,7 @@ use syncline_server::flow::{Connections, Engine, Flow};
 pub struct FlowConnections {
     pub hubspot: Option<HubSpotProfile>,
     pub manychat: Option<ManyChatProfile>,
+    pub quickbooks: Option<super::quickbooks::QuickBooksConnection>,
 }
 
 impl FlowConnections {
@@ -53,7 +54,8 @@ pub(super) fn connections(ctx: &Ctx, raw: &RawConfig) -> Result<FlowConnections,
         }
         None => None,
     };
-    Ok(FlowConnections { hubspot, manychat })
+    let quickbooks = raw.quickbooks.as_ref().map(|q| super::quickbooks::connection(ctx, q)).transpose()?;
+    Ok(FlowConnections { hubspot, manychat, quickbooks })
 }
 
 pub(super) fn flows(

@@ -4,6 +4,7 @@
 mod error;
 mod flows;
 mod hubspot;
+mod quickbooks;
 mod raw;
 mod serve;
 mod settings;
@@ -12,6 +13,7 @@ mod store;
 mod stripe;
 
 pub use error::{ConfigError, did_you_mean};
+pub use quickbooks::QuickBooksConnection;
 pub use raw::{RawCedulaKind, RawConfig, RawOtherwise, RawTransform, RawType};
 pub use settings::{Config, ConfigErrors, Pipeline, Secret, SinkSettings, SourceSettings, resolve_sqlite, validate};
 pub use sql::SourceAt;

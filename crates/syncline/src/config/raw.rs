@@ -46,6 +46,40 @@ pub struct RawConfig {
 pub struct RawConnections {
     pub hubspot: Option<RawConnection>,
     pub manychat: Option<RawConnection>,
+    pub quickbooks: Option<RawQuickBooks>,
+}
+
+/// A QuickBooks Online company and the OAuth app connected to it (`syncline auth quickbooks`
+/// connects them and stores the tokens, encrypted under `SYNCLINE_TOKEN_KEY`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawQuickBooks {
+    /// The company's id (`realmId`).
+    #[schemars(with = "String")]
+    pub realm_id: At<String>,
+    /// The app's client id (Intuit developer portal → Keys & credentials).
+    #[schemars(with = "String")]
+    pub client_id: At<String>,
+    /// The app's client secret, as `${VAR}` (a secret written in the config is refused).
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<At<String>>,
+    /// A file holding the client secret.
+    #[schemars(with = "Option<String>")]
+    pub client_secret_file: Option<At<String>>,
+    /// Where the consent page sends the browser back (one of the app's redirect URIs).
+    #[schemars(with = "String")]
+    pub redirect_uri: At<String>,
+    /// The API's URL (default `https://quickbooks.api.intuit.com`; Intuit's development
+    /// companies: `https://sandbox-quickbooks.api.intuit.com`; syncline's sandbox:
+    /// `http://127.0.0.1:8787`).
+    #[schemars(with = "Option<String>")]
+    pub base_url: Option<At<String>>,
+    /// The OAuth token endpoint (default Intuit's).
+    #[schemars(with = "Option<String>")]
+    pub token_url: Option<At<String>>,
+    /// The consent page (default Intuit's).
+    #[schemars(with = "Option<String>")]
+    pub authorize_url: Option<At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -311,7 +311,9 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
     let ctx = Ctx::new(file, base_dir, env);
     let mut errors = ConfigErrors::default();
     let state = errors.take(super::store::state(&ctx, &raw));
-    if raw.pipelines.is_empty() && raw.webhooks.is_empty() {
+    // a config that only connects an OAuth app has something to do: `syncline auth`
+    let oauth = raw.connections.as_ref().is_some_and(|c| c.quickbooks.is_some());
+    if raw.pipelines.is_empty() && raw.webhooks.is_empty() && !oauth {
         errors.push(ConfigError::file(file, "nothing to do: add at least one pipeline (pipelines:) or webhook (webhooks:)"));
     }
     let webhooks: Vec<_> = raw.webhooks.iter().filter_map(|(name, w)| errors.take(super::serve::webhook(&ctx, name, w))).collect();

@@ -12,6 +12,7 @@ mod hubspot_source;
 mod instances;
 mod lead_flow;
 mod members;
+mod quickbooks;
 mod sandbox;
 mod serve;
 mod source_rows;

@@ -1,0 +1,202 @@
+//! QuickBooks' wire (API-CONTRACTS §4): calls under `/v3/company/{realm}/` with `minorversion`,
+//! each carrying the [`TokenManager`]'s access token (a 401 refreshes it once and repeats the
+//! call), the company info and the query language; and how QuickBooks' answers — its `Fault`
+//! envelope, even inside an HTTP 200 — are classified.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use syncline_core::metric::Service;
+use syncline_core::{ConnectorError, ErrorClass};
+use syncline_resilience::{Budget, Feedback, Policy, PolicyConfig, Reply};
+
+use super::config::{MINOR_VERSION, QuickBooksProfile};
+use super::oauth::TokenManager;
+use crate::http::{Answer, Endpoint, Request};
+
+/// How long QuickBooks asks a throttled client to wait (API-CONTRACTS §4.5).
+const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// The most objects one query returns.
+pub const MAX_RESULTS: usize = 1000;
+
+/// One page of a query: the entity's objects (as QuickBooks wrote them) and where it started.
+#[derive(Debug, Default)]
+pub struct QueryPage {
+    pub objects: Vec<Value>,
+    pub start: usize,
+}
+
+#[derive(Deserialize, Default)]
+struct FaultBody {
+    #[serde(rename = "Fault", alias = "fault", default)]
+    fault: Option<Fault>,
+}
+
+#[derive(Deserialize, Default)]
+struct Fault {
+    #[serde(rename = "Error", alias = "error", default)]
+    errors: Vec<FaultError>,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+#[derive(Deserialize, Default)]
+struct FaultError {
+    #[serde(rename = "Message", alias = "message", default)]
+    message: String,
+    #[serde(rename = "Detail", alias = "detail", default)]
+    detail: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// A company as one OAuth app reaches it.
+pub struct QuickBooksApi {
+    endpoint: Endpoint,
+    policy: Policy,
+    tokens: Arc<TokenManager>,
+    realm_id: String,
+}
+
+/// An answer before its token was checked: a 401 is not an error yet, the token is renewed.
+enum Authorized {
+    Yes(Vec<u8>),
+    Refused,
+}
+
+impl QuickBooksApi {
+    /// A client within the realm's 500 requests a minute and 10 in flight.
+    pub fn new(profile: &QuickBooksProfile, tokens: Arc<TokenManager>) -> Result<QuickBooksApi, ConnectorError> {
+        let config = PolicyConfig {
+            name: "quickbooks".into(),
+            budget: Some(Budget::per(profile.requests_per_minute.max(1), Duration::from_secs(60)).with_margin(Duration::from_millis(200))),
+            max_in_flight: Some(profile.in_flight.max(1)),
+            bulkhead_wait: profile.call_timeout,
+            overall_timeout: profile.call_timeout,
+            unavailable_for: profile.unreachable_for,
+            ..PolicyConfig::default()
+        };
+        Ok(QuickBooksApi {
+            // the token is each call's own: the endpoint's is never sent
+            endpoint: Endpoint::new(Service::QUICKBOOKS, &profile.base_url, "")?,
+            policy: Policy::new(config),
+            tokens,
+            realm_id: profile.realm_id.clone(),
+        })
+    }
+
+    pub fn tokens(&self) -> &Arc<TokenManager> {
+        &self.tokens
+    }
+
+    /// `GET …/companyinfo/{realm}`: the company's name.
+    pub async fn company_name(&self) -> Result<String, ConnectorError> {
+        let body = self.call("companyinfo", Request::get(self.path(&format!("companyinfo/{}", self.realm_id)))).await?;
+        Ok(body["CompanyInfo"]["CompanyName"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `GET …/query`: one page of `select * from <entity> [where …]`, from `start` (1-based).
+    pub async fn query(&self, entity: &str, condition: Option<&str>, start: usize) -> Result<QueryPage, ConnectorError> {
+        let filter = condition.map(|c| format!(" where {c}")).unwrap_or_default();
+        let text = format!("select * from {entity}{filter} startposition {start} maxresults {MAX_RESULTS}");
+        let encoded: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
+        let body = self.call("query", Request::get(format!("{}&query={encoded}", self.path("query")))).await?;
+        let objects = body["QueryResponse"][entity].as_array().cloned().unwrap_or_default();
+        Ok(QueryPage { objects, start })
+    }
+
+    fn path(&self, tail: &str) -> String {
+        format!("/v3/company/{}/{tail}?minorversion={MINOR_VERSION}", self.realm_id)
+    }
+
+    /// One call with a live access token; a 401 renews the token (once for all callers) and
+    /// repeats the call once.
+    async fn call(&self, operation: &str, request: Request) -> Result<Value, ConnectorError> {
+        let what = request.what();
+        let token = self.tokens.access_token().await?;
+        let body = match self.endpoint.call_as(&self.policy, operation, request.clone(), &token, classify).await? {
+            Authorized::Yes(body) => body,
+            Authorized::Refused => {
+                let renewed = self.tokens.after_rejection(&token).await?;
+                match self.endpoint.call_as(&self.policy, operation, request, &renewed, classify).await? {
+                    Authorized::Yes(body) => body,
+                    Authorized::Refused => {
+                        let message = format!(
+                            "{what}: QuickBooks refused a freshly renewed token for company {} (401): check that the app is connected to this company",
+                            self.realm_id
+                        );
+                        return Err(ConnectorError::new(ErrorClass::Config, message));
+                    }
+                }
+            }
+        };
+        crate::http::decode(Service::QUICKBOOKS, &what, &body)
+    }
+}
+
+/// QuickBooks' answers as an attempt's outcome: a 401 goes back to the caller to renew its
+/// token; 429 waits (60 s unless told); 5xx retries; a `Fault` — in a 4xx, or an HTTP 200 —
+/// is classified by its code: 6240 (duplicate name) and 5010 (stale `SyncToken`) are
+/// conflicts, the other validation faults data errors, 3100/120 (not authorized) config.
+fn classify(answer: Answer, what: &str) -> Reply<Authorized> {
+    let retry_after = answer.header("retry-after").and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
+    let tid = answer.header("intuit_tid").map(|t| format!(" (intuit_tid {t})")).unwrap_or_default();
+    let status = answer.status.as_u16();
+    if status == 401 {
+        return Reply::ok(Authorized::Refused);
+    }
+    let fault: FaultBody = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let Some(fault) = fault.fault.filter(|f| !f.errors.is_empty()).or_else(|| (!answer.status.is_success()).then(Fault::default)) else {
+        return Reply::ok(Authorized::Yes(answer.body));
+    };
+    let first = fault.errors.first();
+    let code = first.map_or("", |e| e.code.as_str());
+    let detail =
+        first.map(|e| if e.detail.is_empty() { e.message.clone() } else { format!("{}: {}", e.message, e.detail) }).unwrap_or_default();
+    let message = format!("{what}: QuickBooks answered {status} ({} {code}){tid}: {detail}", fault.kind);
+    let class = match (status, code) {
+        (429, _) => ErrorClass::RateLimited,
+        (500..=599, _) => ErrorClass::Transient { retry_after },
+        (_, "6240" | "5010") => ErrorClass::Conflict,
+        (403, _) | (_, "3100" | "120" | "3200") => ErrorClass::Config,
+        _ => ErrorClass::Data,
+    };
+    let wait = if status == 429 { retry_after.or(Some(THROTTLE_WAIT)) } else { retry_after };
+    Reply::failed(class, message).with_feedback(Feedback { retry_after: wait, ..Feedback::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    fn class(status: u16, body: &str) -> Result<bool, ErrorClass> {
+        let answer = Answer { status: StatusCode::from_u16(status).unwrap(), headers: HeaderMap::new(), body: body.as_bytes().to_vec() };
+        match classify(answer, "GET /v3/company/1/query").outcome {
+            Ok(Authorized::Yes(_)) => Ok(true),
+            Ok(Authorized::Refused) => Ok(false),
+            Err(failure) => Err(failure.class),
+        }
+    }
+
+    fn fault(code: &str) -> String {
+        format!(r#"{{"Fault":{{"Error":[{{"Message":"m","Detail":"d","code":"{code}"}}],"type":"ValidationFault"}},"time":"t"}}"#)
+    }
+
+    #[test]
+    fn faults_are_classified_by_their_code_even_in_a_200() {
+        assert_eq!(class(200, r#"{"QueryResponse":{}}"#), Ok(true));
+        assert_eq!(class(401, "{}"), Ok(false), "a 401 renews the token");
+        assert_eq!(class(400, &fault("6240")), Err(ErrorClass::Conflict));
+        assert_eq!(class(400, &fault("5010")), Err(ErrorClass::Conflict));
+        assert_eq!(class(400, &fault("610")), Err(ErrorClass::Data));
+        assert_eq!(class(200, &fault("2050")), Err(ErrorClass::Data), "a Fault in an HTTP 200 is still a fault");
+        assert_eq!(class(429, &fault("3001")), Err(ErrorClass::RateLimited));
+        assert_eq!(class(503, "<html>"), Err(ErrorClass::Transient { retry_after: None }));
+        assert_eq!(class(403, &fault("3100")), Err(ErrorClass::Config));
+    }
+}
