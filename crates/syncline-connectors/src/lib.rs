@@ -162,6 +162,7 @@ impl Source for AnySource {
 pub enum AnySink {
     Sql(sql::SqlSink),
     HubSpot(hubspot::HubSpotSink),
+    QuickBooks(quickbooks::ItemSink),
 }
 
 impl AnySink {
@@ -171,6 +172,7 @@ impl AnySink {
         match self {
             AnySink::Sql(sink) => Ok(sink.identity()),
             AnySink::HubSpot(sink) => sink.identity().await,
+            AnySink::QuickBooks(sink) => Ok(sink.identity()),
         }
     }
 
@@ -182,8 +184,9 @@ impl AnySink {
                 sink.replace_groups(replaces);
                 Ok(())
             }
-            AnySink::HubSpot(_) => {
-                let message = "associations, histories, owners and pipelines are written into a table (a sql sink), not into HubSpot";
+            AnySink::HubSpot(_) | AnySink::QuickBooks(_) => {
+                let message =
+                    "associations, histories, owners and pipelines are written into a table (a sql sink), not into HubSpot or QuickBooks";
                 Err(ConnectorError::new(syncline_core::ErrorClass::Config, message))
             }
         }
@@ -194,7 +197,7 @@ impl AnySink {
     pub fn declare(&mut self, fields: &[(String, FieldType)]) {
         match self {
             AnySink::Sql(sink) => sink.declare(fields),
-            AnySink::HubSpot(_) => {}
+            AnySink::HubSpot(_) | AnySink::QuickBooks(_) => {}
         }
     }
 }
@@ -204,6 +207,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Sql(sink) => sink.write(batch).await,
             AnySink::HubSpot(sink) => sink.write(batch).await,
+            AnySink::QuickBooks(sink) => sink.write(batch).await,
         }
     }
 
@@ -211,6 +215,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Sql(sink) => sink.retries_itself(),
             AnySink::HubSpot(sink) => sink.retries_itself(),
+            AnySink::QuickBooks(sink) => sink.retries_itself(),
         }
     }
 
@@ -218,6 +223,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Sql(sink) => sink.current(batch).await,
             AnySink::HubSpot(sink) => sink.current(batch).await,
+            AnySink::QuickBooks(sink) => sink.current(batch).await,
         }
     }
 }

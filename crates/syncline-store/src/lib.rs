@@ -52,6 +52,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "state_scopes", include_str!("../migrations/sqlite/0004_state_scopes.sql")),
     (5, "store_info", include_str!("../migrations/sqlite/0005_store_info.sql")),
     (6, "run_audit", include_str!("../migrations/sqlite/0006_run_audit.sql")),
+    (7, "remote_ids", include_str!("../migrations/sqlite/0007_remote_ids.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -60,6 +61,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "state_scopes", include_str!("../migrations/postgres/0004_state_scopes.sql")),
     (5, "store_info", include_str!("../migrations/postgres/0005_store_info.sql")),
     (6, "run_audit", include_str!("../migrations/postgres/0006_run_audit.sql")),
+    (7, "remote_ids", include_str!("../migrations/postgres/0007_remote_ids.sql")),
 ];
 
 impl Store {

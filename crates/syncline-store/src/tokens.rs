@@ -1,6 +1,7 @@
-//! OAuth tokens by provider and account (`quickbooks`, `quickbooks:<realm>`). The store keeps
+//! OAuth tokens by provider and account (`quickbooks`, `quickbooks:<realm>`): the store keeps
 //! them as the caller seals them — encrypted, so the store's file or database never holds a
-//! usable token — and replaces a pair in one statement.
+//! usable token — and replaces a pair in one statement. And the ids a target service gave the
+//! records written to it (`remote_ids`).
 
 use crate::{Store, StoreError, now};
 
@@ -39,6 +40,33 @@ impl Store {
         .bind(now())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every record key of `target` with the id of its object there.
+    pub async fn remote_ids(&self, target: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT record_key, remote_id FROM remote_ids WHERE target = $1").bind(target).fetch_all(&self.pool).await?)
+    }
+
+    /// Keeps the ids of objects written for these record keys, in one transaction.
+    pub async fn save_remote_ids(&self, target: &str, ids: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        for (key, id) in ids {
+            sqlx::query(
+                "INSERT INTO remote_ids (target, record_key, remote_id, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (target, record_key) DO UPDATE SET remote_id = excluded.remote_id, updated_at = excluded.updated_at",
+            )
+            .bind(target)
+            .bind(key)
+            .bind(id)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

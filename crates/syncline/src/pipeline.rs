@@ -13,7 +13,7 @@ use std::sync::Arc;
 use syncline_connectors::hubspot::{
     DetailSource, HubSpotApi, HubSpotProfile, HubSpotSink, HubSpotSource, MAX_INPUTS_PER_CALL, OWNERS, Reference, ReferenceSource,
 };
-use syncline_connectors::quickbooks::{OAuthApp, QuickBooksApi, TokenManager};
+use syncline_connectors::quickbooks::{ItemSink, OAuthApp, QuickBooksApi, TokenManager};
 use syncline_connectors::sql::{SqlSink, SqlSource};
 use syncline_connectors::stripe::{StripeApi, StripeProfile, StripeSource};
 use syncline_connectors::{AnySink, AnySource};
@@ -111,15 +111,26 @@ pub fn resolve_url(url: &Secret, base_dir: &Path) -> Result<String, CliError> {
 /// The HubSpot clients of one command, one per portal URL and token: pipelines that run at once
 /// against the same portal share its client, so their calls come out of one budget (one
 /// `Policy`), as HubSpot counts them. The first pipeline's budget settings make the client.
+///
+/// It also carries the command's state store, for sinks that keep what they learn there (the
+/// ids QuickBooks gave the items written, the OAuth tokens).
 #[derive(Clone, Default)]
-pub struct Portals(Arc<std::sync::Mutex<HashMap<PortalKey, Arc<HubSpotApi>>>>);
+pub struct Portals {
+    clients: Arc<std::sync::Mutex<HashMap<PortalKey, Arc<HubSpotApi>>>>,
+    store: Option<syncline_store::Store>,
+}
 
 /// A portal as a client reaches it: its URL and the token.
 type PortalKey = (String, String);
 
 impl Portals {
+    /// Clients for a command that has a state store.
+    pub fn with_store(store: syncline_store::Store) -> Portals {
+        Portals { clients: Arc::default(), store: Some(store) }
+    }
+
     fn api(&self, profile: &HubSpotProfile) -> Result<Arc<HubSpotApi>, ConnectorError> {
-        let mut clients = self.0.lock().expect("portals");
+        let mut clients = self.clients.lock().expect("portals");
         let key = (profile.base_url.clone(), profile.token.clone());
         if let Some(api) = clients.get(&key) {
             return Ok(api.clone());
@@ -223,6 +234,22 @@ pub async fn sink_in(portals: &Portals, pipeline: &Pipeline, base_dir: &Path, ba
             let api = portals.api(&hubspot_profile(pipeline, token, profile)?).map_err(opening)?;
             Ok(AnySink::HubSpot(HubSpotSink::new(api, stream)))
         }
+        SinkSettings::QuickBooks { items, batches_per_minute, connection } => {
+            let connection = connection.as_ref().expect("validated: a QuickBooks sink has its connection");
+            let store = portals.store.as_ref().ok_or_else(|| {
+                CliError::usage(format!(
+                    "pipeline {}: sink: a QuickBooks sink is written by `syncline run` (it keeps its items' ids in the state store)",
+                    pipeline.name
+                ))
+            })?;
+            let mut connection = connection.clone();
+            connection.profile.batches_per_minute = *batches_per_minute;
+            connection.profile.call_timeout = pipeline.retry.transient;
+            connection.profile.unreachable_for = pipeline.retry.unavailable;
+            let api = Arc::new(quickbooks_api(&connection, store)?);
+            let links = crate::vault::StoreLinks::new(store.clone());
+            Ok(AnySink::QuickBooks(ItemSink::new(api, links, &connection.profile.realm_id, items.clone())))
+        }
     }
 }
 
@@ -270,6 +297,8 @@ pub fn sink_key(pipeline: &Pipeline) -> Arc<str> {
     match &pipeline.sink {
         SinkSettings::Sql { settings, .. } => Arc::from(settings.key.as_str()),
         SinkSettings::HubSpot { stream, .. } => Arc::from(stream.id_property.as_str()),
+        // the source's key (a Stripe product's id) finds the record's item
+        SinkSettings::QuickBooks { .. } => Arc::from("id"),
     }
 }
 
@@ -280,6 +309,7 @@ pub fn write_size(pipeline: &Pipeline, batch_size: usize) -> usize {
     match &pipeline.sink {
         SinkSettings::Sql { .. } => batch_size,
         SinkSettings::HubSpot { profile, .. } => batch_size * profile.in_flight * 5,
+        SinkSettings::QuickBooks { .. } => batch_size,
     }
 }
 

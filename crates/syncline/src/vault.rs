@@ -9,7 +9,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use futures_util::future::BoxFuture;
-use syncline_connectors::quickbooks::{TokenVault, Tokens};
+use syncline_connectors::quickbooks::{LinkVault, TokenVault, Tokens};
 use syncline_core::{ConnectorError, ErrorClass};
 use syncline_store::{SealedTokens, Store};
 
@@ -111,6 +111,25 @@ impl TokenVault for StoreVault {
             };
             self.store.save_oauth_tokens(self.provider, account, &sealed).await.map_err(failed)
         })
+    }
+}
+
+/// The state store as the [`LinkVault`] of a sink: which item stands for which record key.
+pub struct StoreLinks(Store);
+
+impl StoreLinks {
+    pub fn new(store: Store) -> Arc<StoreLinks> {
+        Arc::new(StoreLinks(store))
+    }
+}
+
+impl LinkVault for StoreLinks {
+    fn load<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, ConnectorError>> {
+        Box::pin(async move { self.0.remote_ids(target).await.map_err(failed) })
+    }
+
+    fn save<'a>(&'a self, target: &'a str, links: &'a [(String, String)]) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move { self.0.save_remote_ids(target, links).await.map_err(failed) })
     }
 }
 

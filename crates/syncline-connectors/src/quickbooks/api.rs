@@ -57,6 +57,8 @@ struct FaultError {
 pub struct QuickBooksApi {
     endpoint: Endpoint,
     policy: Policy,
+    /// Batch calls' own budget (40 a minute per realm and app).
+    batch_policy: Policy,
     tokens: Arc<TokenManager>,
     realm_id: String,
 }
@@ -79,10 +81,16 @@ impl QuickBooksApi {
             unavailable_for: profile.unreachable_for,
             ..PolicyConfig::default()
         };
+        let batches = PolicyConfig {
+            name: "quickbooks-batch".into(),
+            budget: Some(Budget::per(profile.batches_per_minute.max(1), Duration::from_secs(60)).with_margin(Duration::from_millis(200))),
+            ..config.clone()
+        };
         Ok(QuickBooksApi {
             // the token is each call's own: the endpoint's is never sent
             endpoint: Endpoint::new(Service::QUICKBOOKS, &profile.base_url, "")?,
             policy: Policy::new(config),
+            batch_policy: Policy::new(batches),
             tokens,
             realm_id: profile.realm_id.clone(),
         })
@@ -108,6 +116,27 @@ impl QuickBooksApi {
         Ok(QueryPage { objects, start })
     }
 
+    /// Every object of `entity`, active or not, a query of 1,000 at a time.
+    pub async fn all(&self, entity: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut objects = Vec::new();
+        loop {
+            let page = self.query(entity, Some("Active IN (true, false)"), objects.len() + 1).await?;
+            let full = page.objects.len() == MAX_RESULTS;
+            objects.extend(page.objects);
+            if !full {
+                return Ok(objects);
+            }
+        }
+    }
+
+    /// `POST …/batch`: up to 30 operations, answered in order by `bId` (each an entity or a
+    /// `Fault`), paced by the batch budget.
+    pub async fn batch(&self, operations: Vec<Value>) -> Result<Vec<Value>, ConnectorError> {
+        let request = Request::post(self.path("batch"), &serde_json::json!({"BatchItemRequest": operations}));
+        let body = self.call_with(&self.batch_policy, "batch", request).await?;
+        Ok(body["BatchItemResponse"].as_array().cloned().unwrap_or_default())
+    }
+
     fn path(&self, tail: &str) -> String {
         format!("/v3/company/{}/{tail}?minorversion={MINOR_VERSION}", self.realm_id)
     }
@@ -115,13 +144,17 @@ impl QuickBooksApi {
     /// One call with a live access token; a 401 renews the token (once for all callers) and
     /// repeats the call once.
     async fn call(&self, operation: &str, request: Request) -> Result<Value, ConnectorError> {
+        self.call_with(&self.policy, operation, request).await
+    }
+
+    async fn call_with(&self, policy: &Policy, operation: &str, request: Request) -> Result<Value, ConnectorError> {
         let what = request.what();
         let token = self.tokens.access_token().await?;
-        let body = match self.endpoint.call_as(&self.policy, operation, request.clone(), &token, classify).await? {
+        let body = match self.endpoint.call_as(policy, operation, request.clone(), &token, classify).await? {
             Authorized::Yes(body) => body,
             Authorized::Refused => {
                 let renewed = self.tokens.after_rejection(&token).await?;
-                match self.endpoint.call_as(&self.policy, operation, request, &renewed, classify).await? {
+                match self.endpoint.call_as(policy, operation, request, &renewed, classify).await? {
                     Authorized::Yes(body) => body,
                     Authorized::Refused => {
                         let message = format!(

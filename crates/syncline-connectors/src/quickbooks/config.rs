@@ -31,6 +31,8 @@ pub struct QuickBooksProfile {
     pub client_secret: String,
     /// Requests per minute (QuickBooks: 500 per realm).
     pub requests_per_minute: u32,
+    /// Batch calls per minute (QuickBooks: 40 per realm and app).
+    pub batches_per_minute: u32,
     /// Requests in flight at once (QuickBooks: 10 per realm and app).
     pub in_flight: usize,
     /// How long one call, its retries included, may take.
@@ -49,6 +51,7 @@ impl QuickBooksProfile {
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
             requests_per_minute: 500,
+            batches_per_minute: 40,
             in_flight: 10,
             call_timeout: Duration::from_secs(300),
             unreachable_for: Duration::from_secs(5),

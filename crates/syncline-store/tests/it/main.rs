@@ -75,6 +75,13 @@ async fn oauth_tokens_are_replaced_whole(store: &Store) {
     store.save_oauth_tokens("quickbooks", "quickbooks:1", &second).await.unwrap();
     assert_eq!(store.oauth_tokens("quickbooks", "quickbooks:1").await.unwrap(), Some(second));
     assert_eq!(store.oauth_tokens("quickbooks", "quickbooks:2").await.unwrap(), None, "accounts are apart");
+    let ids = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    store.save_remote_ids("quickbooks:1/items", &ids(&[("prod_a", "100"), ("prod_b", "101")])).await.unwrap();
+    store.save_remote_ids("quickbooks:1/items", &ids(&[("prod_b", "205")])).await.unwrap();
+    let mut stored = store.remote_ids("quickbooks:1/items").await.unwrap();
+    stored.sort();
+    assert_eq!(stored, ids(&[("prod_a", "100"), ("prod_b", "205")]));
+    assert!(store.remote_ids("quickbooks:2/items").await.unwrap().is_empty());
 }
 
 async fn runs_and_cursors(store: &Store) {

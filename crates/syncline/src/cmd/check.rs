@@ -129,6 +129,7 @@ async fn check_pipeline(config: &Config, p: &Pipeline, report: &mut Report) {
             }
             Err(e) => return report.problem(&what, &e.message, "", Exit::Usage),
         },
+        SinkSettings::QuickBooks { .. } => Ok("items of the company in connections.quickbooks (its tokens are probed there)".to_owned()),
     };
     match probed {
         Ok(detail) => report.ok(&what, detail),

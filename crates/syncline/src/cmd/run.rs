@@ -50,7 +50,7 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
         since,
         plan: &plan,
         session,
-        portals: pipeline::Portals::default(),
+        portals: pipeline::Portals::with_store(store.clone()),
         bars: MultiProgress::new(),
     };
     let (rows, worst) = run_phases(&common, pipelines).await?;
@@ -167,6 +167,7 @@ async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), Cli
             };
             let sink = match &p.sink {
                 SinkSettings::HubSpot { profile, .. } => Some(profile.base_url.as_str()),
+                SinkSettings::QuickBooks { connection, .. } => connection.as_ref().map(|c| c.profile.base_url.as_str()),
                 SinkSettings::Sql { .. } => None,
             };
             source.into_iter().chain(sink)
@@ -470,10 +471,10 @@ async fn verify_counts(config: &Config, store: &Store, pipeline: &Pipeline, scop
             (SinkSettings::Sql { .. }, false) => {
                 match pipeline::sink(pipeline, &config.base_dir, pipeline.batch_size).await.map_err(|e| e.message)? {
                     AnySink::Sql(sink) => sink.count_rows().await.map_err(|e| e.to_string())?,
-                    AnySink::HubSpot(_) => unreachable!("a SQL sink"),
+                    AnySink::HubSpot(_) | AnySink::QuickBooks(_) => unreachable!("a SQL sink"),
                 }
             }
-            (SinkSettings::HubSpot { .. }, false) => {
+            (SinkSettings::HubSpot { .. } | SinkSettings::QuickBooks { .. }, false) => {
                 return Err("the target's records are counted by change detection, which is off".to_owned());
             }
         };

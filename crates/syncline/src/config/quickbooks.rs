@@ -1,9 +1,40 @@
 //! QuickBooks as a connection: the company, and the OAuth app that reaches it.
 
 use super::error::ConfigError;
-use super::raw::RawQuickBooks;
-use super::settings::{Ctx, Secret};
-use syncline_connectors::quickbooks::{DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, QuickBooksProfile};
+use super::raw::{RawNameTaken, RawQuickBooks, RawQuickBooksItems};
+use super::settings::{Ctx, Secret, SinkSettings};
+use serde_saphyr::Location;
+use syncline_connectors::quickbooks::{
+    DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, ItemSettings, NameTaken, QuickBooksProfile,
+};
+
+/// The default and largest records per sink call (the sink sends them 30 a batch call), and
+/// change detection on: every call spends the company's budget.
+pub(super) const BATCH: u64 = 300;
+
+pub(super) fn sink(ctx: &Ctx, path: &str, q: &RawQuickBooksItems) -> Result<SinkSettings, ConfigError> {
+    let spath = format!("{path}.sink.quickbooks");
+    let place = [&q.object, &q.currency].into_iter().flatten().next().map_or(Location::UNKNOWN, |a| a.referenced);
+    if let Some(object) = &q.object {
+        let object = ctx.expand(object, &format!("{spath}.object"))?;
+        if object != "items" {
+            return Err(ctx.err(&place, &format!("{spath}.object"), format!("{object:?}: a QuickBooks sink writes `items`")));
+        }
+    }
+    let currency = match &q.currency {
+        Some(c) => ctx.expand(c, &format!("{spath}.currency"))?.to_lowercase(),
+        None => "usd".to_owned(),
+    };
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ctx.err(&place, &format!("{spath}.currency"), format!("{currency:?} is not an ISO currency code")));
+    }
+    let on_name_taken = match q.on_name_taken {
+        Some(RawNameTaken::Link) => NameTaken::Link,
+        Some(RawNameTaken::Suffix) | None => NameTaken::Suffix,
+    };
+    let batches_per_minute = ctx.positive(&q.batches_per_minute, &format!("{spath}.batches_per_minute"), 1..=40, 40)? as u32;
+    Ok(SinkSettings::QuickBooks { items: ItemSettings { currency, on_name_taken }, batches_per_minute, connection: None })
+}
 
 /// The company and app, with the client secret still where the config says.
 #[derive(Debug, Clone)]

@@ -339,6 +339,35 @@ pub enum RawSink {
     Sql(RawSqlSink),
     /// HubSpot CRM objects, batch-upserted by a unique property.
     Hubspot(RawHubSpot),
+    /// QuickBooks Online items of the company in `connections.quickbooks`, in batches of 30.
+    Quickbooks(RawQuickBooksItems),
+}
+
+/// Records as QuickBooks items: each record's `name`, and any of `description`, `unit_amount`
+/// (minor units) with `currency`, `type`, `income_account`, `sku`, `active`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawQuickBooksItems {
+    /// What is written: `items` (the default and, for now, the only one).
+    #[schemars(with = "Option<String>")]
+    pub object: Option<At<String>>,
+    /// The currency the company prices items in (its home currency; default `usd`). A record
+    /// priced in another is a dead letter.
+    #[schemars(with = "Option<String>")]
+    pub currency: Option<At<String>>,
+    /// When a record's name is held by an item no record has: `suffix` (default) makes a new
+    /// item named `<name> (<record key>)`; `link` takes that item as the record's.
+    pub on_name_taken: Option<RawNameTaken>,
+    /// Batch calls per minute (QuickBooks allows 40 per company and app; default 40).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 40))]
+    pub batches_per_minute: Option<At<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawNameTaken {
+    Suffix,
+    Link,
 }
 
 /// A HubSpot source or sink: the account (URL, token, tier, budget), then what is read or written.

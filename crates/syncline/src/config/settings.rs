@@ -102,6 +102,12 @@ pub enum SinkSettings {
         profile: HubSpotProfile,
         stream: SinkStream,
     },
+    /// Items of the company in `connections.quickbooks` (filled in once connections are read).
+    QuickBooks {
+        items: syncline_connectors::quickbooks::ItemSettings,
+        batches_per_minute: u32,
+        connection: Option<super::quickbooks::QuickBooksConnection>,
+    },
 }
 
 impl SinkSettings {
@@ -111,6 +117,7 @@ impl SinkSettings {
         match self {
             SinkSettings::Sql { .. } => (500, 10_000, false),
             SinkSettings::HubSpot { .. } => (super::hubspot::BATCH, super::hubspot::BATCH, true),
+            SinkSettings::QuickBooks { .. } => (super::quickbooks::BATCH, 10_000, true),
         }
     }
 }
@@ -330,7 +337,20 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
     let mut pipelines = Vec::new();
     for (name, p) in raw.pipelines {
         match pipeline(&ctx, name, p) {
-            Ok(pipeline) => pipelines.push(pipeline),
+            Ok(mut pipeline) => {
+                // a QuickBooks sink writes to the company the connection names
+                if let SinkSettings::QuickBooks { connection, .. } = &mut pipeline.sink {
+                    *connection = connections.quickbooks.clone();
+                    if connection.is_none() {
+                        let message = format!(
+                            "pipelines.{}.sink.quickbooks: add connections.quickbooks (the company, and the OAuth app connected to it)",
+                            pipeline.name
+                        );
+                        errors.push(ConfigError::file(file, message));
+                    }
+                }
+                pipelines.push(pipeline);
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -415,6 +435,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
     let sink = errors.take(match &p.sink {
         RawSink::Sql(s) => super::sql::sink(ctx, &path, s),
         RawSink::Hubspot(h) => super::hubspot::sink(ctx, &path, h),
+        RawSink::Quickbooks(q) => super::quickbooks::sink(ctx, &path, q),
     });
     let retry = errors.take(retry(ctx, &path, p.retry.as_ref()));
     let defaults = sink.as_ref().map(SinkSettings::defaults);

@@ -18,6 +18,7 @@ mod serve;
 mod source_rows;
 mod sql_copy;
 mod state;
+mod stripe_quickbooks;
 mod stripe_source;
 mod warehouse;
 

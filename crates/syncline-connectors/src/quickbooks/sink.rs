@@ -1,0 +1,360 @@
+//! `ItemSink`: records become QuickBooks items, in batch calls of up to 30 operations.
+//!
+//! A record carries `name`, and any of `description`, `unit_amount` (minor units) with its
+//! `currency`, `type` (default `Service`), `income_account` (an account id), `sku` and
+//! `active`. Which item stands for a record is decided by one rule, the same every time: first
+//! the item stored for the record's key (kept in the state store, so a renamed product finds its
+//! item); then an item of the same name (names are unique in QuickBooks, without case) that no
+//! other record has — linked to the record (`on_name_taken: link`) or left alone and a new item
+//! made with the record's key after its name (`suffix`); else a new item. So no record ever
+//! makes a second item. An item whose fields already match is not written. QuickBooks' own
+//! answers are followed: a name taken since the items were read (6240) gets the key suffix, a
+//! `SyncToken` gone stale (5010, someone edited the item) has the item read again and the change
+//! applied to it; anything else refused is a dead letter with QuickBooks' words.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Sink};
+
+use super::api::QuickBooksApi;
+
+/// QuickBooks' most operations per batch call.
+pub const BATCH_OPERATIONS: usize = 30;
+/// QuickBooks' longest item name.
+const NAME_MAX: usize = 100;
+
+/// Which objects of a target service stand for which record keys, kept between runs (the
+/// state store).
+pub trait LinkVault: Send + Sync {
+    fn load<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, ConnectorError>>;
+    fn save<'a>(&'a self, target: &'a str, links: &'a [(String, String)]) -> BoxFuture<'a, Result<(), ConnectorError>>;
+}
+
+/// What to do when a record's name is held by an item no record has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameTaken {
+    /// Make a new item named `<name> (<key>)`.
+    Suffix,
+    /// Take the item as the record's.
+    Link,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemSettings {
+    /// The currency items are priced in (the company's home currency), lowercase.
+    pub currency: String,
+    pub on_name_taken: NameTaken,
+}
+
+/// The items as last read or written, and whose they are.
+struct Known {
+    items: HashMap<String, Value>,
+    by_name: HashMap<String, String>,
+    by_key: HashMap<String, String>,
+    linked: HashSet<String>,
+}
+
+impl Known {
+    fn keep(&mut self, item: Value) {
+        let id = item["Id"].as_str().unwrap_or_default().to_owned();
+        if let Some(old) = self.items.get(&id).and_then(|i| i["Name"].as_str()) {
+            self.by_name.remove(&old.to_lowercase());
+        }
+        self.by_name.insert(item["Name"].as_str().unwrap_or_default().to_lowercase(), id.clone());
+        self.items.insert(id, item);
+    }
+
+    fn link(&mut self, key: &str, id: &str) {
+        self.by_key.insert(key.to_owned(), id.to_owned());
+        self.linked.insert(id.to_owned());
+    }
+}
+
+pub struct ItemSink {
+    api: Arc<QuickBooksApi>,
+    links: Arc<dyn LinkVault>,
+    settings: ItemSettings,
+    target: String,
+    known: Option<Known>,
+}
+
+/// One record's operation, as sent.
+struct Operation {
+    index: usize,
+    key: String,
+    body: Value,
+    create: bool,
+    /// Whether a 6240 or 5010 was already answered once.
+    retried: bool,
+}
+
+impl Operation {
+    /// The same operation with a new body, sent once more.
+    fn again(&self, body: Value) -> Operation {
+        Operation { index: self.index, key: self.key.clone(), body, create: self.create, retried: true }
+    }
+}
+
+impl ItemSink {
+    pub fn new(api: Arc<QuickBooksApi>, links: Arc<dyn LinkVault>, realm_id: &str, settings: ItemSettings) -> ItemSink {
+        ItemSink { api, links, settings, target: format!("quickbooks:{realm_id}/items"), known: None }
+    }
+
+    /// `quickbooks:<realm>/items`.
+    pub fn identity(&self) -> String {
+        self.target.clone()
+    }
+
+    async fn known(&mut self) -> Result<&mut Known, ConnectorError> {
+        if self.known.is_none() {
+            let links = self.links.load(&self.target).await?;
+            let mut known = Known { items: HashMap::new(), by_name: HashMap::new(), by_key: HashMap::new(), linked: HashSet::new() };
+            for item in self.api.all("Item").await? {
+                known.keep(item);
+            }
+            for (key, id) in links {
+                known.link(&key, &id);
+            }
+            self.known = Some(known);
+        }
+        Ok(self.known.as_mut().expect("read above"))
+    }
+
+    /// The item fields a record asks for, or why it cannot be an item.
+    fn wanted(&self, record: &Record) -> Result<Map<String, Value>, RecordError> {
+        let text = |name: &str| record.get(name).and_then(|v| v.as_text()).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        let name = text("name").ok_or_else(|| RecordError::data("name", "quickbooks_item", "an item needs a name"))?;
+        let mut fields = Map::new();
+        fields.insert("Name".into(), json!(name));
+        fields.insert("Type".into(), json!(text("type").unwrap_or_else(|| "Service".into())));
+        if let Some(description) = text("description") {
+            fields.insert("Description".into(), json!(description));
+        }
+        if let Some(sku) = text("sku") {
+            fields.insert("Sku".into(), json!(sku));
+        }
+        if let Some(account) = text("income_account") {
+            fields.insert("IncomeAccountRef".into(), json!({"value": account}));
+        }
+        if let Some(active) = record.get("active").and_then(|v| v.as_text()) {
+            fields.insert("Active".into(), json!(active == "true"));
+        }
+        if let Some(amount) = text("unit_amount") {
+            let currency = text("currency").unwrap_or_else(|| self.settings.currency.clone()).to_lowercase();
+            if currency != self.settings.currency {
+                let message = format!(
+                    "the price is in {}, but the company's items are priced in {}: QuickBooks items take the home currency only",
+                    currency.to_uppercase(),
+                    self.settings.currency.to_uppercase()
+                );
+                return Err(RecordError::data("currency", "quickbooks_currency", message));
+            }
+            let minor: i64 = amount
+                .parse()
+                .map_err(|_| RecordError::data("unit_amount", "quickbooks_item", format!("{amount:?} is not an amount in minor units")))?;
+            let exponent = if ZERO_DECIMAL.contains(&currency.as_str()) { 0 } else { 2 };
+            fields.insert("UnitPrice".into(), json!(minor as f64 / 10f64.powi(exponent)));
+        }
+        Ok(fields)
+    }
+}
+
+/// Currencies without minor units (Stripe's list).
+const ZERO_DECIMAL: [&str; 16] =
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+
+/// The fields of `wanted` that `item` does not already have.
+fn changes(item: &Value, wanted: &Map<String, Value>) -> Map<String, Value> {
+    wanted
+        .iter()
+        .filter(|(field, value)| match (field.as_str(), &item[field.as_str()]) {
+            ("IncomeAccountRef", current) => current["value"] != value["value"],
+            ("UnitPrice", current) => current.as_f64().unwrap_or_default() != value.as_f64().unwrap_or_default(),
+            ("Name", current) => current.as_str().map(str::to_lowercase) != value.as_str().map(str::to_lowercase) || current != *value,
+            (_, current) => current != *value,
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `<name> (<key>)`, cut to QuickBooks' 100 characters from the name's end.
+fn suffixed(name: &str, key: &str) -> String {
+    let tail = format!(" ({key})");
+    let keep = NAME_MAX.saturating_sub(tail.chars().count());
+    format!("{}{tail}", name.chars().take(keep).collect::<String>())
+}
+
+impl ItemSink {
+    /// The operation for one record (None: the item already matches).
+    fn plan(&self, known: &Known, index: usize, key: &str, wanted: Map<String, Value>) -> Option<Operation> {
+        let name = wanted["Name"].as_str().unwrap_or_default().to_lowercase();
+        let own = known.by_key.get(key).and_then(|id| known.items.get(id));
+        let holder = known.by_name.get(&name).and_then(|id| known.items.get(id)).filter(|i| Some(*i) != own);
+        let linkable = holder
+            .filter(|i| !known.linked.contains(i["Id"].as_str().unwrap_or_default()) && self.settings.on_name_taken == NameTaken::Link);
+        match (own.or(linkable), holder) {
+            (Some(item), _) => {
+                let changed = changes(item, &wanted);
+                let adopting = own.is_none();
+                (!changed.is_empty() || adopting).then(|| {
+                    let mut body = changed;
+                    body.insert("Id".into(), item["Id"].clone());
+                    body.insert("SyncToken".into(), item["SyncToken"].clone());
+                    body.insert("sparse".into(), json!(true));
+                    Operation { index, key: key.to_owned(), body: Value::Object(body), create: false, retried: false }
+                })
+            }
+            (None, Some(_)) => {
+                let mut body = wanted;
+                let name = suffixed(body["Name"].as_str().unwrap_or_default(), key);
+                body.insert("Name".into(), json!(name));
+                Some(Operation { index, key: key.to_owned(), body: Value::Object(body), create: true, retried: true })
+            }
+            (None, None) => Some(Operation { index, key: key.to_owned(), body: Value::Object(wanted), create: true, retried: false }),
+        }
+    }
+
+    /// Sends the operations, 30 a call; answers each with its outcome and the links it made,
+    /// and returns the ones QuickBooks asks to send again (a name taken, a stale token).
+    async fn send(
+        &mut self,
+        operations: Vec<Operation>,
+        outcomes: &mut [Option<Outcome>],
+        links: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Operation>, ConnectorError> {
+        let mut again = Vec::new();
+        for chunk in operations.chunks(BATCH_OPERATIONS) {
+            let requests = chunk
+                .iter()
+                .enumerate()
+                .map(|(b, op)| json!({"bId": b.to_string(), "operation": if op.create { "create" } else { "update" }, "Item": op.body}))
+                .collect();
+            let answers = self.api.batch(requests).await?;
+            for (b, op) in chunk.iter().enumerate() {
+                let bid = b.to_string();
+                let answer = answers.iter().find(|a| a["bId"] == bid.as_str()).cloned().unwrap_or(Value::Null);
+                if let Some(retry) = self.answered(op, answer, outcomes, links).await? {
+                    again.push(retry);
+                }
+            }
+        }
+        Ok(again)
+    }
+
+    async fn answered(
+        &mut self,
+        op: &Operation,
+        answer: Value,
+        outcomes: &mut [Option<Outcome>],
+        links: &mut Vec<(String, String)>,
+    ) -> Result<Option<Operation>, ConnectorError> {
+        let known = self.known.as_mut().expect("read before writing");
+        if answer["Item"].is_object() {
+            let id = answer["Item"]["Id"].as_str().unwrap_or_default().to_owned();
+            known.keep(answer["Item"].clone());
+            if known.by_key.get(&op.key) != Some(&id) {
+                known.link(&op.key, &id);
+                links.push((op.key.clone(), id));
+            }
+            outcomes[op.index] = Some(if op.create { Outcome::Created } else { Outcome::Updated });
+            return Ok(None);
+        }
+        let error = &answer["Fault"]["Error"][0];
+        let code = error["code"].as_str().unwrap_or_default();
+        let words = format!(
+            "QuickBooks {code}: {}: {}",
+            error["Message"].as_str().unwrap_or("no answer for this operation"),
+            error["Detail"].as_str().unwrap_or_default()
+        );
+        match (code, op.retried) {
+            ("6240", false) if op.create => {
+                let mut body = op.body.clone();
+                body["Name"] = json!(suffixed(body["Name"].as_str().unwrap_or_default(), &op.key));
+                Ok(Some(op.again(body)))
+            }
+            ("5010", false) => {
+                // edited in QuickBooks since it was read: read it again and apply the change to it
+                let id = op.body["Id"].as_str().unwrap_or_default().to_owned();
+                let page = self.api.query("Item", Some(&format!("Id = '{id}' AND Active IN (true, false)")), 1).await?;
+                let known = self.known.as_mut().expect("read before writing");
+                if let Some(item) = page.objects.into_iter().next() {
+                    known.keep(item.clone());
+                    let mut body = op.body.clone();
+                    body["SyncToken"] = item["SyncToken"].clone();
+                    return Ok(Some(op.again(body)));
+                }
+                outcomes[op.index] = Some(Outcome::Rejected(RecordError::data("-", "quickbooks_item", words)));
+                Ok(None)
+            }
+            _ => {
+                let class = if code == "6240" || code == "5010" { ErrorClass::Conflict } else { ErrorClass::Data };
+                let field = error["element"].as_str().filter(|e| !e.is_empty()).unwrap_or("-").to_owned();
+                outcomes[op.index] = Some(Outcome::Rejected(RecordError { class, field, rule: "quickbooks_item".into(), message: words }));
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Sink for ItemSink {
+    async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let wanted: Vec<Result<Map<String, Value>, RecordError>> = batch.iter().map(|r| self.wanted(r)).collect();
+        self.known().await?;
+        let mut operations = Vec::new();
+        for (index, (record, wanted)) in batch.iter().zip(wanted).enumerate() {
+            match wanted {
+                Err(error) => outcomes[index] = Some(Outcome::Rejected(error)),
+                Ok(wanted) => match self.plan(self.known.as_ref().expect("read above"), index, &record.key, wanted) {
+                    Some(operation) => operations.push(operation),
+                    None => outcomes[index] = Some(Outcome::Unchanged),
+                },
+            }
+        }
+        let mut links = Vec::new();
+        let again = self.send(operations, &mut outcomes, &mut links).await?;
+        let last = self.send(again, &mut outcomes, &mut links).await?;
+        for op in last {
+            let message = format!("QuickBooks refused {} twice (a name taken or an item edited meanwhile)", op.body["Name"]);
+            outcomes[op.index] = Some(Outcome::Rejected(RecordError {
+                class: ErrorClass::Conflict,
+                field: "Name".into(),
+                rule: "quickbooks_item".into(),
+                message,
+            }));
+        }
+        if !links.is_empty() {
+            self.links.save(&self.target, &links).await?;
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Unchanged)).collect())
+    }
+
+    fn retries_itself(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fields_that_differ_are_written() {
+        let item = json!({"Name": "Gold", "UnitPrice": 20, "IncomeAccountRef": {"value": "79", "name": "Sales"}, "Active": true});
+        let wanted = |fields: Value| fields.as_object().unwrap().clone();
+        assert!(changes(&item, &wanted(json!({"Name": "Gold", "UnitPrice": 20.0, "IncomeAccountRef": {"value": "79"}}))).is_empty());
+        let changed = changes(&item, &wanted(json!({"Name": "GOLD", "UnitPrice": 25.5, "Active": false})));
+        assert_eq!(changed.keys().collect::<Vec<_>>(), vec!["Active", "Name", "UnitPrice"], "a name's case is a change too");
+    }
+
+    #[test]
+    fn a_suffixed_name_keeps_the_key_within_100_characters() {
+        assert_eq!(suffixed("Gold", "prod_1"), "Gold (prod_1)");
+        let long = suffixed(&"x".repeat(120), "prod_QXg1hqf4jFNsqG");
+        assert_eq!(long.chars().count(), NAME_MAX);
+        assert!(long.ends_with(" (prod_QXg1hqf4jFNsqG)"));
+    }
+}
