@@ -80,6 +80,10 @@ pub enum Command {
     /// Serve the local API emulators (HubSpot, ManyChat, Stripe, QuickBooks) for tests, demos
     /// and dry runs.
     Sandbox(SandboxArgs),
+    /// Compare every record of a pipeline's source with what its target holds now, and show
+    /// the drift (items changed by hand in QuickBooks, rows edited in a table); `--apply`
+    /// writes what differs. A full read that ignores change detection: schedule it to repair.
+    Reconcile(ReconcileArgs),
     /// Connect an OAuth app to its account (`quickbooks`: prints the consent page's address,
     /// then stores the tokens the approval gives, encrypted under `SYNCLINE_TOKEN_KEY`).
     Auth(AuthArgs),
@@ -128,6 +132,39 @@ pub struct ServeArgs {
     /// Address and port to listen on (default: the config's `serve.bind`, else 127.0.0.1:8080).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The pipeline.
+    pub pipeline: String,
+    /// Write what differs (default: only show it).
+    #[arg(long)]
+    pub apply: bool,
+    /// Every difference, as JSON lines, into this file (when only showing).
+    #[arg(long, conflicts_with = "apply")]
+    pub plan_out: Option<PathBuf>,
+}
+
+impl ReconcileArgs {
+    /// The run it is: full, change detection ignored, dry unless applying.
+    pub fn run(self) -> RunArgs {
+        RunArgs {
+            pipeline: self.pipeline,
+            full: true,
+            since: None,
+            dry_run: !self.apply,
+            jobs: 1,
+            skip_associations: false,
+            from_object: None,
+            to_object: None,
+            plan_out: self.plan_out,
+            batch_size: None,
+            limit: None,
+            resend: true,
+            sandbox: false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -188,14 +188,26 @@ fn suffixed(name: &str, key: &str) -> String {
 }
 
 impl ItemSink {
-    /// The operation for one record (None: the item already matches).
-    fn plan(&self, known: &Known, index: usize, key: &str, wanted: Map<String, Value>) -> Option<Operation> {
-        let name = wanted["Name"].as_str().unwrap_or_default().to_lowercase();
+    /// The item that stands for `key`: the one stored for it, or (`link`) the unlinked one of
+    /// its name.
+    fn item_of<'k>(&self, known: &'k Known, key: &str, name: &str) -> Option<&'k Value> {
         let own = known.by_key.get(key).and_then(|id| known.items.get(id));
+        let holder = known.by_name.get(&name.to_lowercase()).and_then(|id| known.items.get(id));
+        own.or(holder
+            .filter(|i| !known.linked.contains(i["Id"].as_str().unwrap_or_default()) && self.settings.on_name_taken == NameTaken::Link))
+    }
+
+    /// The operation for one record (None: the item already matches).
+    fn plan(&self, known: &Known, index: usize, key: &str, mut wanted: Map<String, Value>) -> Option<Operation> {
+        let own = known.by_key.get(key).and_then(|id| known.items.get(id));
+        // an item made with the key after its name (its own was taken) keeps that name
+        let suffixed_name = suffixed(wanted["Name"].as_str().unwrap_or_default(), key);
+        if own.is_some_and(|item| item["Name"] == suffixed_name.as_str()) {
+            wanted.insert("Name".into(), json!(suffixed_name));
+        }
+        let name = wanted["Name"].as_str().unwrap_or_default().to_lowercase();
         let holder = known.by_name.get(&name).and_then(|id| known.items.get(id)).filter(|i| Some(*i) != own);
-        let linkable = holder
-            .filter(|i| !known.linked.contains(i["Id"].as_str().unwrap_or_default()) && self.settings.on_name_taken == NameTaken::Link);
-        match (own.or(linkable), holder) {
+        match (self.item_of(known, key, &name), holder) {
             (Some(item), _) => {
                 let changed = changes(item, &wanted);
                 let adopting = own.is_none();
@@ -299,7 +311,42 @@ impl ItemSink {
     }
 }
 
+/// An item as the record that made it (for dry runs and `reconcile`): its fields under the
+/// record's names, the price in minor units, the key's suffix taken off the name.
+fn record_of(item: &Value, key: &str, currency: &str) -> Record {
+    let text = |value: &Value| value.as_str().map_or(syncline_core::Value::Null, |t| syncline_core::Value::Text(t.to_owned()));
+    let name = item["Name"].as_str().unwrap_or_default();
+    let name = name.strip_suffix(&format!(" ({key})")).unwrap_or(name);
+    let exponent = if ZERO_DECIMAL.contains(&currency) { 0 } else { 2 };
+    let amount = item["UnitPrice"]
+        .as_f64()
+        .map_or(syncline_core::Value::Null, |p| syncline_core::Value::Int((p * 10f64.powi(exponent)).round() as i64));
+    Record::new(key)
+        .with("id", key)
+        .with("name", name)
+        .with("description", text(&item["Description"]))
+        .with("unit_amount", amount)
+        .with("currency", currency)
+        .with("type", text(&item["Type"]))
+        .with("income_account", text(&item["IncomeAccountRef"]["value"]))
+        .with("sku", text(&item["Sku"]))
+        .with("active", syncline_core::Value::Bool(item["Active"] != false))
+}
+
 impl Sink for ItemSink {
+    async fn current(&mut self, batch: &[Record]) -> Result<Option<Vec<Record>>, ConnectorError> {
+        self.known().await?;
+        let known = self.known.as_ref().expect("read above");
+        let current = batch
+            .iter()
+            .filter_map(|record| {
+                let name = record.get("name").and_then(|v| v.as_text()).map(|t| t.trim().to_owned()).unwrap_or_default();
+                self.item_of(known, &record.key, &name).map(|item| record_of(item, &record.key, &self.settings.currency))
+            })
+            .collect();
+        Ok(Some(current))
+    }
+
     async fn write(&mut self, batch: &[Record]) -> Result<Vec<Outcome>, ConnectorError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let wanted: Vec<Result<Map<String, Value>, RecordError>> = batch.iter().map(|r| self.wanted(r)).collect();

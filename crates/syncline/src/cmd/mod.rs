@@ -120,6 +120,10 @@ async fn command(command: Command, session: &Session) -> CliResult {
             serve::run(&config, &store, args, session).await
         }
         Command::Verify(args) => verify::run(&config::load(&session.config_path)?, args).await,
+        Command::Reconcile(args) => {
+            let (config, store) = whole(session).await?;
+            run::run(&config, &store, args.run(), session).await
+        }
         Command::Auth(args) => {
             let (config, store) = whole(session).await?;
             auth::run(&config, &store, args).await

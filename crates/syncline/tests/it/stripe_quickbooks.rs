@@ -118,4 +118,27 @@ async fn products_become_items_once_and_follow_their_changes() {
     let listed = stdout(&dlq);
     assert!(listed.contains(euro["id"].as_str().unwrap()) && listed.contains("EUR"), "{listed}");
     assert!(listed.contains("2050") || listed.contains("Max:100"), "{listed}");
+
+    // 20 items changed by hand in QuickBooks: reconcile shows them, then repairs exactly them
+    let by_hand: Vec<serde_json::Value> = hub
+        .sandbox
+        .quickbooks_items(DEMO_QUICKBOOKS_REALM)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i["Name"].as_str().is_some_and(|n| n.len() == 8 && n.starts_with("Plan 1")))
+        .collect();
+    assert_eq!(by_hand.len(), 20);
+    for item in &by_hand {
+        hub.sandbox.write_quickbooks_item(DEMO_QUICKBOOKS_REALM, json!({"Id": item["Id"], "SyncToken": item["SyncToken"], "sparse": true, "UnitPrice": 0.5, "Description": "edited by hand"})).unwrap();
+    }
+    let writes = hub.sandbox.ledger().writes();
+    let shown = run(d, &hub, &["reconcile", "products_to_items"]);
+    assert!(stdout(&shown).contains("update 20"), "{}{}", stdout(&shown), stderr(&shown));
+    assert_eq!(hub.sandbox.ledger().writes(), writes, "showing writes nothing");
+    let applied = run(d, &hub, &["reconcile", "products_to_items", "--apply"]);
+    assert_eq!(code(&applied), 3, "the two dead letters are still refused: {}{}", stdout(&applied), stderr(&applied));
+    assert_eq!(hub.sandbox.ledger().writes() - writes, 20, "exactly the items changed by hand are repaired");
+    assert!(hub.sandbox.quickbooks_items(DEMO_QUICKBOOKS_REALM).unwrap().iter().all(|i| i["Description"] != "edited by hand"));
+    let again = run(d, &hub, &["reconcile", "products_to_items"]);
+    assert!(stdout(&again).contains("update 0"), "{}", stdout(&again));
 }
