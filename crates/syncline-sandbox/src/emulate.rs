@@ -53,6 +53,12 @@ pub(crate) trait Api {
     /// The headers every answer carries, and what they repeat in the body (HubSpot's
     /// correlation id, which an error body carries too).
     fn stamp(body: &mut Value) -> Headers;
+
+    /// The token a request carries: `Authorization: Bearer …` (Stripe also takes the key as
+    /// HTTP Basic's user name, as `curl -u sk_test_…:` sends it).
+    fn token(headers: &axum::http::HeaderMap) -> Option<String> {
+        headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned)
+    }
 }
 
 /// Runs one request through the pipeline; `inputs` is its batch size for the ledger.
@@ -70,8 +76,8 @@ pub(crate) async fn emulate<A: Api>(
     let mut applied = Applied::default();
     let (status, mut body, mut headers) = {
         let mut state = sandbox.lock();
-        let token = call.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let account = token.filter(|_| !fault.revoked).and_then(|t| A::account(&mut state, t));
+        let token = A::token(&call.headers);
+        let account = token.filter(|_| !fault.revoked).and_then(|t| A::account(&mut state, &t));
         let (mut answer, headers) = answer::<A>(&fault, account, &limit, handler, &mut applied);
         if let Some(code) = fault.after {
             answer = A::failed(StatusCode::from_u16(code).expect("fault codes are valid"), true);

@@ -468,6 +468,11 @@ pub struct BenchArgs {
     /// full run; records/s and resident memory.
     #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse"])]
     pub stripe: bool,
+    /// Measure the Stripe → QuickBooks backfill instead: `--rows` products become items of a
+    /// QuickBooks sandbox company at QuickBooks' own limits, through the example pipeline;
+    /// batch calls per minute against the 40 allowed, and the 429s.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe"])]
+    pub quickbooks: bool,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

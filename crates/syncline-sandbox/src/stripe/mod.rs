@@ -120,6 +120,16 @@ impl Api for Stripe {
     fn stamp(_: &mut Value) -> Headers {
         vec![("request-id", new_id("req", 14))]
     }
+
+    fn token(headers: &axum::http::HeaderMap) -> Option<String> {
+        use base64::Engine;
+        let value = headers.get("authorization")?.to_str().ok()?;
+        if let Some(bearer) = value.strip_prefix("Bearer ") {
+            return Some(bearer.to_owned());
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ")?).ok()?;
+        String::from_utf8(decoded).ok()?.split(':').next().map(str::to_owned)
+    }
 }
 
 async fn call(State(sandbox): State<Sandbox>, request: Call, body: Bytes) -> Response {

@@ -217,6 +217,10 @@ async fn bad_requests_get_stripes_errors_naming_the_parameter() {
     conforms("deleted_product", &gone.body);
     let unknown_key = send_raw(&sandbox, "GET", "/v1/products", &[("authorization", "Bearer sk_test_other")], String::new()).await;
     assert_eq!(unknown_key.status, 401);
+    // `curl -u sk_test_…:` sends the key as HTTP Basic's user name
+    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{KEY}:")));
+    let as_user = send_raw(&sandbox, "GET", "/v1/products", &[("authorization", basic.as_str())], String::new()).await;
+    assert_eq!(as_user.status, 200);
 }
 
 #[tokio::test]

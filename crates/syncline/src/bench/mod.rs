@@ -9,6 +9,7 @@
 mod flow;
 mod intake;
 mod members;
+mod quickbooks;
 mod stripe;
 mod timing;
 mod warehouse;
@@ -44,6 +45,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         warehouse::run(&args, &dir).await
     } else if args.stripe {
         stripe::run(&args, &dir).await
+    } else if args.quickbooks {
+        quickbooks::run(&args, &dir).await
     } else {
         members::run(&args, &dir).await
     }

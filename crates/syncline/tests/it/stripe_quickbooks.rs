@@ -52,26 +52,77 @@ fn batch_calls(hub: &Hub) -> usize {
     hub.sandbox.ledger().calls("/batch").len()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn products_become_items_once_and_follow_their_changes() {
+/// The demo sandbox, its Stripe account without limits.
+fn hub() -> Hub {
     let mut seed = Seed::members_demo();
     seed.stripe[0].rate_limit = Some(0);
-    let hub = hub_with(seed, Tier::Unlimited);
-    let ids = hub.sandbox.generate_products(DEMO_STRIPE_KEY, 120).unwrap();
-    // an item someone made by hand holds a product's name
-    hub.sandbox.write_quickbooks_item(DEMO_QUICKBOOKS_REALM, json!({"Name": "Plan 5", "Type": "NonInventory"})).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::copy(examples().join("stripe-to-quickbooks.yaml"), d.join("stripe-to-quickbooks.yaml")).unwrap();
+    hub_with(seed, Tier::Unlimited)
+}
 
+/// The example in a new folder, with `on_name_taken` set, connected to the sandbox's company.
+async fn connected(hub: &Hub, on_name_taken: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(examples().join("stripe-to-quickbooks.yaml")).unwrap();
+    let example = example.replace("on_name_taken: suffix", &format!("on_name_taken: {on_name_taken}"));
+    std::fs::write(dir.path().join("stripe-to-quickbooks.yaml"), example).unwrap();
     let consent = format!(
         "{}/connect/oauth2?client_id=sandbox-client&redirect_uri=http%3A%2F%2Flocalhost%3A8080%2Fcallback&response_type=code",
         hub.url
     );
     let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let redirect = no_follow.get(consent).send().await.unwrap().headers()["location"].to_str().unwrap().to_owned();
-    let out = run(d, &hub, &["auth", "quickbooks", "--redirect", &redirect]);
+    let out = run(dir.path(), hub, &["auth", "quickbooks", "--redirect", &redirect]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    dir
+}
+
+/// Item names, lowercased, each with how many items hold it.
+fn name_counts(hub: &Hub) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for item in hub.sandbox.quickbooks_items(DEMO_QUICKBOOKS_REALM).unwrap() {
+        *counts.entry(item["Name"].as_str().unwrap().to_lowercase()).or_default() += 1;
+    }
+    counts
+}
+
+/// Done-when 2: 40 products whose names are held by items made by hand (some in another case)
+/// are resolved by the configured rule, twice over, and no name is ever held twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_held_by_other_items_follow_the_configured_rule() {
+    for rule in ["suffix", "link"] {
+        let hub = hub();
+        let ids = hub.sandbox.generate_products(DEMO_STRIPE_KEY, 60).unwrap();
+        for k in 0..40 {
+            let name = if k % 3 == 0 { format!("PLAN {k}") } else { format!("Plan {k}") };
+            hub.sandbox.write_quickbooks_item(DEMO_QUICKBOOKS_REALM, json!({"Name": name, "Type": "NonInventory"})).unwrap();
+        }
+        let dir = connected(&hub, rule).await;
+        for _ in 0..2 {
+            let out = run(dir.path(), &hub, &["run", "products_to_items", "--full", "--resend"]);
+            assert_eq!(code(&out), 0, "{rule}: {}{}", stdout(&out), stderr(&out));
+        }
+        let counts = name_counts(&hub);
+        assert!(counts.values().all(|n| *n == 1), "{rule}: a name held twice: {counts:?}");
+        let items = hub.sandbox.quickbooks_items(DEMO_QUICKBOOKS_REALM).unwrap();
+        if rule == "suffix" {
+            assert_eq!(items.len(), 100, "40 by hand, 60 made");
+            assert!((0..40).all(|k| counts.contains_key(&format!("plan {k} ({})", ids[k].to_lowercase()))), "{counts:?}");
+        } else {
+            assert_eq!(items.len(), 60, "the 40 taken as the products', 20 made");
+            let priced = items.iter().filter(|i| i["Type"] == "Service" && i["UnitPrice"].as_f64().unwrap_or_default() > 0.0).count();
+            assert_eq!(priced, 60, "every item now carries its product's fields");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn products_become_items_once_and_follow_their_changes() {
+    let hub = hub();
+    let ids = hub.sandbox.generate_products(DEMO_STRIPE_KEY, 120).unwrap();
+    // an item someone made by hand holds a product's name
+    hub.sandbox.write_quickbooks_item(DEMO_QUICKBOOKS_REALM, json!({"Name": "Plan 5", "Type": "NonInventory"})).unwrap();
+    let dir = connected(&hub, "suffix").await;
+    let d = dir.path();
 
     let out = run(d, &hub, &["run", "products_to_items"]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
