@@ -23,6 +23,26 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 use std::borrow::Cow;
 use std::time::Duration;
 
+/// Which audit entries `find_events` returns (empty strings match everything).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub kind: String,
+    pub subject: String,
+    pub since: String,
+    pub limit: i64,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub subject: String,
+    pub run_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
 /// Which database holds the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -209,6 +229,52 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Appends several entries to the audit trail in one transaction: (kind, subject, detail).
+    pub async fn append_events(&self, run_id: Option<&str>, entries: &[(String, String, serde_json::Value)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        for (kind, subject, detail) in entries {
+            sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&at)
+                .bind(kind)
+                .bind(subject)
+                .bind(run_id)
+                .bind(detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audit entries, newest first: of a kind (`created` matches `quickbooks.item.created`), of
+    /// a subject, from a time on (RFC 3339), at most `limit`.
+    pub async fn find_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+        let rows: Vec<(i64, String, String, String, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, at, kind, subject, run_id, detail FROM events \
+             WHERE ($1 = '' OR kind = $1 OR kind LIKE $2) AND ($3 = '' OR subject = $3) AND ($4 = '' OR at >= $4) \
+             ORDER BY id DESC LIMIT $5",
+        )
+        .bind(&filter.kind)
+        .bind(format!("%.{}", filter.kind))
+        .bind(&filter.subject)
+        .bind(&filter.since)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, kind, subject, run_id, detail)| EventRow {
+                id,
+                at,
+                kind,
+                subject,
+                run_id,
+                detail: serde_json::from_str(&detail).unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// The audit trail of one subject, oldest first.

@@ -80,6 +80,9 @@ pub enum Command {
     /// Serve the local API emulators (HubSpot, ManyChat, Stripe, QuickBooks) for tests, demos
     /// and dry runs.
     Sandbox(SandboxArgs),
+    /// The audit trail: what sinks decided for each record (QuickBooks items created, updated
+    /// with which fields, unchanged, refused), newest first, with counts and durations.
+    Events(EventsArgs),
     /// Compare every record of a pipeline's source with what its target holds now, and show
     /// the drift (items changed by hand in QuickBooks, rows edited in a table); `--apply`
     /// writes what differs. A full read that ignores change detection: schedule it to repair.
@@ -132,6 +135,26 @@ pub struct ServeArgs {
     /// Address and port to listen on (default: the config's `serve.bind`, else 127.0.0.1:8080).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this decision (`created`, `updated`, `unchanged`, `conflict`, `dead_letter`) or
+    /// whole kind (`quickbooks.item.updated`).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Only the entries of this record (a Stripe product's id).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Only entries from this time on (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many entries, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+    pub limit: i64,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -248,7 +248,7 @@ pub async fn sink_in(portals: &Portals, pipeline: &Pipeline, base_dir: &Path, ba
             connection.profile.unreachable_for = pipeline.retry.unavailable;
             let api = Arc::new(quickbooks_api(&connection, store)?);
             let links = crate::vault::StoreLinks::new(store.clone());
-            Ok(AnySink::QuickBooks(ItemSink::new(api, links, &connection.profile.realm_id, items.clone())))
+            Ok(AnySink::QuickBooks(ItemSink::new(api, links.clone(), links, &connection.profile.realm_id, items.clone())))
         }
     }
 }

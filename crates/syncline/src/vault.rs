@@ -9,7 +9,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use futures_util::future::BoxFuture;
-use syncline_connectors::quickbooks::{LinkVault, TokenVault, Tokens};
+use syncline_connectors::quickbooks::{Ledger, LinkVault, TokenVault, Tokens};
 use syncline_core::{ConnectorError, ErrorClass};
 use syncline_store::{SealedTokens, Store};
 
@@ -114,7 +114,8 @@ impl TokenVault for StoreVault {
     }
 }
 
-/// The state store as the [`LinkVault`] of a sink: which item stands for which record key.
+/// The state store as the [`LinkVault`] of a sink (which item stands for which record key) and
+/// its [`Ledger`] (the audit trail of what it decided).
 pub struct StoreLinks(Store);
 
 impl StoreLinks {
@@ -130,6 +131,12 @@ impl LinkVault for StoreLinks {
 
     fn save<'a>(&'a self, target: &'a str, links: &'a [(String, String)]) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(async move { self.0.save_remote_ids(target, links).await.map_err(failed) })
+    }
+}
+
+impl Ledger for StoreLinks {
+    fn record<'a>(&'a self, entries: &'a [(String, String, serde_json::Value)]) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move { self.0.append_events(None, entries).await.map_err(failed) })
     }
 }
 

@@ -12,4 +12,4 @@ mod sink;
 pub use api::{QueryPage, QuickBooksApi};
 pub use config::{DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, MINOR_VERSION, QuickBooksProfile};
 pub use oauth::{OAuthApp, REAUTHORIZE, TokenManager, TokenVault, Tokens};
-pub use sink::{BATCH_OPERATIONS, ItemSettings, ItemSink, LinkVault, NameTaken};
+pub use sink::{BATCH_OPERATIONS, ItemSettings, ItemSink, Ledger, LinkVault, NameTaken};

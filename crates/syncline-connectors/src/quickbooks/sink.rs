@@ -33,6 +33,14 @@ pub trait LinkVault: Send + Sync {
     fn save<'a>(&'a self, target: &'a str, links: &'a [(String, String)]) -> BoxFuture<'a, Result<(), ConnectorError>>;
 }
 
+/// Where the sink tells what it decided for each record it was given — `quickbooks.item.`
+/// `created`, `updated` (with each changed field's old and new value), `unchanged`, `conflict`
+/// or `dead_letter` (with QuickBooks' words) — as (kind, record key, detail): the state
+/// store's audit trail, which `syncline events` reads.
+pub trait Ledger: Send + Sync {
+    fn record<'a>(&'a self, entries: &'a [(String, String, Value)]) -> BoxFuture<'a, Result<(), ConnectorError>>;
+}
+
 /// What to do when a record's name is held by an item no record has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameTaken {
@@ -76,6 +84,9 @@ impl Known {
 pub struct ItemSink {
     api: Arc<QuickBooksApi>,
     links: Arc<dyn LinkVault>,
+    ledger: Arc<dyn Ledger>,
+    /// This write's ledger entries.
+    entries: Vec<(String, String, Value)>,
     settings: ItemSettings,
     target: String,
     known: Option<Known>,
@@ -99,8 +110,18 @@ impl Operation {
 }
 
 impl ItemSink {
-    pub fn new(api: Arc<QuickBooksApi>, links: Arc<dyn LinkVault>, realm_id: &str, settings: ItemSettings) -> ItemSink {
-        ItemSink { api, links, settings, target: format!("quickbooks:{realm_id}/items"), known: None }
+    pub fn new(
+        api: Arc<QuickBooksApi>,
+        links: Arc<dyn LinkVault>,
+        ledger: Arc<dyn Ledger>,
+        realm_id: &str,
+        settings: ItemSettings,
+    ) -> ItemSink {
+        ItemSink { api, links, ledger, entries: Vec::new(), settings, target: format!("quickbooks:{realm_id}/items"), known: None }
+    }
+
+    fn note(&mut self, decision: &str, key: &str, detail: Value) {
+        self.entries.push((format!("quickbooks.item.{decision}"), key.to_owned(), detail));
     }
 
     /// `quickbooks:<realm>/items`.
@@ -244,11 +265,13 @@ impl ItemSink {
                 .enumerate()
                 .map(|(b, op)| json!({"bId": b.to_string(), "operation": if op.create { "create" } else { "update" }, "Item": op.body}))
                 .collect();
+            let started = std::time::Instant::now();
             let answers = self.api.batch(requests).await?;
+            let ms = started.elapsed().as_millis() as u64;
             for (b, op) in chunk.iter().enumerate() {
                 let bid = b.to_string();
                 let answer = answers.iter().find(|a| a["bId"] == bid.as_str()).cloned().unwrap_or(Value::Null);
-                if let Some(retry) = self.answered(op, answer, outcomes, links).await? {
+                if let Some(retry) = self.answered(op, answer, ms, outcomes, links).await? {
                     again.push(retry);
                 }
             }
@@ -260,18 +283,25 @@ impl ItemSink {
         &mut self,
         op: &Operation,
         answer: Value,
+        ms: u64,
         outcomes: &mut [Option<Outcome>],
         links: &mut Vec<(String, String)>,
     ) -> Result<Option<Operation>, ConnectorError> {
         let known = self.known.as_mut().expect("read before writing");
         if answer["Item"].is_object() {
             let id = answer["Item"]["Id"].as_str().unwrap_or_default().to_owned();
+            let before = known.items.get(&id).cloned().unwrap_or(Value::Null);
+            let fields = op.body.as_object().into_iter().flatten().filter(|(k, _)| !["Id", "SyncToken", "sparse"].contains(&k.as_str()));
+            let changed: Map<String, Value> =
+                fields.map(|(k, v)| (k.clone(), if op.create { v.clone() } else { json!([before[k.as_str()], v]) })).collect();
             known.keep(answer["Item"].clone());
             if known.by_key.get(&op.key) != Some(&id) {
                 known.link(&op.key, &id);
-                links.push((op.key.clone(), id));
+                links.push((op.key.clone(), id.clone()));
             }
             outcomes[op.index] = Some(if op.create { Outcome::Created } else { Outcome::Updated });
+            let decision = if op.create { "created" } else { "updated" };
+            self.note(decision, &op.key, json!({"item": id, "fields": changed, "ms": ms}));
             return Ok(None);
         }
         let error = &answer["Fault"]["Error"][0];
@@ -298,12 +328,15 @@ impl ItemSink {
                     body["SyncToken"] = item["SyncToken"].clone();
                     return Ok(Some(op.again(body)));
                 }
+                self.note("dead_letter", &op.key, json!({"code": code, "message": words, "ms": ms}));
                 outcomes[op.index] = Some(Outcome::Rejected(RecordError::data("-", "quickbooks_item", words)));
                 Ok(None)
             }
             _ => {
                 let class = if code == "6240" || code == "5010" { ErrorClass::Conflict } else { ErrorClass::Data };
                 let field = error["element"].as_str().filter(|e| !e.is_empty()).unwrap_or("-").to_owned();
+                let decision = if class == ErrorClass::Conflict { "conflict" } else { "dead_letter" };
+                self.note(decision, &op.key, json!({"code": code, "field": field, "message": words, "ms": ms}));
                 outcomes[op.index] = Some(Outcome::Rejected(RecordError { class, field, rule: "quickbooks_item".into(), message: words }));
                 Ok(None)
             }
@@ -354,10 +387,16 @@ impl Sink for ItemSink {
         let mut operations = Vec::new();
         for (index, (record, wanted)) in batch.iter().zip(wanted).enumerate() {
             match wanted {
-                Err(error) => outcomes[index] = Some(Outcome::Rejected(error)),
+                Err(error) => {
+                    self.note("dead_letter", &record.key, json!({"field": error.field, "message": error.message}));
+                    outcomes[index] = Some(Outcome::Rejected(error));
+                }
                 Ok(wanted) => match self.plan(self.known.as_ref().expect("read above"), index, &record.key, wanted) {
                     Some(operation) => operations.push(operation),
-                    None => outcomes[index] = Some(Outcome::Unchanged),
+                    None => {
+                        self.note("unchanged", &record.key, json!({}));
+                        outcomes[index] = Some(Outcome::Unchanged);
+                    }
                 },
             }
         }
@@ -366,6 +405,7 @@ impl Sink for ItemSink {
         let last = self.send(again, &mut outcomes, &mut links).await?;
         for op in last {
             let message = format!("QuickBooks refused {} twice (a name taken or an item edited meanwhile)", op.body["Name"]);
+            self.note("conflict", &op.key, json!({"message": message}));
             outcomes[op.index] = Some(Outcome::Rejected(RecordError {
                 class: ErrorClass::Conflict,
                 field: "Name".into(),
@@ -375,6 +415,10 @@ impl Sink for ItemSink {
         }
         if !links.is_empty() {
             self.links.save(&self.target, &links).await?;
+        }
+        let entries = std::mem::take(&mut self.entries);
+        if !entries.is_empty() {
+            self.ledger.record(&entries).await?;
         }
         Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Unchanged)).collect())
     }

@@ -234,6 +234,29 @@ async fn events_are_appended_in_order(store: &Store) {
     }
     let steps: Vec<_> = store.events("prod_1").await.unwrap().into_iter().map(|e| e.2["step"].clone()).collect();
     assert_eq!(steps, [json!(0), json!(1), json!(2)]);
+    let entries = vec![
+        ("quickbooks.item.created".to_owned(), "prod_2".to_owned(), json!({"item": "100"})),
+        ("quickbooks.item.updated".to_owned(), "prod_2".to_owned(), json!({"item": "100"})),
+        ("quickbooks.item.created".to_owned(), "prod_3".to_owned(), json!({"item": "101"})),
+    ];
+    store.append_events(Some("run-9"), &entries).await.unwrap();
+    let find = |kind: &str, subject: &str| syncline_store::EventFilter {
+        kind: kind.into(),
+        subject: subject.into(),
+        since: String::new(),
+        limit: 10,
+    };
+    let created = store.find_events(&find("created", "")).await.unwrap();
+    assert_eq!(
+        created.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),
+        ["prod_3", "prod_2"],
+        "newest first, by the kind's last part"
+    );
+    assert_eq!(created[0].run_id.as_deref(), Some("run-9"));
+    assert_eq!(store.find_events(&find("", "prod_2")).await.unwrap().len(), 2);
+    assert_eq!(store.find_events(&find("quickbooks.item.updated", "")).await.unwrap().len(), 1);
+    let later = syncline_store::EventFilter { since: "2999-01-01".into(), ..find("", "") };
+    assert!(store.find_events(&later).await.unwrap().is_empty());
 }
 
 async fn reopening_keeps_everything(url: &str) {

@@ -5,6 +5,7 @@ mod auth;
 mod backfill;
 mod check;
 mod dlq;
+mod events;
 mod example;
 mod inbox;
 mod run;
@@ -97,6 +98,7 @@ async fn command(command: Command, session: &Session) -> CliResult {
         // these read only the state store: no secrets or connections needed
         Command::Runs(args) => runs::run(&store_only(session).await?, args).await,
         Command::Inbox(args) => inbox::run(&store_only(session).await?, args).await,
+        Command::Events(args) => events::run(&store_only(session).await?, args).await,
         Command::Dlq(DlqCommand::Replay { pipeline, ids }) => {
             let (config, store) = whole(session).await?;
             dlq::replay(&config, &store, pipeline, ids, session).await

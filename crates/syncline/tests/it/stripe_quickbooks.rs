@@ -170,6 +170,21 @@ async fn products_become_items_once_and_follow_their_changes() {
     assert!(listed.contains(euro["id"].as_str().unwrap()) && listed.contains("EUR"), "{listed}");
     assert!(listed.contains("2050") || listed.contains("Max:100"), "{listed}");
 
+    // the ledger says what was decided for each product, and why
+    let updates = run(d, &hub, &["events", "--type", "updated", "--json"]);
+    let updates: Vec<serde_json::Value> = stdout(&updates).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(updates.len(), 15, "10 renamed and 5 archived");
+    let renamed = updates.iter().find(|e| e["subject"] == ids[0].as_str()).expect("the first renamed product");
+    assert_eq!(renamed["detail"]["fields"]["Name"], json!(["Plan 0", format!("Renamed {}", ids[0])]), "{renamed}");
+    let euro_trail = run(d, &hub, &["events", "--product", euro["id"].as_str().unwrap()]);
+    assert!(stdout(&euro_trail).contains("dead_letter") && stdout(&euro_trail).contains("EUR"), "{}", stdout(&euro_trail));
+    let all = run(d, &hub, &["events", "--limit", "1000"]);
+    assert!(
+        stdout(&all).contains("created 120") && stdout(&all).contains("write call p50"),
+        "{}",
+        stdout(&all).lines().last().unwrap_or_default()
+    );
+
     // 20 items changed by hand in QuickBooks: reconcile shows them, then repairs exactly them
     let by_hand: Vec<serde_json::Value> = hub
         .sandbox
