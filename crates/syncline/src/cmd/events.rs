@@ -1,6 +1,7 @@
 //! `syncline events`: the audit trail — what each sink decided for each record (a QuickBooks
 //! item created, updated with which fields, unchanged, refused), newest first, with counts by
-//! decision and the write calls' p50/p95/p99 durations.
+//! decision and the write calls' p50/p95/p99 durations (a call's wait for the rate budget
+//! included: at QuickBooks' 40 batch calls a minute, that is most of it).
 
 use std::collections::BTreeMap;
 
@@ -68,8 +69,11 @@ fn statistics(events: &[EventRow]) -> String {
     let mut ms: Vec<u64> = events.iter().filter_map(|e| e.detail["ms"].as_u64()).collect();
     ms.sort_unstable();
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    let durations =
-        if ms.is_empty() { String::new() } else { format!(" · write call p50 {} ms, p95 {} ms, p99 {} ms", at(0.5), at(0.95), at(0.99)) };
+    let durations = if ms.is_empty() {
+        String::new()
+    } else {
+        format!(" · write calls (waits for the rate budget included) p50 {} ms, p95 {} ms, p99 {} ms", at(0.5), at(0.95), at(0.99))
+    };
     format!("{} events: {}{durations}", events.len(), counted.join(" · "))
 }
 
@@ -89,6 +93,9 @@ mod tests {
         let refused = row("quickbooks.item.dead_letter", json!({"message": "QuickBooks 2050: too long"}));
         assert_eq!(summary(&refused), "QuickBooks 2050: too long");
         let events = vec![updated, refused, row("quickbooks.item.created", json!({"item": "8", "ms": 10}))];
-        assert_eq!(statistics(&events), "3 events: created 1 · dead_letter 1 · updated 1 · write call p50 40 ms, p95 40 ms, p99 40 ms");
+        assert_eq!(
+            statistics(&events),
+            "3 events: created 1 · dead_letter 1 · updated 1 · write calls (waits for the rate budget included) p50 40 ms, p95 40 ms, p99 40 ms"
+        );
     }
 }

@@ -180,7 +180,7 @@ async fn products_become_items_once_and_follow_their_changes() {
     assert!(stdout(&euro_trail).contains("dead_letter") && stdout(&euro_trail).contains("EUR"), "{}", stdout(&euro_trail));
     let all = run(d, &hub, &["events", "--limit", "1000"]);
     assert!(
-        stdout(&all).contains("created 120") && stdout(&all).contains("write call p50"),
+        stdout(&all).contains("created 120") && stdout(&all).contains("write calls (waits for the rate budget included) p50"),
         "{}",
         stdout(&all).lines().last().unwrap_or_default()
     );
