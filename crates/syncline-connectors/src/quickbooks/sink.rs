@@ -194,7 +194,6 @@ fn changes(item: &Value, wanted: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(field, value)| match (field.as_str(), &item[field.as_str()]) {
             ("IncomeAccountRef", current) => current["value"] != value["value"],
             ("UnitPrice", current) => current.as_f64().unwrap_or_default() != value.as_f64().unwrap_or_default(),
-            ("Name", current) => current.as_str().map(str::to_lowercase) != value.as_str().map(str::to_lowercase) || current != *value,
             (_, current) => current != *value,
         })
         .map(|(k, v)| (k.clone(), v.clone()))

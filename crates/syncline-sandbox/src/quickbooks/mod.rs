@@ -101,10 +101,7 @@ impl Fault {
 
 /// The `time` every answer carries, in the company's offset with milliseconds.
 fn now() -> String {
-    Utc::now()
-        .with_timezone(&chrono::FixedOffset::west_opt(8 * 3600).expect("a valid offset"))
-        .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
-        .to_string()
+    realm::in_company_zone(Utc::now()).format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
 }
 
 fn entity(name: &str, object: Value) -> Answer {

@@ -121,7 +121,12 @@ pub(crate) struct Realm {
 
 /// QuickBooks' times: the company's offset (Pacific here), second precision.
 pub(crate) fn company_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&FixedOffset::west_opt(8 * 3600).expect("a valid offset")).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    in_company_zone(at).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// A time in the company's offset (Pacific, without daylight saving).
+pub(crate) fn in_company_zone(at: DateTime<Utc>) -> DateTime<FixedOffset> {
+    at.with_timezone(&FixedOffset::west_opt(8 * 3600).expect("a valid offset"))
 }
 
 impl Realm {

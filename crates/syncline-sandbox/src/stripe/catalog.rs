@@ -75,20 +75,19 @@ pub(crate) fn update_product(account: &mut Account, id: &str, form: &Form, write
         product["default_price"] = json!(price_id);
     }
     apply_product_fields(&mut product, form)?;
-    let before = account.product(id)?;
-    let previous: Map<String, Value> = product
-        .as_object()
-        .expect("a product is an object")
-        .iter()
-        .filter(|(k, v)| before[k.as_str()] != **v)
-        .map(|(k, _)| (k.clone(), before[k.as_str()].clone()))
-        .collect();
+    let previous = previous_attributes(account.product(id)?, &product);
     if !previous.is_empty() {
         product["updated"] = json!(write.now);
         *account.products.get_mut(id).expect("read above") = product.clone();
         account.emit("product.updated", &product, Some(previous), write.key, write.now);
     }
     Ok(product)
+}
+
+/// An update event's `previous_attributes`: each field `after` changed, with its value before.
+fn previous_attributes(before: &Value, after: &Value) -> Map<String, Value> {
+    let fields = after.as_object().expect("Stripe objects are objects");
+    fields.iter().filter(|(k, v)| before[k.as_str()] != **v).map(|(k, _)| (k.clone(), before[k.as_str()].clone())).collect()
 }
 
 /// Stripe refuses to delete a product that has prices: archive it (`active=false`) instead.
@@ -261,13 +260,7 @@ pub(crate) fn update_price(account: &mut Account, id: &str, form: &Form, write: 
         }
     }
     apply_metadata(&mut price, form)?;
-    let previous: Map<String, Value> = price
-        .as_object()
-        .expect("a price is an object")
-        .iter()
-        .filter(|(k, v)| before[k.as_str()] != **v)
-        .map(|(k, _)| (k.clone(), before[k.as_str()].clone()))
-        .collect();
+    let previous = previous_attributes(&before, &price);
     if !previous.is_empty() {
         *account.prices.get_mut(id).expect("read above") = price.clone();
         account.emit("price.updated", &price, Some(previous), write.key, write.now);
