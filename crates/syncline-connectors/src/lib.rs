@@ -12,7 +12,7 @@ pub mod sql;
 pub mod stripe;
 
 use chrono::NaiveDateTime;
-use syncline_core::{ConnectorError, Cursor, FieldType, Outcome, Page, Record, Sink, Source};
+use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Outcome, Page, Record, Sink, Source};
 
 pub use http::{Answer, Endpoint, Request, decode};
 
@@ -42,6 +42,19 @@ impl AnySource {
             AnySource::HubSpotDetails(source) => source.identity().await,
             AnySource::HubSpotReference(source) => source.identity().await,
             AnySource::Stripe(source) => source.identity().await,
+        }
+    }
+
+    /// These records as the source holds them now, by key (≤ 100): what a flow's `pipeline`
+    /// step reads for the object its event names. Only sources that can look a record up by
+    /// its key can (Stripe).
+    pub async fn read_keys(&self, keys: &[&str]) -> Result<Vec<Record>, ConnectorError> {
+        match self {
+            AnySource::Stripe(source) => source.read_ids(keys).await,
+            _ => Err(ConnectorError::new(
+                ErrorClass::Config,
+                "this source cannot read records by key; a flow can run pipelines that read from Stripe",
+            )),
         }
     }
 

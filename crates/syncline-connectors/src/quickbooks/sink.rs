@@ -11,6 +11,13 @@
 //! answers are followed: a name taken since the items were read (6240) gets the key suffix, a
 //! `SyncToken` gone stale (5010, someone edited the item) has the item read again and the change
 //! applied to it; anything else refused is a dead letter with QuickBooks' words.
+//!
+//! A record with `_deleted_at` (its product deleted in Stripe) makes its item inactive:
+//! QuickBooks keeps items. A create is kept in the link vault as an intent before it is sent
+//! (`pending:<name>`), so a process killed between QuickBooks' answer and storing the new id
+//! takes that item as the record's when it runs again, instead of making a second one. A write
+//! of one operation alone (a webhook's change) is a single call within the 500 a minute,
+//! rather than a batch call out of the 40.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,12 +64,19 @@ pub struct ItemSettings {
     pub on_name_taken: NameTaken,
 }
 
+/// How a create is kept in the [`LinkVault`] before it is sent: `pending:<name>`. A process
+/// killed between QuickBooks' answer and storing the item's id finds, when it starts again, the
+/// item of that name and takes it as the record's, rather than making a second one.
+const PENDING: &str = "pending:";
+
 /// The items as last read or written, and whose they are.
 struct Known {
     items: HashMap<String, Value>,
     by_name: HashMap<String, String>,
     by_key: HashMap<String, String>,
     linked: HashSet<String>,
+    /// Creates sent but not yet answered when last seen: record key → item name, lowercase.
+    pending: HashMap<String, String>,
 }
 
 impl Known {
@@ -76,8 +90,27 @@ impl Known {
     }
 
     fn link(&mut self, key: &str, id: &str) {
-        self.by_key.insert(key.to_owned(), id.to_owned());
-        self.linked.insert(id.to_owned());
+        match id.strip_prefix(PENDING) {
+            Some(name) => {
+                self.pending.insert(key.to_owned(), name.to_owned());
+            }
+            None => {
+                self.pending.remove(key);
+                self.by_key.insert(key.to_owned(), id.to_owned());
+                self.linked.insert(id.to_owned());
+            }
+        }
+    }
+
+    /// The item that is `key`'s: the one stored for it (`true`), or the unlinked one its create
+    /// was to make, when a crash left only the intent (`false`: not linked yet).
+    fn own(&self, key: &str) -> Option<(&Value, bool)> {
+        if let Some(item) = self.by_key.get(key).and_then(|id| self.items.get(id)) {
+            return Some((item, true));
+        }
+        let name = self.pending.get(key)?;
+        let item = self.by_name.get(name).and_then(|id| self.items.get(id))?;
+        (!self.linked.contains(item["Id"].as_str().unwrap_or_default())).then_some((item, false))
     }
 }
 
@@ -132,7 +165,13 @@ impl ItemSink {
     async fn known(&mut self) -> Result<&mut Known, ConnectorError> {
         if self.known.is_none() {
             let links = self.links.load(&self.target).await?;
-            let mut known = Known { items: HashMap::new(), by_name: HashMap::new(), by_key: HashMap::new(), linked: HashSet::new() };
+            let mut known = Known {
+                items: HashMap::new(),
+                by_name: HashMap::new(),
+                by_key: HashMap::new(),
+                linked: HashSet::new(),
+                pending: HashMap::new(),
+            };
             for item in self.api.all("Item").await? {
                 known.keep(item);
             }
@@ -183,6 +222,11 @@ impl ItemSink {
     }
 }
 
+/// Whether the record says its source object is gone (`_deleted_at` set).
+fn is_deleted(record: &Record) -> bool {
+    record.get("_deleted_at").is_some_and(|v| !matches!(v, syncline_core::Value::Null))
+}
+
 /// Currencies without minor units (Stripe's list).
 const ZERO_DECIMAL: [&str; 16] =
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
@@ -211,15 +255,28 @@ impl ItemSink {
     /// The item that stands for `key`: the one stored for it, or (`link`) the unlinked one of
     /// its name.
     fn item_of<'k>(&self, known: &'k Known, key: &str, name: &str) -> Option<&'k Value> {
-        let own = known.by_key.get(key).and_then(|id| known.items.get(id));
+        let own = known.own(key).map(|(item, _)| item);
         let holder = known.by_name.get(&name.to_lowercase()).and_then(|id| known.items.get(id));
         own.or(holder
             .filter(|i| !known.linked.contains(i["Id"].as_str().unwrap_or_default()) && self.settings.on_name_taken == NameTaken::Link))
     }
 
+    /// A deleted record's operation: its item made inactive (None: it has no item, or an
+    /// inactive one). QuickBooks keeps items; it never deletes them.
+    fn deactivation(&self, index: usize, key: &str) -> Option<Operation> {
+        let (item, _) = self.known.as_ref().expect("read before planning").own(key)?;
+        (item["Active"] != false).then(|| Operation {
+            index,
+            key: key.to_owned(),
+            body: json!({"Id": item["Id"], "SyncToken": item["SyncToken"], "sparse": true, "Active": false}),
+            create: false,
+            retried: false,
+        })
+    }
+
     /// The operation for one record (None: the item already matches).
     fn plan(&self, known: &Known, index: usize, key: &str, mut wanted: Map<String, Value>) -> Option<Operation> {
-        let own = known.by_key.get(key).and_then(|id| known.items.get(id));
+        let (own, confirmed) = known.own(key).map_or((None, false), |(item, confirmed)| (Some(item), confirmed));
         // an item made with the key after its name (its own was taken) keeps that name
         let suffixed_name = suffixed(wanted["Name"].as_str().unwrap_or_default(), key);
         if own.is_some_and(|item| item["Name"] == suffixed_name.as_str()) {
@@ -230,7 +287,7 @@ impl ItemSink {
         match (self.item_of(known, key, &name), holder) {
             (Some(item), _) => {
                 let changed = changes(item, &wanted);
-                let adopting = own.is_none();
+                let adopting = !confirmed;
                 (!changed.is_empty() || adopting).then(|| {
                     let mut body = changed;
                     body.insert("Id".into(), item["Id"].clone());
@@ -259,17 +316,32 @@ impl ItemSink {
     ) -> Result<Vec<Operation>, ConnectorError> {
         let mut again = Vec::new();
         for chunk in operations.chunks(BATCH_OPERATIONS) {
-            let requests = chunk
+            let intents: Vec<(String, String)> = chunk
                 .iter()
-                .enumerate()
-                .map(|(b, op)| json!({"bId": b.to_string(), "operation": if op.create { "create" } else { "update" }, "Item": op.body}))
+                .filter(|op| op.create)
+                .map(|op| (op.key.clone(), format!("{PENDING}{}", op.body["Name"].as_str().unwrap_or_default().to_lowercase())))
                 .collect();
+            if !intents.is_empty() {
+                self.links.save(&self.target, &intents).await?;
+            }
             let started = std::time::Instant::now();
-            let answers = self.api.batch(requests).await?;
+            let answers = match chunk {
+                // one change alone (a webhook's) goes as a single write, within 500 calls a minute
+                [op] => vec![self.api.write_item(&op.body).await?],
+                _ => {
+                    let requests = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(b, op)| json!({"bId": b.to_string(), "operation": if op.create { "create" } else { "update" }, "Item": op.body}))
+                        .collect();
+                    let answers = self.api.batch(requests).await?;
+                    (0..chunk.len())
+                        .map(|b| answers.iter().find(|a| a["bId"] == b.to_string().as_str()).cloned().unwrap_or(Value::Null))
+                        .collect()
+                }
+            };
             let ms = started.elapsed().as_millis() as u64;
-            for (b, op) in chunk.iter().enumerate() {
-                let bid = b.to_string();
-                let answer = answers.iter().find(|a| a["bId"] == bid.as_str()).cloned().unwrap_or(Value::Null);
+            for (op, answer) in chunk.iter().zip(answers) {
                 if let Some(retry) = self.answered(op, answer, ms, outcomes, links).await? {
                     again.push(retry);
                 }
@@ -332,6 +404,10 @@ impl ItemSink {
                 Ok(None)
             }
             _ => {
+                if op.create {
+                    // the intent is void: no item was made
+                    links.push((op.key.clone(), String::new()));
+                }
                 let class = if code == "6240" || code == "5010" { ErrorClass::Conflict } else { ErrorClass::Data };
                 let field = error["element"].as_str().filter(|e| !e.is_empty()).unwrap_or("-").to_owned();
                 let decision = if class == ErrorClass::Conflict { "conflict" } else { "dead_letter" };
@@ -385,6 +461,16 @@ impl Sink for ItemSink {
         self.known().await?;
         let mut operations = Vec::new();
         for (index, (record, wanted)) in batch.iter().zip(wanted).enumerate() {
+            if is_deleted(record) {
+                match self.deactivation(index, &record.key) {
+                    Some(operation) => operations.push(operation),
+                    None => {
+                        self.note("unchanged", &record.key, json!({"deleted": true}));
+                        outcomes[index] = Some(Outcome::Unchanged);
+                    }
+                }
+                continue;
+            }
             match wanted {
                 Err(error) => {
                     self.note("dead_letter", &record.key, json!({"field": error.field, "message": error.message}));
@@ -403,6 +489,9 @@ impl Sink for ItemSink {
         let again = self.send(operations, &mut outcomes, &mut links).await?;
         let last = self.send(again, &mut outcomes, &mut links).await?;
         for op in last {
+            if op.create {
+                links.push((op.key.clone(), String::new()));
+            }
             let message = format!("QuickBooks refused {} twice (a name taken or an item edited meanwhile)", op.body["Name"]);
             self.note("conflict", &op.key, json!({"message": message}));
             outcomes[op.index] = Some(Outcome::Rejected(RecordError {

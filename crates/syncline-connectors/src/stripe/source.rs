@@ -245,6 +245,23 @@ impl StripeSource {
     }
 }
 
+impl StripeSource {
+    /// These products as they are now (≤ 100 ids), in the order asked: one gone from Stripe is a
+    /// record of its id and `_deleted_at` (now). What a flow reads for the products its events
+    /// name, so it writes the latest state whatever order the events came in.
+    pub async fn read_ids(&self, ids: &[&str]) -> Result<Vec<Record>, ConnectorError> {
+        let found: BTreeMap<String, Product> = self.api.products_by_id(ids).await?.data.into_iter().map(|p| (p.id.clone(), p)).collect();
+        let now = Utc::now().timestamp();
+        Ok(ids
+            .iter()
+            .map(|id| match found.get(*id) {
+                Some(product) => record(product),
+                None => Record::new(*id).with("id", *id).with("_deleted_at", timestamp(now)),
+            })
+            .collect())
+    }
+}
+
 /// Every record of a page with the same fields: the metadata keys any of them has, null
 /// where a product lacks one.
 fn same_fields(mut records: Vec<Record>) -> Vec<Record> {
