@@ -12,6 +12,8 @@ pub struct Ledger {
     /// Every try of every HubSpot webhook delivery.
     pub webhook_attempts: Vec<crate::hubspot::WebhookAttempt>,
     pub webhook_counts: crate::hubspot::WebhookCounts,
+    /// The same for Stripe's webhook endpoints.
+    pub stripe_webhook_counts: crate::hubspot::WebhookCounts,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

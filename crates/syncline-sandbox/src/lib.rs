@@ -32,7 +32,7 @@ pub use hubspot::{Labels, Portal, PortalConfig, Property, SchemaEgg, Subscriptio
 pub use ledger::{Effect, Ledger, RequestLine, Window};
 pub use manychat::{Delivered, PageConfig};
 pub use quickbooks::RealmConfig;
-pub use stripe::StripeAccountConfig;
+pub use stripe::{StripeAccountConfig, StripeDelivery, StripeWebhook, stripe_signature};
 
 /// The demo ManyChat page's token (`<page_id>:<key>`).
 pub const DEMO_MANYCHAT_TOKEN: &str = "1000001:sandbox-key";
@@ -42,6 +42,10 @@ pub const DEMO_HUBSPOT_TOKEN: &str = "sandbox-token";
 
 /// The demo Stripe account's secret key (test mode: 25 requests per second).
 pub const DEMO_STRIPE_KEY: &str = "sk_test_sandbox";
+
+/// The signing secret of the demo Stripe account's webhook endpoint (`syncline sandbox
+/// --stripe-webhook`).
+pub const DEMO_STRIPE_WEBHOOK_SECRET: &str = "whsec_sandbox";
 
 /// The demo QuickBooks company's realm id, its app's client id and secret, and a refresh token
 /// that works until the first refresh rotates it.
@@ -260,8 +264,10 @@ impl Sandbox {
     /// dropped or the listener fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let delivery = self.spawn_webhook_delivery();
+        let stripe_delivery = self.spawn_stripe_delivery();
         let served = axum::serve(listener, self.router()).await;
         delivery.abort();
+        stripe_delivery.abort();
         served
     }
 

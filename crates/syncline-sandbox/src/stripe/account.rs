@@ -24,6 +24,12 @@ pub struct StripeAccountConfig {
     /// How long an idempotency key is kept (Stripe prunes keys at least 24 h old).
     #[serde(default = "day")]
     pub idempotency_ttl_secs: u64,
+    /// Webhook endpoints the account starts with (more are made by `POST /v1/webhook_endpoints`).
+    #[serde(default)]
+    pub webhooks: Vec<super::StripeWebhook>,
+    /// How its events reach the endpoints: retries, and held-back and duplicated events.
+    #[serde(default)]
+    pub webhook_delivery: super::StripeDelivery,
 }
 
 fn day() -> u64 {
@@ -32,7 +38,13 @@ fn day() -> u64 {
 
 impl StripeAccountConfig {
     pub fn new(key: impl Into<String>) -> StripeAccountConfig {
-        StripeAccountConfig { key: key.into(), rate_limit: None, idempotency_ttl_secs: day() }
+        StripeAccountConfig {
+            key: key.into(),
+            rate_limit: None,
+            idempotency_ttl_secs: day(),
+            webhooks: Vec::new(),
+            webhook_delivery: super::StripeDelivery::default(),
+        }
     }
 
     pub fn livemode(&self) -> bool {
@@ -126,6 +138,9 @@ pub(crate) struct Account {
     pub products: Objects,
     pub prices: Objects,
     pub events: Objects,
+    pub endpoints: Objects,
+    /// Events waiting to be posted, as (url, secret, event).
+    pub outbox: Vec<(String, String, Value)>,
     idempotency: HashMap<String, Saved>,
     window: Option<RollingWindow>,
 }
@@ -137,14 +152,20 @@ impl Account {
         }
         let per_second = config.rate_limit.unwrap_or(if config.livemode() { 100 } else { 25 });
         let window = (per_second > 0).then(|| RollingWindow::new(per_second, Duration::from_secs(1)));
-        Ok(Account {
+        let mut account = Account {
             config,
             products: Objects::default(),
             prices: Objects::default(),
             events: Objects::default(),
+            endpoints: Objects::default(),
+            outbox: Vec::new(),
             idempotency: HashMap::new(),
             window,
-        })
+        };
+        for webhook in account.config.webhooks.clone() {
+            account.add_endpoint(&webhook.url, &webhook.secret, webhook.events, None, chrono::Utc::now().timestamp());
+        }
+        Ok(account)
     }
 
     pub fn spend(&mut self, now: Instant) -> bool {
@@ -176,17 +197,20 @@ impl Account {
         if let Some(previous) = previous {
             data["previous_attributes"] = Value::Object(previous);
         }
-        self.events.insert(json!({
+        let endpoints = self.endpoints_for(kind);
+        let event = json!({
             "id": super::new_id("evt", 24),
             "object": "event",
             "api_version": super::API_VERSION,
             "created": now,
             "data": data,
             "livemode": self.config.livemode(),
-            "pending_webhooks": 0,
+            "pending_webhooks": endpoints.len(),
             "request": {"id": null, "idempotency_key": idempotency_key},
             "type": kind,
-        }));
+        });
+        self.outbox.extend(endpoints.into_iter().map(|(url, secret)| (url, secret, event.clone())));
+        self.events.insert(event);
     }
 
     /// `GET /v1/account`: the account the key opens (its id derived from the key, so one key

@@ -11,6 +11,7 @@
 mod account;
 mod catalog;
 mod form;
+mod webhooks;
 
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use serde_json::{Value, json};
 
 pub(crate) use account::Account;
 pub use account::StripeAccountConfig;
+pub use webhooks::{StripeDelivery, StripeWebhook, signature as stripe_signature};
 
 use crate::emulate::{Answer, Api, Applied, Headers, emulate};
 use crate::faults::Service;
@@ -182,6 +184,10 @@ fn handle(account: &mut Account, method: &Method, path: &str, form: &Form, key: 
         ("GET", ["account"]) => (StatusCode::OK, account.account_json()),
         ("GET", ["events"]) => ok(list_events(account, form)),
         ("GET", ["events", id]) => ok(account.events.get(id).cloned().ok_or_else(|| missing("event", id))),
+        ("POST", ["webhook_endpoints"]) => ok(webhooks::create_endpoint(account, form, write.now)),
+        ("GET" | "DELETE", ["webhook_endpoints", rest @ ..]) if rest.len() <= 1 => {
+            ok(webhooks::read_or_delete(account, method.as_str(), rest.first().copied(), form))
+        }
         _ => unrecognized(method, path),
     }
 }

@@ -235,3 +235,73 @@ async fn test_mode_allows_25_requests_a_second_then_answers_stripes_429() {
     assert_eq!((refused.status.as_u16(), refused.body["error"]["code"].as_str()), (429, Some("rate_limit")));
     conforms("error", &refused.body);
 }
+
+/// Webhook endpoints as Stripe's spec has them (the secret shown on create only), and their
+/// delivery: every event posted signed, a refused post retried, some events held back so later
+/// ones overtake them, some posted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_get_every_event_signed_retried_some_twice_and_out_of_order() {
+    use std::sync::{Arc, Mutex};
+    let sandbox = Sandbox::new();
+    let delivery =
+        syncline_sandbox::StripeDelivery { duplicate: 0.3, hold: 0.3, hold_ms: 400, retry_delay_ms: 50, seed: 9, ..Default::default() };
+    sandbox
+        .add_stripe_account(StripeAccountConfig { rate_limit: Some(0), webhook_delivery: delivery, ..StripeAccountConfig::new(KEY) })
+        .unwrap();
+
+    // a receiver that refuses each event's first post, and keeps what it accepted
+    let received: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
+    let refused: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (kept, seen) = (received.clone(), refused.clone());
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| async move {
+            let event: Value = serde_json::from_str(&body).unwrap();
+            let id = event["id"].as_str().unwrap().to_owned();
+            if seen.lock().unwrap().insert(id) {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let signature = headers["stripe-signature"].to_str().unwrap().to_owned();
+            kept.lock().unwrap().push((signature, body, event));
+            axum::http::StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let delivering = sandbox.spawn_stripe_delivery();
+
+    let made = stripe(&sandbox, "POST", "/v1/webhook_endpoints", &format!("url={url}&enabled_events[]=product.updated")).await.body;
+    conforms("webhook_endpoint", &made);
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let listed = stripe(&sandbox, "GET", "/v1/webhook_endpoints", "").await.body;
+    assert!(listed["data"][0].get("secret").is_none(), "shown on create only");
+    let refused_create = stripe(&sandbox, "POST", "/v1/webhook_endpoints", &format!("url={url}")).await;
+    assert_eq!(refused_create.body["error"]["param"], "enabled_events");
+
+    let product = stripe(&sandbox, "POST", "/v1/products", "name=P").await.body;
+    let id = product["id"].as_str().unwrap();
+    for n in 0..20 {
+        stripe(&sandbox, "POST", &format!("/v1/products/{id}"), &format!("name=P{n}")).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let settled = |c: &syncline_sandbox::WebhookCounts| c.emitted == 20 && c.delivered + c.given_up == c.emitted + c.duplicated;
+    while !settled(&sandbox.stripe_webhook_counts()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    delivering.abort();
+    let counts = sandbox.stripe_webhook_counts();
+    assert!(settled(&counts) && counts.given_up == 0 && counts.duplicated > 0, "{counts:?}");
+    let received = received.lock().unwrap();
+    let names: Vec<&str> = received.iter().map(|(_, _, e)| e["data"]["object"]["name"].as_str().unwrap()).collect();
+    let distinct: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(distinct.len(), 20, "every update, and only product.updated: {names:?}");
+    let order: Vec<usize> = names.iter().map(|name| name[1..].parse().unwrap()).collect();
+    assert!(order.windows(2).any(|w| w[0] > w[1]), "held-back updates come after later ones: {order:?}");
+    for (signature, body, event) in received.iter() {
+        conforms("event", event);
+        let t: i64 = signature.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap();
+        assert_eq!(*signature, syncline_sandbox::stripe_signature(&secret, body.as_bytes(), t));
+    }
+}
