@@ -81,7 +81,8 @@ pub fn breaker_state(policy: &str, gauge: f64) {
 
 /// Webhook outcomes and flow outcomes, as the counters label them.
 pub const WEBHOOK_OUTCOMES: [&str; 7] = ["stored", "duplicate", "unauthorized", "malformed", "too_large", "too_slow", "unavailable"];
-pub const FLOW_OUTCOMES: [&str; 7] = ["sent", "already_sent", "done", "filtered", "skipped_stale", "retried", "dead"];
+pub const FLOW_OUTCOMES: [&str; 10] =
+    ["sent", "already_sent", "done", "created", "updated", "unchanged", "filtered", "skipped_stale", "retried", "dead"];
 
 /// Gives every metric its `# HELP` text, and starts the series of the configured webhook
 /// sources and flows at zero, so a dashboard sees them before the first event.

@@ -102,12 +102,24 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
     Ok(vec![NewEvent {
         source: source.to_owned(),
         // the object it is about, so one object's events never run at once
-        object_key: event.pointer("/data/object/id").and_then(Value::as_str).map(str::to_owned),
+        object_key: stripe_object(&event),
         dedupe_key: format!("stripe:{id}"),
         event_type: field("type")?,
         payload: event.to_string(),
         occurred_at,
     }])
+}
+
+/// The object a Stripe event is about: its `data.object`, except that a price's events are
+/// about its product (a product's item carries its default price), so one product's product
+/// and price events run in order, one at a time.
+pub fn stripe_object(event: &Value) -> Option<String> {
+    let object = event.pointer("/data/object")?;
+    let id = match object["object"].as_str() {
+        Some("price") => object["product"].as_str().or_else(|| object["product"]["id"].as_str()),
+        _ => object["id"].as_str(),
+    };
+    id.map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -126,6 +138,18 @@ mod tests {
         assert_eq!(keys[0], creation_key("62515", "contact.creation", "7"));
         assert_eq!(keys[0], keys[1], "one object is created once, whatever eventId HubSpot gives the event");
         assert_eq!(keys[2], "hubspot:62515:contact.propertyChange:7:phone:2:1764000001000");
+    }
+
+    #[test]
+    fn a_prices_events_are_about_its_product() {
+        let price = br#"{"id": "evt_1", "type": "price.updated", "created": 1764000000,
+            "data": {"object": {"id": "price_9", "object": "price", "product": "prod_7"}}}"#;
+        let product = br#"{"id": "evt_2", "type": "product.updated", "created": 1764000001,
+            "data": {"object": {"id": "prod_7", "object": "product"}}}"#;
+        let keys: Vec<Option<String>> =
+            [&price[..], &product[..]].iter().map(|b| stripe("stripe", b).unwrap()[0].object_key.clone()).collect();
+        assert_eq!(keys, vec![Some("prod_7".to_owned()), Some("prod_7".to_owned())]);
+        assert_eq!(stripe("stripe", price).unwrap()[0].dedupe_key, "stripe:evt_1");
     }
 
     #[test]

@@ -233,8 +233,9 @@ impl Workers {
 }
 
 /// A serve's flow work in the sync history (see [`Workers::history`]). In a flow's row, `read`
-/// counts events run, `created` messages sent, `updated` flows done without a send, `unchanged`
-/// events already sent, filtered out or stale, `rejected` dead letters and `failed` retries.
+/// counts events run, `created` messages sent (or records a `pipeline` step created), `updated`
+/// flows done without a send (or records updated), `unchanged` events already sent, filtered
+/// out, stale or whose record was unchanged, `rejected` dead letters and `failed` retries.
 #[derive(Clone)]
 pub struct FlowHistory {
     store: Store,
@@ -251,9 +252,9 @@ impl FlowHistory {
             for (_, outcome, n) in snapshot.iter().filter(|(f, ..)| f == flow) {
                 counts.read += n;
                 match *outcome {
-                    "sent" => counts.created += n,
-                    "done" => counts.updated += n,
-                    "already_sent" | "filtered" | "skipped_stale" => counts.unchanged += n,
+                    "sent" | "created" => counts.created += n,
+                    "done" | "updated" => counts.updated += n,
+                    "already_sent" | "filtered" | "skipped_stale" | "unchanged" => counts.unchanged += n,
                     "dead" => counts.rejected += n,
                     _ => counts.failed += n,
                 }

@@ -246,8 +246,9 @@ impl Store {
     }
 
     /// Marks a claimed event done without running it, because `flow` already ran an event of
-    /// `object` that occurred later (`newer`), and audits it as `skipped_stale` (subject
-    /// `flow:<flow>`), in one transaction. False when `owner` no longer holds the event.
+    /// `object` that occurred later (`newer`), and audits it as `flow.skipped_stale` (subject
+    /// the object, so `syncline events --product` finds it), in one transaction. False when
+    /// `owner` no longer holds the event.
     pub async fn inbox_skip_stale(
         &self,
         event: &InboxEvent,
@@ -261,11 +262,12 @@ impl Store {
             return Ok(false);
         }
         let detail = serde_json::json!({
-            "dedupe_key": event.dedupe_key, "object": object, "occurred_at": event.occurred_at, "newer_run": format_time(newer),
+            "flow": flow, "dedupe_key": event.dedupe_key, "event_type": event.event_type, "occurred_at": event.occurred_at,
+            "newer_run": format_time(newer),
         });
-        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'skipped_stale', $2, NULL, $3)")
+        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'flow.skipped_stale', $2, NULL, $3)")
             .bind(now())
-            .bind(format!("flow:{flow}"))
+            .bind(object)
             .bind(detail.to_string())
             .execute(&mut *tx)
             .await?;

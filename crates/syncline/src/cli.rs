@@ -240,6 +240,10 @@ pub struct SandboxArgs {
     /// a default price.
     #[arg(long, default_value_t = 0, conflicts_with = "seed")]
     pub products: u64,
+    /// Post the demo Stripe account's product and price events to this URL (e.g.
+    /// `http://127.0.0.1:8080/webhooks/stripe`), signed with the secret `whsec_sandbox`.
+    #[arg(long, value_name = "URL", conflicts_with = "seed")]
+    pub stripe_webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

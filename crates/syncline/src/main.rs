@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod config;
 mod exit;
+mod flow_pipeline;
 mod output;
 mod pipeline;
 mod progress;

@@ -1,6 +1,8 @@
 //! Flows: what happens to one inbox event. A flow has a trigger (a webhook source, event types
 //! and an optional filter expression) and typed steps: fetch the HubSpot object, clean and check
-//! its fields, find or create the ManyChat subscriber, set fields and tags, and send.
+//! its fields, find or create the ManyChat subscriber, set fields and tags, and send — or, as
+//! its one step, hand the event's object to a pipeline (`pipeline: products_to_items`), which
+//! reads it again from its source and writes it through its transforms and sink.
 //!
 //! Steps are checked when the config loads ([`Engine::new`]): templates must compile, and they
 //! may use only `event`, `subscriber` and the `contact` properties `hubspot.get` fetches, so a
@@ -18,7 +20,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use run::{Connections, Engine, Failure, Outcome};
+pub use run::{Connections, Engine, Failure, Outcome, RecordPipeline};
 
 /// One flow, as validated from the config.
 #[derive(Debug, Clone)]
@@ -116,6 +118,11 @@ pub enum Step {
         /// The tag that marks the subscriber as sent to (default `<flow>-sent`).
         mark: Option<String>,
     },
+    /// Hand the event's object (a Stripe event's product) to this pipeline: it is read again
+    /// from the pipeline's source — so the latest state is written, in whatever order events
+    /// come — and written through its transforms and sink, as a run would. The flow's one step.
+    #[serde(rename = "pipeline")]
+    Pipeline(String),
 }
 
 fn contacts() -> String {
@@ -166,6 +173,7 @@ impl Step {
             Step::AddTag(_) => "manychat.add_tag",
             Step::SendContent { .. } => "manychat.send_content",
             Step::SendFlow { .. } => "manychat.send_flow",
+            Step::Pipeline(_) => "pipeline",
         }
     }
 
@@ -191,6 +199,11 @@ fn check_steps(flow: &Flow) -> Result<(), FlowError> {
     let fetched: Option<BTreeSet<&str>> = flow.hubspot_get().map(|(_, properties)| properties.iter().map(String::as_str).collect());
     let mut subscriber_found = false;
     let mut sends = 0;
+    if let Some(i) = flow.steps.iter().position(|s| matches!(s, Step::Pipeline(_)))
+        && flow.steps.len() > 1
+    {
+        return Err(fail(i, "a pipeline step is its flow's only step: the pipeline's transforms shape the record".into()));
+    }
     for (i, step) in flow.steps.iter().enumerate() {
         let fields: Vec<&String> = match step {
             Step::RequireAny(f) | Step::Phone(f) | Step::Name(f) => f.iter().collect(),

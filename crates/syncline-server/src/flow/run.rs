@@ -1,8 +1,10 @@
 //! Running a flow on one event: the compiled flows, the connectors they call, and each step.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use indexmap::IndexMap;
 use minijinja::Environment;
 use serde_json::{Map, Value};
@@ -18,6 +20,15 @@ use super::{Flow, FlowError, Step, SubscriberFields, check_steps};
 pub struct Connections {
     pub hubspot: Option<HubSpotApi>,
     pub manychat: Option<ManyChatApi>,
+    /// The pipelines `pipeline` steps name, ready to take one record each.
+    pub pipelines: BTreeMap<String, Arc<dyn RecordPipeline>>,
+}
+
+/// A pipeline as a flow's `pipeline` step uses it: one record at a time, by key.
+pub trait RecordPipeline: Send + Sync {
+    /// Reads the record of `key` again from the pipeline's source, runs the transforms and
+    /// writes it to the sink; the sink's outcome for it.
+    fn sync<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<syncline_core::Outcome, ConnectorError>>;
 }
 
 /// How a flow ended for one event.
@@ -31,6 +42,10 @@ pub enum Outcome {
     Done,
     /// The trigger's filter was false.
     Filtered,
+    /// A `pipeline` step's sink created, updated or left alone the event's record.
+    Created,
+    Updated,
+    Unchanged,
 }
 
 impl Outcome {
@@ -40,6 +55,9 @@ impl Outcome {
             Outcome::AlreadySent => "already_sent",
             Outcome::Done => "done",
             Outcome::Filtered => "filtered",
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
         }
     }
 }
@@ -189,8 +207,28 @@ impl Engine {
                 return self.send_content(flow, i, messages, message_tag.as_deref(), state).await.map(Some);
             }
             Step::SendFlow { flow_ns, .. } => return self.send_flow(flow, flow_ns, state).await.map(Some),
+            Step::Pipeline(name) => return self.hand_to_pipeline(name, &state.event).await.map(Some),
         }
         Ok(None)
+    }
+
+    /// `pipeline`: the event's object through the named pipeline.
+    async fn hand_to_pipeline(&self, name: &str, event: &Value) -> Result<Outcome, Failure> {
+        let rule = "pipeline";
+        let pipeline = self
+            .connections
+            .pipelines
+            .get(name)
+            .ok_or_else(|| fail(rule, "-", ErrorClass::Config, format!("pipeline {name} is not open in this server")))?;
+        let key = crate::events::stripe_object(event)
+            .or_else(|| object_id(event))
+            .ok_or_else(|| fail(rule, "-", ErrorClass::Data, "the event names no object (data.object.id or objectId)"))?;
+        match pipeline.sync(&key).await.map_err(|e| connector(rule, e))? {
+            syncline_core::Outcome::Created => Ok(Outcome::Created),
+            syncline_core::Outcome::Updated => Ok(Outcome::Updated),
+            syncline_core::Outcome::Unchanged => Ok(Outcome::Unchanged),
+            syncline_core::Outcome::Rejected(why) | syncline_core::Outcome::Failed(why) => Err(why),
+        }
     }
 
     /// `manychat.find_or_create_subscriber`: by phone, then email; created when allowed.

@@ -70,7 +70,7 @@ fn welcome(message_tag: Option<&str>) -> Flow {
 fn workers(world: &World, flow: Flow) -> Workers {
     let hubspot = HubSpotApi::new(&HubSpotProfile::new(&world.base_url, HUBSPOT_TOKEN)).unwrap();
     let manychat = ManyChatApi::new(&ManyChatProfile::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
-    let engine = Engine::new(vec![flow], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
+    let engine = Engine::new(vec![flow], Connections { hubspot: Some(hubspot), manychat: Some(manychat), ..Default::default() }).unwrap();
     let mut config = WorkerConfig::new("test-worker");
     config.retry_base = std::time::Duration::ZERO;
     Workers::new(world.store.clone(), Arc::new(engine), config, Arc::default())
@@ -160,7 +160,8 @@ async fn a_crash_between_send_and_commit_does_not_send_twice() {
     let claimed = world.store.inbox_claim("dead-worker", std::time::Duration::from_millis(1), 10).await.unwrap();
     let hubspot = HubSpotApi::new(&HubSpotProfile::new(&world.base_url, HUBSPOT_TOKEN)).unwrap();
     let manychat = ManyChatApi::new(&ManyChatProfile::new(&world.base_url, MANYCHAT_TOKEN)).unwrap();
-    let engine = Engine::new(vec![flow.clone()], Connections { hubspot: Some(hubspot), manychat: Some(manychat) }).unwrap();
+    let engine =
+        Engine::new(vec![flow.clone()], Connections { hubspot: Some(hubspot), manychat: Some(manychat), ..Default::default() }).unwrap();
     let payload: Value = serde_json::from_str(&claimed[0].payload).unwrap();
     assert_eq!(engine.run(&flow, payload).await.unwrap().name(), "sent");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -266,8 +267,9 @@ async fn an_ordered_flow_ends_with_the_latest_change_of_each_object_and_audits_s
         assert!(latest.values().all(|v| v == "v4"), "the latest change wins (seed {seed}): {latest:?}");
         let runs = workers.runs.snapshot();
         let count = |outcome: &str| runs.iter().find(|(f, o, _)| f == "sync-lastname" && *o == outcome).map_or(0, |r| r.2);
-        let audited = world.store.events("flow:sync-lastname").await.unwrap();
-        assert!(audited.iter().all(|(_, kind, _)| kind == "skipped_stale"));
+        let filter = syncline_store::EventFilter { kind: "skipped_stale".into(), limit: 100_000, ..Default::default() };
+        let audited = world.store.find_events(&filter).await.unwrap();
+        assert!(audited.iter().all(|e| e.kind == "flow.skipped_stale" && e.detail["flow"] == "sync-lastname"));
         assert_eq!(audited.len() as u64, count("skipped_stale"), "every skip is audited (seed {seed})");
         assert_eq!(count("done") + count("skipped_stale"), OBJECTS * UPDATES, "every event handled once (seed {seed}): {runs:?}");
         assert!(count("skipped_stale") > 0, "shuffled deliveries meet stale events (seed {seed})");

@@ -326,9 +326,12 @@ async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store
     assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), Some(at(500)), "nothing changed");
 
     assert!(store.inbox_skip_stale(stale, "wv", "sync-phone", "62515:7", at(500)).await.unwrap());
-    let audit = store.events("flow:sync-phone").await.unwrap();
+    let audit = store.events("62515:7").await.unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!((audit[0].1.as_str(), &audit[0].2["dedupe_key"], &audit[0].2["object"]), ("skipped_stale", &json!("v3"), &json!("62515:7")));
+    assert_eq!(
+        (audit[0].1.as_str(), &audit[0].2["dedupe_key"], &audit[0].2["flow"]),
+        ("flow.skipped_stale", &json!("v3"), &json!("sync-phone"))
+    );
     assert!(!store.inbox_skip_stale(stale, "wv", "sync-phone", "62515:7", at(500)).await.unwrap(), "done already");
 }
 

@@ -152,6 +152,7 @@ async fn world(dir: &Path) -> Result<World, CliError> {
     let connections = Connections {
         hubspot: Some(HubSpotApi::new(&profile).map_err(CliError::failed)?),
         manychat: Some(ManyChatApi::new(&ManyChatProfile::new(&base, MANYCHAT_TOKEN)).map_err(CliError::failed)?),
+        pipelines: Default::default(),
     };
     let engine = Arc::new(Engine::new(vec![flow()], connections).map_err(CliError::failed)?);
     let workers = Workers::new(store.clone(), engine, WorkerConfig::new("bench"), intake.arrived.clone());

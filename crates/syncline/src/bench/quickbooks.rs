@@ -48,6 +48,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
             .current_dir(dir)
             .envs([("STRIPE_BASE_URL", url.as_str()), ("QBO_BASE_URL", url.as_str()), ("STRIPE_KEY", DEMO_STRIPE_KEY)])
             .envs([("QBO_CLIENT_SECRET", DEMO_QUICKBOOKS_CLIENT.1), ("SYNCLINE_TOKEN_KEY", key.as_str())])
+            .env("STRIPE_WEBHOOK_SECRET", syncline_sandbox::DEMO_STRIPE_WEBHOOK_SECRET)
             .arg("--quiet")
             .arg("--config")
             .arg(&config)

@@ -18,6 +18,14 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
                 seed.stripe[0].rate_limit = Some(0);
                 seed.quickbooks[0].rate_limits = false;
             }
+            if let Some(url) = &args.stripe_webhook {
+                let events = ["product.created", "product.updated", "product.deleted", "price.created", "price.updated"];
+                seed.stripe[0].webhooks.push(syncline_sandbox::StripeWebhook {
+                    url: url.clone(),
+                    secret: syncline_sandbox::DEMO_STRIPE_WEBHOOK_SECRET.into(),
+                    events: events.map(str::to_owned).to_vec(),
+                });
+            }
             seed
         }
         Some(path) => {
@@ -68,8 +76,10 @@ pub async fn run(args: SandboxArgs, session: &super::Session) -> CliResult {
         listed(&realms),
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
-    // portals seeded with `webhooks:` post their changes to the app's target URL
+    // portals seeded with `webhooks:` post their changes to the app's target URL, and Stripe
+    // accounts their events to their endpoints
     let _delivery = sandbox.spawn_webhook_delivery();
+    let _stripe_delivery = sandbox.spawn_stripe_delivery();
     axum::serve(listener, sandbox.router())
         .with_graceful_shutdown(session.stop.clone().cancelled_owned())
         .await

@@ -36,7 +36,15 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     let workers = if config.flows.is_empty() {
         None
     } else {
-        let connections = config.connections.open().map_err(CliError::failed)?;
+        let mut connections = config.connections.open().map_err(CliError::failed)?;
+        for name in config.flows.iter().flat_map(|f| f.steps.iter()).filter_map(|s| match s {
+            syncline_server::flow::Step::Pipeline(name) => Some(name),
+            _ => None,
+        }) {
+            let pipeline = config.pipeline(name).ok_or_else(|| CliError::usage(format!("no pipeline named {name}")))?;
+            let opened = crate::flow_pipeline::FlowPipeline::open(pipeline, &config.base_dir, store).await?;
+            connections.pipelines.insert(name.clone(), Arc::new(opened));
+        }
         let engine = Engine::new(config.flows.clone(), connections).map_err(|e| CliError::usage(format!("flow {}: {e}", e.flow)))?;
         let engine = Arc::new(engine);
         let readiness = engine.clone();

@@ -2,7 +2,7 @@
 //! triggers name a configured webhook) so a bad flow fails at load with its line.
 
 use super::error::ConfigError;
-use super::raw::{RawConfig, RawFlow};
+use super::raw::{RawConfig, RawFlow, RawSource};
 use super::settings::Ctx;
 use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
 use syncline_connectors::manychat::{self, ManyChatApi, ManyChatProfile};
@@ -22,6 +22,7 @@ impl FlowConnections {
         Ok(Connections {
             hubspot: self.hubspot.as_ref().map(HubSpotApi::new).transpose()?,
             manychat: self.manychat.as_ref().map(ManyChatApi::new).transpose()?,
+            pipelines: Default::default(),
         })
     }
 }
@@ -67,7 +68,7 @@ pub(super) fn flows(
     let mut flows = Vec::new();
     let mut errors = Vec::new();
     for (name, f) in &raw.flows {
-        match flow(ctx, name, f, webhooks) {
+        match flow(ctx, name, f, webhooks).and_then(|flow| pipeline_steps(ctx, raw, f, flow)) {
             Ok(flow) => flows.push(flow),
             Err(e) => errors.push(e),
         }
@@ -90,6 +91,26 @@ pub(super) fn flows(
         }]);
     }
     Ok(flows)
+}
+
+/// A `pipeline` step names a configured pipeline whose source can read a record by key.
+fn pipeline_steps(ctx: &Ctx, raw: &RawConfig, f: &RawFlow, flow: Flow) -> Result<Flow, ConfigError> {
+    for (i, step) in f.steps.iter().enumerate() {
+        let syncline_server::flow::Step::Pipeline(name) = &step.value else { continue };
+        let path = format!("flows.{}.steps[{i}].pipeline", flow.name);
+        let message = match raw.pipelines.get(name) {
+            Some(p) if matches!(p.source, RawSource::Stripe(_)) => continue,
+            Some(_) => {
+                format!("pipeline {name:?} reads from a source a flow cannot look records up in; a flow's pipeline reads from Stripe")
+            }
+            None => match super::error::did_you_mean(name, raw.pipelines.keys().map(String::as_str)) {
+                Some(close) => format!("no pipeline named {name:?}; did you mean {close:?}?"),
+                None => format!("no pipeline named {name:?}"),
+            },
+        };
+        return Err(ctx.err(&step.referenced, &path, message));
+    }
+    Ok(flow)
 }
 
 fn flow(ctx: &Ctx, name: &str, f: &RawFlow, webhooks: &[syncline_server::Source]) -> Result<Flow, ConfigError> {

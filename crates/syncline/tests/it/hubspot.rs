@@ -28,14 +28,15 @@ pub fn warehouse_hub(tier: Tier) -> Hub {
 pub fn hub_with(mut seed: Seed, tier: Tier) -> Hub {
     seed.hubspot[0].tier = tier;
     let sandbox = Sandbox::from_seed(seed).unwrap();
-    let router = sandbox.router();
+    let served = sandbox.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, router).await.unwrap();
+            // with its webhook deliveries (HubSpot's app, Stripe's endpoints)
+            served.serve(listener).await.unwrap();
         });
     });
     Hub { sandbox, url: format!("http://{}", rx.recv().unwrap()) }

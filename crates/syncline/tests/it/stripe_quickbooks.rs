@@ -5,24 +5,29 @@
 
 use base64::Engine;
 use serde_json::json;
-use syncline_sandbox::{DEMO_QUICKBOOKS_CLIENT, DEMO_QUICKBOOKS_REALM, DEMO_STRIPE_KEY, Seed, Tier};
+use syncline_sandbox::{DEMO_QUICKBOOKS_CLIENT, DEMO_QUICKBOOKS_REALM, DEMO_STRIPE_KEY, DEMO_STRIPE_WEBHOOK_SECRET, Seed, Tier};
 
 use super::hubspot::{Hub, hub_with};
 use super::*;
 
 fn run(dir: &std::path::Path, hub: &Hub, args: &[&str]) -> std::process::Output {
-    bin()
+    syncline(dir, hub).args(args).output().unwrap()
+}
+
+/// The example in `dir`, pointed at the sandbox.
+fn syncline(dir: &std::path::Path, hub: &Hub) -> std::process::Command {
+    let mut command = bin();
+    command
         .current_dir(dir)
         .env("STRIPE_BASE_URL", &hub.url)
         .env("QBO_BASE_URL", &hub.url)
         .env("STRIPE_KEY", DEMO_STRIPE_KEY)
         .env("QBO_CLIENT_SECRET", DEMO_QUICKBOOKS_CLIENT.1)
+        .env("STRIPE_WEBHOOK_SECRET", DEMO_STRIPE_WEBHOOK_SECRET)
         .env("SYNCLINE_TOKEN_KEY", base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
         .arg("--config")
-        .arg(dir.join("stripe-to-quickbooks.yaml"))
-        .args(args)
-        .output()
-        .unwrap()
+        .arg(dir.join("stripe-to-quickbooks.yaml"));
+    command
 }
 
 async fn stripe(hub: &Hub, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
@@ -207,4 +212,174 @@ async fn products_become_items_once_and_follow_their_changes() {
     assert!(hub.sandbox.quickbooks_items(DEMO_QUICKBOOKS_REALM).unwrap().iter().all(|i| i["Description"] != "edited by hand"));
     let again = run(d, &hub, &["reconcile", "products_to_items"]);
     assert!(stdout(&again).contains("update 0"), "{}", stdout(&again));
+}
+
+/// What each live product should be as an item, by product id: (name, active, price in dollars).
+fn wanted_items(hub: &Hub) -> std::collections::BTreeMap<String, (String, bool, f64)> {
+    let products = hub.sandbox.stripe_products(DEMO_STRIPE_KEY).unwrap();
+    products
+        .into_iter()
+        .map(|(id, p)| {
+            let price = p["default_price"]["unit_amount"].as_f64().unwrap_or_default() / 100.0;
+            (id, (p["name"].as_str().unwrap().to_owned(), p["active"] == true, price))
+        })
+        .collect()
+}
+
+/// Whether every product's item matches it, by name.
+fn items_match_products(hub: &Hub) -> bool {
+    let landed = items(hub);
+    wanted_items(hub).values().all(|(name, active, price)| landed.get(name) == Some(&(*active, *price)))
+}
+
+/// Done-when 4: Stripe posts its events to `serve` with 20 % duplicates and some held back so
+/// later changes overtake them, and serve is SIGKILLed mid-flow and started again. The items end
+/// equal to Stripe's products (by the test's reading and by `reconcile`), no name is held twice,
+/// and the older events that came after newer ones are audited as skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_through_duplicates_disorder_and_a_kill_leave_items_equal_to_products() {
+    let mut seed = Seed::members_demo();
+    seed.stripe[0].rate_limit = Some(0);
+    seed.stripe[0].webhook_delivery = syncline_sandbox::StripeDelivery {
+        duplicate: 0.2,
+        hold: 0.3,
+        // long enough that round 2 (below) is handled before round 1's held-back events come
+        hold_ms: 10_000,
+        // while serve is down deliveries are refused; retry soon and long enough to outlast it
+        retry_delay_ms: 250,
+        max_attempts: 12,
+        seed: 2026,
+        ..Default::default()
+    };
+    let hub = hub_with(seed, Tier::Unlimited);
+    let ids = hub.sandbox.generate_products(DEMO_STRIPE_KEY, 200).unwrap();
+    let dir = connected(&hub, "suffix").await;
+    let d = dir.path();
+    let out = run(d, &hub, &["run", "products_to_items"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+
+    // serve keeps one address across restarts, as a webhook endpoint's URL does
+    let bind = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let endpoint =
+        stripe(&hub, "/v1/webhook_endpoints", &[("url", &format!("http://{bind}/webhooks/stripe")), ("enabled_events[]", "*")]).await;
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    let serve = || {
+        let log = std::fs::File::options().create(true).append(true).open(d.join("serve.log")).unwrap();
+        let mut command = syncline(d, &hub);
+        command.env("STRIPE_WEBHOOK_SECRET", &secret).env("SERVE_BIND", &bind).env("SERVE_LEASE", "2s").arg("serve").stderr(log);
+        start_serve(&mut command).0
+    };
+    let mut child = serve();
+
+    // round 1: 100 renamed (20 of them with a new default price), 50 archived, 10 new
+    for (i, id) in ids[..100].iter().enumerate() {
+        if i < 20 {
+            let price =
+                stripe(&hub, "/v1/prices", &[("product", id), ("currency", "usd"), ("unit_amount", &(9_000 + i).to_string())]).await;
+            stripe(&hub, &format!("/v1/products/{id}"), &[("default_price", price["id"].as_str().unwrap())]).await;
+        }
+        stripe(&hub, &format!("/v1/products/{id}"), &[("name", &format!("Hooked {i} r1"))]).await;
+    }
+    for id in &ids[100..150] {
+        stripe(&hub, &format!("/v1/products/{id}"), &[("active", "false")]).await;
+    }
+    for i in 0..10 {
+        let form = [
+            ("name", format!("New plan {i}")),
+            ("default_price_data[currency]", "usd".into()),
+            ("default_price_data[unit_amount]", "4200".into()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        stripe(&hub, "/v1/products", &form).await;
+    }
+    let round_1 = std::time::Instant::now();
+
+    // killed without warning while it works, then started again
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while items(&hub).keys().filter(|n| n.ends_with(" r1")).count() < 30 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    child = serve();
+
+    // round 2, in a later second: 60 of them renamed again; held-back round-1 events come after
+    tokio::time::sleep(std::time::Duration::from_millis(1_100).saturating_sub(round_1.elapsed())).await;
+    for (i, id) in ids[..60].iter().enumerate() {
+        stripe(&hub, &format!("/v1/products/{id}"), &[("name", &format!("Hooked {i} r2"))]).await;
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let settled = |c: &syncline_sandbox::WebhookCounts| c.delivered + c.given_up == c.emitted + c.duplicated;
+    while !(items_match_products(&hub) && settled(&hub.sandbox.stripe_webhook_counts())) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // a little longer, for any write that should not come
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let counts = hub.sandbox.stripe_webhook_counts();
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+    assert!(counts.duplicated > 0 && counts.given_up == 0, "{counts:?}");
+    let wanted = wanted_items(&hub);
+    let landed = items(&hub);
+    let wrong: Vec<_> = wanted.iter().filter(|(_, (name, active, price))| landed.get(name) != Some(&(*active, *price))).collect();
+    assert!(wrong.is_empty(), "items unlike their products: {wrong:?}\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
+    assert_eq!(landed.len(), 210, "one item per product, none twice");
+    assert!(name_counts(&hub).values().all(|n| *n == 1));
+    let check = run(d, &hub, &["reconcile", "products_to_items"]);
+    assert!(stdout(&check).contains("update 0") && stdout(&check).contains("create 0"), "{}{}", stdout(&check), stderr(&check));
+
+    let stale = run(d, &hub, &["events", "--type", "skipped_stale", "--json"]);
+    let skipped: Vec<serde_json::Value> = stdout(&stale).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!skipped.is_empty(), "held-back events arrived after newer ones: {}", stderr(&stale));
+    assert!(
+        skipped.iter().all(|e| ids[..60].contains(&e["subject"].as_str().unwrap().to_owned()) && e["detail"]["flow"] == "product_changes"),
+        "{skipped:?}"
+    );
+    eprintln!("stripe webhooks: {counts:?}, {} stale events skipped", skipped.len());
+}
+
+/// A product deleted in Stripe leaves its item inactive (QuickBooks keeps items). And a process
+/// killed after QuickBooks made an item but before its id was stored left only the intent to
+/// make it: the next run takes that item as the product's instead of making `<name> (<id>)`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_product_leaves_its_item_inactive_and_an_unfinished_create_makes_no_second_item() {
+    let hub = hub();
+    hub.sandbox.generate_products(DEMO_STRIPE_KEY, 5).unwrap();
+    let bare = stripe(&hub, "/v1/products", &[("name", "No price yet")]).await;
+    let bare = bare["id"].as_str().unwrap().to_owned();
+    let dir = connected(&hub, "suffix").await;
+    let d = dir.path();
+    let out = run(d, &hub, &["run", "products_to_items"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(items(&hub)["No price yet"], (true, 0.0));
+
+    let deleted =
+        reqwest::Client::new().delete(format!("{}/v1/products/{bare}", hub.url)).bearer_auth(DEMO_STRIPE_KEY).send().await.unwrap();
+    assert!(deleted.status().is_success());
+    let out = run(d, &hub, &["run", "products_to_items"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(items(&hub)["No price yet"], (false, 0.0), "made inactive, not deleted");
+
+    // the crash: QuickBooks has the item, the store only the intent to make it
+    let made = stripe(&hub, "/v1/products", &[("name", "Made before the crash")]).await;
+    let made = made["id"].as_str().unwrap().to_owned();
+    hub.sandbox
+        .write_quickbooks_item(
+            DEMO_QUICKBOOKS_REALM,
+            json!({"Name": "Made before the crash", "Type": "Service", "IncomeAccountRef": {"value": "79"}}),
+        )
+        .unwrap();
+    let store = syncline_store::Store::connect(&format!("sqlite://{}", d.join("stripe-quickbooks-state.db").display())).await.unwrap();
+    let target = format!("quickbooks:{DEMO_QUICKBOOKS_REALM}/items");
+    store.save_remote_ids(&target, &[(made.clone(), "pending:made before the crash".into())]).await.unwrap();
+    store.close().await;
+    let out = run(d, &hub, &["run", "products_to_items"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let counts = name_counts(&hub);
+    assert_eq!(counts.get("made before the crash"), Some(&1));
+    assert!(!counts.keys().any(|n| n.contains(&made.to_lowercase())), "no second item: {counts:?}");
 }
