@@ -14,7 +14,7 @@ pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
 pub use inbox::{Accepted, InboxDepth, InboxEvent, InboxRow, NewEvent};
 pub use runs::{CursorRow, FingerprintCount, RunRow};
-pub use tokens::SealedTokens;
+pub use tokens::{RefreshLock, SealedTokens};
 
 use chrono::{SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -112,6 +112,20 @@ impl TokenVault for StoreVault {
             self.store.save_oauth_tokens(self.provider, account, &sealed).await.map_err(failed)
         })
     }
+
+    fn hold_refresh<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Box<dyn Send>, ConnectorError>> {
+        Box::pin(async move {
+            // a token endpoint call takes seconds; an instance that holds the lock for minutes is stuck
+            let wait = std::time::Duration::from_secs(120);
+            match tokio::time::timeout(wait, self.store.lock_refresh(self.provider, account)).await {
+                Ok(held) => Ok(Box::new(held.map_err(failed)?) as Box<dyn Send>),
+                Err(_) => Err(ConnectorError::new(
+                    syncline_core::ErrorClass::Transient { retry_after: None },
+                    format!("another instance has been refreshing the {} tokens of {account} for {} s", self.provider, wait.as_secs()),
+                )),
+            }
+        })
+    }
 }
 
 /// The state store as the [`LinkVault`] of a sink (which item stands for which record key) and

@@ -36,6 +36,12 @@ impl std::fmt::Debug for Tokens {
 pub trait TokenVault: Send + Sync {
     fn load<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Option<Tokens>, ConnectorError>>;
     fn save<'a>(&'a self, account: &'a str, tokens: &'a Tokens) -> BoxFuture<'a, Result<(), ConnectorError>>;
+
+    /// Waits until no other process sharing the vault refreshes `account`, and keeps them out
+    /// until the guard is dropped; by default nothing (one process uses the vault).
+    fn hold_refresh<'a>(&'a self, _account: &'a str) -> BoxFuture<'a, Result<Box<dyn Send>, ConnectorError>> {
+        Box::pin(async { Ok(Box::new(()) as Box<dyn Send>) })
+    }
 }
 
 /// The token endpoint's answer.
@@ -194,6 +200,9 @@ impl TokenManager {
     }
 
     async fn refresh_locked(&self, current: &mut Option<Tokens>) -> Result<String, ConnectorError> {
+        // one refresh among the instances sharing the vault: the others wait here, then find
+        // this one's pair stored
+        let _held = self.vault.hold_refresh(&self.account).await?;
         // another instance may have refreshed already: its pair is the one to use (or renew)
         let stored = self.vault.load(&self.account).await?;
         if let Some(stored) = stored.filter(|s| Some(s) != current.as_ref()) {

@@ -1,7 +1,8 @@
 //! QuickBooks OAuth against the sandbox's Intuit: `syncline auth quickbooks` connects the app
 //! and stores the tokens sealed; fifty callers that find the access token expired (by its
-//! time, or by a 401) cause exactly one refresh; and a refresh whose new tokens were never
-//! stored — a process killed between the two — ends in a clear "re-authorize".
+//! time, or by a 401) cause exactly one refresh, also when they are two instances sharing a
+//! PostgreSQL store; and a refresh whose new tokens were never stored — a process killed
+//! between the two — ends in a clear "re-authorize".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -183,4 +184,76 @@ async fn auth_connects_the_app_and_stores_the_tokens_sealed() {
     let again = auth(&["--redirect", &redirect], Some(&key));
     assert_eq!(code(&again), 2, "a code is used once: {}", stderr(&again));
     assert!(stderr(&again).contains("invalid_grant"), "{}", stderr(&again));
+}
+
+/// The tokens in a PostgreSQL store (unsealed: this test is about the lock), refreshed under the
+/// store's lock, as `syncline`'s own vault does.
+struct SharedVault(syncline_store::Store);
+
+impl TokenVault for SharedVault {
+    fn load<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Option<Tokens>, ConnectorError>> {
+        Box::pin(async move {
+            let stored = self.0.oauth_tokens("quickbooks", account).await.unwrap();
+            Ok(stored.map(|s| Tokens {
+                access_token: s.access_token,
+                refresh_token: s.refresh_token,
+                expires_at: s.expires_at.parse().unwrap(),
+            }))
+        })
+    }
+
+    fn save<'a>(&'a self, account: &'a str, tokens: &'a Tokens) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            let sealed = syncline_store::SealedTokens {
+                access_token: tokens.access_token.clone(),
+                refresh_token: tokens.refresh_token.clone(),
+                expires_at: tokens.expires_at.to_rfc3339(),
+            };
+            self.0.save_oauth_tokens("quickbooks", account, &sealed).await.unwrap();
+            Ok(())
+        })
+    }
+
+    fn hold_refresh<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<Box<dyn Send>, ConnectorError>> {
+        Box::pin(async move { Ok(Box::new(self.0.lock_refresh("quickbooks", account).await.unwrap()) as Box<dyn Send>) })
+    }
+}
+
+/// Two instances sharing a PostgreSQL store, 25 callers each, all finding the access token
+/// expired at once: one refresh between them, and no `invalid_grant` (without the lock, the
+/// second instance would refresh with the token the first one's refresh retired).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_on_one_postgres_store_refresh_once() {
+    let Some(db) = syncline_testkit::postgres().await else { return };
+    let hub = hub();
+    let profile = profile(&hub);
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = syncline_store::Store::connect(&db.url).await.unwrap();
+        let app = OAuthApp::new(&profile.token_url, &profile.client_id, &profile.client_secret).unwrap();
+        let manager = Arc::new(TokenManager::new(app, Arc::new(SharedVault(store.clone())), "quickbooks:demo"));
+        instances.push((Arc::new(QuickBooksApi::new(&profile, manager.clone()).unwrap()), manager, store));
+    }
+    let expired = Tokens {
+        access_token: "gone".into(),
+        refresh_token: DEMO_QUICKBOOKS_REFRESH_TOKEN.into(),
+        expires_at: chrono::Utc::now() - chrono::Duration::hours(1),
+    };
+    instances[0].1.store_first(expired).await.unwrap();
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let api = instances[i % 2].0.clone();
+            tokio::spawn(async move { api.company_name().await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), "Sandbox Company");
+    }
+    assert_eq!(hub.sandbox.token_refreshes(DEMO_QUICKBOOKS_REALM).unwrap(), 1, "one refresh for both instances");
+    let refused = hub.sandbox.ledger().calls("/oauth2/v1/tokens/bearer").into_iter().filter(|r| r.status != 200).count();
+    assert_eq!(refused, 0, "no invalid_grant");
+    for (_, _, store) in instances {
+        store.close().await;
+    }
+    db.drop().await;
 }
