@@ -45,6 +45,14 @@ impl AnySource {
         }
     }
 
+    /// How the services this source calls are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<syncline_resilience::Health> {
+        match self {
+            AnySource::Stripe(source) => source.health(),
+            _ => Vec::new(),
+        }
+    }
+
     /// These records as the source holds them now, by key (≤ 100): what a flow's `pipeline`
     /// step reads for the object its event names. Only sources that can look a record up by
     /// its key can (Stripe).
@@ -179,6 +187,14 @@ pub enum AnySink {
 }
 
 impl AnySink {
+    /// How the services this sink calls are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<syncline_resilience::Health> {
+        match self {
+            AnySink::QuickBooks(sink) => sink.health(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The identity of what this sink writes to, for keying cursors and fingerprints: a
     /// database without credentials and the table, or a HubSpot portal and object.
     pub async fn identity(&self) -> Result<String, ConnectorError> {

@@ -10,11 +10,13 @@
 mod backoff;
 mod breaker;
 mod cache;
+mod health;
 mod limiter;
 mod policy;
 
 pub use backoff::{Backoff, RetryBudget};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::ResponseCache;
+pub use health::{Health, Level};
 pub use limiter::{Budget, RateLimiter};
 pub use policy::{CallError, Failure, Feedback, Policy, PolicyConfig, PolicyStats, Reply, parse_retry_after};

@@ -154,6 +154,7 @@ pub struct Policy {
     rng: Mutex<fastrand::Rng>,
     daily_spent: AtomicBool,
     stats: PolicyStats,
+    recent_limits: Mutex<crate::health::RecentLimits>,
 }
 
 impl Policy {
@@ -173,6 +174,7 @@ impl Policy {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             daily_spent: AtomicBool::new(false),
             stats: PolicyStats::default(),
+            recent_limits: Mutex::default(),
             limiter,
             config,
         }
@@ -193,6 +195,25 @@ impl Policy {
     /// The policy's name and its breaker's state, for readiness.
     pub fn breaker(&self) -> Option<(String, BreakerState)> {
         self.breaker_state().map(|state| (self.config.name.clone(), state))
+    }
+
+    /// How the policy's service is doing: unhealthy while its breaker is open, degraded while
+    /// the breaker probes or after 429s in the last five minutes.
+    pub fn health(&self) -> crate::Health {
+        use crate::health::{Level, RECENT};
+        let mut health = crate::Health::healthy(&self.config.name);
+        match self.breaker_state() {
+            Some(BreakerState::Open { .. }) => {
+                health.note(Level::Unhealthy, "circuit breaker open: calls are refused until it probes again")
+            }
+            Some(BreakerState::HalfOpen { .. }) => health.note(Level::Degraded, "circuit breaker half-open: probing the service"),
+            _ => {}
+        }
+        let limited = lock(&self.recent_limits).within(Instant::now());
+        if limited > 0 {
+            health.note(Level::Degraded, format!("{limited} × 429 in the last {} minutes", RECENT.as_secs() / 60));
+        }
+        health
     }
 
     /// The breaker's state changes so far, oldest first.
@@ -359,6 +380,7 @@ impl Policy {
         let throttled = matches!(&reply.outcome, Err(f) if f.class == ErrorClass::RateLimited);
         if throttled {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            lock(&self.recent_limits).push(now);
             syncline_core::metric::rate_limited(&self.config.name);
         }
         if feedback.daily_remaining == Some(0) {

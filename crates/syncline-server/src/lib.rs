@@ -11,7 +11,8 @@
 //! Workers (`worker.rs`) then claim the stored events and run the flows they start (`flow/`).
 //!
 //! `/healthz` answers while the process runs; `/readyz` while the store answers and can commit
-//! and not every connector's circuit breaker is open; `/metrics`
+//! and not every service the workers call is unhealthy, saying how each is doing (healthy,
+//! degraded or unhealthy, with reasons: a breaker open, recent 429s, a token not renewed); `/metrics`
 //! (Prometheus) with the names of `syncline_core::metric`.
 
 pub mod backfill;
@@ -33,7 +34,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use syncline_resilience::BreakerState;
+use syncline_resilience::{Health, Level};
 use syncline_store::{NewEvent, Store};
 
 pub use signature::{HubSpotVersion, Secret, SignatureError};
@@ -105,14 +106,14 @@ pub struct Intake {
     pub arrived: Arc<tokio::sync::Notify>,
     /// Renders the process's metrics in Prometheus' text format, when `/metrics` is served.
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
-    /// The circuit breakers of the connectors the workers use, by policy, for `/readyz`.
-    breakers: Option<Arc<Breakers>>,
+    /// How the services the workers call are doing, by policy, for `/readyz`.
+    health: Option<Arc<Dependencies>>,
     /// How long a client may take to send a body (and, in `serve`, its headers).
     limits: http::HttpLimits,
 }
 
-/// Lists circuit breakers as (policy, state).
-type Breakers = dyn Fn() -> Vec<(String, BreakerState)> + Send + Sync;
+/// Lists the dependencies' health.
+type Dependencies = dyn Fn() -> Vec<Health> + Send + Sync;
 
 impl Intake {
     pub fn new(store: Store, sources: Vec<Source>) -> Intake {
@@ -126,7 +127,7 @@ impl Intake {
             counters,
             arrived: Arc::default(),
             metrics: None,
-            breakers: None,
+            health: None,
             limits: http::HttpLimits::default(),
         }
     }
@@ -149,10 +150,10 @@ impl Intake {
         self
     }
 
-    /// Reports these circuit breakers in `/readyz`, which answers 503 while every one is open
+    /// Reports these dependencies in `/readyz`, which answers 503 while every one is unhealthy
     /// (nothing the workers call is reachable).
-    pub fn with_breakers(mut self, breakers: impl Fn() -> Vec<(String, BreakerState)> + Send + Sync + 'static) -> Intake {
-        self.breakers = Some(Arc::new(breakers));
+    pub fn with_health(mut self, health: impl Fn() -> Vec<Health> + Send + Sync + 'static) -> Intake {
+        self.health = Some(Arc::new(health));
         self
     }
 
@@ -299,19 +300,28 @@ fn verify(source: &Source, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Resu
     }
 }
 
-/// Ready while the store answers and not every circuit breaker is open.
+/// Ready while the store answers and not every dependency is unhealthy. The body says how each
+/// is doing, and why: `{"status": "degraded", "store": "ok", "dependencies": {"quickbooks":
+/// {"status": "degraded", "reasons": ["3 × 429 in the last 5 minutes"]}, …}}`.
 async fn ready(State(intake): State<Intake>) -> Response {
     // reachable, and able to commit (after a failed commit, a write probe decides)
     let store = match intake.store.ping().await {
         Ok(()) => intake.store.writable().await,
         Err(e) => Err(e.to_string()),
     };
-    let breakers = intake.breakers.as_ref().map(|b| b()).unwrap_or_default();
-    let all_open = !breakers.is_empty() && breakers.iter().all(|(_, state)| state.is_open());
+    let dependencies = intake.health.as_ref().map(|h| h()).unwrap_or_default();
+    let all_down = !dependencies.is_empty() && dependencies.iter().all(|d| d.level == Level::Unhealthy);
+    // one service down while others work leaves the server degraded, not out of service
+    let worst = dependencies.iter().map(|d| d.level).max().unwrap_or(Level::Healthy).min(Level::Degraded);
+    let level = if store.is_err() || all_down { Level::Unhealthy } else { worst };
     let body = json!({
+        "status": level.name(),
         "store": store.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),
-        "breakers": breakers.into_iter().map(|(policy, state)| (policy, state.name())).collect::<BTreeMap<_, _>>(),
+        "dependencies": dependencies
+            .into_iter()
+            .map(|d| (d.name, json!({"status": d.level.name(), "reasons": d.reasons})))
+            .collect::<BTreeMap<_, _>>(),
     });
-    let status = if store.is_ok() && !all_open { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if level == Level::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     answer(status, body)
 }

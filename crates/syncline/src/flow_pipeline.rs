@@ -24,6 +24,8 @@ pub struct FlowPipeline {
     /// One write at a time: the sink keeps one picture of its target (the items it read, whose
     /// names are taken), which two writes at once would each see without the other's.
     sink: tokio::sync::Mutex<AnySink>,
+    /// The sink's health after its last write, for while it writes.
+    sink_health: std::sync::Mutex<Vec<syncline_resilience::Health>>,
     sink_key: Arc<str>,
     change_detection: bool,
     scope: Arc<Scope>,
@@ -41,6 +43,7 @@ impl FlowPipeline {
         Ok(FlowPipeline {
             source,
             transforms: transforms(pipeline, base_dir)?,
+            sink_health: std::sync::Mutex::new(sink.health()),
             sink: tokio::sync::Mutex::new(sink),
             sink_key: sink_key(pipeline),
             change_detection: pipeline.change_detection,
@@ -63,7 +66,11 @@ impl FlowPipeline {
             _ => return Ok(Outcome::Rejected(RecordError::data(&self.sink_key, "key", "the destination key is empty"))),
         };
         mapped.key = dest_key.clone();
-        let outcome = self.sink.lock().await.write(std::slice::from_ref(&mapped)).await?.pop().unwrap_or(Outcome::Unchanged);
+        let mut sink = self.sink.lock().await;
+        let written = sink.write(std::slice::from_ref(&mapped)).await;
+        *self.sink_health.lock().expect("sink health") = sink.health();
+        drop(sink);
+        let outcome = written?.pop().unwrap_or(Outcome::Unchanged);
         if matches!(outcome, Outcome::Created | Outcome::Updated | Outcome::Unchanged) {
             let fingerprints = if self.change_detection { vec![(dest_key, fingerprint(&mapped))] } else { Vec::new() };
             let commit = BatchCommit {
@@ -85,5 +92,12 @@ impl FlowPipeline {
 impl RecordPipeline for FlowPipeline {
     fn sync<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Outcome, ConnectorError>> {
         Box::pin(self.write(key))
+    }
+
+    fn health(&self) -> Vec<syncline_resilience::Health> {
+        // a sink busy writing is asked after its write
+        let sink = self.sink.try_lock().map(|sink| sink.health()).ok();
+        let sink = sink.unwrap_or_else(|| self.sink_health.lock().expect("sink health").clone());
+        self.source.health().into_iter().chain(sink).collect()
     }
 }

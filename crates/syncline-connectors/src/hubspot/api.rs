@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass, FieldType};
-use syncline_resilience::{BreakerState, Budget, Feedback, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
+use syncline_resilience::{Budget, Feedback, Health, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
 use super::config::HubSpotProfile;
 use crate::http::{Answer, Endpoint, Request};
@@ -440,9 +440,9 @@ impl HubSpotApi {
         self.in_flight
     }
 
-    /// Each policy's breaker state (the portal's and search's), for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, BreakerState)> {
-        [&self.policy, &self.search_policy].into_iter().filter_map(Policy::breaker).collect()
+    /// How the portal's and search's policies are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<Health> {
+        vec![self.policy.health(), self.search_policy.health()]
     }
 
     /// The portal's id (`portalId` in its webhook events), from `GET /account-info/v3/details`.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{BreakerState, Budget, Policy, PolicyConfig, Reply, parse_retry_after};
+use syncline_resilience::{Budget, Health, Policy, PolicyConfig, Reply, parse_retry_after};
 
 use super::config::{MAX_FIELDS_PER_CALL, ManyChatProfile};
 use crate::http::{Answer, Endpoint, Request};
@@ -222,9 +222,9 @@ impl ManyChatApi {
         Ok(data.get("name").and_then(Value::as_str).unwrap_or("(no name)").to_owned())
     }
 
-    /// Each method class's breaker state, for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, BreakerState)> {
-        self.policies.iter().filter_map(|(_, policy)| policy.breaker()).collect()
+    /// How each method class's policy is doing, for `/readyz`.
+    pub fn health(&self) -> Vec<Health> {
+        self.policies.iter().map(|(_, policy)| policy.health()).collect()
     }
 
     /// `POST /fb/sending/sendContent`: the texts as one content v2 message, with its mark and

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, Feedback, Policy, PolicyConfig, Reply};
+use syncline_resilience::{Budget, Feedback, Health, Policy, PolicyConfig, Reply};
 
 use super::config::{MINOR_VERSION, QuickBooksProfile};
 use super::oauth::TokenManager;
@@ -98,6 +98,11 @@ impl QuickBooksApi {
 
     pub fn tokens(&self) -> &Arc<TokenManager> {
         &self.tokens
+    }
+
+    /// How the company's calls, batch calls and tokens are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<Health> {
+        vec![self.policy.health(), self.batch_policy.health(), self.tokens.health()]
     }
 
     /// `GET …/companyinfo/{realm}`: the company's name.

@@ -150,6 +150,8 @@ pub struct TokenManager {
     vault: Arc<dyn TokenVault>,
     account: String,
     current: tokio::sync::Mutex<Option<Tokens>>,
+    /// The last refresh's failure, until one succeeds: what `/readyz` says of the tokens.
+    failed: std::sync::Mutex<Option<(ErrorClass, String)>>,
     /// Refresh this long before the access token expires, so no call carries a token that
     /// expires on the way.
     early: chrono::Duration,
@@ -162,6 +164,7 @@ impl TokenManager {
             vault,
             account: account.to_owned(),
             current: tokio::sync::Mutex::new(None),
+            failed: std::sync::Mutex::new(None),
             early: chrono::Duration::seconds(300),
         }
     }
@@ -195,6 +198,18 @@ impl TokenManager {
         }
     }
 
+    /// The tokens: unhealthy after a refresh refused for good (re-authorize), degraded after
+    /// one that failed for now (the access token expires or has expired meanwhile).
+    pub fn health(&self) -> syncline_resilience::Health {
+        use syncline_resilience::Level;
+        let mut health = syncline_resilience::Health::healthy(format!("{} tokens", self.account));
+        if let Some((class, message)) = self.failed.lock().expect("token health").as_ref() {
+            let level = if *class == ErrorClass::Config { Level::Unhealthy } else { Level::Degraded };
+            health.note(level, format!("the access token could not be renewed: {message}"));
+        }
+        health
+    }
+
     fn live(&self, tokens: &Tokens) -> bool {
         tokens.expires_at - self.early > Utc::now()
     }
@@ -216,7 +231,9 @@ impl TokenManager {
         let refresh_token = current.as_ref().map(|t| t.refresh_token.clone()).ok_or_else(|| {
             ConnectorError::new(ErrorClass::Config, format!("no QuickBooks tokens are stored for {}; {REAUTHORIZE}", self.account))
         })?;
-        let fresh = self.app.refresh(&refresh_token).await?;
+        let fresh = self.app.refresh(&refresh_token).await;
+        *self.failed.lock().expect("token health") = fresh.as_ref().err().map(|e| (e.class.clone(), e.message.clone()));
+        let fresh = fresh?;
         // the old refresh token may be dead now: keep the new pair before anything uses it
         let saved = self.save(&fresh).await;
         *current = Some(fresh.clone());

@@ -157,6 +157,11 @@ impl ItemSink {
         self.entries.push((format!("quickbooks.item.{decision}"), key.to_owned(), detail));
     }
 
+    /// How the company's calls and tokens are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<syncline_resilience::Health> {
+        self.api.health()
+    }
+
     /// `quickbooks:<realm>/items`.
     pub fn identity(&self) -> String {
         self.target.clone()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use syncline_core::metric::Service;
 use syncline_core::{ConnectorError, ErrorClass};
-use syncline_resilience::{Budget, Feedback, Policy, PolicyConfig, Reply};
+use syncline_resilience::{Budget, Feedback, Health, Policy, PolicyConfig, Reply};
 
 use super::config::StripeProfile;
 use crate::http::{Answer, Endpoint, Request};
@@ -150,6 +150,11 @@ impl StripeApi {
 
     pub fn base_url(&self) -> &str {
         self.endpoint.base_url()
+    }
+
+    /// How the account's policy is doing, for `/readyz`.
+    pub fn health(&self) -> Vec<Health> {
+        vec![self.policy.health()]
     }
 
     /// `GET /v1/account`: the account's id (`acct_…`).

@@ -65,6 +65,11 @@ impl StripeSource {
         StripeSource { api, since, read: Read::Start, audit: None }
     }
 
+    /// How the account's calls are doing, for `/readyz`.
+    pub fn health(&self) -> Vec<syncline_resilience::Health> {
+        self.api.health()
+    }
+
     /// `stripe:<account>:products`, the account asked of Stripe.
     pub async fn identity(&self) -> Result<String, ConnectorError> {
         Ok(format!("stripe:{}:products", self.api.account_id().await?))

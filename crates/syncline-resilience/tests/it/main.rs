@@ -459,3 +459,43 @@ async fn row23_bulkhead_isolates_a_stalled_provider() {
     set.await;
     assert_eq!(rejected.load(Ordering::Relaxed), 6, "hubspot beyond its 4 slots");
 }
+
+/// What `/readyz` says of a policy: degraded for five minutes after a 429, unhealthy while its
+/// breaker is open, degraded while it probes, healthy again once it closed and the 429s aged.
+#[tokio::test(start_paused = true)]
+async fn health_follows_429s_and_the_breaker() {
+    use syncline_resilience::Level;
+    let policy = Policy::new(PolicyConfig {
+        name: "quickbooks".into(),
+        backoff: Backoff::Linear { base: 100 * MS, step: Duration::ZERO, cap: SEC, jitter: 0.0 },
+        max_attempts: 2,
+        retry_budget: None,
+        overall_timeout: 5 * SEC,
+        breaker: Some(BreakerConfig { window: 4, min_calls: 4, failure_rate: 0.5, open_for: 10 * SEC, half_open_permits: 1 }),
+        ..PolicyConfig::default()
+    });
+    assert_eq!(policy.health().level, Level::Healthy);
+    let limited = std::cell::Cell::new(true);
+    let first = policy
+        .call(|| {
+            let throttled = limited.replace(false);
+            async move { if throttled { Reply::failed(ErrorClass::RateLimited, "429") } else { Reply::ok(()) } }
+        })
+        .await;
+    assert!(first.is_ok(), "the 429 was waited out and the call repeated");
+    let health = policy.health();
+    assert_eq!((health.name.as_str(), health.level), ("quickbooks", Level::Degraded));
+    assert!(health.reasons[0].contains("1 × 429"), "{:?}", health.reasons);
+
+    for _ in 0..4 {
+        let _ = policy.call(|| async { Reply::<()>::failed(ErrorClass::Transient { retry_after: None }, "503") }).await;
+    }
+    let health = policy.health();
+    assert_eq!(health.level, Level::Unhealthy, "{:?}", health.reasons);
+    assert!(health.reasons.iter().any(|r| r.contains("breaker open")));
+
+    sleep(6 * 60 * SEC).await;
+    let probe = policy.call(|| async { Reply::ok(()) }).await;
+    assert!(probe.is_ok());
+    assert_eq!(policy.health().level, Level::Healthy, "{:?}", policy.health().reasons);
+}

@@ -29,6 +29,9 @@ pub trait RecordPipeline: Send + Sync {
     /// Reads the record of `key` again from the pipeline's source, runs the transforms and
     /// writes it to the sink; the sink's outcome for it.
     fn sync<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<syncline_core::Outcome, ConnectorError>>;
+
+    /// How the services it calls are doing, for `/readyz`.
+    fn health(&self) -> Vec<syncline_resilience::Health>;
 }
 
 /// How a flow ended for one event.
@@ -149,10 +152,11 @@ impl Engine {
         }
     }
 
-    /// The breaker state of every connector policy the flows use, for `/readyz`.
-    pub fn breakers(&self) -> Vec<(String, syncline_resilience::BreakerState)> {
-        let hubspot = self.connections.hubspot.iter().flat_map(HubSpotApi::breakers);
-        hubspot.chain(self.connections.manychat.iter().flat_map(ManyChatApi::breakers)).collect()
+    /// How every service the flows call is doing, for `/readyz`.
+    pub fn health(&self) -> Vec<syncline_resilience::Health> {
+        let hubspot = self.connections.hubspot.iter().flat_map(HubSpotApi::health);
+        let manychat = self.connections.manychat.iter().flat_map(ManyChatApi::health);
+        hubspot.chain(manychat).chain(self.connections.pipelines.values().flat_map(|p| p.health())).collect()
     }
 
     /// Runs `flow` on one event's payload, step by step.

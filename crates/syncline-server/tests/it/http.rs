@@ -193,14 +193,16 @@ async fn a_store_that_cannot_commit_answers_503_and_acknowledges_nothing() {
 }
 
 #[tokio::test]
-async fn readiness_reports_the_breakers_and_fails_while_every_one_is_open() {
+async fn readiness_says_how_each_dependency_is_doing_and_fails_while_every_one_is_down() {
     let server = server().await;
-    use syncline_resilience::BreakerState;
-    let open = BreakerState::Open { until: tokio::time::Instant::now() };
-    let states =
-        std::sync::Arc::new(std::sync::Mutex::new(vec![("hubspot".to_owned(), open), ("manychat".to_owned(), BreakerState::Closed)]));
+    use syncline_resilience::{Health, Level};
+    let mut limited = Health::healthy("quickbooks");
+    limited.note(Level::Degraded, "3 × 429 in the last 5 minutes");
+    let mut open = Health::healthy("stripe");
+    open.note(Level::Unhealthy, "circuit breaker open: calls are refused until it probes again");
+    let states = std::sync::Arc::new(std::sync::Mutex::new(vec![Health::healthy("hubspot"), limited]));
     let shared = states.clone();
-    let intake = server.intake.clone().with_breakers(move || shared.lock().unwrap().clone());
+    let intake = server.intake.clone().with_health(move || shared.lock().unwrap().clone());
     let ready = || async {
         let response = intake.router().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
@@ -208,9 +210,16 @@ async fn readiness_reports_the_breakers_and_fails_while_every_one_is_open() {
         (status, body)
     };
     let (status, body) = ready().await;
-    assert_eq!(status, StatusCode::OK, "one connector still reachable");
-    assert_eq!(body, json!({"store": "ok", "breakers": {"hubspot": "open", "manychat": "closed"}}));
-    states.lock().unwrap()[1].1 = open;
+    assert_eq!(status, StatusCode::OK, "degraded is still ready");
+    let expected = json!({"status": "degraded", "store": "ok", "dependencies": {
+        "hubspot": {"status": "healthy", "reasons": []},
+        "quickbooks": {"status": "degraded", "reasons": ["3 × 429 in the last 5 minutes"]},
+    }});
+    assert_eq!(body, expected);
+    states.lock().unwrap()[0] = open.clone();
     let (status, body) = ready().await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("degraded")), "one service down, another working: {body}");
+    states.lock().unwrap()[1] = open;
+    let (status, body) = ready().await;
+    assert_eq!((status, &body["status"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("unhealthy")), "{body}");
 }

@@ -48,7 +48,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         let engine = Engine::new(config.flows.clone(), connections).map_err(|e| CliError::usage(format!("flow {}: {e}", e.flow)))?;
         let engine = Arc::new(engine);
         let readiness = engine.clone();
-        intake = intake.with_breakers(move || readiness.breakers());
+        intake = intake.with_health(move || readiness.health());
         let mut worker = WorkerConfig::new(owner.clone());
         worker.lease = config.serve.lease;
         worker.concurrency = config.serve.workers;

@@ -117,6 +117,10 @@ async fn new_tokens_lost_before_they_were_stored_end_in_a_clear_reauthorize() {
     let error = api.company_name().await.unwrap_err();
     assert_eq!(error.class, syncline_core::ErrorClass::Config);
     assert!(error.message.contains("invalid_grant") && error.message.contains("syncline auth quickbooks"), "{}", error.message);
+    // `/readyz` says so too
+    let tokens = api.health().into_iter().find(|h| h.name.ends_with("tokens")).unwrap();
+    assert_eq!(tokens.level, syncline_resilience::Level::Unhealthy);
+    assert!(tokens.reasons[0].contains("syncline auth quickbooks"), "{:?}", tokens.reasons);
 }
 
 const CONFIG: &str = r#"

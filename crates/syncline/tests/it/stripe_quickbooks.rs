@@ -317,6 +317,13 @@ async fn webhooks_through_duplicates_disorder_and_a_kill_leave_items_equal_to_pr
     }
     // a little longer, for any write that should not come
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // the services the flow calls, as /readyz sees them
+    let (status, ready) = crate::sandbox::request(&bind, "GET", "/readyz", &[], b"");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert!(status.contains(" 200"), "{status} {ready}");
+    let dependencies = &ready["dependencies"];
+    assert_eq!(dependencies[format!("quickbooks:{DEMO_QUICKBOOKS_REALM} tokens")]["status"], "healthy", "{ready}");
+    assert!(["stripe", "quickbooks", "quickbooks-batch"].iter().all(|d| dependencies[*d].is_object()), "{ready}");
     let _ = child.kill();
     let _ = child.wait();
 
