@@ -24,6 +24,8 @@ pub const INBOX_EVENTS: &str = "syncline_inbox_events";
 pub const INBOX_OLDEST_PENDING_AGE: &str = "syncline_inbox_oldest_pending_age_seconds";
 /// Flow runs by `flow` and `outcome` (`sent`, `already_sent`, `filtered`, `retried`, `dead`…).
 pub const FLOW_RUNS: &str = "syncline_flow_runs_total";
+/// How long a flow took on one event, by `flow` (a `pipeline` step's sync of one record).
+pub const FLOW_DURATION: &str = "syncline_flow_duration_seconds";
 /// Circuit breaker state by `policy`: 0 closed, 1 half-open, 2 open.
 pub const BREAKER_STATE: &str = "syncline_breaker_state";
 /// Calls held back by a rate budget, by `policy`, and how long they waited.
@@ -101,6 +103,7 @@ pub fn describe_and_initialize(sources: &[&str], flows: &[&str]) {
     describe_gauge!(INBOX_EVENTS, "Inbox events by source and status, read from the state store at scrape time");
     describe_gauge!(INBOX_OLDEST_PENDING_AGE, metrics::Unit::Seconds, "Age of the oldest pending inbox event, by source");
     describe_counter!(FLOW_RUNS, "Flow runs by flow and outcome");
+    describe_histogram!(FLOW_DURATION, metrics::Unit::Seconds, "How long a flow took on one event, by flow");
     describe_gauge!(BREAKER_STATE, "Circuit breaker state by policy: 0 closed, 1 half-open, 2 open");
     describe_counter!(RATE_LIMIT_WAITS, "Calls held back by a rate budget, by policy");
     describe_histogram!(RATE_LIMIT_WAIT, metrics::Unit::Seconds, "How long calls waited for their rate budget, by policy");

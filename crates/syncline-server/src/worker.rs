@@ -158,6 +158,7 @@ impl Workers {
         let started = std::time::Instant::now();
         let result = self.engine.run(flow, payload).await;
         let ms = started.elapsed().as_millis() as u64;
+        metrics::histogram!(syncline_core::metric::FLOW_DURATION, "flow" => flow.name.clone()).record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) => {
                 self.runs.add(&flow.name, outcome.name(), 1);

@@ -271,6 +271,8 @@ fn backfill_delivers_what_was_missed_while_serve_was_down_and_nothing_twice() {
     let sent = metric(&text, "manychat_api_requests_total", &[("operation", "sendContent"), ("status", "200")]);
     assert_eq!(sent, MISSED as f64, "{text}");
     assert_eq!(metric(&text, "syncline_flow_runs_total", &[("flow", "lead-welcome"), ("outcome", "sent")]), MISSED as f64);
+    let timed = metric(&text, "syncline_flow_duration_seconds_count", &[("flow", "lead-welcome")]);
+    assert!(timed >= MISSED as f64, "every event's flow is timed: {timed}");
     assert_eq!(metric(&text, "syncline_inbox_events", &[("source", "hubspot"), ("status", "done")]), (BEFORE + MISSED) as f64);
     assert_eq!(metric(&text, "syncline_webhook_signature_failures_total", &[("source", "hubspot")]), 1.0);
     assert_eq!(metric(&text, "syncline_webhooks_total", &[("source", "hubspot"), ("outcome", "unauthorized")]), 1.0);
