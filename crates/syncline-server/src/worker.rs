@@ -163,11 +163,15 @@ impl Workers {
             Ok(outcome) => {
                 self.runs.add(&flow.name, outcome.name(), 1);
                 tracing::info!(outcome = outcome.name(), ms, "event handled");
-                let finished = match &ordering {
-                    Some((object, at)) => self.store.inbox_finish_version(event.id, owner, &flow.name, object, *at).await,
-                    None => self.store.inbox_finish(event.id, owner).await,
-                };
-                self.release(finished, &event);
+                // the audit trail keeps every event handled and what came of it
+                let subject = event.object_key.as_deref().unwrap_or(&event.dedupe_key);
+                let detail = serde_json::json!({
+                    "flow": flow.name, "outcome": outcome.name(), "dedupe_key": event.dedupe_key, "event_type": event.event_type,
+                    "occurred_at": event.occurred_at, "flow_ms": ms,
+                });
+                let version = ordering.as_ref().map(|(object, at)| (flow.name.as_str(), object.as_str(), *at));
+                let audit = Some(("flow.handled", subject, &detail));
+                self.release(self.store.inbox_finish_with(event.id, owner, version, audit).await, &event);
             }
             Err(failure) => {
                 let worth_retrying = !matches!(failure.class, ErrorClass::Data | ErrorClass::Conflict);

@@ -227,10 +227,37 @@ impl Store {
         object: &str,
         occurred_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.inbox_finish_with(id, owner, Some((flow, object, occurred_at)), None).await
+    }
+
+    /// Marks a claimed event done in one transaction with what else its run settled: for an
+    /// ordered flow, the newest `occurred_at` it ran for the object (`version`: flow, object,
+    /// time); and an entry of the audit trail (kind, subject, detail), so the trail holds every
+    /// event handled. False when `owner` no longer holds the event.
+    pub async fn inbox_finish_with(
+        &self,
+        id: i64,
+        owner: &str,
+        version: Option<(&str, &str, DateTime<Utc>)>,
+        audit: Option<(&str, &str, &serde_json::Value)>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         if !finish_in(&mut tx, id, owner).await? {
             return Ok(false);
         }
+        if let Some((kind, subject, detail)) = audit {
+            sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, $2, $3, NULL, $4)")
+                .bind(now())
+                .bind(kind)
+                .bind(subject)
+                .bind(detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let Some((flow, object, occurred_at)) = version else {
+            tx.commit().await?;
+            return Ok(true);
+        };
         sqlx::query(
             "INSERT INTO flow_versions (flow, object_key, occurred_at) VALUES ($1, $2, $3) \
              ON CONFLICT (flow, object_key) DO UPDATE SET occurred_at = excluded.occurred_at \

@@ -1,5 +1,6 @@
 //! `syncline events`: the audit trail — what each sink decided for each record (a QuickBooks
-//! item created, updated with which fields, unchanged, refused), newest first, with counts by
+//! item created, updated with which fields, unchanged, refused) and each inbox event a flow
+//! handled or skipped as stale, newest first, with counts by
 //! decision and the write calls' p50/p95/p99 durations (a call's wait for the rate budget
 //! included: at QuickBooks' 40 batch calls a minute, that is most of it).
 
@@ -45,6 +46,14 @@ fn summary(e: &EventRow) -> String {
     let d = &e.detail;
     if let Some(message) = d["message"].as_str() {
         return message.to_owned();
+    }
+    if let Some(flow) = d["flow"].as_str() {
+        let what = match d["outcome"].as_str() {
+            Some(outcome) => format!("→ {outcome}"),
+            None => format!("skipped: an event of {} ran already", d["newer_run"].as_str().unwrap_or("later")),
+        };
+        let event = d["dedupe_key"].as_str().unwrap_or_default();
+        return format!("{} {event} {what} (flow {flow})", d["event_type"].as_str().unwrap_or("event"));
     }
     let fields: Vec<String> = d["fields"]
         .as_object()
@@ -92,10 +101,23 @@ mod tests {
         assert_eq!(summary(&updated), "item 7: UnitPrice: 20 → 25");
         let refused = row("quickbooks.item.dead_letter", json!({"message": "QuickBooks 2050: too long"}));
         assert_eq!(summary(&refused), "QuickBooks 2050: too long");
-        let events = vec![updated, refused, row("quickbooks.item.created", json!({"item": "8", "ms": 10}))];
+        let handled = row(
+            "flow.handled",
+            json!({"flow": "product_changes", "outcome": "updated", "dedupe_key": "stripe:evt_1", "event_type": "product.updated", "flow_ms": 900}),
+        );
+        assert_eq!(summary(&handled), "product.updated stripe:evt_1 → updated (flow product_changes)");
+        let stale = row(
+            "flow.skipped_stale",
+            json!({"flow": "product_changes", "dedupe_key": "stripe:evt_0", "event_type": "product.updated", "newer_run": "2026-11-30T10:00:01Z"}),
+        );
+        assert_eq!(
+            summary(&stale),
+            "product.updated stripe:evt_0 skipped: an event of 2026-11-30T10:00:01Z ran already (flow product_changes)"
+        );
+        let events = vec![updated, refused, row("quickbooks.item.created", json!({"item": "8", "ms": 10})), handled, stale];
         assert_eq!(
             statistics(&events),
-            "3 events: created 1 · dead_letter 1 · updated 1 · write calls (waits for the rate budget included) p50 40 ms, p95 40 ms, p99 40 ms"
+            "5 events: created 1 · dead_letter 1 · handled 1 · skipped_stale 1 · updated 1 · write calls (waits for the rate budget included) p50 40 ms, p95 40 ms, p99 40 ms"
         );
     }
 }

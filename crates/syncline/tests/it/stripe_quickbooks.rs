@@ -346,6 +346,13 @@ async fn webhooks_through_duplicates_disorder_and_a_kill_leave_items_equal_to_pr
         skipped.iter().all(|e| ids[..60].contains(&e["subject"].as_str().unwrap().to_owned()) && e["detail"]["flow"] == "product_changes"),
         "{skipped:?}"
     );
+    // one product's trail: each of its events, what came of it, and what changed in its item
+    let trail = run(d, &hub, &["events", "--product", &ids[0], "--json"]);
+    let kinds: Vec<String> = stdout(&trail)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "flow.handled") && kinds.iter().any(|k| k == "quickbooks.item.updated"), "{kinds:?}");
     eprintln!("stripe webhooks: {counts:?}, {} stale events skipped", skipped.len());
 }
 
