@@ -148,6 +148,10 @@ pub struct Policy {
     config: PolicyConfig,
     /// Always present: without a budget it still holds every call back after a 429.
     limiter: Arc<Mutex<RateLimiter>>,
+    /// A second budget every call also spends, shared with other policies whose calls the
+    /// server counts together (QuickBooks' 10 requests a second, over its single and batch
+    /// calls, each with its own per-minute budget).
+    also: Option<Arc<Mutex<RateLimiter>>>,
     breaker: Option<Mutex<CircuitBreaker>>,
     bulkhead: Option<Semaphore>,
     retry_budget: Option<Mutex<RetryBudget>>,
@@ -176,8 +180,14 @@ impl Policy {
             stats: PolicyStats::default(),
             recent_limits: Mutex::default(),
             limiter,
+            also: None,
             config,
         }
+    }
+
+    /// The same policy, each call also spending `shared` (see `also`).
+    pub fn also_spending(self, shared: Arc<Mutex<RateLimiter>>) -> Policy {
+        Policy { also: Some(shared), ..self }
     }
 
     pub fn limiter(&self) -> Arc<Mutex<RateLimiter>> {
@@ -358,7 +368,18 @@ impl Policy {
         let mut held_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let verdict = lock(&self.limiter).try_acquire(now);
+            let verdict = {
+                let mut own = lock(&self.limiter);
+                match &self.also {
+                    None => own.try_acquire(now),
+                    // both permits or neither (every policy locks its own budget first)
+                    Some(shared) => {
+                        let mut shared = lock(shared);
+                        let at = own.ready_at(now).max(shared.ready_at(now));
+                        if at > now { Err(at) } else { own.try_acquire(now).and_then(|()| shared.try_acquire(now)) }
+                    }
+                }
+            };
             match verdict {
                 Ok(()) => {
                     if let Some(since) = held_since {

@@ -33,6 +33,8 @@ pub struct QuickBooksProfile {
     pub requests_per_minute: u32,
     /// Batch calls per minute (QuickBooks: 40 per realm and app).
     pub batches_per_minute: u32,
+    /// Requests per second, batch calls included (QuickBooks: 10 per realm and app).
+    pub requests_per_second: u32,
     /// Requests in flight at once (QuickBooks: 10 per realm and app).
     pub in_flight: usize,
     /// How long one call, its retries included, may take.
@@ -52,6 +54,7 @@ impl QuickBooksProfile {
             client_secret: client_secret.to_owned(),
             requests_per_minute: 500,
             batches_per_minute: 40,
+            requests_per_second: 10,
             in_flight: 10,
             call_timeout: Duration::from_secs(300),
             unreachable_for: Duration::from_secs(5),

@@ -499,3 +499,41 @@ async fn health_follows_429s_and_the_breaker() {
     assert!(probe.is_ok());
     assert_eq!(policy.health().level, Level::Healthy, "{:?}", policy.health().reasons);
 }
+
+/// Two policies, each with its own budget, that also spend one shared budget (QuickBooks' single
+/// and batch calls within its 10 a second): together they never pass the shared one.
+#[tokio::test(start_paused = true)]
+async fn policies_that_also_spend_a_shared_budget_stay_within_it_together() {
+    use std::sync::Mutex;
+    use syncline_resilience::RateLimiter;
+    let shared = Arc::new(Mutex::new(RateLimiter::new(Budget::per(5, SEC))));
+    let policy = |max: u32| {
+        let config = PolicyConfig { budget: Some(Budget::per(max, 60 * SEC)), overall_timeout: 600 * SEC, ..PolicyConfig::default() };
+        Rc::new(Policy::new(config).also_spending(shared.clone()))
+    };
+    // 10 and 2 a second on their own: 12 a second together, were the shared 5 not spent too
+    let (singles, batches) = (policy(600), policy(120));
+    let arrivals = Rc::new(RefCell::new(Vec::new()));
+    let calls = |policy: Rc<Policy>, n: usize| {
+        let arrivals = arrivals.clone();
+        async move {
+            for _ in 0..n {
+                let arrivals = arrivals.clone();
+                policy
+                    .call(|| {
+                        arrivals.borrow_mut().push(Instant::now());
+                        async { Reply::ok(()) }
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =
+        (0..4).map(|_| Box::pin(calls(singles.clone(), 25)) as _).chain([Box::pin(calls(batches.clone(), 20)) as _]).collect();
+    join_all(tasks).await;
+    let arrivals = arrivals.borrow();
+    assert_eq!(arrivals.len(), 120);
+    let most = arrivals.iter().map(|start| arrivals.iter().filter(|a| **a >= *start && **a < *start + SEC).count()).max().unwrap();
+    assert!(most <= 5, "{most} calls in one second of a shared 5 a second");
+}

@@ -312,6 +312,13 @@ async fn every_log_line_carries_its_own_events_span() {
     .unwrap();
     let workers = workers(&world, flow);
 
+    // Callsites cache whether any subscriber wants them. Tests on other threads of this process
+    // log with no subscriber, and one of them can cache "never" for a line this test waits for,
+    // racing the rebuild `set_default` asks for; a global subscriber that wants every line (and
+    // writes it nowhere) keeps each callsite enabled, so the scoped one below sees them all.
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(std::io::sink).finish(),
+    );
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -2,7 +2,8 @@
 //! without limits) become items of a company that allows 500 requests a minute, 10 a second
 //! and 40 batch calls a minute, through the example pipeline run by this binary as a user would
 //! (`auth quickbooks`, then `run`). The sandbox runs in this process, so its ledger tells how
-//! full each minute of batch calls was, and how many 429s there were.
+//! full each minute was — of batch calls, and of requests in all (single writes go beside the
+//! batch calls) — and how many 429s there were.
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,14 +14,17 @@ use syncline_sandbox::{DEMO_QUICKBOOKS_CLIENT, DEMO_QUICKBOOKS_REALM, DEMO_STRIP
 use crate::cli::BenchArgs;
 use crate::exit::{CliError, CliResult, Exit};
 
-/// QuickBooks' batch calls per minute, per company and app.
+/// QuickBooks' batch calls per minute, per company and app, and its requests per minute.
 const BATCHES_PER_MINUTE: usize = 40;
+const REQUESTS_PER_MINUTE: usize = 500;
 
 pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
-    let minutes = args.rows as f64 / 30.0 / BATCHES_PER_MINUTE as f64;
+    // 40 batch calls of 30 and 460 single writes a minute
+    let per_minute = (BATCHES_PER_MINUTE * 30 + REQUESTS_PER_MINUTE - BATCHES_PER_MINUTE) as f64;
+    let minutes = args.rows as f64 / per_minute;
     if args.rows > 100_000 {
         return Err(CliError::usage(format!(
-            "--rows {}: at QuickBooks' 40 batch calls a minute that takes {:.0} hours; pass a smaller --rows (2000 takes under 2 minutes, 10000 about 8)",
+            "--rows {}: at QuickBooks' limits that takes {:.0} hours; pass a smaller --rows (2000 takes under 2 minutes, 10000 about 6)",
             args.rows,
             minutes / 60.0
         )));
@@ -68,11 +72,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let approved = no_follow.get(consent).send().await.map_err(CliError::failed)?;
     let redirect = approved.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
     syncline(&["auth", "quickbooks", "--redirect", &redirect])?;
-    eprintln!(
-        "backfilling {} products into QuickBooks at 40 batch calls a minute (about {:.1} minutes) …",
-        args.rows,
-        args.rows as f64 / 30.0 / 40.0
-    );
+    eprintln!("backfilling {} products into QuickBooks at its limits (about {minutes:.1} minutes) …", args.rows);
     let started = Instant::now();
     syncline(&["run", "products_to_items"])?;
     let took = started.elapsed().as_secs_f64();
@@ -80,29 +80,49 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     report(&sandbox, args.rows, took)
 }
 
+/// Calls per whole minute from the first one (the last minute is cut short).
+fn per_minute(at_ms: &[i64]) -> Vec<usize> {
+    let first = at_ms.first().copied().unwrap_or_default();
+    let minutes = at_ms.last().map_or(0, |last| ((last - first) / 60_000 + 1) as usize);
+    let mut counts = vec![0usize; minutes];
+    for at in at_ms {
+        counts[((at - first) / 60_000) as usize] += 1;
+    }
+    counts
+}
+
+/// The share of `budget` a minute the full minutes used, in percent (None: no full minute).
+fn used(per_minute: &[usize], budget: usize) -> Option<f64> {
+    let full = &per_minute[..per_minute.len().saturating_sub(1)];
+    (!full.is_empty()).then(|| full.iter().sum::<usize>() as f64 / (full.len() * budget) as f64 * 100.0)
+}
+
 /// The figures, from the sandbox's ledger.
 fn report(sandbox: &Sandbox, rows: u64, took: f64) -> CliResult {
     let ledger = sandbox.ledger();
     let items = sandbox.quickbooks_items(DEMO_QUICKBOOKS_REALM).map_err(CliError::failed)?.len() as u64;
-    let batches: Vec<i64> = ledger.calls("/batch").iter().filter(|r| r.status == 200).map(|r| r.at_ms).collect();
-    let throttled = ledger.requests.iter().filter(|r| r.path.starts_with("/v3/company/") && r.status == 429).count();
-    let qbo_calls = ledger.requests.iter().filter(|r| r.path.starts_with("/v3/company/")).count();
-    let first = batches.first().copied().unwrap_or_default();
-    let minutes = batches.last().map_or(0, |last| ((last - first) / 60_000 + 1) as usize);
-    let mut per_minute = vec![0usize; minutes];
-    for at in &batches {
-        per_minute[((at - first) / 60_000) as usize] += 1;
-    }
+    let company: Vec<_> = ledger.requests.iter().filter(|r| r.path.starts_with("/v3/company/")).collect();
+    let batches: Vec<i64> = company.iter().filter(|r| r.path.ends_with("/batch") && r.status == 200).map(|r| r.at_ms).collect();
+    let singles = company.iter().filter(|r| r.path.ends_with("/item") && r.status == 200).count();
+    let calls: Vec<i64> = company.iter().filter(|r| r.status == 200).map(|r| r.at_ms).collect();
+    let throttled = company.iter().filter(|r| r.status == 429).count();
+    let (batch_minutes, call_minutes) = (per_minute(&batches), per_minute(&calls));
+    let shown = |counts: &[usize]| counts.iter().map(usize::to_string).collect::<Vec<_>>().join(" ");
     println!("bench: Stripe → QuickBooks backfill, {rows} products, QuickBooks at its limits (500/min, 10/s, 40 batch calls/min)");
     println!("items            {items}");
     println!("elapsed          {took:.1} s ({:.0} items/min)", items as f64 / took * 60.0);
-    println!("batch calls      {} of ≤ 30 operations; QuickBooks calls in all {qbo_calls}", batches.len());
-    let shown: Vec<String> = per_minute.iter().map(usize::to_string).collect();
-    println!("batches per min  {} (budget {BATCHES_PER_MINUTE}; the last minute is cut short)", shown.join(" "));
-    let full = &per_minute[..per_minute.len().saturating_sub(1)];
-    if !full.is_empty() {
-        let used = full.iter().sum::<usize>() as f64 / (full.len() * BATCHES_PER_MINUTE) as f64 * 100.0;
-        println!("budget used      {used:.1} % of the batch budget over the {} full minutes", full.len());
+    println!(
+        "calls            {} batch calls of ≤ 30 operations, {singles} single writes; QuickBooks calls in all {}",
+        batches.len(),
+        company.len()
+    );
+    println!("batches per min  {} (budget {BATCHES_PER_MINUTE}; the last minute is cut short)", shown(&batch_minutes));
+    println!("requests per min {} (budget {REQUESTS_PER_MINUTE}, batch calls included)", shown(&call_minutes));
+    if let (Some(batch), Some(all)) = (used(&batch_minutes, BATCHES_PER_MINUTE), used(&call_minutes, REQUESTS_PER_MINUTE)) {
+        let full = call_minutes.len() - 1;
+        println!(
+            "budget used      {batch:.1} % of the batch budget, {all:.1} % of the 500 requests a minute, over the {full} full minutes"
+        );
     }
     println!("429s             {throttled}");
     if items != rows {

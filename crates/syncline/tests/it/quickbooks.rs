@@ -48,6 +48,7 @@ fn profile(hub: &Hub) -> QuickBooksProfile {
     let mut profile = QuickBooksProfile::new(&hub.url, DEMO_QUICKBOOKS_REALM, DEMO_QUICKBOOKS_CLIENT.0, DEMO_QUICKBOOKS_CLIENT.1);
     profile.token_url = format!("{}/oauth2/v1/tokens/bearer", hub.url);
     profile.requests_per_minute = 60_000;
+    profile.requests_per_second = 1_000;
     profile
 }
 
