@@ -62,9 +62,8 @@ pub struct QuickBooksApi {
     batch_policy: Policy,
     tokens: Arc<TokenManager>,
     realm_id: String,
-    /// The share of a large write best sent as single writes, beside batch calls (see
-    /// [`QuickBooksApi::single_share`]).
-    single_share: f64,
+    /// Single writes and batch calls a minute (see [`QuickBooksApi::singles_for`]).
+    rates: (f64, f64),
 }
 
 /// An answer before its token was checked: a 401 is not an error yet, the token is renewed.
@@ -104,15 +103,16 @@ impl QuickBooksApi {
             batch_policy: Policy::new(batches).also_spending(per_second),
             tokens,
             realm_id: profile.realm_id.clone(),
-            single_share: f64::from(other_rate) / (f64::from(other_rate) + f64::from(batch_rate) * BATCH_OPERATIONS as f64),
+            rates: (f64::from(other_rate), f64::from(batch_rate)),
         })
     }
 
-    /// Of many operations, the share to send as single writes while the rest go in batch
-    /// calls, so both budgets run full and end together: 460 single writes and 40 × 30 batched
-    /// operations a minute make 1,660 operations, 28 % of them single.
-    pub fn single_share(&self) -> f64 {
-        self.single_share
+    /// Of `n` operations, how many to send as single writes while the rest go in batch calls
+    /// of 30, so that both budgets are spent at once and end together: the split that takes the
+    /// fewest minutes, batch calls counted whole. At 460 single writes and 40 batch calls a
+    /// minute, about 28 % (140 of 500); one operation alone is a single write.
+    pub fn singles_for(&self, n: usize) -> usize {
+        singles_for(n, self.rates)
     }
 
     pub fn tokens(&self) -> &Arc<TokenManager> {
@@ -212,6 +212,12 @@ impl QuickBooksApi {
     }
 }
 
+/// [`QuickBooksApi::singles_for`] at `(single writes, batch calls)` a minute.
+fn singles_for(n: usize, (singles, batches): (f64, f64)) -> usize {
+    let minutes = |s: usize| (s as f64 / singles).max((n - s).div_ceil(BATCH_OPERATIONS) as f64 / batches);
+    (0..=n).min_by(|a, b| minutes(*a).total_cmp(&minutes(*b))).unwrap_or(0)
+}
+
 /// QuickBooks' answers as an attempt's outcome: a 401 goes back to the caller to renew its
 /// token; 429 waits (60 s unless told); 5xx retries; a `Fault` — in a 4xx, or an HTTP 200 —
 /// is classified by its code: 6240 (duplicate name) and 5010 (stale `SyncToken`) are
@@ -271,6 +277,15 @@ mod tests {
 
     fn fault(code: &str) -> String {
         format!(r#"{{"Fault":{{"Error":[{{"Message":"m","Detail":"d","code":"{code}"}}],"type":"ValidationFault"}},"time":"t"}}"#)
+    }
+
+    #[test]
+    fn a_write_is_split_so_both_budgets_end_together() {
+        let rates = (460.0, 40.0);
+        assert_eq!(singles_for(1, rates), 1, "one change alone is a single write");
+        assert_eq!(singles_for(120, rates), 30, "3 batch calls (4.5 s) beside 30 single writes (3.9 s)");
+        assert_eq!(singles_for(500, rates), 140, "12 batch calls of 30 (18 s) beside 140 single writes (18.3 s)");
+        assert_eq!(singles_for(0, rates), 0);
     }
 
     #[test]

@@ -347,14 +347,10 @@ impl ItemSink {
     /// Every operation's answer, in order, with its call's duration. One operation alone (a
     /// webhook's change) is a single write. More are split so both of QuickBooks' budgets run
     /// full at once: most in batch calls of 30 (40 a minute), a share as single writes within
-    /// the rest of the 500 requests a minute ([`QuickBooksApi::single_share`]).
+    /// the rest of the 500 requests a minute ([`QuickBooksApi::singles_for`]).
     async fn call(&self, operations: &[Operation]) -> Result<Vec<(Value, u64)>, ConnectorError> {
         use futures_util::{StreamExt, TryStreamExt};
-        let singles = match operations.len() {
-            1 => 1,
-            n => (n as f64 * self.api.single_share()).floor() as usize,
-        };
-        let (single, batched) = operations.split_at(singles);
+        let (single, batched) = operations.split_at(self.api.singles_for(operations.len()));
         // owned bodies and client handles: the calls' futures borrow nothing
         let single_writes: Vec<_> = single
             .iter()
