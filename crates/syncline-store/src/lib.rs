@@ -7,12 +7,14 @@ mod checkpoint;
 mod dead_letters;
 mod error;
 mod inbox;
+mod leases;
 mod runs;
 mod tokens;
 
 pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
 pub use inbox::{Accepted, InboxDepth, InboxEvent, InboxRow, NewEvent};
+pub use leases::LeaseHolder;
 pub use runs::{CursorRow, FingerprintCount, RunRow};
 pub use tokens::{RefreshLock, SealedTokens};
 
@@ -73,6 +75,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "store_info", include_str!("../migrations/sqlite/0005_store_info.sql")),
     (6, "run_audit", include_str!("../migrations/sqlite/0006_run_audit.sql")),
     (7, "remote_ids", include_str!("../migrations/sqlite/0007_remote_ids.sql")),
+    (8, "run_leases", include_str!("../migrations/sqlite/0008_run_leases.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -82,6 +85,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "store_info", include_str!("../migrations/postgres/0005_store_info.sql")),
     (6, "run_audit", include_str!("../migrations/postgres/0006_run_audit.sql")),
     (7, "remote_ids", include_str!("../migrations/postgres/0007_remote_ids.sql")),
+    (8, "run_leases", include_str!("../migrations/postgres/0008_run_leases.sql")),
 ];
 
 impl Store {

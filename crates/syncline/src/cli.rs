@@ -186,6 +186,8 @@ impl ReconcileArgs {
             limit: None,
             resend: true,
             sandbox: false,
+            // a scheduled reconcile waits for the pipeline's run rather than being skipped
+            wait: true,
         }
     }
 }
@@ -297,6 +299,10 @@ pub struct RunArgs {
     /// nothing else running; `syncline sandbox` serves it on its own.
     #[arg(long)]
     pub sandbox: bool,
+    /// A pipeline runs in one process at a time: when another holds it, wait for that run to
+    /// end instead of exiting at once.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

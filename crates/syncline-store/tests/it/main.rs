@@ -59,6 +59,7 @@ async fn conformance() {
         events_are_appended_in_order(&store).await;
         inbox_dedupes_claims_and_releases(&store).await;
         flow_versions_keep_the_newest_and_stale_skips_are_audited(&store).await;
+        a_pipelines_lease_has_one_holder_until_it_ends(&store).await;
         one_objects_events_never_run_at_once(&store).await;
         oauth_tokens_are_replaced_whole(&store).await;
         reopening_keeps_everything(&url).await;
@@ -306,6 +307,25 @@ async fn one_objects_events_never_run_at_once(store: &Store) {
     assert_eq!(keys(&short), ["o4-a"]);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(keys(&store.inbox_claim("s5", lease, 10).await.unwrap()), ["o4-a", "o4-b"]);
+}
+
+async fn a_pipelines_lease_has_one_holder_until_it_ends(store: &Store) {
+    let minute = std::time::Duration::from_secs(60);
+    assert_eq!(store.take_run_lease("members", "a", minute).await.unwrap(), None, "free: taken");
+    assert_eq!(store.take_run_lease("members", "a", minute).await.unwrap(), None, "its holder takes it again");
+    let held = store.take_run_lease("members", "b", minute).await.unwrap().expect("held by a");
+    assert_eq!(held.holder, "a");
+    assert!(held.since <= held.until);
+    assert_eq!(store.take_run_lease("other", "b", minute).await.unwrap(), None, "one lease per pipeline");
+    assert!(store.renew_run_lease("members", "a", minute).await.unwrap());
+    assert!(!store.renew_run_lease("members", "b", minute).await.unwrap(), "only the holder renews");
+    store.release_run_lease("members", "b").await.unwrap();
+    assert!(store.take_run_lease("members", "b", minute).await.unwrap().is_some(), "only the holder releases");
+    store.release_run_lease("members", "a").await.unwrap();
+    assert_eq!(store.take_run_lease("members", "b", std::time::Duration::from_millis(1)).await.unwrap(), None);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(store.take_run_lease("members", "c", minute).await.unwrap(), None, "an expired lease is taken over");
+    assert!(!store.renew_run_lease("members", "b", minute).await.unwrap(), "and its old holder knows");
 }
 
 async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store) {

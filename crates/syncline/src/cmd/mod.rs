@@ -8,6 +8,7 @@ mod dlq;
 mod events;
 mod example;
 mod inbox;
+mod lease;
 mod run;
 mod runs;
 mod sandbox;

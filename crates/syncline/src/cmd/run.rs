@@ -385,7 +385,16 @@ async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, sou
 /// Runs one pipeline and records it in the history, from its first step: a run that cannot
 /// reach its source or sink, or is interrupted while connecting, is there too. Returns its
 /// summary row.
+/// One pipeline's run under its lease: no other process runs the pipeline meanwhile, so no two
+/// runs interleave their cursors, dead letters and history rows.
 async fn run_one(common: &Common<'_>, pipeline: &Pipeline) -> Result<RunRow, CliError> {
+    let lease = super::lease::RunLease::take(common.store, &pipeline.name, common.args.wait, common.session).await?;
+    let result = run_held(common, pipeline).await;
+    lease.release().await;
+    result
+}
+
+async fn run_held(common: &Common<'_>, pipeline: &Pipeline) -> Result<RunRow, CliError> {
     let Common { config, store, args, since, plan, session, .. } = *common;
     let name = &pipeline.name;
     let started = Instant::now();

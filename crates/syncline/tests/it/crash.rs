@@ -14,13 +14,17 @@ async fn sigkill_and_restart() {
     let mut cursors: Vec<(String, i64)> = Vec::new();
     let mut kills = 0;
     while kills < 5 {
-        let mut child = bin().current_dir(d).arg("--config").arg(d.join("members.yaml")).args(["-q", "run", "members"]).spawn().unwrap();
+        // a killed run holds the pipeline's lease until it expires: one second here
+        let mut command = bin();
+        command.current_dir(d).env("SYNCLINE_RUN_LEASE_SECS", "1").arg("--config").arg(d.join("members.yaml"));
+        let mut child = command.args(["-q", "run", "members"]).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(rng.u64(300..1500)));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: nothing left to interrupt
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(1_100)); // its lease runs out
         kills += 1;
         if let Some(cursor) = cursor(d).await {
             cursors.push(cursor);

@@ -411,12 +411,14 @@ async fn a_full_read_killed_three_times_resumes_from_its_last_committed_page() {
     let mut committed = Vec::new();
     for kill in 0..3 {
         let mut command = bin();
-        command.current_dir(d).env("HUBSPOT_BASE_URL", &hub.url).arg("--config").arg(d.join("hs.yaml"));
+        // a killed run holds the pipeline's lease until it expires: one second here
+        command.current_dir(d).env("HUBSPOT_BASE_URL", &hub.url).env("SYNCLINE_RUN_LEASE_SECS", "1").arg("--config").arg(d.join("hs.yaml"));
         let mut child = command.args(["-q", "run", "contacts"]).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1500 + 300 * kill));
         assert!(child.try_wait().unwrap().is_none(), "the run ended before kill {kill}");
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1_100)); // its lease runs out
         let warehouse = sqlite(&d.join("warehouse.db")).await;
         committed.push(count(&warehouse, "SELECT COUNT(*) FROM contacts").await);
     }

@@ -11,6 +11,7 @@ mod hubspot;
 mod hubspot_source;
 mod instances;
 mod lead_flow;
+mod leases;
 mod members;
 mod quickbooks;
 mod sandbox;
