@@ -646,10 +646,10 @@ fn prepare(page: Page, transform: &dyn Transform, sink_key: &str, change_detecti
             }
         };
         let source_key = source.as_ref().map_or_else(|| mapped.key.clone(), |s| s.key.clone());
-        let dest_key = match mapped.get(sink_key).and_then(Value::as_text) {
-            Some(key) if !key.trim().is_empty() => key.into_owned(),
-            _ => {
-                prepared.rejected.push((source.unwrap_or(mapped), RecordError::data(sink_key, "key", "the destination key is empty")));
+        let dest_key = match destination_key(&mapped, sink_key) {
+            Ok(key) => key,
+            Err(error) => {
+                prepared.rejected.push((source.unwrap_or(mapped), error));
                 continue;
             }
         };
@@ -659,6 +659,14 @@ fn prepare(page: Page, transform: &dyn Transform, sink_key: &str, change_detecti
         prepared.mapped.push(Mapped { source_key, source, mapped, dest_key, fingerprint });
     }
     prepared
+}
+
+/// The mapped record's key in the destination: its `sink_key` field, which must not be blank.
+pub fn destination_key(mapped: &Record, sink_key: &str) -> Result<String, RecordError> {
+    match mapped.get(sink_key).and_then(Value::as_text) {
+        Some(key) if !key.trim().is_empty() => Ok(key.into_owned()),
+        _ => Err(RecordError::data(sink_key, "key", "the destination key is empty")),
+    }
 }
 
 /// Pages out of records held in memory (dead letters being replayed).

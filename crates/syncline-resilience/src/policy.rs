@@ -202,11 +202,6 @@ impl Policy {
         self.breaker.as_ref().map(|b| lock(b).state())
     }
 
-    /// The policy's name and its breaker's state, for readiness.
-    pub fn breaker(&self) -> Option<(String, BreakerState)> {
-        self.breaker_state().map(|state| (self.config.name.clone(), state))
-    }
-
     /// How the policy's service is doing: unhealthy while its breaker is open, degraded while
     /// the breaker probes or after 429s in the last five minutes.
     pub fn health(&self) -> crate::Health {

@@ -115,11 +115,7 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
 /// and price events run in order, one at a time.
 pub fn stripe_object(event: &Value) -> Option<String> {
     let object = event.pointer("/data/object")?;
-    let id = match object["object"].as_str() {
-        Some("price") => object["product"].as_str().or_else(|| object["product"]["id"].as_str()),
-        _ => object["id"].as_str(),
-    };
-    id.map(str::to_owned)
+    syncline_connectors::stripe::product_of(object).or_else(|| object["id"].as_str()).map(str::to_owned)
 }
 
 #[cfg(test)]

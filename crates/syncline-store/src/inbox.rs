@@ -216,20 +216,6 @@ impl Store {
         Ok(row.and_then(|(at,)| at.parse().ok()))
     }
 
-    /// Marks a claimed event done and records `occurred_at` as the newest `flow` has run for
-    /// `object` (unless a newer one is recorded), in one transaction. False when `owner` no
-    /// longer holds the event.
-    pub async fn inbox_finish_version(
-        &self,
-        id: i64,
-        owner: &str,
-        flow: &str,
-        object: &str,
-        occurred_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inbox_finish_with(id, owner, Some((flow, object, occurred_at)), None).await
-    }
-
     /// Marks a claimed event done in one transaction with what else its run settled: for an
     /// ordered flow, the newest `occurred_at` it ran for the object (`version`: flow, object,
     /// time); and an entry of the audit trail (kind, subject, detail), so the trail holds every
@@ -284,22 +270,11 @@ impl Store {
         object: &str,
         newer: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if !finish_in(&mut tx, event.id, owner).await? {
-            return Ok(false);
-        }
         let detail = serde_json::json!({
             "flow": flow, "dedupe_key": event.dedupe_key, "event_type": event.event_type, "occurred_at": event.occurred_at,
             "newer_run": format_time(newer),
         });
-        sqlx::query("INSERT INTO events (at, kind, subject, run_id, detail) VALUES ($1, 'flow.skipped_stale', $2, NULL, $3)")
-            .bind(now())
-            .bind(object)
-            .bind(detail.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.inbox_finish_with(event.id, owner, None, Some(("flow.skipped_stale", object, &detail))).await
     }
 
     /// Puts a claimed event back to be tried again at `at`, keeping why the attempt failed.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use syncline_connectors::{AnySink, AnySource};
-use syncline_core::runner::{BatchCommit, Counts, Scope, fingerprint};
+use syncline_core::runner::{BatchCommit, Counts, Scope, destination_key, fingerprint};
 use syncline_core::transform::Chain;
-use syncline_core::{ConnectorError, ErrorClass, Outcome, RecordError, Sink, Transform, Value};
+use syncline_core::{ConnectorError, ErrorClass, Outcome, Sink, Transform};
 use syncline_server::flow::RecordPipeline;
 use syncline_store::Store;
 
@@ -61,9 +61,9 @@ impl FlowPipeline {
             Ok(mapped) => mapped,
             Err(why) => return Ok(Outcome::Rejected(why)),
         };
-        let dest_key = match mapped.get(&self.sink_key).and_then(Value::as_text) {
-            Some(dest) if !dest.trim().is_empty() => dest.into_owned(),
-            _ => return Ok(Outcome::Rejected(RecordError::data(&self.sink_key, "key", "the destination key is empty"))),
+        let dest_key = match destination_key(&mapped, &self.sink_key) {
+            Ok(key) => key,
+            Err(why) => return Ok(Outcome::Rejected(why)),
         };
         mapped.key = dest_key.clone();
         let mut sink = self.sink.lock().await;

@@ -348,7 +348,7 @@ impl ItemSink {
     /// webhook's change) is a single write. More are split so both of QuickBooks' budgets run
     /// full at once: most in batch calls of 30 (40 a minute), a share as single writes within
     /// the rest of the 500 requests a minute ([`QuickBooksApi::singles_for`]).
-    async fn call(&self, operations: &[Operation]) -> Result<Vec<(Value, u64)>, ConnectorError> {
+    async fn call(&self, operations: &[Operation]) -> Result<Answers, ConnectorError> {
         use futures_util::{StreamExt, TryStreamExt};
         let (single, batched) = operations.split_at(self.api.singles_for(operations.len()));
         // owned bodies and client handles: the calls' futures borrow nothing

@@ -93,14 +93,19 @@ pub struct EventData {
 }
 
 impl Event {
-    /// The product an event is about: the object itself, or a price's product.
+    /// The product an event is about (see [`product_of`]).
     pub fn product_id(&self) -> Option<&str> {
-        let object = &self.data.object;
-        match object["object"].as_str() {
-            Some("product") => object["id"].as_str(),
-            Some("price") => object["product"].as_str().or_else(|| object["product"]["id"].as_str()),
-            _ => None,
-        }
+        product_of(&self.data.object)
+    }
+}
+
+/// The product a product or price object is about: the product itself, or a price's product
+/// (its id, or the expanded product's).
+pub fn product_of(object: &serde_json::Value) -> Option<&str> {
+    match object["object"].as_str() {
+        Some("product") => object["id"].as_str(),
+        Some("price") => object["product"].as_str().or_else(|| object["product"]["id"].as_str()),
+        _ => None,
     }
 }
 

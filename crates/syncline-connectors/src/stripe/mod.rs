@@ -6,6 +6,6 @@ pub mod check;
 mod config;
 mod source;
 
-pub use api::{Product, StripeApi};
+pub use api::{Product, StripeApi, product_of};
 pub use config::{DEFAULT_BASE_URL, EVENT_RETENTION, StripeProfile};
 pub use source::StripeSource;

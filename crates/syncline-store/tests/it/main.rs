@@ -337,12 +337,12 @@ async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store
     let held = |key: &str| claimed.iter().find(|e| e.dedupe_key == key).unwrap();
     let [newer, older, stale] = [held("v1"), held("v2"), held("v3")];
     assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), None);
-    assert!(store.inbox_finish_version(newer.id, "wv", "sync-phone", "62515:7", at(500)).await.unwrap());
+    assert!(store.inbox_finish_with(newer.id, "wv", Some(("sync-phone", "62515:7", at(500))), None).await.unwrap());
     // an older event finishing later does not move the version back
-    assert!(store.inbox_finish_version(older.id, "wv", "sync-phone", "62515:7", at(100)).await.unwrap());
+    assert!(store.inbox_finish_with(older.id, "wv", Some(("sync-phone", "62515:7", at(100))), None).await.unwrap());
     assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), Some(at(500)));
     assert_eq!(store.flow_version("other-flow", "62515:7").await.unwrap(), None, "versions are per flow");
-    assert!(!store.inbox_finish_version(newer.id, "wv", "sync-phone", "62515:7", at(900)).await.unwrap(), "only a held event");
+    assert!(!store.inbox_finish_with(newer.id, "wv", Some(("sync-phone", "62515:7", at(900))), None).await.unwrap(), "only a held event");
     assert_eq!(store.flow_version("sync-phone", "62515:7").await.unwrap(), Some(at(500)), "nothing changed");
 
     assert!(store.inbox_skip_stale(stale, "wv", "sync-phone", "62515:7", at(500)).await.unwrap());
