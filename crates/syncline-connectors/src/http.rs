@@ -179,3 +179,17 @@ pub fn decode<T: serde::de::DeserializeOwned>(service: Service, what: &str, body
         )
     })
 }
+
+/// Where a connector's rate budgets are shared with other processes, if anywhere (a PostgreSQL
+/// state store; None: each process keeps its own).
+pub type Budgets = Option<std::sync::Arc<dyn syncline_resilience::BudgetStore>>;
+
+/// `policy`, spending the budget named `name` of the account `base_url` + `token` with every
+/// process that shares `budgets`. The account is named by a digest, never by its token.
+pub fn shared(policy: Policy, budgets: &Budgets, name: &str, base_url: &str, token: &str) -> Policy {
+    use sha2::{Digest, Sha256};
+    let Some(store) = budgets else { return policy };
+    let digest = Sha256::digest(format!("{base_url}\n{token}").as_bytes());
+    let account = hex::encode(&digest[..8]);
+    policy.sharing(syncline_resilience::SharedBudget::new(store.clone(), format!("{name}:{account}")))
+}

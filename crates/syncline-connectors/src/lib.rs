@@ -14,7 +14,7 @@ pub mod stripe;
 use chrono::NaiveDateTime;
 use syncline_core::{ConnectorError, Cursor, ErrorClass, FieldType, Outcome, Page, Record, Sink, Source};
 
-pub use http::{Answer, Endpoint, Request, decode};
+pub use http::{Answer, Budgets, Endpoint, Request, decode};
 
 /// What `syncline check` learned of one part (each connector's `check.rs`): a line to show, or
 /// the failure and how to fix it.

@@ -13,10 +13,12 @@ mod cache;
 mod health;
 mod limiter;
 mod policy;
+mod shared;
 
 pub use backoff::{Backoff, RetryBudget};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::ResponseCache;
 pub use health::{Health, Level};
-pub use limiter::{Budget, RateLimiter};
+pub use limiter::{Budget, LimiterState, RateLimiter};
 pub use policy::{CallError, Failure, Feedback, Policy, PolicyConfig, PolicyStats, Reply, parse_retry_after};
+pub use shared::{BudgetStore, SharedBudget, StoreFuture, Update};

@@ -37,11 +37,24 @@ impl Budget {
     }
 }
 
+/// A [`RateLimiter`] on a wall clock, in microseconds since the Unix epoch: what a store keeps
+/// of a budget that several processes spend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimiterState {
+    pub granted: Vec<i64>,
+    pub others: u32,
+    pub others_decayed_at: Option<i64>,
+    pub blocked_until: Option<i64>,
+    pub tat: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     /// None: no known budget; only the server's 429s and `Retry-After` hold calls back.
     budget: Option<Budget>,
-    /// Times of our most recent `max` permits, oldest first.
+    /// Times of our most recent permits, oldest first: up to `2 × max`, so that permits reserved
+    /// ahead (a shared budget's) never push out ones still in the window, which
+    /// `observe_remaining` must count as ours.
     granted: VecDeque<Instant>,
     /// Calls others spend in one window, as last learned from the server (held back for them).
     others: u32,
@@ -58,7 +71,7 @@ impl RateLimiter {
         assert!(budget.max > 0, "a budget allows at least one call");
         RateLimiter {
             budget: Some(budget),
-            granted: VecDeque::with_capacity(budget.max as usize),
+            granted: VecDeque::with_capacity(kept(budget.max)),
             others: 0,
             others_decayed_at: None,
             blocked_until: None,
@@ -105,11 +118,25 @@ impl RateLimiter {
         if at > now {
             return Err(at);
         }
-        self.push(now);
-        if let Some(budget) = self.budget {
-            self.tat = Some(self.tat.map_or(now, |tat| tat.max(now)) + self.emission_interval(budget));
-        }
+        self.grant(now);
         Ok(())
+    }
+
+    /// Takes the first free permit at or after `now`, however far ahead, and says when it is:
+    /// the caller waits until then. Used by a budget shared through a store, where asking again
+    /// and again would cost a round trip each.
+    pub fn reserve(&mut self, now: Instant) -> Instant {
+        let at = self.ready_at(now);
+        self.grant(at);
+        at
+    }
+
+    /// Records a permit at `at`, never before the last one (`ready_at` keeps them in order).
+    fn grant(&mut self, at: Instant) {
+        self.push(at);
+        if let Some(budget) = self.budget {
+            self.tat = Some(self.tat.map_or(at, |tat| tat.max(at)) + self.emission_interval(budget));
+        }
     }
 
     /// The steady spacing between our calls; a call may run one spacing ahead of it.
@@ -128,7 +155,8 @@ impl RateLimiter {
     pub fn observe_remaining(&mut self, now: Instant, remaining: u32) {
         let Some(budget) = self.budget else { return };
         let window_start = now.checked_sub(budget.interval + budget.margin).unwrap_or(now);
-        let ours = self.granted.iter().filter(|t| **t > window_start).count() as u32;
+        // permits reserved for later have not reached the server yet
+        let ours = self.granted.iter().filter(|t| **t > window_start && **t <= now).count() as u32;
         let others = budget.max.saturating_sub(remaining).saturating_sub(ours);
         if others >= self.others {
             self.others = others;
@@ -146,7 +174,7 @@ impl RateLimiter {
         if max > 0 && max != budget.max {
             tracing::info!(configured = budget.max, server = max, "rate budget corrected from the server's headers");
             budget.max = max;
-            while self.granted.len() > max as usize {
+            while self.granted.len() > kept(max) {
                 self.granted.pop_front();
             }
         }
@@ -168,13 +196,56 @@ impl RateLimiter {
         self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
     }
 
+    /// The limiter as times on a wall clock (`wall_us`: that clock's reading at `now`, in
+    /// microseconds since the Unix epoch), for a store that several processes share. Permits
+    /// older than the window are left out: they no longer hold anything back.
+    pub fn save(&self, now: Instant, wall_us: i64) -> LimiterState {
+        let on_wall = |at: Instant| {
+            let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            if at >= now { wall_us.saturating_add(micros(at - now)) } else { wall_us.saturating_sub(micros(now - at)) }
+        };
+        let window = self.budget.map_or(Duration::ZERO, |b| b.interval + b.margin);
+        let recent = |at: &&Instant| now.checked_sub(window).is_none_or(|start| **at > start);
+        LimiterState {
+            granted: self.granted.iter().filter(recent).map(|at| on_wall(*at)).collect(),
+            others: self.others,
+            others_decayed_at: self.others_decayed_at.map(on_wall),
+            blocked_until: self.blocked_until.filter(|at| *at > now).map(on_wall),
+            tat: self.tat.filter(|at| *at > now).map(on_wall),
+        }
+    }
+
+    /// A limiter for `budget` in the state [`RateLimiter::save`] kept (`wall_us`: the same
+    /// clock's reading at `now`).
+    pub fn load(budget: Budget, state: &LimiterState, now: Instant, wall_us: i64) -> RateLimiter {
+        let at = |micros: i64| {
+            let offset = Duration::from_micros(micros.abs_diff(wall_us));
+            if micros >= wall_us { Some(now + offset) } else { now.checked_sub(offset) }
+        };
+        let mut limiter = RateLimiter::new(budget);
+        limiter.granted = state.granted.iter().filter_map(|micros| at(*micros)).collect();
+        while limiter.granted.len() > kept(budget.max) {
+            limiter.granted.pop_front();
+        }
+        limiter.others = state.others.min(budget.max - 1);
+        limiter.others_decayed_at = state.others_decayed_at.and_then(at);
+        limiter.blocked_until = state.blocked_until.and_then(at);
+        limiter.tat = state.tat.and_then(at);
+        limiter
+    }
+
     fn push(&mut self, at: Instant) {
         let Some(budget) = self.budget else { return };
-        if self.granted.len() == budget.max as usize {
+        if self.granted.len() >= kept(budget.max) {
             self.granted.pop_front();
         }
         self.granted.push_back(at);
     }
+}
+
+/// How many permit times a limiter of `max` keeps.
+fn kept(max: u32) -> usize {
+    2 * max as usize
 }
 
 #[cfg(test)]
@@ -244,6 +315,29 @@ mod tests {
         assert_eq!(permits_within_ten_seconds(&mut limiter, t0), 10);
         limiter.observe_max(5);
         assert_eq!(limiter.budget().map(|b| b.max), Some(5));
+    }
+
+    #[test]
+    fn reserved_permits_keep_the_window_and_a_saved_limiter_continues_it() {
+        let t0 = Instant::now();
+        let budget = Budget::per(3, 9 * SEC);
+        let mut limiter = RateLimiter::new(budget);
+        let reserved: Vec<Instant> = (0..4).map(|_| limiter.reserve(t0)).collect();
+        // paced 3 s apart, one call ahead allowed, and the fourth waits for the first to leave
+        assert_eq!(reserved, [t0, t0, t0 + 3 * SEC, t0 + 9 * SEC]);
+        // the server counts only what it has seen: reservations ahead are not someone else's
+        limiter.observe_remaining(t0 + SEC, 1);
+        assert_eq!(limiter.capacity(), Some(3));
+
+        // saved on a wall clock and loaded by a process whose own clock reads otherwise
+        let wall = 1_764_000_000_000_000;
+        let state = limiter.save(t0 + SEC, wall);
+        assert_eq!(state.granted, [wall - 1_000_000, wall - 1_000_000, wall + 2_000_000, wall + 8_000_000]);
+        let elsewhere = t0 + 100 * SEC;
+        let mut loaded = RateLimiter::load(budget, &state, elsewhere, wall);
+        assert_eq!(loaded.reserve(elsewhere), elsewhere + 8 * SEC, "the window goes on where it was");
+        // a permit older than the window is not saved
+        assert_eq!(loaded.save(elsewhere + 20 * SEC, wall).granted, Vec::<i64>::new());
     }
 
     proptest! {

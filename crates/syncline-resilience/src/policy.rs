@@ -11,7 +11,8 @@ use syncline_core::ErrorClass;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use crate::{Backoff, BreakerConfig, BreakerState, Budget, CircuitBreaker, RateLimiter, RetryBudget};
+use crate::shared::Heard;
+use crate::{Backoff, BreakerConfig, BreakerState, Budget, CircuitBreaker, RateLimiter, RetryBudget, SharedBudget};
 
 /// How a [`Policy`] behaves. `Default` suits an HTTP API without a known budget.
 #[derive(Debug, Clone)]
@@ -152,6 +153,9 @@ pub struct Policy {
     /// server counts together (QuickBooks' 10 requests a second, over its single and batch
     /// calls, each with its own per-minute budget).
     also: Option<Arc<Mutex<RateLimiter>>>,
+    /// The budget kept in a store with other processes, when it is shared (`limiter` then
+    /// stands in only while the store cannot be reached).
+    shared: Option<Shared>,
     breaker: Option<Mutex<CircuitBreaker>>,
     bulkhead: Option<Semaphore>,
     retry_budget: Option<Mutex<RetryBudget>>,
@@ -181,6 +185,7 @@ impl Policy {
             recent_limits: Mutex::default(),
             limiter,
             also: None,
+            shared: None,
             config,
         }
     }
@@ -188,6 +193,18 @@ impl Policy {
     /// The same policy, each call also spending `shared` (see `also`).
     pub fn also_spending(self, shared: Arc<Mutex<RateLimiter>>) -> Policy {
         Policy { also: Some(shared), ..self }
+    }
+
+    /// The same policy, its budget spent together with every process sharing `budget` (a policy
+    /// without a budget has nothing to share).
+    pub fn sharing(self, budget: SharedBudget) -> Policy {
+        let shared = self.config.budget.map(|_| Shared {
+            budget,
+            turn: tokio::sync::Mutex::new(()),
+            heard: Mutex::default(),
+            failing: AtomicBool::new(false),
+        });
+        Policy { shared, ..self }
     }
 
     pub fn limiter(&self) -> Arc<Mutex<RateLimiter>> {
@@ -360,19 +377,33 @@ impl Policy {
 
     /// Waits for a rate-limit permit; false when none comes before the deadline.
     async fn wait_for_permit(&self, deadline: Instant) -> bool {
+        let start = Instant::now();
         let mut held_since: Option<Instant> = None;
+        let reserved = match &self.shared {
+            Some(shared) => self.reserve_shared(shared).await,
+            None => None,
+        };
+        if let Some(at) = reserved {
+            if at >= deadline {
+                return false;
+            }
+            if at > start {
+                held_since = Some(start);
+                sleep_until(at).await;
+            }
+        }
         loop {
             let now = Instant::now();
-            let verdict = {
-                let mut own = lock(&self.limiter);
-                match &self.also {
-                    None => own.try_acquire(now),
-                    // both permits or neither (every policy locks its own budget first)
-                    Some(shared) => {
-                        let mut shared = lock(shared);
-                        let at = own.ready_at(now).max(shared.ready_at(now));
-                        if at > now { Err(at) } else { own.try_acquire(now).and_then(|()| shared.try_acquire(now)) }
-                    }
+            let verdict = match (reserved, &self.also) {
+                (Some(_), None) => Ok(()),
+                (Some(_), Some(also)) => lock(also).try_acquire(now),
+                (None, None) => lock(&self.limiter).try_acquire(now),
+                // both permits or neither (every policy locks its own budget first)
+                (None, Some(also)) => {
+                    let mut own = lock(&self.limiter);
+                    let mut also = lock(also);
+                    let at = own.ready_at(now).max(also.ready_at(now));
+                    if at > now { Err(at) } else { own.try_acquire(now).and_then(|()| also.try_acquire(now)) }
                 }
             };
             match verdict {
@@ -391,6 +422,30 @@ impl Policy {
         }
     }
 
+    /// The next permit of the shared budget, or None (the local budget stands in) while the
+    /// store fails. Callers in this process take turns, so a process holds one of the store's
+    /// connections for its budget at a time.
+    async fn reserve_shared(&self, shared: &Shared) -> Option<Instant> {
+        let budget = self.config.budget?;
+        let _turn = shared.turn.lock().await;
+        let heard = std::mem::take(&mut *lock(&shared.heard));
+        match shared.budget.reserve(budget, &heard).await {
+            Ok(at) => {
+                if shared.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(policy = %self.config.name, "the shared rate budget answers again");
+                }
+                Some(at)
+            }
+            Err(why) => {
+                if !shared.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(policy = %self.config.name, budget = shared.budget.key(), %why,
+                        "the shared rate budget cannot be reached: this process keeps its own until it can");
+                }
+                None
+            }
+        }
+    }
+
     fn learn<T>(&self, now: Instant, reply: &Reply<T>) {
         let feedback = &reply.feedback;
         let throttled = matches!(&reply.outcome, Err(f) if f.class == ErrorClass::RateLimited);
@@ -402,15 +457,17 @@ impl Policy {
         if feedback.daily_remaining == Some(0) {
             self.daily_spent.store(true, Ordering::Relaxed);
         }
+        let heard = [
+            feedback.max.map(Heard::Max),
+            feedback.remaining.map(Heard::Remaining),
+            throttled.then_some(Heard::Rejected(feedback.retry_after)),
+        ];
         let mut limiter = lock(&self.limiter);
-        if let Some(max) = feedback.max {
-            limiter.observe_max(max);
-        }
-        if let Some(remaining) = feedback.remaining {
-            limiter.observe_remaining(now, remaining);
-        }
-        if throttled {
-            limiter.on_rejected(now, feedback.retry_after);
+        for what in heard.into_iter().flatten() {
+            what.apply(&mut limiter, now);
+            if let Some(shared) = &self.shared {
+                lock(&shared.heard).push((now, what));
+            }
         }
     }
 
@@ -437,6 +494,17 @@ impl Policy {
         }
         Some(result)
     }
+}
+
+/// A policy's part in a budget shared through a store.
+#[derive(Debug)]
+struct Shared {
+    budget: SharedBudget,
+    turn: tokio::sync::Mutex<()>,
+    /// What replies said since the last permit, applied to the shared state with the next.
+    heard: Mutex<Vec<(Instant, Heard)>>,
+    /// The store failed the last permit (so that is said once, not per call).
+    failing: AtomicBool,
 }
 
 /// What one call has tried so far.

@@ -14,6 +14,9 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("{0}")]
     NotFound(String),
+    /// A stored value this version cannot read.
+    #[error("the state store holds a value it cannot read: {0}")]
+    Corrupt(String),
     /// The store's tables are somewhere else than configured (an older default); using the
     /// configured place would start from nothing.
     #[error("{0}")]

@@ -8,14 +8,18 @@ mod dead_letters;
 mod error;
 mod inbox;
 mod leases;
+mod rate_budgets;
 mod runs;
+mod schedules;
 mod tokens;
 
 pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
 pub use inbox::{Accepted, InboxDepth, InboxEvent, InboxRow, NewEvent};
 pub use leases::LeaseHolder;
+pub use rate_budgets::BudgetUpdate;
 pub use runs::{CursorRow, FingerprintCount, RunRow};
+pub use schedules::ScheduleRow;
 pub use tokens::{RefreshLock, SealedTokens};
 
 use chrono::{SecondsFormat, Utc};
@@ -76,6 +80,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "run_audit", include_str!("../migrations/sqlite/0006_run_audit.sql")),
     (7, "remote_ids", include_str!("../migrations/sqlite/0007_remote_ids.sql")),
     (8, "run_leases", include_str!("../migrations/sqlite/0008_run_leases.sql")),
+    (9, "rate_budgets", include_str!("../migrations/sqlite/0009_rate_budgets.sql")),
+    (10, "schedules", include_str!("../migrations/sqlite/0010_schedules.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -86,6 +92,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "run_audit", include_str!("../migrations/postgres/0006_run_audit.sql")),
     (7, "remote_ids", include_str!("../migrations/postgres/0007_remote_ids.sql")),
     (8, "run_leases", include_str!("../migrations/postgres/0008_run_leases.sql")),
+    (9, "rate_budgets", include_str!("../migrations/postgres/0009_rate_budgets.sql")),
+    (10, "schedules", include_str!("../migrations/postgres/0010_schedules.sql")),
 ];
 
 impl Store {

@@ -506,6 +506,18 @@ pub struct BenchArgs {
     /// batch calls per minute against the 40 allowed, and the 429s.
     #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe"])]
     pub quickbooks: bool,
+    /// Measure instead what sharing a rate budget through PostgreSQL costs: permits/s and the
+    /// time one takes, then ManyChat's 25 sends/s spent by three instances (calls/s, the most in
+    /// any rolling second, the p99 of the wait it adds). Needs `--store`.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe", "quickbooks"])]
+    pub shared_budget: bool,
+    /// The PostgreSQL server for `--shared-budget` (a schema of its own is made and dropped);
+    /// default postgres://postgres@127.0.0.1:5432/test.
+    #[arg(long, requires = "shared_budget")]
+    pub store_url: Option<String>,
+    /// How long `--shared-budget` spends the page's budget (default 10).
+    #[arg(long, requires = "shared_budget")]
+    pub seconds: Option<u64>,
 }
 
 fn parse_tier(text: &str) -> Result<syncline_connectors::hubspot::Tier, String> {

@@ -2,6 +2,7 @@
 //! runner, progress and logs. Library crates never read the environment; this one does.
 
 mod bench;
+mod budgets;
 mod cli;
 mod cmd;
 mod config;

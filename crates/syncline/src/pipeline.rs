@@ -135,7 +135,8 @@ impl Portals {
         if let Some(api) = clients.get(&key) {
             return Ok(api.clone());
         }
-        let api = Arc::new(HubSpotApi::new(profile)?);
+        let budgets = self.store.as_ref().and_then(crate::budgets::shared_by);
+        let api = Arc::new(HubSpotApi::new(&HubSpotProfile { budgets, ..profile.clone() })?);
         clients.insert(key, api.clone());
         Ok(api)
     }

@@ -12,7 +12,7 @@ use syncline_core::{ConnectorError, ErrorClass, FieldType};
 use syncline_resilience::{Budget, Feedback, Health, Policy, PolicyConfig, Reply, ResponseCache, parse_retry_after};
 
 use super::config::HubSpotProfile;
-use crate::http::{Answer, Endpoint, Request};
+use crate::http::{Answer, Endpoint, Request, shared};
 
 /// Objects per list page (API-CONTRACTS §1.2).
 pub const LIST_PAGE: usize = 100;
@@ -340,8 +340,8 @@ impl HubSpotApi {
         Ok(HubSpotApi {
             endpoint: Endpoint::new(Service::HUBSPOT, &profile.base_url, &profile.token)?,
             in_flight: profile.in_flight.max(1),
-            policy: Policy::new(config),
-            search_policy: Policy::new(search),
+            policy: shared(Policy::new(config), &profile.budgets, "hubspot", &profile.base_url, &profile.token),
+            search_policy: shared(Policy::new(search), &profile.budgets, "hubspot-search", &profile.base_url, &profile.token),
             exempt_policy: Policy::new(exempt),
             definitions: ResponseCache::new(Duration::from_secs(300), 100),
         })

@@ -59,6 +59,8 @@ pub struct HubSpotProfile {
     pub call_timeout: Duration,
     /// How long a portal that cannot be reached at all is retried before the call fails.
     pub unreachable_for: Duration,
+    /// Where the portal's budgets are shared with other processes (None: this process's own).
+    pub budgets: crate::http::Budgets,
 }
 
 /// The token never shows in logs or panics.
@@ -82,6 +84,7 @@ impl HubSpotProfile {
             in_flight: 4,
             call_timeout: Duration::from_secs(300),
             unreachable_for: Duration::from_secs(5),
+            budgets: None,
         }
     }
 }

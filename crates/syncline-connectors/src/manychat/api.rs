@@ -17,7 +17,7 @@ use syncline_core::{ConnectorError, ErrorClass};
 use syncline_resilience::{Budget, Health, Policy, PolicyConfig, Reply, parse_retry_after};
 
 use super::config::{MAX_FIELDS_PER_CALL, ManyChatProfile};
-use crate::http::{Answer, Endpoint, Request};
+use crate::http::{Answer, Endpoint, Request, shared};
 
 /// Actions one content v2 message may carry (API-CONTRACTS §2.5).
 pub const MAX_ACTIONS: usize = 5;
@@ -170,7 +170,7 @@ impl ManyChatApi {
                     overall_timeout: profile.call_timeout,
                     ..PolicyConfig::default()
                 };
-                (class, Policy::new(config))
+                (class, shared(Policy::new(config), &profile.budgets, class.name(), &profile.base_url, &profile.token))
             })
             .collect();
         Ok(ManyChatApi { endpoint: Endpoint::new(Service::MANYCHAT, &profile.base_url, &profile.token)?, policies })

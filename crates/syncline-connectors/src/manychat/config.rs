@@ -17,6 +17,8 @@ pub struct ManyChatProfile {
     pub token: String,
     /// How long one call, its retries included, may take.
     pub call_timeout: Duration,
+    /// Where the page's budgets are shared with other processes (None: this process's own).
+    pub budgets: crate::http::Budgets,
 }
 
 impl ManyChatProfile {
@@ -25,6 +27,7 @@ impl ManyChatProfile {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             call_timeout: Duration::from_secs(60),
+            budgets: None,
         }
     }
 }

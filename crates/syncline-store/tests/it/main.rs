@@ -60,6 +60,8 @@ async fn conformance() {
         inbox_dedupes_claims_and_releases(&store).await;
         flow_versions_keep_the_newest_and_stale_skips_are_audited(&store).await;
         a_pipelines_lease_has_one_holder_until_it_ends(&store).await;
+        a_rate_budget_is_updated_by_one_at_a_time(&store).await;
+        a_schedules_slot_only_moves_forward(&store).await;
         one_objects_events_never_run_at_once(&store).await;
         oauth_tokens_are_replaced_whole(&store).await;
         reopening_keeps_everything(&url).await;
@@ -326,6 +328,51 @@ async fn a_pipelines_lease_has_one_holder_until_it_ends(store: &Store) {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(store.take_run_lease("members", "c", minute).await.unwrap(), None, "an expired lease is taken over");
     assert!(!store.renew_run_lease("members", "b", minute).await.unwrap(), "and its old holder knows");
+}
+
+async fn a_rate_budget_is_updated_by_one_at_a_time(store: &Store) {
+    // 40 updates at once, each reading the count and writing it plus one: none is lost
+    let bump = |store: Store| async move {
+        let mut seen_clock = 0;
+        let mut update = |saved: Option<&str>, clock: i64| {
+            seen_clock = clock;
+            (saved.map_or(0, |s| s.parse::<u64>().unwrap()) + 1).to_string()
+        };
+        store.update_rate_budget("hubspot:test", &mut update).await.unwrap();
+        seen_clock
+    };
+    let clocks = futures_util::future::join_all((0..40).map(|_| bump(store.clone()))).await;
+    let mut last = None;
+    store
+        .update_rate_budget("hubspot:test", &mut |saved, _| {
+            last = saved.map(str::to_owned);
+            saved.unwrap_or_default().to_owned()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last.as_deref(), Some("40"), "every update saw the one before it");
+    let now_us = chrono::Utc::now().timestamp_micros();
+    assert!(clocks.iter().all(|c| (now_us - c).abs() < 60_000_000), "the store's clock is microseconds since the epoch: {clocks:?}");
+    store
+        .update_rate_budget("manychat:test", &mut |saved, _| {
+            assert_eq!(saved, None, "budgets are apart");
+            "x".into()
+        })
+        .await
+        .unwrap();
+}
+
+async fn a_schedules_slot_only_moves_forward(store: &Store) {
+    let at = |minute: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap().and_hms_opt(10, minute, 0).unwrap().and_utc();
+    assert_eq!(store.schedule("members").await.unwrap(), None);
+    store.mark_schedule("members", at(5), None).await.unwrap();
+    store.mark_schedule("members", at(6), Some("run-6")).await.unwrap();
+    store.mark_schedule("members", at(4), Some("run-4")).await.unwrap();
+    let row = store.schedule("members").await.unwrap().unwrap();
+    assert_eq!((row.slot, row.run_id.as_deref()), (at(6), Some("run-6")), "an older slot changes nothing");
+    store.mark_schedule("deals", at(1), None).await.unwrap();
+    let names: Vec<String> = store.schedules().await.unwrap().into_iter().map(|r| r.pipeline).collect();
+    assert_eq!(names, ["deals", "members"]);
 }
 
 async fn flow_versions_keep_the_newest_and_stale_skips_are_audited(store: &Store) {

@@ -4,12 +4,14 @@
 //! - `intake`: durable webhook intake;
 //! - `flow`: the lead → ManyChat flow through intake, inbox and workers;
 //! - `timing`: that refusing a forged signature takes the same time however much of it matches;
-//! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits.
+//! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits;
+//! - `shared_budget`: what a rate budget shared through PostgreSQL costs per call.
 
 mod flow;
 mod intake;
 mod members;
 mod quickbooks;
+mod shared_budget;
 mod stripe;
 mod timing;
 mod warehouse;
@@ -47,6 +49,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         stripe::run(&args, &dir).await
     } else if args.quickbooks {
         quickbooks::run(&args, &dir).await
+    } else if args.shared_budget {
+        shared_budget::run(&args).await
     } else {
         members::run(&args, &dir).await
     }

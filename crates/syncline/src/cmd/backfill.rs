@@ -2,7 +2,7 @@
 //! inbox, where `syncline serve` runs them (see `syncline_server::backfill`).
 
 use chrono::Utc;
-use syncline_connectors::hubspot::HubSpotApi;
+use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
 use syncline_server::Provider;
 use syncline_server::backfill::{Report, backfill};
 use syncline_store::Store;
@@ -42,7 +42,8 @@ pub async fn run(config: &Config, store: &Store, args: BackfillArgs, session: &S
     if until <= since {
         return Err(CliError::usage(format!("--until {until} is not after --since {since}")));
     }
-    let hubspot = std::sync::Arc::new(HubSpotApi::new(settings).map_err(CliError::failed)?);
+    let settings = HubSpotProfile { budgets: crate::budgets::shared_by(store), ..settings.clone() };
+    let hubspot = std::sync::Arc::new(HubSpotApi::new(&settings).map_err(CliError::failed)?);
     let show = |report: &Report| {
         if !quiet {
             eprint!(

@@ -36,7 +36,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     let workers = if config.flows.is_empty() {
         None
     } else {
-        let mut connections = config.connections.open().map_err(CliError::failed)?;
+        let mut connections = config.connections.open(&crate::budgets::shared_by(store)).map_err(CliError::failed)?;
         for name in config.flows.iter().flat_map(|f| f.steps.iter()).filter_map(|s| match s {
             syncline_server::flow::Step::Pipeline(name) => Some(name),
             _ => None,

@@ -4,6 +4,7 @@
 use super::error::ConfigError;
 use super::raw::{RawConfig, RawFlow, RawSource};
 use super::settings::Ctx;
+use syncline_connectors::Budgets;
 use syncline_connectors::hubspot::{HubSpotApi, HubSpotProfile};
 use syncline_connectors::manychat::{self, ManyChatApi, ManyChatProfile};
 use syncline_server::flow::{Connections, Engine, Flow};
@@ -17,11 +18,14 @@ pub struct FlowConnections {
 }
 
 impl FlowConnections {
-    /// Clients for these accounts (no IO until a flow calls them).
-    pub fn open(&self) -> Result<Connections, syncline_core::ConnectorError> {
+    /// Clients for these accounts (no IO until a flow calls them), spending rate budgets
+    /// shared through `budgets`.
+    pub fn open(&self, budgets: &Budgets) -> Result<Connections, syncline_core::ConnectorError> {
+        let hubspot = self.hubspot.clone().map(|profile| HubSpotProfile { budgets: budgets.clone(), ..profile });
+        let manychat = self.manychat.clone().map(|profile| ManyChatProfile { budgets: budgets.clone(), ..profile });
         Ok(Connections {
-            hubspot: self.hubspot.as_ref().map(HubSpotApi::new).transpose()?,
-            manychat: self.manychat.as_ref().map(ManyChatApi::new).transpose()?,
+            hubspot: hubspot.as_ref().map(HubSpotApi::new).transpose()?,
+            manychat: manychat.as_ref().map(ManyChatApi::new).transpose()?,
             pipelines: Default::default(),
         })
     }
@@ -76,7 +80,7 @@ pub(super) fn flows(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let opened = connections.open().map_err(|e| vec![ConfigError::file(ctx.file, e.to_string())])?;
+    let opened = connections.open(&None).map_err(|e| vec![ConfigError::file(ctx.file, e.to_string())])?;
     if let Err(e) = Engine::new(flows.clone(), opened) {
         let raw_flow = &raw.flows[&e.flow];
         let path = format!("flows.{}", e.flow);

@@ -16,6 +16,7 @@ mod members;
 mod quickbooks;
 mod sandbox;
 mod serve;
+mod shared_budgets;
 mod source_rows;
 mod sql_copy;
 mod state;
