@@ -59,6 +59,9 @@ pub enum Command {
     Check,
     /// Sync history, newest first (pipeline runs, replays, and flows' work per `serve`).
     Runs(RunsArgs),
+    /// Scheduled pipelines (`schedule:`, run by `serve`): the next slot, the last one and how its
+    /// run went.
+    Schedules,
     /// Dead letters: records that could not be written, and why.
     #[command(subcommand)]
     Dlq(DlqCommand),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use syncline_store::Store;
+use syncline_store::{LeaseHolder, Store};
 
 use crate::cmd::Session;
 use crate::exit::CliError;
@@ -15,6 +15,12 @@ use crate::exit::CliError;
 fn ttl() -> Duration {
     let secs = std::env::var("SYNCLINE_RUN_LEASE_SECS").ok().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0);
     Duration::from_secs(secs.unwrap_or(30))
+}
+
+/// Names this process in the lease, so a second run can say who holds it.
+fn holder() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into());
+    format!("process {} on {host} ({})", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..])
 }
 
 pub struct RunLease {
@@ -27,12 +33,13 @@ pub struct RunLease {
 impl RunLease {
     /// Takes `pipeline`'s lease, or says who holds it (exit 1); with `wait`, waits for it.
     pub async fn take(store: &Store, pipeline: &str, wait: bool, session: &Session) -> Result<RunLease, CliError> {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into());
-        let holder = format!("process {} on {host} ({})", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..]);
-        let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
-        let ttl = ttl();
+        let holder = holder();
         let mut told = false;
-        while let Some(held) = store.take_run_lease(pipeline, &holder, ttl).await.map_err(failed)? {
+        loop {
+            let held = match RunLease::attempt(store, pipeline, &holder).await? {
+                Ok(lease) => return Ok(lease),
+                Err(held) => held,
+            };
             if !wait {
                 return Err(CliError::failed(format!(
                     "pipeline {pipeline} is running already: {} holds it since {} (until {} unless it renews it); \
@@ -49,7 +56,21 @@ impl RunLease {
                 () = session.stop.cancelled() => return Err(CliError::interrupted()),
             }
         }
-        let (renewer, name, owner) = (store.clone(), pipeline.to_owned(), holder.clone());
+    }
+
+    /// Takes `pipeline`'s lease if it is free (None: another run holds it).
+    pub async fn try_take(store: &Store, pipeline: &str) -> Result<Option<RunLease>, CliError> {
+        Ok(RunLease::attempt(store, pipeline, &holder()).await?.ok())
+    }
+
+    /// One try: the lease, renewed from now on, or who holds it.
+    async fn attempt(store: &Store, pipeline: &str, holder: &str) -> Result<Result<RunLease, LeaseHolder>, CliError> {
+        let ttl = ttl();
+        let taken = store.take_run_lease(pipeline, holder, ttl).await.map_err(|e| CliError::failed(format!("state store: {e}")))?;
+        if let Some(held) = taken {
+            return Ok(Err(held));
+        }
+        let (renewer, name, owner) = (store.clone(), pipeline.to_owned(), holder.to_owned());
         let renewing = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
@@ -60,7 +81,7 @@ impl RunLease {
                 }
             }
         });
-        Ok(RunLease { store: store.clone(), pipeline: pipeline.to_owned(), holder, renewing })
+        Ok(Ok(RunLease { store: store.clone(), pipeline: pipeline.to_owned(), holder: holder.to_owned(), renewing }))
     }
 
     /// Gives the lease back (a run that cannot leaves it to expire).

@@ -12,6 +12,7 @@ mod lease;
 mod run;
 mod runs;
 mod sandbox;
+mod schedule;
 mod serve;
 mod state;
 mod verify;
@@ -117,6 +118,10 @@ async fn command(command: Command, session: &Session) -> CliResult {
         Command::Run(args) => {
             let (config, store) = whole(session).await?;
             run::run(&config, &store, args, session).await
+        }
+        Command::Schedules => {
+            let (config, store) = whole(session).await?;
+            schedule::list(&config, &store).await
         }
         Command::Serve(args) => {
             let (config, store) = whole(session).await?;

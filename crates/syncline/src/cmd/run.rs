@@ -387,6 +387,32 @@ async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, sou
 /// summary row.
 /// One pipeline's run under its lease: no other process runs the pipeline meanwhile, so no two
 /// runs interleave their cursors, dead letters and history rows.
+/// One run of `pipeline` for its schedule (the scheduler holds the lease): incremental, quiet,
+/// in the sync history like any other.
+pub async fn scheduled(config: &Config, store: &Store, pipeline: &Pipeline, session: &Session) -> Result<RunRow, CliError> {
+    let args = RunArgs {
+        pipeline: pipeline.name.clone(),
+        full: false,
+        since: None,
+        dry_run: false,
+        jobs: 1,
+        skip_associations: false,
+        from_object: None,
+        to_object: None,
+        plan_out: None,
+        batch_size: None,
+        limit: None,
+        resend: false,
+        sandbox: false,
+        wait: false,
+    };
+    let plan = Arc::new(Mutex::new(Plan::default()));
+    let portals = pipeline::Portals::with_store(store.clone());
+    let bars = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let common = Common { config, store, args: &args, since: None, plan: &plan, session, portals, bars };
+    run_held(&common, pipeline).await
+}
+
 async fn run_one(common: &Common<'_>, pipeline: &Pipeline) -> Result<RunRow, CliError> {
     let lease = super::lease::RunLease::take(common.store, &pipeline.name, common.args.wait, common.session).await?;
     let result = run_held(common, pipeline).await;

@@ -14,8 +14,11 @@ use syncline_server::worker::{WorkerConfig, Workers};
 use syncline_store::Store;
 
 pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Session) -> CliResult {
-    if config.webhooks.is_empty() {
-        return Err(CliError::usage(format!("{}: no webhooks to serve; add a `webhooks:` section", config.file)));
+    if config.webhooks.is_empty() && config.pipelines.iter().all(|p| p.schedule.is_none()) {
+        return Err(CliError::usage(format!(
+            "{}: nothing to serve; add a `webhooks:` section, or a `schedule:` to a pipeline",
+            config.file
+        )));
     }
     let bind = args.bind.unwrap_or(config.serve.bind);
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
@@ -26,6 +29,11 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
     }
     banner.push_str("  GET /healthz, /readyz, /metrics\n");
+    for pipeline in &config.pipelines {
+        if let Some(schedule) = &pipeline.schedule {
+            banner.push_str(&format!("  schedule {}: {schedule}\n", pipeline.name));
+        }
+    }
     for flow in &config.flows {
         let events = if flow.events.is_empty() { "every event".to_owned() } else { flow.events.join(", ") };
         banner.push_str(&format!("  flow {}: {} from {} ({} steps)\n", flow.name, events, flow.source, flow.steps.len()));
@@ -60,7 +68,11 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     // a closed stdout must not stop the server
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     tracing::info!(%address, "serving webhooks");
-    intake.serve(listener, session.stop.clone().cancelled_owned()).await.map_err(CliError::failed)?;
+    // schedules run beside the server, and a scheduled run in hand ends with it (interrupted,
+    // its acknowledged pages committed)
+    let (served, ()) =
+        tokio::join!(intake.serve(listener, session.stop.clone().cancelled_owned()), super::schedule::run(config, store, session));
+    served.map_err(CliError::failed)?;
     // in-flight deliveries were answered (or never acknowledged); flows in hand get `drain` to
     // finish, and what is left goes back to the inbox at once for another worker or the next
     // start (a send that did happen is not repeated: its mark is checked first)

@@ -221,6 +221,22 @@ pub struct RawPipeline {
     /// the source has rows no run has read — inserted late with an old watermark (default false).
     #[serde(default)]
     pub verify_counts: bool,
+    /// When `syncline serve` runs the pipeline by itself (an incremental run, on one instance
+    /// of those sharing the store).
+    pub schedule: Option<RawSchedule>,
+}
+
+/// A pipeline's schedule: cron fields read in a time zone.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Five fields (minute, hour, day of month, month, day of week), e.g. `*/15 * * * *` or
+    /// `0 2 * * *`; six with seconds first; or `@hourly`, `@daily`, `@weekly`, `@monthly`.
+    #[schemars(with = "String")]
+    pub cron: At<String>,
+    /// The IANA time zone the fields are read in, e.g. `America/Costa_Rica` (default `UTC`).
+    #[schemars(with = "Option<String>")]
+    pub timezone: Option<At<String>>,
 }
 
 /// The ceilings on retries: past them the run fails (exit 1) and says which one it hit.

@@ -44,6 +44,8 @@ pub struct Pipeline {
     pub change_detection: bool,
     pub retry: RetryLimits,
     pub verify_counts: bool,
+    /// When `serve` runs it by itself.
+    pub schedule: Option<super::schedule::Schedule>,
 }
 
 /// A secret (a connection URL or a token): as the config gives it (after `${VAR}` expansion),
@@ -438,6 +440,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         RawSink::Quickbooks(q) => super::quickbooks::sink(ctx, &path, q),
     });
     let retry = errors.take(retry(ctx, &path, p.retry.as_ref()));
+    let schedule = p.schedule.as_ref().map(|raw| errors.take(super::schedule::parse(ctx, &format!("{path}.schedule"), raw)));
     let defaults = sink.as_ref().map(SinkSettings::defaults);
     let batch_size =
         defaults.and_then(|(default, max, _)| errors.take(ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max, default)));
@@ -452,6 +455,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
     errors.finish().map_err(|e| e.0)?;
     let (sink, source, (_, _, default_detection)) = (sink.expect("no errors"), source.expect("no errors"), defaults.expect("no errors"));
     let (batch_size, retry) = (batch_size.expect("no errors"), retry.expect("no errors"));
+    let schedule = schedule.map(|s| s.expect("no errors"));
     Ok(Pipeline {
         name,
         source,
@@ -461,6 +465,7 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         change_detection: p.change_detection.unwrap_or(default_detection),
         retry,
         verify_counts: p.verify_counts,
+        schedule,
     })
 }
 

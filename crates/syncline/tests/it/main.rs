@@ -15,6 +15,7 @@ mod leases;
 mod members;
 mod quickbooks;
 mod sandbox;
+mod schedules;
 mod serve;
 mod shared_budgets;
 mod source_rows;
