@@ -387,27 +387,40 @@ async fn refuse_rows_without_watermark(config: &Config, pipeline: &Pipeline, sou
 /// summary row.
 /// One pipeline's run under its lease: no other process runs the pipeline meanwhile, so no two
 /// runs interleave their cursors, dead letters and history rows.
-/// One run of `pipeline` for its schedule (the scheduler holds the lease): incremental, quiet,
-/// in the sync history like any other.
-pub async fn scheduled(config: &Config, store: &Store, pipeline: &Pipeline, session: &Session) -> Result<RunRow, CliError> {
-    let args = RunArgs {
-        pipeline: pipeline.name.clone(),
-        full: false,
-        since: None,
-        dry_run: false,
-        jobs: 1,
-        skip_associations: false,
-        from_object: None,
-        to_object: None,
-        plan_out: None,
-        batch_size: None,
-        limit: None,
-        resend: false,
-        sandbox: false,
-        wait: false,
+/// One run of `pipeline` for its schedule (the scheduler holds the lease): incremental (or a
+/// `reconcile --apply`, as the schedule says), quiet,
+/// in the sync history like any other, its clients from `portals` (one budget per portal for all
+/// the scheduled runs of a process).
+pub async fn scheduled(
+    config: &Config,
+    store: &Store,
+    portals: &pipeline::Portals,
+    pipeline: &Pipeline,
+    session: &Session,
+) -> Result<RunRow, CliError> {
+    let reconcile = pipeline.schedule.as_ref().is_some_and(|s| s.reconcile);
+    let args = if reconcile {
+        crate::cli::ReconcileArgs { pipeline: pipeline.name.clone(), apply: true, plan_out: None }.run()
+    } else {
+        RunArgs {
+            pipeline: pipeline.name.clone(),
+            full: false,
+            since: None,
+            dry_run: false,
+            jobs: 1,
+            skip_associations: false,
+            from_object: None,
+            to_object: None,
+            plan_out: None,
+            batch_size: None,
+            limit: None,
+            resend: false,
+            sandbox: false,
+            wait: false,
+        }
     };
     let plan = Arc::new(Mutex::new(Plan::default()));
-    let portals = pipeline::Portals::with_store(store.clone());
+    let portals = portals.clone();
     let bars = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let common = Common { config, store, args: &args, since: None, plan: &plan, session, portals, bars };
     run_held(&common, pipeline).await

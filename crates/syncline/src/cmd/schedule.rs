@@ -17,35 +17,92 @@ use super::lease::RunLease;
 use crate::config::{Config, Pipeline, Schedule};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output;
+use crate::pipeline::Portals;
 
-/// Runs the config's schedules until `session.stop`.
+/// Runs the config's schedules until `session.stop`, each pipeline on its own, so a long run
+/// of one does not hold back another's slot.
 pub async fn run(config: &Config, store: &Store, session: &Session) {
-    let scheduled: Vec<(&Pipeline, &Schedule)> = config.pipelines.iter().filter_map(|p| p.schedule.as_ref().map(|s| (p, s))).collect();
-    if scheduled.is_empty() {
-        return;
-    }
     // a scheduled run prints nothing: its history row and the log say how it went
     let quiet =
         Session { config_path: session.config_path.clone(), quiet: true, init: false, expect_state: true, stop: session.stop.clone() };
-    loop {
-        for (pipeline, schedule) in &scheduled {
-            if session.stop.is_cancelled() {
-                return;
-            }
-            if let Err(error) = run_if_due(config, store, &quiet, pipeline, schedule, Utc::now()).await {
+    let scheduler = Scheduler { config, store, session: &quiet, portals: Portals::with_store(store.clone()) };
+    let scheduled = config.pipelines.iter().filter_map(|p| p.schedule.as_ref().map(|s| (p, s)));
+    futures_util::future::join_all(scheduled.map(|(pipeline, schedule)| scheduler.keep(pipeline, schedule))).await;
+}
+
+/// What every scheduled run of a process shares: the clients (so one budget per portal).
+struct Scheduler<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    session: &'a Session,
+    portals: Portals,
+}
+
+impl Scheduler<'_> {
+    /// Looks at `pipeline`'s schedule every second until the stop, running what is due.
+    async fn keep(&self, pipeline: &Pipeline, schedule: &Schedule) {
+        while !self.session.stop.is_cancelled() {
+            if let Err(error) = self.run_if_due(pipeline, schedule, Utc::now()).await {
                 tracing::warn!(pipeline = %pipeline.name, error = %error.message, "schedule: cannot check or run the pipeline; trying again");
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = session.stop.cancelled() => return,
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = self.session.stop.cancelled() => return,
+            }
         }
     }
+
+    /// Runs `pipeline` if a slot of its schedule is due at `now` and no run holds it.
+    async fn run_if_due(&self, pipeline: &Pipeline, schedule: &Schedule, now: DateTime<Utc>) -> Result<(), CliError> {
+        let Some(due) = schedule.latest_at_or_before(now) else { return Ok(()) };
+        let marked = self.store.schedule(&pipeline.name).await.map_err(failed)?;
+        let Some(marked) = marked else {
+            tracing::info!(pipeline = %pipeline.name, %schedule, next = ?schedule.next_after(now), "schedule: first seen; it starts with its next slot");
+            return self.store.mark_schedule(&pipeline.name, due, None).await.map_err(failed);
+        };
+        if marked.slot >= due {
+            return Ok(());
+        }
+        // held: a run is going (this slot's on another instance, or one a person started)
+        let Some(lease) = RunLease::try_take(self.store, &pipeline.name).await? else { return Ok(()) };
+        let result = self.run_slot(pipeline, due).await;
+        lease.release().await;
+        result
+    }
+
+    /// Under the lease: runs the slot unless another instance just did, and marks it.
+    async fn run_slot(&self, pipeline: &Pipeline, due: DateTime<Utc>) -> Result<(), CliError> {
+        let store = self.store;
+        if store.schedule(&pipeline.name).await.map_err(failed)?.is_some_and(|marked| marked.slot >= due) {
+            return Ok(());
+        }
+        tracing::info!(pipeline = %pipeline.name, slot = %due, "schedule: running");
+        let outcome = super::run::scheduled(self.config, store, &self.portals, pipeline, self.session).await;
+        let interrupted = match &outcome {
+            Ok(row) => row.exit() == Exit::Interrupted,
+            Err(error) => error.code == Exit::Interrupted,
+        };
+        if interrupted {
+            // stopped by a shutdown: the slot stays due, for another instance or the next start
+            tracing::info!(pipeline = %pipeline.name, slot = %due, "schedule: run interrupted; the slot stays due");
+            return Ok(());
+        }
+        let run = store.runs(Some(&pipeline.name), 1).await.map_err(failed)?.into_iter().next();
+        store.mark_schedule(&pipeline.name, due, run.as_ref().map(|r| r.id.as_str())).await.map_err(failed)?;
+        match outcome {
+            Ok(row) => tracing::info!(pipeline = %pipeline.name, slot = %due, status = row.status.name(), "schedule: run ended"),
+            Err(error) => tracing::warn!(pipeline = %pipeline.name, slot = %due, error = %error.message, "schedule: run failed"),
+        }
+        Ok(())
+    }
+}
+
+fn failed(error: syncline_store::StoreError) -> CliError {
+    CliError::failed(format!("state store: {error}"))
 }
 
 /// `syncline schedules`: each scheduled pipeline's next slot, its last and how that run went.
 pub async fn list(config: &Config, store: &Store) -> CliResult {
-    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
     let scheduled: Vec<(&Pipeline, &Schedule)> = config.pipelines.iter().filter_map(|p| p.schedule.as_ref().map(|s| (p, s))).collect();
     if scheduled.is_empty() {
         output::line(format!("no pipeline in {} has a schedule (add `schedule: {{cron: \"*/15 * * * *\"}}` to one)", config.file));
@@ -82,52 +139,4 @@ pub async fn list(config: &Config, store: &Store) -> CliResult {
     }
     output::print_table(&table);
     Ok(Exit::Ok)
-}
-
-/// Runs `pipeline` if a slot of its schedule is due at `now` and no run holds it.
-async fn run_if_due(
-    config: &Config,
-    store: &Store,
-    session: &Session,
-    pipeline: &Pipeline,
-    schedule: &Schedule,
-    now: DateTime<Utc>,
-) -> Result<(), CliError> {
-    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
-    let Some(due) = schedule.latest_at_or_before(now) else { return Ok(()) };
-    let marked = store.schedule(&pipeline.name).await.map_err(failed)?;
-    let Some(marked) = marked else {
-        tracing::info!(pipeline = %pipeline.name, %schedule, next = ?schedule.next_after(now), "schedule: first seen; it starts with its next slot");
-        return store.mark_schedule(&pipeline.name, due, None).await.map_err(failed);
-    };
-    if marked.slot >= due {
-        return Ok(());
-    }
-    // held: a run is going (this slot's on another instance, or one a person started)
-    let Some(lease) = RunLease::try_take(store, &pipeline.name).await? else { return Ok(()) };
-    let result = run_slot(config, store, session, pipeline, due).await;
-    lease.release().await;
-    result
-}
-
-/// Under the lease: runs the slot unless another instance just did, and marks it.
-async fn run_slot(config: &Config, store: &Store, session: &Session, pipeline: &Pipeline, due: DateTime<Utc>) -> Result<(), CliError> {
-    let failed = |e: syncline_store::StoreError| CliError::failed(format!("state store: {e}"));
-    if store.schedule(&pipeline.name).await.map_err(failed)?.is_some_and(|marked| marked.slot >= due) {
-        return Ok(());
-    }
-    tracing::info!(pipeline = %pipeline.name, slot = %due, "schedule: running");
-    let outcome = super::run::scheduled(config, store, pipeline, session).await;
-    if matches!(&outcome, Err(e) if e.code == Exit::Interrupted) || outcome.as_ref().is_ok_and(|row| row.exit() == Exit::Interrupted) {
-        // stopped by a shutdown: the slot stays due, for another instance or the next start
-        tracing::info!(pipeline = %pipeline.name, slot = %due, "schedule: run interrupted; the slot stays due");
-        return Ok(());
-    }
-    let run = store.runs(Some(&pipeline.name), 1).await.map_err(failed)?.into_iter().next();
-    store.mark_schedule(&pipeline.name, due, run.as_ref().map(|r| r.id.as_str())).await.map_err(failed)?;
-    match outcome {
-        Ok(row) => tracing::info!(pipeline = %pipeline.name, slot = %due, status = row.status.name(), "schedule: run ended"),
-        Err(error) => tracing::warn!(pipeline = %pipeline.name, slot = %due, error = %error.message, "schedule: run failed"),
-    }
-    Ok(())
 }

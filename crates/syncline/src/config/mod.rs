@@ -212,6 +212,23 @@ mod tests {
         assert!(errors(&text.replace("10m", "30s")).is_empty());
     }
 
+    #[test]
+    fn a_bad_schedule_is_named_where_it_is() {
+        let text = "pipelines:\n  m:\n    source:\n      sql: {url: sqlite://a.db, table: t, key: k, watermark: w}\n    sink:\n      sql: {url: sqlite://b.db, table: t, key: k}\n    schedule:\n      cron: \"*/15 * * *\"\n      timezone: America/Costa_Rika\n";
+        let found = errors(text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].starts_with("c.yaml:8:13: pipelines.m.schedule.cron: \"*/15 * * *\" is not a cron schedule"), "{}", found[0]);
+        assert!(
+            found[1].starts_with(
+                "c.yaml:9:17: pipelines.m.schedule.timezone: unknown time zone \"America/Costa_Rika\"; did you mean \"America/Costa_Rica\"?"
+            ),
+            "{}",
+            found[1]
+        );
+        let good = text.replace("*/15 * * *", "0 2 * * *").replace("Costa_Rika", "Costa_Rica");
+        assert!(errors(&good).is_empty(), "{:?}", errors(&good));
+    }
+
     proptest::proptest! {
         /// RELIABILITY row 24 for configs: a secret written into any secret-bearing field —
         /// as a literal, or hidden behind a `${VAR:-default}` — is refused without being

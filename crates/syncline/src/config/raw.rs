@@ -237,6 +237,16 @@ pub struct RawSchedule {
     /// The IANA time zone the fields are read in, e.g. `America/Costa_Rica` (default `UTC`).
     #[schemars(with = "Option<String>")]
     pub timezone: Option<At<String>>,
+    /// What runs: `run` (incremental, the default) or `reconcile` (the whole source compared with
+    /// the target, and what differs written: `reconcile --apply`).
+    pub job: Option<RawScheduledJob>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawScheduledJob {
+    Run,
+    Reconcile,
 }
 
 /// The ceilings on retries: past them the run fails (exit 1) and says which one it hit.

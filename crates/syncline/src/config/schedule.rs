@@ -12,6 +12,8 @@ use super::settings::Ctx;
 pub struct Schedule {
     pub cron: String,
     pub timezone: chrono_tz::Tz,
+    /// A `reconcile --apply` at each slot rather than an incremental run.
+    pub reconcile: bool,
     pattern: croner::Cron,
 }
 
@@ -32,31 +34,38 @@ impl Schedule {
 
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.cron, self.timezone)
+        let job = if self.reconcile { ", reconcile" } else { "" };
+        write!(f, "{} ({}{job})", self.cron, self.timezone)
     }
 }
 
-pub(super) fn parse(ctx: &Ctx, path: &str, raw: &RawSchedule) -> Result<Schedule, ConfigError> {
-    let cron = ctx.expand(&raw.cron, &format!("{path}.cron"))?;
-    let pattern = croner::parser::CronParser::builder()
-        .build()
-        .parse(cron.trim())
-        .map_err(|e| ctx.err(&raw.cron.referenced, &format!("{path}.cron"), format!("{cron:?} is not a cron schedule: {e}")))?;
+/// The schedule, or every problem in it (the cron and the time zone are checked apart).
+pub(super) fn parse(ctx: &Ctx, path: &str, raw: &RawSchedule) -> Result<Schedule, Vec<ConfigError>> {
+    let cron_path = format!("{path}.cron");
+    let cron = ctx.expand(&raw.cron, &cron_path).and_then(|cron| {
+        let pattern = croner::parser::CronParser::builder().build().parse(cron.trim());
+        let pattern = pattern.map_err(|e| ctx.err(&raw.cron.referenced, &cron_path, format!("{cron:?} is not a cron schedule: {e}")))?;
+        Ok((cron.trim().to_owned(), pattern))
+    });
     let timezone = match &raw.timezone {
-        None => chrono_tz::UTC,
-        Some(zone) => {
-            let name = ctx.expand(zone, &format!("{path}.timezone"))?;
+        None => Ok(chrono_tz::UTC),
+        Some(zone) => ctx.expand(zone, &format!("{path}.timezone")).and_then(|name| {
             name.parse::<chrono_tz::Tz>().map_err(|_| {
                 let close = super::did_you_mean(&name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()));
                 let hint =
                     close.map(|c| format!("; did you mean {c:?}?")).unwrap_or_else(|| " (an IANA name such as America/Costa_Rica)".into());
                 ctx.err(&zone.referenced, &format!("{path}.timezone"), format!("unknown time zone {name:?}{hint}"))
-            })?
-        }
+            })
+        }),
     };
-    let schedule = Schedule { cron: cron.trim().to_owned(), timezone, pattern };
+    let ((cron, pattern), timezone) = match (cron, timezone) {
+        (Ok(cron), Ok(timezone)) => (cron, timezone),
+        (cron, timezone) => return Err([cron.err(), timezone.err()].into_iter().flatten().collect()),
+    };
+    let reconcile = raw.job == Some(super::raw::RawScheduledJob::Reconcile);
+    let schedule = Schedule { cron, timezone, reconcile, pattern };
     if schedule.next_after(Utc::now()).is_none() {
-        return Err(ctx.err(&raw.cron.referenced, &format!("{path}.cron"), format!("{cron:?} never comes")));
+        return Err(vec![ctx.err(&raw.cron.referenced, &cron_path, format!("{:?} never comes", schedule.cron))]);
     }
     Ok(schedule)
 }
@@ -66,7 +75,12 @@ mod tests {
     use super::*;
 
     fn schedule(cron: &str, zone: chrono_tz::Tz) -> Schedule {
-        Schedule { cron: cron.into(), timezone: zone, pattern: croner::parser::CronParser::builder().build().parse(cron).unwrap() }
+        Schedule {
+            cron: cron.into(),
+            timezone: zone,
+            reconcile: false,
+            pattern: croner::parser::CronParser::builder().build().parse(cron).unwrap(),
+        }
     }
 
     fn utc(text: &str) -> DateTime<Utc> {

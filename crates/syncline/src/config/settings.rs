@@ -440,7 +440,13 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
         RawSink::Quickbooks(q) => super::quickbooks::sink(ctx, &path, q),
     });
     let retry = errors.take(retry(ctx, &path, p.retry.as_ref()));
-    let schedule = p.schedule.as_ref().map(|raw| errors.take(super::schedule::parse(ctx, &format!("{path}.schedule"), raw)));
+    let schedule = p.schedule.as_ref().and_then(|raw| match super::schedule::parse(ctx, &format!("{path}.schedule"), raw) {
+        Ok(schedule) => Some(schedule),
+        Err(found) => {
+            found.into_iter().for_each(|e| errors.push(e));
+            None
+        }
+    });
     let defaults = sink.as_ref().map(SinkSettings::defaults);
     let batch_size =
         defaults.and_then(|(default, max, _)| errors.take(ctx.positive(&p.batch_size, &format!("{path}.batch_size"), 1..=max, default)));
@@ -455,7 +461,6 @@ fn pipeline(ctx: &Ctx, name: String, p: RawPipeline) -> Result<Pipeline, Vec<Con
     errors.finish().map_err(|e| e.0)?;
     let (sink, source, (_, _, default_detection)) = (sink.expect("no errors"), source.expect("no errors"), defaults.expect("no errors"));
     let (batch_size, retry) = (batch_size.expect("no errors"), retry.expect("no errors"));
-    let schedule = schedule.map(|s| s.expect("no errors"));
     Ok(Pipeline {
         name,
         source,

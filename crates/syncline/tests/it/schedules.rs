@@ -9,6 +9,8 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::DurationRound;
+
 use super::*;
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -95,4 +97,43 @@ async fn holder_pid(url: &str) -> Option<u32> {
     let holder: Option<(String,)> =
         sqlx::query_as("SELECT holder FROM syncline.run_leases WHERE pipeline = 'members'").fetch_optional(&mut conn).await.ok()?;
     holder?.0.strip_prefix("process ")?.split_whitespace().next()?.parse().ok()
+}
+
+/// After downtime, a schedule that missed many slots runs once, for the latest of them.
+#[test]
+fn after_downtime_a_missed_schedule_runs_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = members_dir();
+    let d = dir.path();
+    let out = bin().current_dir(d).args(["example", "members", "--db", "members.db", "--rows", "1000"]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(d.join("members.yaml")).unwrap();
+    std::fs::write(d.join("members.yaml"), format!("{yaml}    schedule:\n      cron: \"0 * * * *\"\n")).unwrap();
+    // the last slot that ran was three hours ago: two and a bit hours of slots were missed
+    let url = format!("sqlite://{}", d.join("members-state.db").display());
+    let store = runtime.block_on(syncline_store::Store::connect(&url)).unwrap();
+    let hour = chrono::Duration::hours(1);
+    let latest = chrono::Utc::now().duration_trunc(hour).unwrap();
+    runtime.block_on(store.mark_schedule("members", latest - hour * 3, None)).unwrap();
+
+    let mut command = bin();
+    command.current_dir(d).args(["--config", "members.yaml", "serve", "--bind", "127.0.0.1:0"]).stderr(Stdio::null());
+    let (mut serve, _) = start_serve(&mut command);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finished = || runtime.block_on(store.runs(Some("members"), 10)).unwrap().iter().filter(|r| r.finished_at.is_some()).count();
+    while finished() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+
+    let runs = runtime.block_on(store.runs(Some("members"), 10)).unwrap();
+    assert_eq!(runs.len(), 1, "one run for the missed slots: {runs:?}");
+    let marked = runtime.block_on(store.schedule("members")).unwrap().unwrap();
+    assert_eq!(marked.slot, latest, "marked with the latest slot");
+    assert_eq!(marked.run_id.as_deref(), Some(runs[0].id.as_str()));
+    let out = syncline(d, "members.yaml", &["schedules"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("0 * * * * (UTC)") && stdout(&out).contains("rejects"), "{}", stdout(&out));
 }
