@@ -66,13 +66,22 @@ pub struct DeadLetterGroup {
     pub example: String,
 }
 
-/// Which dead letters to list.
+/// Which dead letters to list (`None`s and an empty `ids` match every one).
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetterFilter {
     pub pipeline: Option<String>,
     /// `None`: every status.
     pub status: Option<String>,
+    pub rule: Option<String>,
+    pub field: Option<String>,
+    pub class: Option<String>,
+    /// The run that rejected them last.
+    pub run_id: Option<String>,
     pub ids: Vec<i64>,
+    /// Only ids below this one (the console's next page).
+    pub before: Option<i64>,
+    /// Newest first (the console) rather than oldest first (replay, `dlq list`).
+    pub newest_first: bool,
     pub limit: Option<i64>,
 }
 
@@ -81,13 +90,23 @@ const COLUMNS: &str =
 
 impl Store {
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, StoreError> {
-        let ids = if filter.ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(4, filter.ids.len())) };
+        // every optional condition is written `($n IS NULL OR column = $n)`, so one statement
+        // serves every filter; the ids are the only variable part
+        let ids = if filter.ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(9, filter.ids.len())) };
+        let order = if filter.newest_first { "DESC" } else { "" };
         let sql = format!(
-            "SELECT {COLUMNS} FROM dead_letters WHERE ($1 IS NULL OR pipeline = $1) AND ($2 IS NULL OR status = $2){ids} ORDER BY id LIMIT $3"
+            "SELECT {COLUMNS} FROM dead_letters WHERE ($1 IS NULL OR pipeline = $1) AND ($2 IS NULL OR status = $2)
+             AND ($3 IS NULL OR rule = $3) AND ($4 IS NULL OR field = $4) AND ($5 IS NULL OR class = $5)
+             AND ($6 IS NULL OR run_id = $6) AND ($7 IS NULL OR id < $7){ids} ORDER BY id {order} LIMIT $8"
         );
         let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(filter.pipeline.as_deref())
             .bind(filter.status.as_deref())
+            .bind(filter.rule.as_deref())
+            .bind(filter.field.as_deref())
+            .bind(filter.class.as_deref())
+            .bind(filter.run_id.as_deref())
+            .bind(filter.before)
             .bind(filter.limit.unwrap_or(i64::MAX));
         for id in &filter.ids {
             query = query.bind(*id);

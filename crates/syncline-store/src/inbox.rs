@@ -68,12 +68,15 @@ pub struct InboxRow {
     pub received_at: String,
     pub next_attempt_at: String,
     pub last_error: Option<String>,
+    /// The object it is about (its audit trail's subject).
+    pub object_key: Option<String>,
     /// Only filled by [`Store::inbox_event`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
 }
 
-type InboxRowTuple = (i64, String, String, String, String, i64, Option<String>, String, String, Option<String>, Option<String>);
+type InboxRowTuple =
+    (i64, String, String, String, String, i64, Option<String>, String, String, Option<String>, Option<String>, Option<String>);
 
 impl From<InboxRowTuple> for InboxRow {
     fn from(r: InboxRowTuple) -> Self {
@@ -88,7 +91,8 @@ impl From<InboxRowTuple> for InboxRow {
             received_at: r.7,
             next_attempt_at: r.8,
             last_error: r.9,
-            payload: r.10.and_then(|p| serde_json::from_str(&p).ok()),
+            object_key: r.10,
+            payload: r.11.and_then(|p| serde_json::from_str(&p).ok()),
         }
     }
 }
@@ -375,14 +379,22 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Events newest first, of one source and status if given.
-    pub async fn inbox_events(&self, source: Option<&str>, status: Option<&str>, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
+    /// Events newest first, of one source and status if given, with ids below `before` if given.
+    pub async fn inbox_events(
+        &self,
+        source: Option<&str>,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<InboxRow>, StoreError> {
         let rows: Vec<InboxRowTuple> = sqlx::query_as(
-            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, NULL
-             FROM inbox WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3",
+            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, object_key, NULL
+             FROM inbox WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4",
         )
         .bind(source)
         .bind(status)
+        .bind(before)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -392,7 +404,7 @@ impl Store {
     /// One event with its payload.
     pub async fn inbox_event(&self, id: i64) -> Result<InboxRow, StoreError> {
         let row: Option<InboxRowTuple> = sqlx::query_as(
-            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, payload
+            "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, object_key, payload
              FROM inbox WHERE id = $1",
         )
         .bind(id)

@@ -82,6 +82,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "run_leases", include_str!("../migrations/sqlite/0008_run_leases.sql")),
     (9, "rate_budgets", include_str!("../migrations/sqlite/0009_rate_budgets.sql")),
     (10, "schedules", include_str!("../migrations/sqlite/0010_schedules.sql")),
+    (11, "console_indexes", include_str!("../migrations/sqlite/0011_console_indexes.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -94,6 +95,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "run_leases", include_str!("../migrations/postgres/0008_run_leases.sql")),
     (9, "rate_budgets", include_str!("../migrations/postgres/0009_rate_budgets.sql")),
     (10, "schedules", include_str!("../migrations/postgres/0010_schedules.sql")),
+    (11, "console_indexes", include_str!("../migrations/postgres/0011_console_indexes.sql")),
 ];
 
 impl Store {

@@ -149,6 +149,27 @@ impl Store {
         Ok(rows.into_iter().map(RunRow::from).collect())
     }
 
+    /// A page of runs, newest first, started before `before` (a run's `started_at` and `id`,
+    /// the previous page's last) if given.
+    pub async fn run_page(&self, pipeline: Option<&str>, before: Option<(&str, &str)>, limit: i64) -> Result<Vec<RunRow>, StoreError> {
+        let (at, id) = before.unzip();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM runs WHERE ($1 IS NULL OR pipeline = $1)
+             AND ($2 IS NULL OR started_at < $2 OR (started_at = $2 AND id < $3))
+             ORDER BY started_at DESC, id DESC LIMIT $4"
+        );
+        let rows =
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(pipeline).bind(at).bind(id).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(RunRow::from).collect())
+    }
+
+    /// The runs still running, oldest first.
+    pub async fn running_runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at, id");
+        let rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(RunRow::from).collect())
+    }
+
     pub async fn run(&self, id: &str) -> Result<RunRow, StoreError> {
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
             .bind(id)

@@ -96,6 +96,9 @@ pub enum Command {
     /// Receive the configured webhooks into the durable inbox (`POST /webhooks/<name>`), with
     /// `/healthz` and `/readyz`, until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// The operator console alone (`serve` also starts it): runs, dead letters (replay, ignore),
+    /// the inbox and live progress in a browser, at `console.bind` (default 127.0.0.1:8081).
+    Console(ConsoleArgs),
     /// The webhook inbox: events by source and status, one by one, or one with its payload.
     Inbox(InboxArgs),
     /// Compare a HubSpot → warehouse pipeline's table with HubSpot: live objects counted on both
@@ -136,6 +139,13 @@ pub struct BackfillArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on (default: the config's `serve.bind`, else 127.0.0.1:8080).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Address and port to listen on (default: the config's `console.bind`, else 127.0.0.1:8081).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
 }

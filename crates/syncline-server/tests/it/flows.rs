@@ -354,7 +354,7 @@ async fn every_log_line_carries_its_own_events_span() {
     assert_eq!(dropped, 6, "each event dropped its contact's phone once:\n{text}");
     handled.sort_unstable();
     // the dedupe key names the object: hubspot:<portal>:contact.creation:<object>::<event>
-    let rows = world.store.inbox_events(None, None, 100).await.unwrap();
+    let rows = world.store.inbox_events(None, None, None, 100).await.unwrap();
     let mut expected: Vec<(u64, u64)> =
         rows.iter().map(|e| (e.dedupe_key.split(':').nth(3).unwrap().parse().unwrap(), e.id as u64)).collect();
     expected.sort_unstable();

@@ -465,7 +465,7 @@ async fn inbox_dedupes_claims_and_releases(store: &Store) {
     assert_eq!(back.iter().map(|e| (e.dedupe_key.as_str(), e.attempts)).collect::<Vec<_>>(), [("c", 1)]);
 
     // `inbox list` and `inbox show`
-    let listed = store.inbox_events(None, Some("running"), 10).await.unwrap();
+    let listed = store.inbox_events(None, Some("running"), None, 10).await.unwrap();
     assert_eq!(listed.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["e", "d", "c", "b"], "newest first");
     assert!(listed.iter().all(|e| e.payload.is_none()), "lists leave payloads out");
     let shown = store.inbox_event(listed[3].id).await.unwrap();

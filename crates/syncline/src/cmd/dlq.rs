@@ -19,7 +19,8 @@ use syncline_store::{DeadLetterFilter, Store};
 pub async fn run(store: &Store, command: DlqCommand, session: &Session) -> CliResult {
     match command {
         DlqCommand::List { pipeline, status, limit, json } => {
-            let filter = DeadLetterFilter { pipeline, status: status.stored().map(str::to_owned), ids: Vec::new(), limit: Some(limit) };
+            let filter =
+                DeadLetterFilter { pipeline, status: status.stored().map(str::to_owned), limit: Some(limit), ..Default::default() };
             list(store, &filter, json, session).await
         }
         DlqCommand::Summary { pipeline, json } => summarize(store, pipeline.as_deref(), json, session).await,
@@ -135,7 +136,7 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
     {
         return Err(CliError::usage(format!("{} defines no pipeline or flow {name:?}", config.file)));
     }
-    let filter = DeadLetterFilter { pipeline, status: Some("open".into()), ids: ids.clone(), limit: None };
+    let filter = DeadLetterFilter { pipeline, status: Some("open".into()), ids: ids.clone(), ..Default::default() };
     let rows = store.dead_letters(&filter).await.map_err(failed)?;
     let missing: Vec<String> = ids.iter().filter(|id| !rows.iter().any(|d| d.id == **id)).map(ToString::to_string).collect();
     if !missing.is_empty() {
@@ -149,30 +150,11 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
         output::line("no open dead letters to replay");
         return Ok(Exit::Ok);
     }
-    let mut by_pipeline: BTreeMap<String, Vec<syncline_core::Record>> = BTreeMap::new();
-    let mut by_flow: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in &rows {
-        if config.flows.iter().any(|f| f.name == row.pipeline) {
-            by_flow.entry(row.pipeline.clone()).or_default().push(row.record_key.clone());
-        } else {
-            by_pipeline.entry(row.pipeline.clone()).or_default().push(row.record());
-        }
-    }
-    // a flow's dead letters are inbox events: back in the inbox, `syncline serve` runs them, and
-    // a send that already happened is not repeated (its mark is checked first)
-    for (flow, keys) in by_flow {
-        let requeued = store.inbox_requeue(&flow, &keys).await.map_err(failed)?;
+    let replayed = replay_open(config, store, &rows, session).await?;
+    for (flow, requeued) in &replayed.requeued {
         output::line(format!("flow {flow}: {requeued} event(s) back in the inbox; `{}` runs them", session.hint("serve")));
     }
-    let mut summaries: Vec<RunRow> = Vec::new();
-    for (name, records) in by_pipeline {
-        let row = replay_pipeline(config, store, &name, records, session).await?;
-        let interrupted = row.status == RunStatus::Interrupted;
-        summaries.push(row);
-        if interrupted {
-            break;
-        }
-    }
+    let summaries = replayed.runs;
     let exit = summaries
         .iter()
         .map(RunRow::exit)
@@ -182,6 +164,73 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
         output::print_table(&summary(&summaries));
     }
     Ok(exit)
+}
+
+/// What a replay did: a flow's dead letters put back in the inbox, a pipeline's run again.
+pub struct Replayed {
+    /// Events back in the inbox, per flow.
+    pub requeued: Vec<(String, u64)>,
+    /// One replay run per pipeline, in name order; the last is interrupted if one was.
+    pub runs: Vec<RunRow>,
+}
+
+/// Replays these open dead letters, pipeline by pipeline; a flow's go back to the inbox for
+/// `serve` (the CLI's `dlq replay` and the console's Replay button).
+pub async fn replay_open(
+    config: &Config,
+    store: &Store,
+    rows: &[syncline_store::DeadLetterRow],
+    session: &Session,
+) -> Result<Replayed, CliError> {
+    let mut by_pipeline: BTreeMap<String, Vec<syncline_core::Record>> = BTreeMap::new();
+    let mut by_flow: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        if config.flows.iter().any(|f| f.name == row.pipeline) {
+            by_flow.entry(row.pipeline.clone()).or_default().push(row.record_key.clone());
+        } else {
+            by_pipeline.entry(row.pipeline.clone()).or_default().push(row.record());
+        }
+    }
+    // a flow's dead letters are inbox events: back in the inbox, `syncline serve` runs them, and
+    // a send that already happened is not repeated (its mark is checked first)
+    let mut requeued = Vec::new();
+    for (flow, keys) in by_flow {
+        requeued.push((flow.clone(), store.inbox_requeue(&flow, &keys).await.map_err(failed)?));
+    }
+    let mut runs: Vec<RunRow> = Vec::new();
+    for (name, records) in by_pipeline {
+        let row = replay_pipeline(config, store, &name, records, session).await?;
+        let interrupted = row.status == RunStatus::Interrupted;
+        runs.push(row);
+        if interrupted {
+            break;
+        }
+    }
+    Ok(Replayed { requeued, runs })
+}
+
+/// The console's replay: the open ones of `ids` (others are skipped), told in a sentence per
+/// pipeline or flow.
+pub async fn replay_ids(config: &Config, store: &Store, ids: Vec<i64>, session: &Session) -> Result<Vec<String>, CliError> {
+    let filter = DeadLetterFilter { status: Some("open".into()), ids, ..Default::default() };
+    let rows = store.dead_letters(&filter).await.map_err(failed)?;
+    let replayed = replay_open(config, store, &rows, session).await?;
+    let mut lines: Vec<String> =
+        replayed.requeued.iter().map(|(flow, n)| format!("{flow}: {n} event(s) back in the inbox for serve")).collect();
+    for run in &replayed.runs {
+        let c = &run.counts;
+        lines.push(format!(
+            "{}: {} replayed — {} created, {} updated, {} unchanged, {} rejected again ({})",
+            run.pipeline,
+            c.read,
+            c.created,
+            c.updated,
+            c.unchanged,
+            c.rejected + c.failed,
+            run.status.name()
+        ));
+    }
+    Ok(lines)
 }
 
 /// Replays one pipeline's dead letters through its current transforms and sink, as a run of

@@ -29,7 +29,7 @@ pub async fn run(store: &Store, args: InboxArgs) -> CliResult {
                 InboxStatus::Dead => Some("dead"),
                 InboxStatus::All => None,
             };
-            let rows = store.inbox_events(source.as_deref(), status, limit).await.map_err(failed)?;
+            let rows = store.inbox_events(source.as_deref(), status, None, limit).await.map_err(failed)?;
             if json {
                 output::json_lines(&rows);
                 return Ok(Exit::Ok);

@@ -4,6 +4,7 @@
 mod auth;
 mod backfill;
 mod check;
+mod console;
 mod dlq;
 mod events;
 mod example;
@@ -125,7 +126,11 @@ async fn command(command: Command, session: &Session) -> CliResult {
         }
         Command::Serve(args) => {
             let (config, store) = whole(session).await?;
-            serve::run(&config, &store, args, session).await
+            serve::run(std::sync::Arc::new(config), &store, args, session).await
+        }
+        Command::Console(args) => {
+            let (config, store) = whole(session).await?;
+            console::run(std::sync::Arc::new(config), &store, args, session).await
         }
         Command::Verify(args) => verify::run(&config::load(&session.config_path)?, args).await,
         Command::Reconcile(args) => {

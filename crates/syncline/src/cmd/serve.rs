@@ -13,7 +13,8 @@ use syncline_server::flow::Engine;
 use syncline_server::worker::{WorkerConfig, Workers};
 use syncline_store::Store;
 
-pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Session) -> CliResult {
+pub async fn run(shared: Arc<Config>, store: &Store, args: ServeArgs, session: &Session) -> CliResult {
+    let config = &*shared;
     if config.webhooks.is_empty() && config.pipelines.iter().all(|p| p.schedule.is_none()) {
         return Err(CliError::usage(format!(
             "{}: nothing to serve; add a `webhooks:` section, or a `schedule:` to a pipeline",
@@ -41,6 +42,7 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     // the workers stop claiming at the signal and finish the events in hand
     let stopped = session.stop.clone();
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
+    let mut health: Option<Arc<dyn Fn() -> Vec<syncline_resilience::Health> + Send + Sync>> = None;
     let workers = if config.flows.is_empty() {
         None
     } else {
@@ -57,6 +59,8 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         let engine = Arc::new(engine);
         let readiness = engine.clone();
         intake = intake.with_health(move || readiness.health());
+        let readiness = engine.clone();
+        health = Some(Arc::new(move || readiness.health()));
         let mut worker = WorkerConfig::new(owner.clone());
         worker.lease = config.serve.lease;
         worker.concurrency = config.serve.workers;
@@ -65,6 +69,10 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
         let running = workers.clone();
         Some((tokio::spawn(async move { running.run(stopped).await }), history))
     };
+    let console = super::console::start(shared.clone(), store, health, session).await;
+    if let Some((line, _)) = &console {
+        banner.push_str(line);
+    }
     // a closed stdout must not stop the server
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     tracing::info!(%address, "serving webhooks");
@@ -73,6 +81,9 @@ pub async fn run(config: &Config, store: &Store, args: ServeArgs, session: &Sess
     let (served, ()) =
         tokio::join!(intake.serve(listener, session.stop.clone().cancelled_owned()), super::schedule::run(config, store, session));
     served.map_err(CliError::failed)?;
+    if let Some((_, console)) = console {
+        let _ = console.await;
+    }
     // in-flight deliveries were answered (or never acknowledged); flows in hand get `drain` to
     // finish, and what is left goes back to the inbox at once for another worker or the next
     // start (a send that did happen is not repeated: its mark is checked first)

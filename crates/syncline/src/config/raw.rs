@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub webhooks: indexmap::IndexMap<String, RawWebhook>,
     /// How `syncline serve` listens and runs flows.
     pub serve: Option<RawServe>,
+    /// The operator console (served by `syncline serve` on its own address, and by
+    /// `syncline console`).
+    pub console: Option<RawConsole>,
     /// The APIs flows call.
     pub connections: Option<RawConnections>,
     /// Flows `syncline serve` runs on inbox events, by name.
@@ -156,6 +159,22 @@ pub struct RawWebhook {
 pub enum RawProvider {
     Hubspot,
     Stripe,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawConsole {
+    /// Address and port of the console, kept apart from the webhooks' (default
+    /// `127.0.0.1:8081`). On a loopback address its pages are open to read; elsewhere every page
+    /// needs the token.
+    #[schemars(with = "Option<String>")]
+    pub bind: Option<At<String>>,
+    /// The admin token that signs in and allows replaying or ignoring dead letters, as
+    /// `${VAR}`. Without it the console only shows.
+    #[schemars(with = "Option<String>")]
+    pub token: Option<At<String>>,
+    /// Set `false` for `serve` not to start the console (default true).
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

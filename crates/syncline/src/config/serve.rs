@@ -1,7 +1,7 @@
 //! How `syncline serve` listens and runs flows, and its webhook endpoints.
 
 use super::error::ConfigError;
-use super::raw::{At, RawProvider, RawServe, RawWebhook};
+use super::raw::{At, RawConsole, RawProvider, RawServe, RawWebhook};
 use super::settings::{Ctx, parse_duration};
 use std::time::Duration;
 
@@ -66,6 +66,28 @@ pub(super) fn serve(ctx: &Ctx, raw: Option<&RawServe>) -> Result<ServeSettings, 
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
     Ok(ServeSettings { bind, workers, lease, drain, limits })
+}
+
+/// The operator console's address and admin token.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    pub bind: std::net::SocketAddr,
+    pub token: Option<String>,
+    /// Whether `serve` starts it.
+    pub enabled: bool,
+}
+
+pub(super) fn console(ctx: &Ctx, raw: Option<&RawConsole>) -> Result<ConsoleSettings, ConfigError> {
+    let bind = match raw.and_then(|c| c.bind.as_ref()) {
+        Some(bind) => {
+            let text = ctx.expand(bind, "console.bind")?;
+            text.parse()
+                .map_err(|_| ctx.err(&bind.referenced, "console.bind", format!("{text:?} is not an address:port such as 127.0.0.1:8081")))?
+        }
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8081)),
+    };
+    let token = raw.and_then(|c| c.token.as_ref()).map(|t| ctx.secret(t, "console.token")).transpose()?;
+    Ok(ConsoleSettings { bind, token, enabled: raw.and_then(|c| c.enabled).unwrap_or(true) })
 }
 
 /// One webhook endpoint: secrets only as `${VAR}`, never written in the file.

@@ -28,6 +28,7 @@ pub struct Config {
     /// Webhook endpoints for `syncline serve`.
     pub webhooks: Vec<syncline_server::Source>,
     pub serve: ServeSettings,
+    pub console: super::serve::ConsoleSettings,
     /// Flows `syncline serve` runs on inbox events, checked.
     pub flows: Vec<syncline_server::flow::Flow>,
     pub connections: super::flows::FlowConnections,
@@ -336,6 +337,7 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         false => Vec::new(),
     };
     let serve = errors.take(super::serve::serve(&ctx, raw.serve.as_ref()));
+    let console = errors.take(super::serve::console(&ctx, raw.console.as_ref()));
     let mut pipelines = Vec::new();
     for (name, p) in raw.pipelines {
         match pipeline(&ctx, name, p) {
@@ -357,8 +359,8 @@ pub fn validate(raw: RawConfig, file: &str, base_dir: &Path, env: &dyn Fn(&str) 
         }
     }
     errors.finish()?;
-    let (state, serve) = (state.expect("no errors"), serve.expect("no errors"));
-    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state, pipelines, webhooks, serve, flows, connections })
+    let (state, serve, console) = (state.expect("no errors"), serve.expect("no errors"), console.expect("no errors"));
+    Ok(Config { file: file.to_owned(), base_dir: base_dir.to_owned(), state, pipelines, webhooks, serve, console, flows, connections })
 }
 
 /// Every problem found in a config file, in file order.

@@ -5,6 +5,7 @@ mod architecture;
 mod bad_input;
 mod check;
 mod cli;
+mod console;
 mod crash;
 mod disk;
 mod hubspot;
