@@ -25,20 +25,7 @@ pub async fn run(shared: Arc<Config>, store: &Store, args: ServeArgs, session: &
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
     let address = listener.local_addr().map_err(CliError::failed)?;
     let mut intake = Intake::new(store.clone(), config.webhooks.clone()).with_metrics(prometheus(config)?).with_limits(config.serve.limits);
-    let mut banner = format!("serving on http://{address} (state: {})\n", syncline_core::redact::url(&config.state.url));
-    for source in &config.webhooks {
-        banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
-    }
-    banner.push_str("  GET /healthz, /readyz, /metrics\n");
-    for pipeline in &config.pipelines {
-        if let Some(schedule) = &pipeline.schedule {
-            banner.push_str(&format!("  schedule {}: {schedule}\n", pipeline.name));
-        }
-    }
-    for flow in &config.flows {
-        let events = if flow.events.is_empty() { "every event".to_owned() } else { flow.events.join(", ") };
-        banner.push_str(&format!("  flow {}: {} from {} ({} steps)\n", flow.name, events, flow.source, flow.steps.len()));
-    }
+    let mut banner = banner(config, address);
     // the workers stop claiming at the signal and finish the events in hand
     let stopped = session.stop.clone();
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
@@ -101,6 +88,25 @@ pub async fn run(shared: Arc<Config>, store: &Store, args: ServeArgs, session: &
     store.close().await;
     tracing::info!("stopped");
     Ok(Exit::Ok)
+}
+
+/// What `serve` says it serves, first line `serving on http://<address>`.
+fn banner(config: &Config, address: std::net::SocketAddr) -> String {
+    let mut banner = format!("serving on http://{address} (state: {})\n", syncline_core::redact::url(&config.state.url));
+    for source in &config.webhooks {
+        banner.push_str(&format!("  POST /webhooks/{}  ({:?}, {} secret(s))\n", source.name, source.provider, source.secrets.len()));
+    }
+    banner.push_str("  GET /healthz, /readyz, /metrics\n");
+    for pipeline in &config.pipelines {
+        if let Some(schedule) = &pipeline.schedule {
+            banner.push_str(&format!("  schedule {}: {schedule}\n", pipeline.name));
+        }
+    }
+    for flow in &config.flows {
+        let events = if flow.events.is_empty() { "every event".to_owned() } else { flow.events.join(", ") };
+        banner.push_str(&format!("  flow {}: {} from {} ({} steps)\n", flow.name, events, flow.source, flow.steps.len()));
+    }
+    banner
 }
 
 /// Installs the Prometheus recorder (histograms with buckets from 1 ms to 30 s), describes every
