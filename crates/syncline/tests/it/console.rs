@@ -19,10 +19,12 @@ pub fn members_with_console(rows: u32) -> tempfile::TempDir {
     dir
 }
 
-/// A running `syncline console` and its base URL; killed when dropped.
+/// A running `syncline console` (or `serve`) and the console's base URL; killed when dropped.
 pub struct Console {
     child: Child,
     pub url: String,
+    /// `serve`'s webhook address.
+    pub webhooks: Option<String>,
 }
 
 impl Drop for Console {
@@ -33,22 +35,33 @@ impl Drop for Console {
 }
 
 pub fn start_console(dir: &Path) -> Console {
-    let mut child = bin()
-        .current_dir(dir)
-        .env("SYNCLINE_CONSOLE_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(dir.join("members.yaml"))
-        .arg("console")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().expect("stdout is piped")).read_line(&mut banner).expect("the banner is read");
-    let Some(address) = banner.strip_prefix("console on http://").and_then(|r| r.split_whitespace().next()) else {
-        let _ = child.kill();
-        panic!("unexpected banner {banner:?}");
-    };
-    Console { url: format!("http://{address}"), child }
+    start_console_process(dir, &["console"], &[])
+}
+
+/// Starts `syncline --config members.yaml <args>` and reads its banner up to the console's line.
+pub fn start_console_process(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Console {
+    let mut command = bin();
+    command.current_dir(dir).env("SYNCLINE_CONSOLE_TOKEN", TOKEN).arg("--config").arg(dir.join("members.yaml")).args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("the binary runs");
+    let mut banner = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let (mut url, mut webhooks) = (None, None);
+    let mut line = String::new();
+    while url.is_none() && banner.read_line(&mut line).unwrap_or(0) > 0 {
+        let address = |prefix: &str| line.trim().strip_prefix(prefix).and_then(|r| r.split_whitespace().next()).map(str::to_owned);
+        webhooks = webhooks.or_else(|| address("serving on http://"));
+        url = address("console on http://").map(|a| format!("http://{a}"));
+        line.clear();
+    }
+    match url {
+        Some(url) => Console { child, url, webhooks },
+        None => {
+            let _ = child.kill();
+            panic!("no console address in the banner");
+        }
+    }
 }
 
 /// `syncline --config members.yaml args…` with the console's token set (the config names it).
