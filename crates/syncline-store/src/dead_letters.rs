@@ -90,26 +90,44 @@ const COLUMNS: &str =
 
 impl Store {
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, StoreError> {
-        // every optional condition is written `($n IS NULL OR column = $n)`, so one statement
-        // serves every filter; the ids are the only variable part
-        let ids = if filter.ids.is_empty() { String::new() } else { format!(" AND id IN ({})", placeholders(9, filter.ids.len())) };
+        // only the conditions given are written, so each filter can use its index (an
+        // `$n IS NULL OR column = $n` would make the planners scan)
+        let mut conditions: Vec<String> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        let columns = [
+            ("pipeline", &filter.pipeline),
+            ("status", &filter.status),
+            ("rule", &filter.rule),
+            ("field", &filter.field),
+            ("class", &filter.class),
+            ("run_id", &filter.run_id),
+        ];
+        for (column, value) in columns {
+            if let Some(value) = value {
+                texts.push(value);
+                conditions.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        let mut numbers: Vec<i64> = Vec::new();
+        if let Some(before) = filter.before {
+            numbers.push(before);
+            conditions.push(format!("id < ${}", texts.len() + numbers.len()));
+        }
+        if !filter.ids.is_empty() {
+            conditions.push(format!("id IN ({})", placeholders(texts.len() + numbers.len() + 1, filter.ids.len())));
+            numbers.extend(&filter.ids);
+        }
+        numbers.push(filter.limit.unwrap_or(i64::MAX));
+        let limit = texts.len() + numbers.len();
+        let filters = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         let order = if filter.newest_first { "DESC" } else { "" };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM dead_letters WHERE ($1 IS NULL OR pipeline = $1) AND ($2 IS NULL OR status = $2)
-             AND ($3 IS NULL OR rule = $3) AND ($4 IS NULL OR field = $4) AND ($5 IS NULL OR class = $5)
-             AND ($6 IS NULL OR run_id = $6) AND ($7 IS NULL OR id < $7){ids} ORDER BY id {order} LIMIT $8"
-        );
-        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
-            .bind(filter.pipeline.as_deref())
-            .bind(filter.status.as_deref())
-            .bind(filter.rule.as_deref())
-            .bind(filter.field.as_deref())
-            .bind(filter.class.as_deref())
-            .bind(filter.run_id.as_deref())
-            .bind(filter.before)
-            .bind(filter.limit.unwrap_or(i64::MAX));
-        for id in &filter.ids {
-            query = query.bind(*id);
+        let sql = format!("SELECT {COLUMNS} FROM dead_letters{filters} ORDER BY id {order} LIMIT ${limit}");
+        let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        for number in numbers {
+            query = query.bind(number);
         }
         Ok(query.fetch_all(&self.pool).await?.into_iter().map(DeadLetterRow::from).collect())
     }
@@ -136,6 +154,18 @@ impl Store {
             .into_iter()
             .map(|(pipeline, rule, field, class, count, example)| DeadLetterGroup { pipeline, rule, field, class, count, example })
             .collect())
+    }
+
+    /// Open dead letters of one pipeline, counted up to `cap` (a count that reaches it means
+    /// "at least"): one index range however many there are.
+    pub async fn open_dead_letters_up_to(&self, pipeline: &str, cap: i64) -> Result<i64, StoreError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM (SELECT 1 FROM dead_letters WHERE pipeline = $1 AND status = 'open' LIMIT $2) AS capped")
+                .bind(pipeline)
+                .bind(cap)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count)
     }
 
     /// Open dead letters per pipeline.

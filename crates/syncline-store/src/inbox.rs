@@ -387,17 +387,32 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<InboxRow>, StoreError> {
-        let rows: Vec<InboxRowTuple> = sqlx::query_as(
+        // only the conditions given are written, so each can use its index
+        let mut conditions = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        for (column, value) in [("source", source), ("status", status)] {
+            if let Some(value) = value {
+                texts.push(value);
+                conditions.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        if before.is_some() {
+            conditions.push(format!("id < ${}", conditions.len() + 1));
+        }
+        let filters = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
             "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, object_key, NULL
-             FROM inbox WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3)
-             ORDER BY id DESC LIMIT $4",
-        )
-        .bind(source)
-        .bind(status)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             FROM inbox{filters} ORDER BY id DESC LIMIT ${}",
+            conditions.len() + 1
+        );
+        let mut query = sqlx::query_as::<_, InboxRowTuple>(sqlx::AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(InboxRow::from).collect())
     }
 

@@ -524,9 +524,20 @@ pub struct BenchArgs {
     /// any rolling second, the p99 of the wait it adds). Needs `--store`.
     #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe", "quickbooks"])]
     pub shared_budget: bool,
-    /// The PostgreSQL server for `--shared-budget` (a schema of its own is made and dropped);
-    /// default postgres://postgres@127.0.0.1:5432/test.
-    #[arg(long, requires = "shared_budget")]
+    /// Measure instead the operator console's pages on a store of `--runs` runs and
+    /// `--dead-letters` dead letters (SQLite, or PostgreSQL with `--store-url`): each page's
+    /// answer time over loopback, p50/p99/max of 20.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe", "quickbooks", "shared_budget"])]
+    pub console: bool,
+    /// Runs in the store for `--console`.
+    #[arg(long, default_value_t = 100_000, requires = "console")]
+    pub runs: u64,
+    /// Dead letters in the store for `--console`.
+    #[arg(long, default_value_t = 1_000_000, requires = "console")]
+    pub dead_letters: u64,
+    /// The PostgreSQL server for `--shared-budget` (default postgres://postgres@127.0.0.1:5432/test)
+    /// or `--console` (default: a SQLite file); a schema of its own is made and dropped.
+    #[arg(long)]
     pub store_url: Option<String>,
     /// How long `--shared-budget` spends the page's budget (default 10).
     #[arg(long, requires = "shared_budget")]

@@ -7,6 +7,7 @@
 //! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits;
 //! - `shared_budget`: what a rate budget shared through PostgreSQL costs per call.
 
+mod console;
 mod flow;
 mod intake;
 mod members;
@@ -49,6 +50,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         stripe::run(&args, &dir).await
     } else if args.quickbooks {
         quickbooks::run(&args, &dir).await
+    } else if args.console {
+        console::run(&args, &dir).await
     } else if args.shared_budget {
         shared_budget::run(&args).await
     } else {

@@ -152,7 +152,7 @@ fn local_permits_per_second(budget: Budget) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn drop_schema(base: &str, schema: &str) -> CliResult {
+pub(super) async fn drop_schema(base: &str, schema: &str) -> CliResult {
     use sqlx::Connection;
     let mut connection = sqlx::PgConnection::connect(base).await.map_err(CliError::failed)?;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))

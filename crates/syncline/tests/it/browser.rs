@@ -75,8 +75,11 @@ async fn screenshot(browser: &Client, folder: &Path, name: &str) {
     println!("screenshot of {name}: {}", path.display());
 }
 
+/// The text of the first element `css` selects, waiting for it to appear (a click that submits a
+/// form returns before the next page is there).
 async fn text(browser: &Client, css: &str) -> String {
-    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    let found = browser.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await;
+    found.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
 
 async fn scalar(state: &sqlx::SqlitePool, sql: &str) -> i64 {
@@ -157,6 +160,7 @@ async fn drive(browser: &Client, url: &str, d: &Path, state: &sqlx::SqlitePool, 
     screenshot(browser, shots, "login").await;
     browser.find(Locator::Id("token")).await.unwrap().send_keys(TOKEN).await.unwrap();
     browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    text(browser, "#dead-letters").await;
     assert!(browser.current_url().await.unwrap().path().ends_with("/dead-letters"));
     screenshot(browser, shots, "dead-letters").await;
 
@@ -165,8 +169,8 @@ async fn drive(browser: &Client, url: &str, d: &Path, state: &sqlx::SqlitePool, 
     browser.goto(&format!("{url}/dead-letters/{id}")).await.unwrap();
     screenshot(browser, shots, "dead-letter").await;
     browser.find(Locator::Id("replay")).await.unwrap().click().await.unwrap();
-    assert_eq!(text(browser, "#status").await, "replayed");
     assert!(text(browser, ".notice").await.contains("members: 1 replayed"));
+    assert_eq!(text(browser, "#status").await, "replayed");
     assert_eq!(scalar(state, &format!("SELECT COUNT(*) FROM dead_letters WHERE id = {id} AND status = 'replayed'")).await, 1);
 
     // ignore ten in bulk from the list
