@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How a run reads and whether it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,14 +524,21 @@ async fn read_stage<S: Source>(
 ) -> Result<Duration, RunError> {
     let started = Instant::now();
     let mut busy = Duration::ZERO;
-    let (mut cursor, mut read) = (start, 0u64);
+    let (mut cursor, mut read, mut number) = (start, 0u64, 0u64);
     loop {
         let fetch = Instant::now();
+        number += 1;
+        // a span per page read (traces nest the source's API calls under it)
+        let span = tracing::debug_span!("page", number, records = tracing::field::Empty);
+        let next = retry_transient(retry, stop, async || source.next_page(cursor.as_ref()).await).instrument(span.clone());
         let page = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            page = retry_transient(retry, stop, async || source.next_page(cursor.as_ref()).await) => page.map_err(RunError::Source)?,
+            page = next => page.map_err(RunError::Source)?,
         };
+        if let Some(page) = &page {
+            span.record("records", page.records.len());
+        }
         busy += fetch.elapsed();
         let Some(mut page) = page.filter(|p| !p.records.is_empty() || !p.rejected.is_empty()) else { break };
         let mut last = page.cursor.is_none();
@@ -745,8 +753,13 @@ async fn write_isolating<K: Sink>(
     retry: RetryLimits,
     stop: &CancellationToken,
 ) -> Result<Vec<Outcome>, ConnectorError> {
-    let written =
-        if sink.retries_itself() { sink.write(batch).await } else { retry_transient(retry, stop, async || sink.write(batch).await).await };
+    // a span per batch written (traces nest the sink's API calls under it)
+    let span = tracing::debug_span!("batch", records = batch.len());
+    let written = if sink.retries_itself() {
+        sink.write(batch).instrument(span).await
+    } else {
+        retry_transient(retry, stop, async || sink.write(batch).await).instrument(span).await
+    };
     match written {
         Ok(outcomes) => Ok(outcomes),
         Err(error) if matches!(error.class, ErrorClass::Data | ErrorClass::Conflict) => {

@@ -266,7 +266,9 @@ impl Policy {
             }
             let gave_up = |last: Option<Failure>| CallError::Deadline { name: name.clone(), elapsed: start.elapsed(), last };
             self.wait_for_breaker(deadline).await?;
-            if !self.wait_for_permit(deadline).await {
+            // the wait for the budget is a span of its own (in traces: beside the call it holds)
+            let waiting = tracing::debug_span!("rate_limit_wait", policy = %name);
+            if !tracing::Instrument::instrument(self.wait_for_permit(deadline), waiting).await {
                 self.breaker_ignored();
                 return Err(gave_up(last_failure));
             }

@@ -134,5 +134,6 @@ fn creation_event(
         event_type: event_type.to_owned(),
         payload: payload.to_string(),
         occurred_at: Some(at),
+        trace_parent: None,
     })
 }

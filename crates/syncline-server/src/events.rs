@@ -79,6 +79,7 @@ pub fn hubspot(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
                 event_type: kind,
                 payload: event.to_string(),
                 occurred_at: Some(occurred_at),
+                trace_parent: None,
             })
         })
         .collect()
@@ -107,6 +108,7 @@ pub fn stripe(source: &str, body: &[u8]) -> Result<Vec<NewEvent>, BodyError> {
         event_type: field("type")?,
         payload: event.to_string(),
         occurred_at,
+        trace_parent: None,
     }])
 }
 

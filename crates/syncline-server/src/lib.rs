@@ -21,6 +21,7 @@ pub mod events;
 pub mod flow;
 pub mod http;
 pub mod signature;
+mod trace;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -222,7 +223,16 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// One delivery, in a span of its own: its events carry the span's trace into the inbox.
 async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("webhook", source = %name, events = tracing::field::Empty, status = tracing::field::Empty);
+    let response = receive_delivery(intake, name, uri, headers, body).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
+}
+
+async fn receive_delivery(intake: Intake, name: String, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let Some(source) = intake.sources.get(&name) else {
         return answer(StatusCode::NOT_FOUND, json!({"error": format!("no webhook source named {name}")}));
     };
@@ -255,7 +265,7 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
         Provider::HubSpot => events::hubspot(&name, &bytes),
         Provider::Stripe => events::stripe(&name, &bytes),
     };
-    let events: Vec<NewEvent> = match parsed {
+    let mut events: Vec<NewEvent> = match parsed {
         Ok(events) => events,
         Err(why) => {
             counters.add(&name, "malformed", 1);
@@ -263,6 +273,10 @@ async fn receive(State(intake): State<Intake>, Path(name): Path<String>, uri: Ur
             return answer(StatusCode::BAD_REQUEST, json!({"error": why.to_string()}));
         }
     };
+    tracing::Span::current().record("events", events.len());
+    if let Some(parent) = trace::current_parent() {
+        events.iter_mut().for_each(|e| e.trace_parent = Some(parent.clone()));
+    }
     match intake.inbox.accept(events).await {
         Ok(accepted) => {
             counters.add(&name, "stored", accepted.stored as u64);

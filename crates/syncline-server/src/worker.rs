@@ -125,6 +125,10 @@ impl Workers {
         let flow = self.engine.flow_for(&event.source, &event.event_type).map_or("-", |f| f.name.as_str());
         let object = event.object_key.as_deref().unwrap_or("-");
         let span = tracing::info_span!("flow", flow, event = event.id, key = %event.dedupe_key, attempt = event.attempts, object);
+        // the event continues the trace of the delivery that brought it
+        if let Some(parent) = &event.trace_parent {
+            crate::trace::continue_from(&span, parent);
+        }
         self.handle_in_span(event, payload).instrument(span).await
     }
 

@@ -30,6 +30,8 @@ pub struct NewEvent {
     /// The object it is about (`<portal>:<objectId>` for HubSpot): while one event of an object
     /// runs, no other event of that object is claimed, by any worker or instance.
     pub object_key: Option<String>,
+    /// The W3C `traceparent` of the delivery that brought it (its flow continues that trace).
+    pub trace_parent: Option<String>,
 }
 
 /// What storing one delivery did.
@@ -53,6 +55,8 @@ pub struct InboxEvent {
     pub occurred_at: Option<String>,
     /// The object it is about, as stored (`NewEvent::object_key`).
     pub object_key: Option<String>,
+    /// The delivery's trace, as stored (`NewEvent::trace_parent`).
+    pub trace_parent: Option<String>,
 }
 
 /// One inbox event as `syncline inbox list|show` shows it.
@@ -107,10 +111,10 @@ pub struct InboxDepth {
     pub oldest_received_at: String,
 }
 
-const COLUMNS: usize = 8;
+const COLUMNS: usize = 9;
 
-/// id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key.
-type ClaimedRow = (i64, String, String, String, String, i64, Option<String>, Option<String>);
+/// id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key, trace_parent.
+type ClaimedRow = (i64, String, String, String, String, i64, Option<String>, Option<String>, Option<String>);
 
 impl Store {
     /// Stores a delivery's events in one transaction: all of them are durable when this returns
@@ -135,11 +139,11 @@ impl Store {
         let mut accepted = Vec::with_capacity(deliveries.len());
         for events in deliveries {
             let mut stored = 0;
-            // 100 events × 7 values stays far below both backends' bound-parameter limits
+            // 100 events × 9 values stays far below both backends' bound-parameter limits
             for chunk in events.chunks(100) {
                 let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * COLUMNS, COLUMNS))).collect();
                 let sql = format!(
-                    "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at, object_key) VALUES {} \
+                    "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at, object_key, trace_parent) VALUES {} \
                      ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
                     rows.join(", ")
                 );
@@ -153,7 +157,8 @@ impl Store {
                         .bind(event.occurred_at.map(format_time))
                         .bind(&received)
                         .bind(&received)
-                        .bind(&event.object_key);
+                        .bind(&event.object_key)
+                        .bind(&event.trace_parent);
                 }
                 stored += query.fetch_all(&mut *tx).await?.len();
             }
@@ -183,7 +188,7 @@ impl Store {
                           AND (object_key IS NULL OR NOT EXISTS (SELECT 1 FROM inbox AS busy WHERE busy.object_key = due.object_key \
                                AND busy.status = 'running' AND busy.lease_until >= $3)) \
                           ORDER BY id LIMIT $4) \
-             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key";
+             RETURNING id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key, trace_parent";
         let rows: Vec<ClaimedRow> =
             sqlx::query_as(sql).bind(owner).bind(until).bind(format_time(now)).bind(limit as i64).fetch_all(&mut *tx).await?;
         tx.commit().await?;
@@ -198,6 +203,7 @@ impl Store {
                 attempts: r.5,
                 occurred_at: r.6,
                 object_key: r.7,
+                trace_parent: r.8,
             })
             .collect();
         events.sort_by_key(|e| e.id);

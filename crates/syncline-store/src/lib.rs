@@ -83,6 +83,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "rate_budgets", include_str!("../migrations/sqlite/0009_rate_budgets.sql")),
     (10, "schedules", include_str!("../migrations/sqlite/0010_schedules.sql")),
     (11, "console_indexes", include_str!("../migrations/sqlite/0011_console_indexes.sql")),
+    (12, "inbox_trace_parent", include_str!("../migrations/sqlite/0012_inbox_trace_parent.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -96,6 +97,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "rate_budgets", include_str!("../migrations/postgres/0009_rate_budgets.sql")),
     (10, "schedules", include_str!("../migrations/postgres/0010_schedules.sql")),
     (11, "console_indexes", include_str!("../migrations/postgres/0011_console_indexes.sql")),
+    (12, "inbox_trace_parent", include_str!("../migrations/postgres/0012_inbox_trace_parent.sql")),
 ];
 
 impl Store {

@@ -25,7 +25,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init(cli.log_format, if cli.debug { cli.verbose.max(2) } else { cli.verbose }, cli.quiet);
+    let telemetry = telemetry::init(cli.log_format, if cli.debug { cli.verbose.max(2) } else { cli.verbose }, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(cmd::dispatch(cli, stop));
     // a blocking task may still hold the runtime (a transform stage cut off mid-page)
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    telemetry.shutdown();
     match result {
         Ok(code) => code.into(),
         Err(error) => {

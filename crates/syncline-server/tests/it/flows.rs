@@ -98,6 +98,7 @@ fn creation(id: u64, event_id: u64) -> NewEvent {
         payload: payload.to_string(),
         occurred_at: None,
         object_key: Some(format!("62515:{id}")),
+        trace_parent: None,
     }
 }
 
@@ -241,6 +242,7 @@ async fn an_ordered_flow_ends_with_the_latest_change_of_each_object_and_audits_s
                     payload: payload.to_string(),
                     occurred_at: chrono::DateTime::from_timestamp_millis(occurred),
                     object_key: Some(format!("62515:{}", 5_000 + object)),
+                    trace_parent: None,
                 }
             })
             .collect();

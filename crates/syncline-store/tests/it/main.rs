@@ -278,6 +278,7 @@ fn inbox_event(key: &str) -> syncline_store::NewEvent {
         payload: json!({"objectId": key}).to_string(),
         occurred_at: Some(chrono::Utc::now()),
         object_key: None,
+        trace_parent: None,
     }
 }
 

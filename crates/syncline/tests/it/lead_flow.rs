@@ -152,6 +152,52 @@ fn wait_for_welcomes(sandbox: &Sandbox, n: usize) {
     std::thread::sleep(Duration::from_secs(3));
 }
 
+/// With OTLP on, each HubSpot delivery is a `webhook` trace that the flow runs of its events
+/// continue (stored through the inbox), with the flows' API calls under them; no secret leaves.
+#[test]
+fn a_deliverys_trace_continues_into_its_flow_events() {
+    let otlp = crate::traces::receiver();
+    let bind = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (sandbox, address, _runtime) = sandbox(3, webhooks(&format!("http://{bind}/webhooks/hubspot"), json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = syncline(dir.path(), &address, &bind);
+    command.env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.url).env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+    let (mut child, _) = crate::start_serve(command.arg("serve").stderr(std::process::Stdio::null()));
+    create_contacts(&address, 0..3);
+    wait_for_welcomes(&sandbox, 3);
+    // SIGTERM: serve ends cleanly and flushes its spans
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let spans = otlp.spans();
+    let deliveries: Vec<_> = spans.iter().filter(|s| s.name == "webhook").collect();
+    let flows: Vec<_> = spans.iter().filter(|s| s.name == "flow").collect();
+    assert!(!deliveries.is_empty(), "{spans:#?}");
+    assert_eq!(flows.len(), 3, "one flow span per event: {flows:#?}");
+    for flow in &flows {
+        let delivery = deliveries.iter().find(|d| d.id == flow.parent).unwrap_or_else(|| panic!("a flow under its delivery: {flow:?}"));
+        assert_eq!(flow.trace, delivery.trace);
+        assert_eq!(delivery.attributes.get("source").map(String::as_str), Some("hubspot"));
+        assert_eq!(flow.attributes.get("flow").map(String::as_str), Some("lead-welcome"));
+    }
+    // the flows' ManyChat sends are in the same traces, under their flow
+    let sends: Vec<_> =
+        spans.iter().filter(|s| s.name == "api_call" && s.attributes.get("service").is_some_and(|v| v == "ManyChat")).collect();
+    assert!(!sends.is_empty());
+    let by_id: BTreeMap<&str, &crate::traces::Span> = spans.iter().map(|s| (s.id.as_str(), s)).collect();
+    for send in &sends {
+        let mut at = *send;
+        while let Some(parent) = by_id.get(at.parent.as_str()).filter(|p| p.name != "flow") {
+            at = parent;
+        }
+        assert!(flows.iter().any(|f| f.id == at.parent), "a send under a flow: {send:?}");
+    }
+    let exported = otlp.bodies.lock().unwrap().iter().map(ToString::to_string).collect::<String>();
+    for secret in [SECRET, HUBSPOT_TOKEN, MANYCHAT_TOKEN] {
+        assert!(!exported.contains(secret), "{secret} was exported");
+    }
+}
+
 #[test]
 fn every_lead_is_welcomed_exactly_once_through_kills_duplicates_and_shuffling() {
     let contacts = scale("SYNCLINE_LEAD_FLOW_CONTACTS", 200);

@@ -25,6 +25,7 @@ mod sql_copy;
 mod state;
 mod stripe_quickbooks;
 mod stripe_source;
+mod traces;
 mod warehouse;
 
 use std::io::{BufRead, BufReader};
