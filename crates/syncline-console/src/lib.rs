@@ -10,6 +10,7 @@
 mod actions;
 pub mod auth;
 mod pages;
+mod usage;
 mod view;
 
 use std::future::Future;
@@ -66,6 +67,8 @@ pub(crate) struct App {
     pub host: Arc<dyn Host>,
     pub settings: Settings,
     pub views: view::Views,
+    /// The rate budgets' use over the last minutes.
+    pub usage: usage::Usage,
 }
 
 /// Rows per page of every list.
@@ -73,7 +76,11 @@ pub(crate) const PAGE: i64 = 50;
 
 /// The console's routes. Read-only pages are `GET`; actions are `POST` and need the admin token.
 pub fn router(store: Store, host: Arc<dyn Host>, settings: Settings) -> Router {
-    let app = Arc::new(App { store, host, settings, views: view::Views::new() });
+    let app = Arc::new(App { store, host, settings, views: view::Views::new(), usage: usage::Usage::default() });
+    // the budgets' charts need samples taken while nobody looks
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(usage::keep_sampling(Arc::downgrade(&app)));
+    }
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs", get(pages::runs))

@@ -73,6 +73,7 @@ pub(crate) async fn overview(State(app): State<Arc<App>>, headers: HeaderMap, Qu
         let last_slot = slots.get(&job.name).map(|s| s.slot.to_rfc3339());
         jobs.push(context! { last, open, last_slot, ..minijinja::Value::from_serialize(job) });
     }
+    let budgets = app.usage.charts();
     let open_total = if at_least { format!("{open_total}+") } else { open_total.to_string() };
     let inbox = app.store.inbox_depth().await?;
     let running = app.store.running_runs().await?;
@@ -82,7 +83,10 @@ pub(crate) async fn overview(State(app): State<Arc<App>>, headers: HeaderMap, Qu
         .into_iter()
         .map(|h| context! { name => h.name, level => format!("{:?}", h.level).to_lowercase(), reasons => h.reasons })
         .collect();
-    app.page("overview.html", context! { jobs, open_total, inbox, running, health, ..app.frame(&who, "overview", q.notice.as_deref()) })
+    app.page(
+        "overview.html",
+        context! { jobs, open_total, inbox, running, health, budgets, ..app.frame(&who, "overview", q.notice.as_deref()) },
+    )
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -136,3 +136,21 @@ pub(crate) async fn security_headers(mut response: Response) -> Response {
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overview_draws_each_budget_and_escapes_what_it_shows() {
+        let bars = vec![minijinja::context! { x => 170, y => 16, h => 16 }];
+        let budget = minijinja::context! { name => "hubspot <search>", bars, limit_y => 16, last_minute => 42, budget => "5 per second", width => 180 };
+        let context = minijinja::context! { active => "overview", store => "sqlite://x", jobs => Vec::<String>::new(), open_total => "0",
+        inbox => Vec::<String>::new(), running => Vec::<String>::new(), health => Vec::<String>::new(), budgets => vec![budget] };
+        let html = Views::new().render("overview.html", context).unwrap().0;
+        assert!(html.contains(r#"<rect x="170" y="16" width="4" height="16"></rect>"#), "{html}");
+        assert!(html.contains(r#"<line x1="0" x2="180" y1="16" y2="16"></line>"#));
+        assert!(html.contains("hubspot &lt;search&gt;") && !html.contains("<search>"));
+        assert!(html.contains(r#"<td class="n">42</td>"#));
+    }
+}

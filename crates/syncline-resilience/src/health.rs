@@ -30,11 +30,24 @@ pub struct Health {
     pub name: String,
     pub level: Level,
     pub reasons: Vec<String>,
+    /// What a rate-limited policy has spent: its attempts so far and its budget (for the
+    /// console's chart of use over the last minutes).
+    pub usage: Option<Usage>,
+}
+
+/// A policy's calls so far against its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Attempts since the process started (each spends a permit).
+    pub attempts: u64,
+    /// The budget: `max` permits per `interval`.
+    pub max: u32,
+    pub interval: std::time::Duration,
 }
 
 impl Health {
     pub fn healthy(name: impl Into<String>) -> Health {
-        Health { name: name.into(), level: Level::Healthy, reasons: Vec::new() }
+        Health { name: name.into(), level: Level::Healthy, reasons: Vec::new(), usage: None }
     }
 
     /// Adds a reason; the level is the worst of its reasons.

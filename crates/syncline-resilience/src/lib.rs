@@ -18,7 +18,7 @@ mod shared;
 pub use backoff::{Backoff, RetryBudget};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::ResponseCache;
-pub use health::{Health, Level};
+pub use health::{Health, Level, Usage};
 pub use limiter::{Budget, LimiterState, RateLimiter};
 pub use policy::{CallError, Failure, Feedback, Policy, PolicyConfig, PolicyStats, Reply, parse_retry_after};
 pub use shared::{BudgetStore, SharedBudget, StoreFuture, Update};

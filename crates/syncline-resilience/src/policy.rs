@@ -235,6 +235,11 @@ impl Policy {
         if limited > 0 {
             health.note(Level::Degraded, format!("{limited} × 429 in the last {} minutes", RECENT.as_secs() / 60));
         }
+        health.usage = self.config.budget.map(|b| crate::health::Usage {
+            attempts: self.stats.attempts.load(Ordering::Relaxed),
+            max: b.max,
+            interval: b.interval,
+        });
         health
     }
 

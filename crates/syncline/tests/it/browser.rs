@@ -139,6 +139,12 @@ async fn drive(browser: &Client, url: &str, d: &Path, state: &sqlx::SqlitePool, 
     assert_eq!(inbox_rows.len(), 1, "one source, one status");
     assert!(text(browser, "#inbox-depth tbody tr").await.contains("pending 3"));
     screenshot(browser, shots, "overview").await;
+    // on a phone: the page fits its width (wide tables scroll inside their own box)
+    browser.set_window_size(390, 844).await.unwrap();
+    let fits = browser.execute("return document.documentElement.scrollWidth <= window.innerWidth", Vec::new()).await.unwrap();
+    assert_eq!(fits, serde_json::Value::Bool(true), "the overview fits a phone's width");
+    screenshot(browser, shots, "overview-phone").await;
+    browser.set_window_size(1280, 1000).await.unwrap();
 
     // runs and the run
     browser.goto(&format!("{url}/runs")).await.unwrap();
