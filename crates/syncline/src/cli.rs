@@ -477,6 +477,7 @@ pub enum ExampleCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("store_bench").args(["shared_budget", "console"]).multiple(false))]
 pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
@@ -537,7 +538,7 @@ pub struct BenchArgs {
     pub dead_letters: u64,
     /// The PostgreSQL server for `--shared-budget` (default postgres://postgres@127.0.0.1:5432/test)
     /// or `--console` (default: a SQLite file); a schema of its own is made and dropped.
-    #[arg(long)]
+    #[arg(long, requires = "store_bench")]
     pub store_url: Option<String>,
     /// How long `--shared-budget` spends the page's budget (default 10).
     #[arg(long, requires = "shared_budget")]

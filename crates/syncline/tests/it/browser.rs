@@ -7,7 +7,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Outside CI the
 //! test is skipped with a notice when ChromeDriver is missing; under `CI=true` that fails.
 
-use super::console::{members_with_console, start_console_process};
+use super::console::{members_with_console, spawn_run, start_console_process};
 use super::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::time::{Duration, Instant};
@@ -197,15 +197,7 @@ async fn drive(browser: &Client, url: &str, d: &Path, state: &sqlx::SqlitePool, 
     let out = bin().current_dir(d).args(["example", "members", "--db", "members.db", "--rows", "40000"]).output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     browser.goto(&format!("{url}/live")).await.unwrap();
-    let mut running = bin()
-        .current_dir(d)
-        .env("SYNCLINE_CONSOLE_TOKEN", TOKEN)
-        .env("HOOK_SECRET", HOOK_SECRET)
-        .arg("--config")
-        .arg(d.join("members.yaml"))
-        .args(["--quiet", "run", "members"])
-        .spawn()
-        .unwrap();
+    let mut running = spawn_run(d, &[("HOOK_SECRET", HOOK_SECRET)]);
     let mut seen: Vec<i64> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline && running.try_wait().unwrap().is_none() {

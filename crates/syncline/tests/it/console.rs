@@ -69,6 +69,16 @@ fn syncline_with_token(dir: &Path, args: &[&str]) -> Output {
     bin().current_dir(dir).env("SYNCLINE_CONSOLE_TOKEN", TOKEN).arg("--config").arg(dir.join("members.yaml")).args(args).output().unwrap()
 }
 
+/// `syncline --quiet run members` started in the background, with these variables set too.
+pub fn spawn_run(dir: &Path, env: &[(&str, &str)]) -> Child {
+    let mut command = bin();
+    command.current_dir(dir).env("SYNCLINE_CONSOLE_TOKEN", TOKEN).arg("--config").arg(dir.join("members.yaml"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.args(["--quiet", "run", "members"]).spawn().unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
@@ -285,14 +295,7 @@ async fn the_live_view_shows_a_running_runs_count_rise() {
     let out = syncline_with_token(d, &["runs"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let console = start_console(d);
-    let mut run = bin()
-        .current_dir(d)
-        .env("SYNCLINE_CONSOLE_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(d.join("members.yaml"))
-        .args(["--quiet", "run", "members"])
-        .spawn()
-        .unwrap();
+    let mut run = spawn_run(d, &[]);
     let mut seen: Vec<i64> = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::time::Instant::now() < deadline && run.try_wait().unwrap().is_none() {
