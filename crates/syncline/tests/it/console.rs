@@ -282,7 +282,7 @@ async fn actions_need_the_token_and_the_csrf_token_and_do_what_the_cli_does() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_view_shows_a_running_runs_count_rise() {
-    let dir = members_with_console(40_000);
+    let dir = members_with_console(20_000);
     let d = dir.path();
     // small pages, so the run commits (and counts) often
     let config = std::fs::read_to_string(d.join("members.yaml")).unwrap();
