@@ -2,7 +2,7 @@
 //! health is sampled every few seconds and each policy's new attempts are kept per sample.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use crate::Host;
@@ -93,8 +93,7 @@ pub(crate) async fn keep_sampling(app: Weak<crate::App>) {
     loop {
         tick.tick().await;
         let Some(app) = app.upgrade() else { return };
-        let host: Arc<dyn Host> = app.host.clone();
-        app.usage.sample(host.as_ref());
+        app.usage.sample(app.host.as_ref());
     }
 }
 

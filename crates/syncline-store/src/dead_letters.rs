@@ -1,6 +1,6 @@
 //! Dead letters: records that could not be written, kept with why until replayed or ignored.
 
-use crate::{Store, StoreError, now, placeholders};
+use crate::{Store, StoreError, now, only_given, placeholders};
 use serde::Serialize;
 use syncline_core::Record;
 
@@ -90,29 +90,16 @@ const COLUMNS: &str =
 
 impl Store {
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRow>, StoreError> {
-        // only the conditions given are written, so each filter can use its index (an
-        // `$n IS NULL OR column = $n` would make the planners scan)
-        let mut conditions: Vec<String> = Vec::new();
-        let mut texts: Vec<&str> = Vec::new();
-        let columns = [
-            ("pipeline", &filter.pipeline),
-            ("status", &filter.status),
-            ("rule", &filter.rule),
-            ("field", &filter.field),
-            ("class", &filter.class),
-            ("run_id", &filter.run_id),
+        let equal = [
+            ("pipeline", filter.pipeline.as_deref()),
+            ("status", filter.status.as_deref()),
+            ("rule", filter.rule.as_deref()),
+            ("field", filter.field.as_deref()),
+            ("class", filter.class.as_deref()),
+            ("run_id", filter.run_id.as_deref()),
         ];
-        for (column, value) in columns {
-            if let Some(value) = value {
-                texts.push(value);
-                conditions.push(format!("{column} = ${}", texts.len()));
-            }
-        }
-        let mut numbers: Vec<i64> = Vec::new();
-        if let Some(before) = filter.before {
-            numbers.push(before);
-            conditions.push(format!("id < ${}", texts.len() + numbers.len()));
-        }
+        let (mut conditions, texts) = only_given(&equal, filter.before);
+        let mut numbers: Vec<i64> = filter.before.into_iter().collect();
         if !filter.ids.is_empty() {
             conditions.push(format!("id IN ({})", placeholders(texts.len() + numbers.len() + 1, filter.ids.len())));
             numbers.extend(&filter.ids);

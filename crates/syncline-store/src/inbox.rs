@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use syncline_core::RecordError;
 
-use crate::{Backend, Store, StoreError, format_time, now, placeholders};
+use crate::{Backend, Store, StoreError, format_time, now, only_given, placeholders};
 
 /// One event to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -393,23 +393,12 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<InboxRow>, StoreError> {
-        // only the conditions given are written, so each can use its index
-        let mut conditions = Vec::new();
-        let mut texts: Vec<&str> = Vec::new();
-        for (column, value) in [("source", source), ("status", status)] {
-            if let Some(value) = value {
-                texts.push(value);
-                conditions.push(format!("{column} = ${}", texts.len()));
-            }
-        }
-        if before.is_some() {
-            conditions.push(format!("id < ${}", conditions.len() + 1));
-        }
+        let (conditions, texts) = only_given(&[("source", source), ("status", status)], before);
         let filters = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
             "SELECT id, source, event_type, dedupe_key, status, attempts, occurred_at, received_at, next_attempt_at, last_error, object_key, NULL
              FROM inbox{filters} ORDER BY id DESC LIMIT ${}",
-            conditions.len() + 1
+            texts.len() + usize::from(before.is_some()) + 1
         );
         let mut query = sqlx::query_as::<_, InboxRowTuple>(sqlx::AssertSqlSafe(sql));
         for text in texts {

@@ -411,6 +411,25 @@ pub(crate) fn format_time(t: chrono::DateTime<Utc>) -> String {
 }
 
 /// `$first, $first+1, …` placeholders for `n` values.
+/// The conditions of a list's filter, only those given: `column = $n` for each text that is
+/// set, then `id < $n` for `before` — so each filter can use its index (an
+/// `$n IS NULL OR column = $n` makes the planners scan). The caller binds `texts`, then `before`
+/// if set; its next parameter is `$(texts.len() + before.is_some() + 1)`.
+pub(crate) fn only_given<'a>(equal: &[(&str, Option<&'a str>)], before: Option<i64>) -> (Vec<String>, Vec<&'a str>) {
+    let mut conditions = Vec::new();
+    let mut texts = Vec::new();
+    for (column, value) in equal {
+        if let Some(value) = value {
+            texts.push(*value);
+            conditions.push(format!("{column} = ${}", texts.len()));
+        }
+    }
+    if before.is_some() {
+        conditions.push(format!("id < ${}", texts.len() + 1));
+    }
+    (conditions, texts)
+}
+
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
