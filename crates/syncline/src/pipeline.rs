@@ -79,9 +79,7 @@ fn build(step: &RawTransform, base_dir: &Path) -> Result<Box<dyn Transform>, Str
             let text = std::fs::read_to_string(&path).map_err(|e| format!("json_schema: cannot read {}: {e}", path.display()))?;
             let schema: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| format!("json_schema: {} is not JSON: {e}", path.display()))?;
-            let validator =
-                jsonschema::validator_for(&schema).map_err(|e| format!("json_schema: {} is not a valid schema: {e}", path.display()))?;
-            Box::new(JsonSchema { validator })
+            Box::new(JsonSchema::new(&schema).map_err(|e| format!("json_schema: {} is not a valid schema: {e}", path.display()))?)
         }
     })
 }

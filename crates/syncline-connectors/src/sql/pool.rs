@@ -187,14 +187,14 @@ impl SqlPool {
 
     /// Runs statements in one transaction; returns the rows they return (PostgreSQL's
     /// `RETURNING`; the other databases' statements here return none).
-    pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<Vec<Vec<Value>>, ConnectorError> {
+    pub async fn execute_all(&self, statements: Vec<(Arc<str>, Vec<Param>)>) -> Result<Vec<Vec<Value>>, ConnectorError> {
         match self {
             SqlPool::Sqlite(db) => db.execute_all(statements).await.map(|()| Vec::new()),
             SqlPool::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
                 let mut returned = Vec::new();
                 for (sql, params) in statements {
-                    let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+                    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
                     for p in params {
                         query = bind_postgres(query, p);
                     }
@@ -208,7 +208,7 @@ impl SqlPool {
             SqlPool::MySql(pool) => {
                 let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
                 for (sql, params) in statements {
-                    let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+                    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
                     for p in params {
                         query = bind!(query, p);
                     }

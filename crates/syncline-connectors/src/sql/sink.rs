@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use syncline_core::FieldType;
 use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Replaces, Sink, Value};
 
@@ -22,12 +23,14 @@ pub struct SqlSink {
     declared: HashMap<String, FieldType>,
     /// How the source's records replace stored rows, when a record alone cannot say it.
     replaces: Option<Replaces>,
+    /// The upserts made so far for these field names, by rows per statement.
+    upsert_sql: (Vec<String>, HashMap<usize, Arc<str>>),
 }
 
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None })
+        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None, upsert_sql: Default::default() })
     }
 
     fn dialect(&self) -> Dialect {
@@ -102,7 +105,7 @@ impl SqlSink {
     }
 
     /// `DELETE` statements for the rows of `batch`'s groups older than the batch's versions.
-    fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<(String, Vec<Param>)>, ConnectorError> {
+    fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<(Arc<str>, Vec<Param>)>, ConnectorError> {
         let columns = self.columns.as_ref().expect("known after ensure_table");
         let group_type = columns.get(replaces.group).copied().unwrap_or(FieldType::Text);
         let mut groups: std::collections::BTreeMap<i64, Vec<(String, Param)>> = std::collections::BTreeMap::new();
@@ -134,7 +137,7 @@ impl SqlSink {
                     marks.join(", ")
                 );
                 let params = std::iter::once(Param::Int(Some(version))).chain(chunk.iter().map(|(_, p)| p.clone())).collect();
-                statements.push((sql, params));
+                statements.push((sql.into(), params));
             }
         }
         Ok(statements)
@@ -262,9 +265,10 @@ impl SqlSink {
     }
 
     /// The statements that upsert `rows` (each a record's values, in `names`' order): on
-    /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`.
-    fn upserts(&self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<(String, Vec<Param>)> {
-        let (d, table, key) = (self.dialect(), &self.settings.table, &self.settings.key);
+    /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`,
+    /// each row's values moved into its statement's parameters.
+    fn upserts(&mut self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<(Arc<str>, Vec<Param>)> {
+        let d = self.dialect();
         if rows.is_empty() {
             return Vec::new();
         }
@@ -281,9 +285,31 @@ impl SqlSink {
                 })
                 .collect();
             arrays.reverse();
-            return vec![(d.upsert_columns(table, key, &typed), arrays)];
+            return vec![(d.upsert_columns(&self.settings.table, &self.settings.key, &typed).into(), arrays)];
         }
-        rows.chunks(d.rows_per_statement(names.len())).map(|chunk| (d.upsert(table, key, names, chunk.len()), chunk.concat())).collect()
+        let per_statement = d.rows_per_statement(names.len());
+        let mut statements = Vec::with_capacity(rows.len().div_ceil(per_statement));
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut params = Vec::with_capacity(per_statement * names.len());
+            let mut n = 0;
+            for row in rows.by_ref().take(per_statement) {
+                params.extend(row);
+                n += 1;
+            }
+            statements.push((self.upsert_sql(names, n), params));
+        }
+        statements
+    }
+
+    /// The multi-row upsert of `rows` rows of `names`, made once per shape: the same text is
+    /// the same `Arc`, which the SQLite connection runs again without looking it up.
+    fn upsert_sql(&mut self, names: &[String], rows: usize) -> Arc<str> {
+        if self.upsert_sql.0 != names {
+            self.upsert_sql = (names.to_vec(), HashMap::new());
+        }
+        let (d, table, key) = (self.pool.dialect(), &self.settings.table, &self.settings.key);
+        self.upsert_sql.1.entry(rows).or_insert_with(|| d.upsert(table, key, names, rows).into()).clone()
     }
 }
 

@@ -97,18 +97,29 @@ impl SqliteDb {
         .await
     }
 
-    /// Runs statements in one transaction.
-    pub async fn execute_all(&self, statements: Vec<(String, Vec<Param>)>) -> Result<(), ConnectorError> {
+    /// Runs statements in one transaction. A statement whose text is the very `Arc` of the one
+    /// before it runs again as prepared, without a lookup in the statement cache.
+    pub async fn execute_all(&self, statements: Vec<(Arc<str>, Vec<Param>)>) -> Result<(), ConnectorError> {
         let conn = Arc::clone(&self.conn);
         blocking(move || {
             let mut conn = conn.lock().map_err(|_| poisoned())?;
             let tx = conn.transaction().map_err(|e| error("BEGIN", e))?;
-            for (sql, params) in statements {
-                let mut statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
-                for (i, p) in params.into_iter().enumerate() {
-                    bind(&mut statement, i + 1, p).map_err(|e| error(&sql, e))?;
+            {
+                let mut current: Option<(Arc<str>, rusqlite::CachedStatement<'_>)> = None;
+                for (sql, params) in statements {
+                    let statement = match current.take() {
+                        Some((text, statement)) if Arc::ptr_eq(&text, &sql) => current.insert((text, statement)),
+                        _ => {
+                            let statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
+                            current.insert((sql, statement))
+                        }
+                    };
+                    let (sql, statement) = (&statement.0, &mut statement.1);
+                    for (i, p) in params.into_iter().enumerate() {
+                        bind(statement, i + 1, p).map_err(|e| error(sql, e))?;
+                    }
+                    statement.raw_execute().map_err(|e| error(sql, e))?;
                 }
-                statement.raw_execute().map_err(|e| error(&sql, e))?;
             }
             tx.commit().map_err(|e| error("COMMIT", e))
         })
@@ -222,7 +233,7 @@ mod tests {
         db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, amount NUMERIC)").await.unwrap();
         assert_eq!(db.columns("t").await.unwrap().unwrap()[2], ("amount".into(), FieldType::Decimal));
         assert_eq!(db.columns("missing").await.unwrap(), None);
-        let insert = "INSERT INTO t VALUES (?, ?, ?)".to_owned();
+        let insert: Arc<str> = "INSERT INTO t VALUES (?, ?, ?)".into();
         db.execute_all(vec![
             (insert.clone(), vec![Param::Int(Some(1)), Param::Text(Some("Ana".into())), Param::Decimal(Some("12.5".parse().unwrap()))]),
             (insert, vec![Param::Int(Some(2)), Param::Text(None), Param::Decimal(None)]),

@@ -187,8 +187,29 @@ fn canonical_decimal(s: &str) -> Option<String> {
     Some(if frac.is_empty() { format!("{sign}{whole}") } else { format!("{sign}{whole}.{frac}") })
 }
 
+/// Whether `s` is spelled `YYYY-MM-DD` followed by nothing or by `T`/space and a time
+/// `HH:MM:SS` with an optional fraction: the shape almost every database writes, which chrono's
+/// ISO readers take several times faster than a pattern (and for which both read alike).
+fn iso_shape(s: &str) -> (bool, bool) {
+    let b = s.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let date = digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10);
+    let time = date
+        && matches!(b.get(10), Some(b'T' | b' '))
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19)
+        && (b.len() == 19 || (b.get(19) == Some(&b'.') && b.len() > 20 && digits(20..b.len())));
+    (date, time)
+}
+
 fn parse_date(s: &str) -> Option<NaiveDate> {
     let date_part = s.split(['T', ' ']).next().unwrap_or(s);
+    if iso_shape(date_part).0 && date_part.len() == 10 {
+        return date_part.parse().ok();
+    }
     NaiveDate::parse_from_str(date_part, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(date_part, "%d/%m/%Y")).ok()
 }
 
@@ -199,10 +220,19 @@ fn format_naive(t: NaiveDateTime) -> String {
 }
 
 fn format_utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+    // chrono's own writer spells it as the pattern `%Y-%m-%dT%H:%M:%S%.fZ` does, faster
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn parse_datetime(s: &str) -> Option<String> {
+    if iso_shape(s).1 && s.len() <= 40 {
+        // chrono's ISO reader wants the `T`: a copy on the stack with it
+        let mut spelled = [0u8; 40];
+        spelled[..s.len()].copy_from_slice(s.as_bytes());
+        spelled[10] = b'T';
+        let iso = std::str::from_utf8(&spelled[..s.len()]).ok()?;
+        return iso.parse::<NaiveDateTime>().ok().map(format_naive);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(format_utc(t.with_timezone(&Utc)));
     }
@@ -260,6 +290,31 @@ impl Transform for MapValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ISO fast path reads what the patterns read, and refuses what they refuse.
+    #[test]
+    fn iso_reading_agrees_with_the_patterns() {
+        let by_pattern = |s: &str| {
+            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok()).map(format_naive)
+        };
+        for s in [
+            "2024-01-01 00:00:00",
+            "2024-05-01T10:20:30",
+            "2024-05-01 10:20:30.5",
+            "2024-05-01T10:20:30.123456789",
+            "2024-02-30 10:00:00",
+            "2024-05-01 25:00:00",
+            "2024-05-01 10:61:00",
+        ] {
+            assert!(iso_shape(s).1, "{s}");
+            assert_eq!(parse_datetime(s), by_pattern(s), "{s}");
+        }
+        for s in ["2024-05-01", "2024-13-01", "2024-02-29", "2023-02-29"] {
+            assert_eq!(parse_date(s), NaiveDate::parse_from_str(s, "%Y-%m-%d").ok(), "{s}");
+        }
+        assert_eq!(parse_datetime("2024-05-01T10:20:30Z").as_deref(), Some("2024-05-01T10:20:30Z"));
+        assert_eq!(parse_datetime("2024-05-01T10:20:30.250+02:00").as_deref(), Some("2024-05-01T08:20:30.250Z"));
+    }
 
     #[track_caller]
     fn check(input: Value, target: TargetType, expect: Result<Value, &str>) {

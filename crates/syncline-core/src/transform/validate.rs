@@ -128,12 +128,49 @@ impl Transform for Enum {
 
 /// Validates the whole mapped record against a JSON Schema.
 pub struct JsonSchema {
-    pub validator: jsonschema::Validator,
+    validator: jsonschema::Validator,
+    /// The only fields the schema can see, when it names them all (see [`JsonSchema::new`]):
+    /// the record given to the validator then holds just those, not a JSON copy of every field.
+    visible: Option<Vec<String>>,
+}
+
+/// Top-level keywords that look only at the properties a schema names (or at none). A schema
+/// using any other (`additionalProperties`, `patternProperties`, `minProperties`, `allOf`…) may
+/// look at every field, so it is given the whole record.
+const NAMED_ONLY: [&str; 12] =
+    ["$schema", "$id", "$comment", "title", "description", "type", "required", "properties", "examples", "default", "$defs", "definitions"];
+
+impl JsonSchema {
+    pub fn new(schema: &serde_json::Value) -> Result<JsonSchema, String> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+        let visible = schema.as_object().filter(|top| top.keys().all(|k| NAMED_ONLY.contains(&k.as_str()))).map(|top| {
+            let named = top.get("properties").and_then(serde_json::Value::as_object).into_iter().flat_map(|p| p.keys().cloned());
+            let required = top.get("required").and_then(serde_json::Value::as_array).into_iter().flatten();
+            let mut fields: Vec<String> = named.chain(required.filter_map(|r| r.as_str().map(str::to_owned))).collect();
+            fields.sort();
+            fields.dedup();
+            fields
+        });
+        Ok(JsonSchema { validator, visible })
+    }
+
+    /// The record as the JSON object the schema validates.
+    fn instance(&self, record: &Record) -> serde_json::Value {
+        match &self.visible {
+            None => record.to_json(),
+            Some(fields) => serde_json::Value::Object(
+                fields.iter().filter_map(|name| record.get(name).map(|value| (name.clone(), value.to_json()))).collect(),
+            ),
+        }
+    }
 }
 
 impl Transform for JsonSchema {
     fn apply(&self, record: Record) -> Result<Record, RecordError> {
-        let json = record.to_json();
+        let json = self.instance(&record);
+        if self.validator.is_valid(&json) {
+            return Ok(record);
+        }
         if let Some(error) = self.validator.iter_errors(&json).next() {
             let path = error.instance_path().to_string();
             let field = path.trim_start_matches('/');
@@ -186,9 +223,26 @@ mod tests {
     #[test]
     fn json_schema_names_the_field() {
         let schema = serde_json::json!({"type": "object", "properties": {"age": {"type": "integer", "minimum": 18}}});
-        let rule = JsonSchema { validator: jsonschema::validator_for(&schema).unwrap() };
+        let rule = JsonSchema::new(&schema).unwrap();
         assert!(rule.apply(Record::new("k").with("age", Value::Int(30))).is_ok());
         let err = rule.apply(Record::new("k").with("age", Value::Int(3))).unwrap_err();
         assert_eq!((err.field.as_str(), err.rule.as_str()), ("age", "json_schema"));
+    }
+
+    /// A schema that names its fields is shown only those; one that may look at any field (here
+    /// `additionalProperties`) is shown the whole record, so both judge as if given everything.
+    #[test]
+    fn json_schema_sees_every_field_it_could_judge() {
+        let named = serde_json::json!({"type": "object", "required": ["id"], "properties": {"age": {"type": "integer"}}});
+        let rule = JsonSchema::new(&named).unwrap();
+        assert_eq!(rule.visible.as_deref(), Some(&["age".to_owned(), "id".to_owned()][..]));
+        assert!(rule.apply(Record::new("k").with("id", Value::Int(1)).with("extra", "x")).is_ok());
+        let err = rule.apply(Record::new("k").with("age", Value::Int(3))).unwrap_err();
+        assert!(err.message.contains("\"id\" is a required property"), "{err}");
+        let closed = serde_json::json!({"type": "object", "properties": {"id": {"type": "integer"}}, "additionalProperties": false});
+        let rule = JsonSchema::new(&closed).unwrap();
+        assert_eq!(rule.visible, None);
+        let err = rule.apply(Record::new("k").with("id", Value::Int(1)).with("extra", "x")).unwrap_err();
+        assert!(err.message.contains("extra"), "{err}");
     }
 }

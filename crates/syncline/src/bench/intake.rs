@@ -50,6 +50,34 @@ async fn send(client: &reqwest::Client, url: &str, (body, signature): (Vec<u8>, 
     }
 }
 
+/// The inbox rows of the burst's deliveries as intake makes them (made before the clock starts).
+fn bare_rows(bodies: &[(Vec<u8>, String)]) -> Result<Vec<Vec<super::bare::EventRow>>, CliError> {
+    let time =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default();
+    bodies
+        .iter()
+        .map(|(body, _)| {
+            let events = syncline_server::events::hubspot("hubspot", body).map_err(CliError::failed)?;
+            Ok(events
+                .into_iter()
+                .map(|e| (e.source, e.dedupe_key, e.event_type, e.payload, time(e.occurred_at), e.object_key.unwrap_or_default()))
+                .collect())
+        })
+        .collect()
+}
+
+/// Events/s of the bare insert into a fresh store's inbox.
+async fn bare_insert(dir: &Path, rows: Vec<Vec<super::bare::EventRow>>) -> Result<f64, CliError> {
+    let path = dir.join("intake-bare.db");
+    let _ = std::fs::remove_file(&path);
+    // the store's migrations make the table, with every index intake writes
+    Store::connect(&format!("sqlite://{}", path.display())).await.map_err(CliError::failed)?.close().await;
+    tokio::task::spawn_blocking(move || super::bare::insert_events(&path, &rows, CONCURRENCY))
+        .await
+        .map_err(CliError::failed)?
+        .map_err(CliError::failed)
+}
+
 /// A share `p` of the latencies, in milliseconds.
 fn ms(sorted: &[Duration], p: f64) -> f64 {
     super::percentile(sorted, p).as_secs_f64() * 1000.0
@@ -77,6 +105,7 @@ pub async fn run(dir: &Path) -> CliResult {
 
     eprintln!("burst: {BURST_DELIVERIES} deliveries of {EVENTS_PER_DELIVERY} events, {CONCURRENCY} at a time …");
     let bodies: Vec<_> = (0..BURST_DELIVERIES).map(|d| delivery(d * EVENTS_PER_DELIVERY, EVENTS_PER_DELIVERY)).collect();
+    let rows = bare_rows(&bodies)?;
     let started = Instant::now();
     let results: Vec<Result<Duration, String>> =
         futures_util::stream::iter(bodies.into_iter().map(|b| send(&client, &url, b))).buffer_unordered(CONCURRENCY).collect().await;
@@ -88,6 +117,12 @@ pub async fn run(dir: &Path) -> CliResult {
         "durable intake: {events} events in {elapsed:.2} s = {:.0} events/s ({:.0} deliveries/s), {failed} failed, {stored} rows in the inbox",
         events as f64 / elapsed,
         (BURST_DELIVERIES - failed) as f64 / elapsed
+    );
+    let bare = bare_insert(dir, rows).await?;
+    println!(
+        "bare insert:    {bare:.0} events/s (the same events into the same inbox table, one prepared insert, \
+         {CONCURRENCY} deliveries per commit, synchronous = FULL, no HTTP or parsing) · intake is {:.2} × that",
+        events as f64 / elapsed / bare
     );
 
     eprintln!("steady: {STEADY_RATE} single-event deliveries per second for {STEADY_SECS} s …");

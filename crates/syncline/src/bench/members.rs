@@ -17,7 +17,7 @@ const MEMBER_SCHEMA: &str = include_str!("../../../../examples/member.schema.jso
 const MEMBERS_TO_HUBSPOT_YAML: &str = include_str!("../../../../examples/members-to-hubspot.yaml");
 
 pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
-    for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db"] {
+    for name in ["members.db", "members-warehouse.db", "members-state.db", "members-hubspot-state.db", "members-bare.db"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
     std::fs::write(dir.join("member.schema.json"), MEMBER_SCHEMA).map_err(CliError::failed)?;
@@ -41,11 +41,29 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let started = Instant::now();
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
     let report = run_full(&config, "members", dir, &mut probe).await?;
-    print_figures(args, &report, started.elapsed().as_secs_f64(), &probe);
-    if let Some(sandbox) = &sandbox {
-        super::print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?;
+    let took = started.elapsed().as_secs_f64();
+    print_figures(args, &report, took, &probe);
+    match &sandbox {
+        Some(sandbox) => super::print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?,
+        None => print_bare_copy(dir, report.counts.read as f64 / took).await?,
     }
     Ok(Exit::Ok)
+}
+
+/// The same table copied with nothing but SQLite, and syncline's pace as a share of it.
+async fn print_bare_copy(dir: &Path, records_per_second: f64) -> Result<(), CliError> {
+    eprintln!("measuring the bare copy of the same table …");
+    let (source, target) = (dir.join("members.db"), dir.join("members-bare.db"));
+    let (rows, took) = tokio::task::spawn_blocking(move || super::bare::copy_members(&source, &target))
+        .await
+        .map_err(CliError::failed)?
+        .map_err(CliError::failed)?;
+    let bare = rows as f64 / took;
+    println!(
+        "bare copy        {rows} rows in {took:.2} s = {bare:.0} rows/s (same SQLite, one prepared upsert, commits of 1,000, no rules, no state)"
+    );
+    println!("ratio            {:.2} × the bare copy", records_per_second / bare);
+    Ok(())
 }
 
 fn print_figures(args: &BenchArgs, report: &RunReport, took: f64, probe: &MemoryProbe) {

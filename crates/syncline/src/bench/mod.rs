@@ -7,6 +7,7 @@
 //! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits;
 //! - `shared_budget`: what a rate budget shared through PostgreSQL costs per call.
 
+mod bare;
 mod console;
 mod flow;
 mod intake;
