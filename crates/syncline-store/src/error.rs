@@ -26,6 +26,11 @@ pub enum StoreError {
         "the state store {file} cannot be read ({reason}); restore it from a backup, or move it away and pass --init to start a new, empty store"
     )]
     Unreadable { file: String, reason: String },
+    /// A write through the SQLite store's own connection (`writer.rs`) failed.
+    #[error("state store write failed: {0}")]
+    Write(rusqlite::Error),
+    #[error("the state store is closed")]
+    Closed,
 }
 
 impl StoreError {
@@ -40,6 +45,15 @@ impl StoreError {
                 ErrorClass::Transient { retry_after: None }
             }
             StoreError::Query(sqlx::Error::Database(db)) if db.message().contains("locked") || db.message().contains("busy") => {
+                ErrorClass::Transient { retry_after: None }
+            }
+            StoreError::Closed => ErrorClass::Transient { retry_after: None },
+            StoreError::Write(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::SystemIoFailure)
+                ) =>
+            {
                 ErrorClass::Transient { retry_after: None }
             }
             _ => ErrorClass::Internal,

@@ -116,6 +116,33 @@ const COLUMNS: usize = 9;
 /// id, source, dedupe_key, event_type, payload, attempts, occurred_at, object_key, trace_parent.
 type ClaimedRow = (i64, String, String, String, String, i64, Option<String>, Option<String>, Option<String>);
 
+/// Stores the deliveries' events with one prepared insert (SQLite, `writer.rs`).
+fn accept_prepared(tx: &rusqlite::Transaction<'_>, deliveries: &[&[NewEvent]], received: &str) -> rusqlite::Result<Vec<Accepted>> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO inbox (source, dedupe_key, event_type, payload, occurred_at, received_at, next_attempt_at, object_key, trace_parent) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING",
+    )?;
+    let mut accepted = Vec::with_capacity(deliveries.len());
+    for events in deliveries {
+        let mut stored = 0;
+        for e in *events {
+            let occurred = e.occurred_at.map(format_time);
+            stored += insert.execute(rusqlite::params![
+                e.source,
+                e.dedupe_key,
+                e.event_type,
+                e.payload,
+                occurred,
+                received,
+                e.object_key,
+                e.trace_parent
+            ])?;
+        }
+        accepted.push(Accepted { stored, duplicates: events.len() - stored });
+    }
+    Ok(accepted)
+}
+
 impl Store {
     /// Stores a delivery's events in one transaction: all of them are durable when this returns
     /// Ok, or none is. Events already stored (same dedupe key) count as duplicates.
@@ -135,6 +162,9 @@ impl Store {
 
     async fn accept_in_one_transaction(&self, deliveries: &[&[NewEvent]]) -> Result<Vec<Accepted>, StoreError> {
         let received = now();
+        if let Some(writer) = &self.writer {
+            return writer.transaction(|tx| accept_prepared(tx, deliveries, &received));
+        }
         let mut tx = self.pool.begin().await?;
         let mut accepted = Vec::with_capacity(deliveries.len());
         for events in deliveries {

@@ -12,6 +12,7 @@ mod rate_budgets;
 mod runs;
 mod schedules;
 mod tokens;
+mod writer;
 
 pub use dead_letters::{DeadLetterFilter, DeadLetterGroup, DeadLetterRow};
 pub use error::StoreError;
@@ -63,6 +64,8 @@ pub struct Store {
     backend: Backend,
     /// Why the last commit failed, and when, until one succeeds again (for readiness).
     failing: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+    /// The SQLite store's own connection for intake's writes (`writer.rs`); `None` on PostgreSQL.
+    writer: Option<std::sync::Arc<writer::SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -157,8 +160,11 @@ impl Store {
             });
         }
         let pool = options.connect(&url).await.map_err(|e| StoreError::connect(&url, e))?;
-        let store = Store { pool, backend, failing: Default::default() };
+        let mut store = Store { pool, backend, failing: Default::default(), writer: None };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            store.writer = writer::SqliteWriter::open(&url)?.map(std::sync::Arc::new);
+        }
         Ok(store)
     }
 
@@ -191,6 +197,9 @@ impl Store {
     /// Closes every connection; later calls fail (used at shutdown, and by tests to take the
     /// store away from a running server).
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close();
+        }
         self.pool.close().await;
     }
 
