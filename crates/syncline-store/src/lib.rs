@@ -64,7 +64,7 @@ pub struct Store {
     backend: Backend,
     /// Why the last commit failed, and when, until one succeeds again (for readiness).
     failing: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
-    /// The SQLite store's own connection for intake's writes (`writer.rs`); `None` on PostgreSQL.
+    /// The SQLite store's own connection for intake's and a page's commits (`writer.rs`); `None` on PostgreSQL.
     writer: Option<std::sync::Arc<writer::SqliteWriter>>,
 }
 

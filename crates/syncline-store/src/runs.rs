@@ -325,6 +325,11 @@ pub(crate) fn update_counts<'q>(
     how: CountsUpdate,
     at: &'q str,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    count_values(c).into_iter().fold(sqlx::query(sqlx::AssertSqlSafe(counts_sql(how))), |query, n| query.bind(n)).bind(at).bind(id)
+}
+
+/// `update_counts`' statement: the six counts `$1`…`$6`, then `updated_at` and the run's id.
+pub(crate) fn counts_sql(how: CountsUpdate) -> String {
     let columns = ["read_count", "created_count", "updated_count", "unchanged_count", "rejected_count", "failed_count"];
     let set: Vec<String> = columns
         .iter()
@@ -334,12 +339,12 @@ pub(crate) fn update_counts<'q>(
             CountsUpdate::Add => format!("{column} = {column} + ${}", i + 1),
         })
         .collect();
-    let sql = format!("UPDATE runs SET {}, updated_at = $7 WHERE id = $8", set.join(", "));
-    [c.read, c.created, c.updated, c.unchanged, c.rejected, c.failed]
-        .into_iter()
-        .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, n| query.bind(n as i64))
-        .bind(at)
-        .bind(id)
+    format!("UPDATE runs SET {}, updated_at = $7 WHERE id = $8", set.join(", "))
+}
+
+/// The counts in `counts_sql`'s order.
+pub(crate) fn count_values(c: &Counts) -> [i64; 6] {
+    [c.read, c.created, c.updated, c.unchanged, c.rejected, c.failed].map(|n| n as i64)
 }
 
 /// The store as the runner's history (`syncline_core::execute`).

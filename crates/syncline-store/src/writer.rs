@@ -1,5 +1,6 @@
-//! The SQLite store's hottest write — intake's group commit — on one rusqlite connection that
-//! keeps its prepared statement, beside sqlx's pool for everything else.
+//! The SQLite store's hottest paths — intake's group commit, a page's commit and the fingerprints
+//! a page is compared with — on one rusqlite connection that keeps its prepared statements,
+//! beside sqlx's pool for everything else.
 //!
 //! Why by hand: sqlx's SQLite driver sends each statement to a worker thread and re-encodes
 //! every argument through its `Any` layer; `syncline bench --intake` found a third of intake's
@@ -34,17 +35,24 @@ impl SqliteWriter {
         Ok(Some(SqliteWriter { conn: Mutex::new(Some(conn)) }))
     }
 
-    /// Runs `work` in one immediate transaction and commits it. The caller's task waits on this
-    /// thread (SQLite work is short, and the data stays borrowed rather than copied): on a
-    /// multi-threaded runtime the other tasks move to another thread meanwhile.
+    /// Runs `work` in one immediate transaction and commits it.
     pub(crate) fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.on_connection(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = work(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `work` (a read, or one statement) on the connection. The caller's task waits on
+    /// this thread (SQLite work is short, and the data stays borrowed rather than copied): on a
+    /// multi-threaded runtime the other tasks move to another thread meanwhile.
+    pub(crate) fn on_connection<T>(&self, work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let run = || {
             let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
             let conn = guard.as_mut().ok_or(StoreError::Closed)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::Write)?;
-            let out = work(&tx).map_err(StoreError::Write)?;
-            tx.commit().map_err(StoreError::Write)?;
-            Ok(out)
+            work(conn).map_err(StoreError::Write)
         };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),

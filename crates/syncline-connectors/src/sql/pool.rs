@@ -25,6 +25,10 @@ pub enum SqlPool {
     Mssql(MssqlClient),
 }
 
+/// One statement and its parameters. Statements of one text share one `Arc`, so SQLite runs
+/// such a statement again as prepared.
+pub type Statement = (Arc<str>, Vec<Param>);
+
 /// A parameter converted to the type of the column it is bound to (`None` is a typed NULL).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
@@ -187,7 +191,7 @@ impl SqlPool {
 
     /// Runs statements in one transaction; returns the rows they return (PostgreSQL's
     /// `RETURNING`; the other databases' statements here return none).
-    pub async fn execute_all(&self, statements: Vec<(Arc<str>, Vec<Param>)>) -> Result<Vec<Vec<Value>>, ConnectorError> {
+    pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<Vec<Value>>, ConnectorError> {
         match self {
             SqlPool::Sqlite(db) => db.execute_all(statements).await.map(|()| Vec::new()),
             SqlPool::Postgres(pool) => {

@@ -5,7 +5,7 @@
 
 use super::config::SqlSinkSettings;
 use super::dialect::{Dialect, field_type_of};
-use super::pool::{ColumnValues, Param, Rows, SqlPool};
+use super::pool::{ColumnValues, Param, Rows, SqlPool, Statement};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
@@ -105,7 +105,7 @@ impl SqlSink {
     }
 
     /// `DELETE` statements for the rows of `batch`'s groups older than the batch's versions.
-    fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<(Arc<str>, Vec<Param>)>, ConnectorError> {
+    fn older_rows(&self, replaces: &Replaces, batch: &[Record]) -> Result<Vec<Statement>, ConnectorError> {
         let columns = self.columns.as_ref().expect("known after ensure_table");
         let group_type = columns.get(replaces.group).copied().unwrap_or(FieldType::Text);
         let mut groups: std::collections::BTreeMap<i64, Vec<(String, Param)>> = std::collections::BTreeMap::new();
@@ -267,7 +267,7 @@ impl SqlSink {
     /// The statements that upsert `rows` (each a record's values, in `names`' order): on
     /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`,
     /// each row's values moved into its statement's parameters.
-    fn upserts(&mut self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<(Arc<str>, Vec<Param>)> {
+    fn upserts(&mut self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<Statement> {
         let d = self.dialect();
         if rows.is_empty() {
             return Vec::new();

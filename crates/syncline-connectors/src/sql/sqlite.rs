@@ -7,7 +7,7 @@
 //! (libsqlite3-sys), so there is one SQLite in the binary.
 
 use super::dialect::field_type_of;
-use super::pool::{InvalidText, Param, Rows};
+use super::pool::{InvalidText, Param, Rows, Statement};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::{Arc, Mutex};
@@ -99,7 +99,7 @@ impl SqliteDb {
 
     /// Runs statements in one transaction. A statement whose text is the very `Arc` of the one
     /// before it runs again as prepared, without a lookup in the statement cache.
-    pub async fn execute_all(&self, statements: Vec<(Arc<str>, Vec<Param>)>) -> Result<(), ConnectorError> {
+    pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<(), ConnectorError> {
         let conn = Arc::clone(&self.conn);
         blocking(move || {
             let mut conn = conn.lock().map_err(|_| poisoned())?;
