@@ -408,29 +408,7 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
                 let outcomes =
                     write_isolating(&mut self.sink, &batch, self.options.retry, &self.options.stop).await.map_err(RunError::Sink)?;
                 for ((m, outcome), written) in chunk.iter_mut().zip(outcomes).zip(&batch) {
-                    let error = match outcome {
-                        Outcome::Created | Outcome::Updated | Outcome::Unchanged => {
-                            match outcome {
-                                Outcome::Created => commit.counts.created += 1,
-                                Outcome::Updated => commit.counts.updated += 1,
-                                _ => commit.counts.unchanged += 1,
-                            }
-                            self.passed(&mut commit, &m.source_key);
-                            if self.options.change_detection {
-                                commit.fingerprints.push((std::mem::take(&mut m.dest_key), std::mem::take(&mut m.fingerprint)));
-                            }
-                            continue;
-                        }
-                        Outcome::Rejected(error) => {
-                            commit.counts.rejected += 1;
-                            error
-                        }
-                        Outcome::Failed(error) => {
-                            commit.counts.failed += 1;
-                            error
-                        }
-                    };
-                    commit.dead_letters.push(m.dead_letter(written, &error));
+                    self.record_outcome(&mut commit, m, outcome, written);
                 }
                 spent.written.push(batch);
             }
@@ -442,6 +420,34 @@ impl<'a, K: Sink, C: Checkpoint> Runner<'a, K, C> {
             open.extend(commit.dead_letters.iter().map(|d| d.record_key.clone()));
         }
         Ok((commit, spent))
+    }
+
+    /// What the sink did with one record, into the page's commit: counted, and its fingerprint
+    /// (moved, as the record is done with) or its dead letter.
+    fn record_outcome(&mut self, commit: &mut BatchCommit, m: &mut Mapped, outcome: Outcome, written: &Record) {
+        let error = match outcome {
+            Outcome::Created | Outcome::Updated | Outcome::Unchanged => {
+                match outcome {
+                    Outcome::Created => commit.counts.created += 1,
+                    Outcome::Updated => commit.counts.updated += 1,
+                    _ => commit.counts.unchanged += 1,
+                }
+                self.passed(commit, &m.source_key);
+                if self.options.change_detection {
+                    commit.fingerprints.push((std::mem::take(&mut m.dest_key), std::mem::take(&mut m.fingerprint)));
+                }
+                return;
+            }
+            Outcome::Rejected(error) => {
+                commit.counts.rejected += 1;
+                error
+            }
+            Outcome::Failed(error) => {
+                commit.counts.failed += 1;
+                error
+            }
+        };
+        commit.dead_letters.push(m.dead_letter(written, &error));
     }
 
     /// A record went through: its open dead letter, if it has one, is closed by the commit.
