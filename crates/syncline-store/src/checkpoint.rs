@@ -2,6 +2,7 @@
 
 use crate::{Store, StoreError, now, placeholders};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use syncline_core::ConnectorError;
 use syncline_core::runner::{BatchCommit, Checkpoint, Scope};
 
@@ -9,11 +10,11 @@ use syncline_core::runner::{BatchCommit, Checkpoint, Scope};
 const CHUNK: usize = 500;
 
 impl Checkpoint for Store {
-    async fn fingerprints(&self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
+    async fn fingerprints(&self, scope: &Arc<Scope>, keys: Vec<String>) -> Result<HashMap<String, String>, ConnectorError> {
         self.load_fingerprints(scope, keys).await.map_err(StoreError::into_connector_error)
     }
 
-    async fn commit(&self, batch: &BatchCommit) -> Result<(), ConnectorError> {
+    async fn commit(&self, batch: &Arc<BatchCommit>) -> Result<(), ConnectorError> {
         let result = self.commit_batch(batch).await;
         self.note_commit(&result);
         result.map_err(StoreError::into_connector_error)
@@ -30,22 +31,24 @@ impl Checkpoint for Store {
 }
 
 impl Store {
-    async fn load_fingerprints(&self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, String>, StoreError> {
+    async fn load_fingerprints(&self, scope: &Arc<Scope>, keys: Vec<String>) -> Result<HashMap<String, String>, StoreError> {
         let mut found = HashMap::with_capacity(keys.len());
         if let Some(writer) = &self.writer {
-            writer.on_connection(|conn| {
-                for chunk in keys.chunks(CHUNK) {
-                    let mut statement = conn.prepare_cached(&fingerprints_of_sql(chunk.len()))?;
-                    let head: [&dyn rusqlite::ToSql; 2] = [&scope.pipeline, &scope.target];
-                    let values = head.into_iter().chain(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
-                    let mut rows = statement.query(rusqlite::params_from_iter(values))?;
-                    while let Some(row) = rows.next()? {
-                        found.insert(row.get(0)?, row.get(1)?);
+            let scope = Arc::clone(scope);
+            return writer
+                .apart(move |conn| {
+                    for chunk in keys.chunks(CHUNK) {
+                        let mut statement = conn.prepare_cached(&fingerprints_of_sql(chunk.len()))?;
+                        let head: [&dyn rusqlite::ToSql; 2] = [&scope.pipeline, &scope.target];
+                        let values = head.into_iter().chain(chunk.iter().map(|k| k as &dyn rusqlite::ToSql));
+                        let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+                        while let Some(row) = rows.next()? {
+                            found.insert(row.get(0)?, row.get(1)?);
+                        }
                     }
-                }
-                Ok(())
-            })?;
-            return Ok(found);
+                    Ok(found)
+                })
+                .await;
         }
         for chunk in keys.chunks(CHUNK) {
             let sql = fingerprints_of_sql(chunk.len());
@@ -61,10 +64,11 @@ impl Store {
     /// Commits one page: cursor, dead letters, fingerprints, closed dead letters and the run's
     /// counters, all or nothing. On SQLite through the store's own connection, each statement
     /// prepared once (`writer.rs`); the SQL text is the same for both.
-    pub async fn commit_batch(&self, batch: &BatchCommit) -> Result<(), StoreError> {
+    pub async fn commit_batch(&self, batch: &Arc<BatchCommit>) -> Result<(), StoreError> {
         let at = now();
         if let Some(writer) = &self.writer {
-            return writer.transaction(|tx| commit_prepared(tx, batch, &at));
+            let batch = Arc::clone(batch);
+            return writer.apart(move |conn| crate::writer::immediate(conn, |tx| commit_prepared(tx, &batch, &at))).await;
         }
         let mut tx = self.pool.begin().await?;
         if let Some(cursor) = &batch.cursor {

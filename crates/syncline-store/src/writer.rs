@@ -11,7 +11,7 @@
 
 use crate::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) struct SqliteWriter {
@@ -37,12 +37,7 @@ impl SqliteWriter {
 
     /// Runs `work` in one immediate transaction and commits it.
     pub(crate) fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        self.on_connection(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = work(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
+        self.on_connection(|conn| immediate(conn, work))
     }
 
     /// Runs `work` (a read, or one statement) on the connection. The caller's task waits on
@@ -60,7 +55,36 @@ impl SqliteWriter {
         }
     }
 
+    /// [`on_connection`](Self::on_connection) on a blocking thread, for work that owns its
+    /// data. The runner's stages are futures of one task: a commit that held that task's thread
+    /// through its fsync would stall the reader and the writer with it.
+    pub(crate) async fn apart<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = writer.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+            work(conn).map_err(StoreError::Write)
+        })
+        .await
+        .unwrap_or_else(|stopped| match stopped.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // the runtime is shutting down
+            Err(_) => Err(StoreError::Closed),
+        })
+    }
+
     pub(crate) fn close(&self) {
         self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+/// `work` in one immediate transaction, committed.
+pub(crate) fn immediate<T>(conn: &mut Connection, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = work(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }

@@ -73,7 +73,7 @@ impl FlowPipeline {
         let outcome = written?.pop().unwrap_or(Outcome::Unchanged);
         if matches!(outcome, Outcome::Created | Outcome::Updated | Outcome::Unchanged) {
             let fingerprints = if self.change_detection { vec![(dest_key, fingerprint(&mapped))] } else { Vec::new() };
-            let commit = BatchCommit {
+            let commit = std::sync::Arc::new(BatchCommit {
                 run_id: String::new(),
                 scope: self.scope.clone(),
                 cursor: None,
@@ -82,7 +82,7 @@ impl FlowPipeline {
                 passed_keys: vec![key.to_owned()],
                 passed_status: "resolved",
                 counts: Counts::default(),
-            };
+            });
             self.store.commit_batch(&commit).await.map_err(|e| e.into_connector_error())?;
         }
         Ok(outcome)

@@ -123,6 +123,15 @@ impl Dialect {
         self.on_conflict(head, key, columns)
     }
 
+    /// `INSERT … VALUES (…) ON CONFLICT (key) DO NOTHING`: one row, left out when its key is
+    /// there (SQLite's and PostgreSQL's spelling; MySQL's `INSERT IGNORE` would ignore more).
+    pub fn insert_new(self, table: &str, key: &str, columns: &[String]) -> String {
+        debug_assert!(self != Dialect::MySql, "INSERT IGNORE ignores more than a duplicate key");
+        let upsert = self.upsert(table, key, columns, 1);
+        let head = &upsert[..upsert.find(" ON CONFLICT").expect("an upsert has its conflict clause")];
+        format!("{head} ON CONFLICT ({}) DO NOTHING", self.quote(key))
+    }
+
     /// `head` (an `INSERT`) made an upsert by `key` that updates every other column.
     fn on_conflict(self, head: String, key: &str, columns: &[String]) -> String {
         let updates: Vec<String> = columns
@@ -150,12 +159,10 @@ impl Dialect {
     }
 
     /// Rows per upsert statement. Over the network, many rows per statement save round trips
-    /// (within the parameter limit). SQLite is in-process: a statement of a few dozen rows is
-    /// cheapest (measured: 1 row per statement and 1,000 rows per statement were both slower),
-    /// within its 32,766 parameters (a table of a HubSpot object's 600 properties).
+    /// (within the parameter limit). (SQLite, in-process, writes row by row: see `SqlSink`.)
     pub fn rows_per_statement(self, columns: usize) -> usize {
         let max_params = match self {
-            Dialect::Sqlite => return (32_766 / columns.max(1)).clamp(1, 64),
+            Dialect::Sqlite => 32_766,
             Dialect::Mssql => 2_000,
             Dialect::Postgres | Dialect::MySql => 65_000,
         };
@@ -224,9 +231,18 @@ mod tests {
 
     #[test]
     fn statements_stay_within_the_parameter_limits() {
-        assert_eq!(Dialect::Sqlite.rows_per_statement(12), 64);
         assert_eq!(Dialect::Sqlite.rows_per_statement(610), 53, "600 properties: 53 × 610 ≤ 32,766");
         assert!(Dialect::Postgres.rows_per_statement(610) * 610 <= 65_000);
+        assert_eq!(Dialect::MySql.rows_per_statement(12), 1000);
+    }
+
+    #[test]
+    fn inserts_of_new_rows() {
+        let cols = ["id".to_string(), "name".to_string()];
+        assert_eq!(
+            Dialect::Sqlite.insert_new("t", "id", &cols),
+            "INSERT INTO \"t\" (\"id\", \"name\") VALUES (?, ?) ON CONFLICT (\"id\") DO NOTHING"
+        );
     }
 
     #[test]

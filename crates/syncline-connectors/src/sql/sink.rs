@@ -23,14 +23,25 @@ pub struct SqlSink {
     declared: HashMap<String, FieldType>,
     /// How the source's records replace stored rows, when a record alone cannot say it.
     replaces: Option<Replaces>,
-    /// The upserts made so far for these field names, by rows per statement.
-    upsert_sql: (Vec<String>, HashMap<usize, Arc<str>>),
+    /// The statements made so far for one shape of record.
+    shape: Shape,
+}
+
+/// The statements for records of these field names, each made once: the same text is the same
+/// `Arc`, which the SQLite connection runs again without looking it up.
+#[derive(Default)]
+struct Shape {
+    names: Vec<String>,
+    /// Upserts by rows per statement.
+    upserts: HashMap<usize, Arc<str>>,
+    /// The one-row insert of a new key (SQLite).
+    insert: Option<Arc<str>>,
 }
 
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None, upsert_sql: Default::default() })
+        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None, shape: Shape::default() })
     }
 
     fn dialect(&self) -> Dialect {
@@ -302,14 +313,58 @@ impl SqlSink {
         statements
     }
 
-    /// The multi-row upsert of `rows` rows of `names`, made once per shape: the same text is
-    /// the same `Arc`, which the SQLite connection runs again without looking it up.
-    fn upsert_sql(&mut self, names: &[String], rows: usize) -> Arc<str> {
-        if self.upsert_sql.0 != names {
-            self.upsert_sql = (names.to_vec(), HashMap::new());
+    /// The statements for records of `names`, made again only when the names change.
+    fn shape(&mut self, names: &[String]) -> &mut Shape {
+        if self.shape.names != names {
+            self.shape = Shape { names: names.to_vec(), ..Shape::default() };
         }
-        let (d, table, key) = (self.pool.dialect(), &self.settings.table, &self.settings.key);
-        self.upsert_sql.1.entry(rows).or_insert_with(|| d.upsert(table, key, names, rows).into()).clone()
+        &mut self.shape
+    }
+
+    /// The multi-row upsert of `rows` rows of `names`.
+    fn upsert_sql(&mut self, names: &[String], rows: usize) -> Arc<str> {
+        let (d, table, key) = (self.pool.dialect(), self.settings.table.clone(), self.settings.key.clone());
+        self.shape(names).upserts.entry(rows).or_insert_with(|| d.upsert(&table, &key, names, rows).into()).clone()
+    }
+
+    /// The one-row insert of a new key of `names`.
+    fn insert_sql(&mut self, names: &[String]) -> Arc<str> {
+        let (d, table, key) = (self.pool.dialect(), self.settings.table.clone(), self.settings.key.clone());
+        self.shape(names).insert.get_or_insert_with(|| d.insert_new(&table, &key, names).into()).clone()
+    }
+
+    /// Writes `rows` (the records of `keys`, each its values in `names`' order), then runs
+    /// `after` in the same transaction. Returns, row by row, whether the row was new.
+    async fn write_rows(
+        &mut self,
+        names: &[String],
+        keys: Vec<&str>,
+        rows: Vec<Vec<Param>>,
+        after: Vec<Statement>,
+    ) -> Result<Vec<bool>, ConnectorError> {
+        if rows.is_empty() && after.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let SqlPool::Sqlite(db) = &self.pool {
+            // in-process, a prepared one-row statement is as cheap as a multi-row one, and
+            // SQLite's change count tells a new row from an updated one
+            let db = db.clone();
+            let statements = (self.insert_sql(names), self.upsert_sql(names, 1));
+            return db.write_rows(statements, rows, after).await;
+        }
+        // PostgreSQL's upsert says itself which rows it inserted; elsewhere a query first
+        let says_itself = self.dialect().binds_columns();
+        let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
+        let mut statements = self.upserts(names, rows);
+        statements.extend(after);
+        let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
+        let inserted: HashSet<String> = returned
+            .iter()
+            .filter(|row| matches!(row.get(1), Some(Value::Bool(true))))
+            .filter_map(|row| row.first())
+            .map(Value::to_string)
+            .collect();
+        Ok(keys.into_iter().map(|key| if says_itself { inserted.contains(key) } else { !existing.contains(key) }).collect())
     }
 }
 
@@ -342,6 +397,7 @@ impl Sink for SqlSink {
         };
 
         // convert every record's values to its columns' types; a bad value rejects that record
+        let types: Vec<FieldType> = names.iter().map(|name| columns.get(name).copied().unwrap_or(FieldType::Text)).collect();
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::with_capacity(batch.len());
         for (i, record) in batch.iter().enumerate() {
             if outcomes[i].is_some() {
@@ -349,9 +405,13 @@ impl Sink for SqlSink {
             }
             let mut params = Vec::with_capacity(names.len());
             let mut rejected = None;
-            for name in &names {
-                let value = record.get(name).unwrap_or(&Value::Null);
-                match convert(value, columns.get(name).copied().unwrap_or(FieldType::Text)) {
+            for (at, (name, family)) in names.iter().zip(&types).enumerate() {
+                // records of one source mostly share the first one's field order
+                let value = match record.fields.get(at) {
+                    Some((field, value)) if **field == **name => value,
+                    _ => record.get(name).unwrap_or(&Value::Null),
+                };
+                match convert(value, *family) {
                     Ok(p) => params.push(p),
                     Err(why) => {
                         rejected = Some(RecordError::data(name, "sink_type", why));
@@ -365,26 +425,12 @@ impl Sink for SqlSink {
             }
         }
 
-        // which rows are new: PostgreSQL's upsert says so itself; elsewhere a query first
-        let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
-        let says_itself = self.dialect().binds_columns();
-        let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
-
-        let written: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
         // the batch first, then the older rows of its groups: a row written again is updated in
         // place (and counted so), and the delete leaves it, as it carries the batch's version
-        let mut statements = self.upserts(&names, rows.into_iter().map(|(_, params)| params).collect());
-        statements.extend(replaced);
-        let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
-        let inserted: HashSet<String> = returned
-            .iter()
-            .filter(|row| matches!(row.get(1), Some(Value::Bool(true))))
-            .filter_map(|row| row.first())
-            .map(Value::to_string)
-            .collect();
-        for i in written {
-            let key = &batch[i].key;
-            let created = if says_itself { inserted.contains(key) } else { !existing.contains(key) };
+        let keys: Vec<&str> = rows.iter().map(|(i, _)| batch[*i].key.as_str()).collect();
+        let (written, rows): (Vec<usize>, Vec<Vec<Param>>) = rows.into_iter().unzip();
+        let created = self.write_rows(&names, keys, rows, replaced).await?;
+        for (i, created) in written.into_iter().zip(created) {
             outcomes[i] = Some(if created { Outcome::Created } else { Outcome::Updated });
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect())
@@ -438,6 +484,20 @@ pub fn same_in_column(a: &Value, b: &Value, column: FieldType) -> bool {
 
 /// Converts a value to a parameter of the column's type, or says why it cannot.
 fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
+    // values already of the column's type first: no text is made or trimmed for them
+    let typed = match (family, value) {
+        (FieldType::Text, Value::Text(t)) => Some(Param::Text(Some(t.clone()))),
+        (FieldType::Int, Value::Int(i)) => Some(Param::Int(Some(*i))),
+        (FieldType::Float, Value::Float(f)) => Some(Param::Float(Some(*f))),
+        (FieldType::Bool, Value::Bool(b)) => Some(Param::Bool(Some(*b))),
+        (FieldType::Date, Value::Date(d)) => Some(Param::Date(Some(*d))),
+        (FieldType::Timestamp, Value::Timestamp(ts)) => Some(Param::Timestamp(Some(*ts))),
+        (FieldType::TimestampTz, Value::TimestampTz(ts)) => Some(Param::TimestampTz(Some(*ts))),
+        _ => None,
+    };
+    if let Some(param) = typed {
+        return Ok(param);
+    }
     let blank = match value {
         Value::Null => true,
         Value::Text(t) | Value::Decimal(t) => t.trim().is_empty(),
@@ -456,34 +516,25 @@ fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
             FieldType::TimestampTz => Param::TimestampTz(None),
         });
     }
-    if let (FieldType::Text, Value::Text(t)) = (family, value) {
-        return Ok(Param::Text(Some(t.clone())));
-    }
     let text = value.as_text().unwrap_or_default();
     let t = text.trim();
     let bad = |what: &str| format!("{} does not fit a {what} column", RecordError::quote(t));
     Ok(match (family, value) {
         (FieldType::Text, _) => Param::Text(Some(text.into_owned())),
-        (FieldType::Int, Value::Int(i)) => Param::Int(Some(*i)),
         (FieldType::Int, Value::Bool(b)) => Param::Int(Some(*b as i64)),
         (FieldType::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
-        (FieldType::Float, Value::Float(f)) => Param::Float(Some(*f)),
         (FieldType::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
         (FieldType::Decimal, _) => {
             Param::Decimal(Some(Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).map_err(|_| bad("decimal"))?))
         }
-        (FieldType::Bool, Value::Bool(b)) => Param::Bool(Some(*b)),
         (FieldType::Bool, _) => Param::Bool(Some(match t.to_ascii_lowercase().as_str() {
             "1" | "true" | "t" | "yes" | "y" => true,
             "0" | "false" | "f" | "no" | "n" => false,
             _ => return Err(bad("boolean")),
         })),
-        (FieldType::Date, Value::Date(d)) => Param::Date(Some(*d)),
         (FieldType::Date, _) => Param::Date(Some(t.get(..10).unwrap_or(t).parse::<NaiveDate>().map_err(|_| bad("date"))?)),
-        (FieldType::Timestamp, Value::Timestamp(ts)) => Param::Timestamp(Some(*ts)),
         (FieldType::Timestamp, Value::TimestampTz(ts)) => Param::Timestamp(Some(ts.naive_utc())),
         (FieldType::Timestamp, _) => Param::Timestamp(Some(parse_timestamp(t).ok_or_else(|| bad("timestamp"))?)),
-        (FieldType::TimestampTz, Value::TimestampTz(ts)) => Param::TimestampTz(Some(*ts)),
         (FieldType::TimestampTz, Value::Timestamp(ts)) => Param::TimestampTz(Some(ts.and_utc())),
         (FieldType::TimestampTz, _) => Param::TimestampTz(Some(
             DateTime::parse_from_rfc3339(t)
@@ -530,5 +581,33 @@ mod tests {
         assert!(convert(&Value::Text("1950-01-0é2".into()), FieldType::Date).unwrap_err().contains("date"));
         assert_eq!(convert(&Value::Decimal("12.50".into()), FieldType::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
         assert_eq!(convert(&Value::Int(7), FieldType::Text), Ok(Param::Text(Some("7".into()))));
+    }
+
+    /// SQLite's sink tells new rows from updated ones by its change count (no query first):
+    /// the counts and the stored values agree, a later record of a key supersedes an earlier
+    /// one, and a value that does not fit rejects its record alone.
+    #[tokio::test]
+    async fn sqlite_tells_new_rows_from_updated_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let settings = SqlSinkSettings { url, table: "people".into(), key: "id".into(), create_table: true };
+        let mut sink = SqlSink::open(settings).await.unwrap();
+        let person = |id: i64, name: &str, age: Value| Record::new(id.to_string()).with("id", id).with("name", name).with("age", age);
+        let first = vec![person(1, "Ana", Value::Int(30)), person(2, "Bea", Value::Int(40))];
+        assert_eq!(sink.write(&first).await.unwrap(), vec![Outcome::Created, Outcome::Created]);
+        let second = vec![
+            person(3, "Cai", Value::Int(1)),
+            person(2, "Bea", Value::Int(41)),
+            person(3, "Cai", Value::Int(2)),
+            person(4, "Dov", Value::Text("old".into())),
+        ];
+        let outcomes = sink.write(&second).await.unwrap();
+        assert_eq!(&outcomes[..3], [Outcome::Updated, Outcome::Updated, Outcome::Created], "the earlier 3 is superseded");
+        assert!(matches!(&outcomes[3], Outcome::Rejected(e) if e.field == "age"), "{:?}", outcomes[3]);
+        let rows = sink.pool().fetch("SELECT id, name, age FROM people ORDER BY id", &[]).await.unwrap().rows;
+        let expected = [(1, "Ana", 30), (2, "Bea", 41), (3, "Cai", 2)];
+        let expected: Vec<Vec<Value>> =
+            expected.iter().map(|(id, name, age)| vec![Value::Int(*id), Value::Text((*name).into()), Value::Int(*age)]).collect();
+        assert_eq!(rows, expected);
     }
 }

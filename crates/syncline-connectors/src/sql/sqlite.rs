@@ -66,7 +66,7 @@ impl SqliteDb {
         blocking(move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let mut statement = conn.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
-            for (i, p) in params.into_iter().enumerate() {
+            for (i, p) in params.iter().enumerate() {
                 bind(&mut statement, i + 1, p).map_err(|e| error(&sql, e))?;
             }
             let names: Arc<[Arc<str>]> = statement.column_names().into_iter().map(Arc::from).collect();
@@ -104,24 +104,42 @@ impl SqliteDb {
         blocking(move || {
             let mut conn = conn.lock().map_err(|_| poisoned())?;
             let tx = conn.transaction().map_err(|e| error("BEGIN", e))?;
+            run_all(&tx, statements)?;
+            tx.commit().map_err(|e| error("COMMIT", e))
+        })
+        .await
+    }
+
+    /// Writes rows by key in one transaction, then runs `after` in it: each row is tried with
+    /// `insert` (`… ON CONFLICT DO NOTHING`), and a row whose key exists goes through `upsert`.
+    /// SQLite's change count says which rows were new, so no query of the keys goes first.
+    /// Returns that, row by row.
+    pub async fn write_rows(
+        &self,
+        (insert, upsert): (Arc<str>, Arc<str>),
+        rows: Vec<Vec<Param>>,
+        after: Vec<Statement>,
+    ) -> Result<Vec<bool>, ConnectorError> {
+        let conn = Arc::clone(&self.conn);
+        blocking(move || {
+            let mut conn = conn.lock().map_err(|_| poisoned())?;
+            let tx = conn.transaction().map_err(|e| error("BEGIN", e))?;
+            let mut created = Vec::with_capacity(rows.len());
             {
-                let mut current: Option<(Arc<str>, rusqlite::CachedStatement<'_>)> = None;
-                for (sql, params) in statements {
-                    let statement = match current.take() {
-                        Some((text, statement)) if Arc::ptr_eq(&text, &sql) => current.insert((text, statement)),
-                        _ => {
-                            let statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
-                            current.insert((sql, statement))
-                        }
-                    };
-                    let (sql, statement) = (&statement.0, &mut statement.1);
-                    for (i, p) in params.into_iter().enumerate() {
-                        bind(statement, i + 1, p).map_err(|e| error(sql, e))?;
+                let mut inserting = tx.prepare_cached(&insert).map_err(|e| error(&insert, e))?;
+                let mut upserting = tx.prepare_cached(&upsert).map_err(|e| error(&upsert, e))?;
+                for row in &rows {
+                    let new = execute(&mut inserting, row).map_err(|e| error(&insert, e))? > 0;
+                    if !new {
+                        execute(&mut upserting, row).map_err(|e| error(&upsert, e))?;
                     }
-                    statement.raw_execute().map_err(|e| error(sql, e))?;
+                    created.push(new);
                 }
             }
-            tx.commit().map_err(|e| error("COMMIT", e))
+            drop(rows);
+            run_all(&tx, after)?;
+            tx.commit().map_err(|e| error("COMMIT", e))?;
+            Ok(created)
         })
         .await
     }
@@ -159,7 +177,32 @@ impl SqliteDb {
     }
 }
 
-fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: Param) -> rusqlite::Result<()> {
+/// Runs `statements` in order; one whose text is the very `Arc` of the one before runs again
+/// as prepared, without a lookup in the statement cache.
+fn run_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>) -> Result<(), ConnectorError> {
+    let mut current: Option<(Arc<str>, rusqlite::CachedStatement<'_>)> = None;
+    for (sql, params) in statements {
+        let statement = match current.take() {
+            Some((text, statement)) if Arc::ptr_eq(&text, &sql) => current.insert((text, statement)),
+            _ => {
+                let statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
+                current.insert((sql, statement))
+            }
+        };
+        execute(&mut statement.1, &params).map_err(|e| error(&statement.0, e))?;
+    }
+    Ok(())
+}
+
+/// Binds `params` in order and runs the statement; the rows it changed.
+fn execute(statement: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusqlite::Result<usize> {
+    for (i, p) in params.iter().enumerate() {
+        bind(statement, i + 1, p)?;
+    }
+    statement.raw_execute()
+}
+
+fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: &Param) -> rusqlite::Result<()> {
     // SQLite has no decimal, date or time types: those are stored as ISO 8601 / canonical text,
     // which sorts and compares correctly
     match param {

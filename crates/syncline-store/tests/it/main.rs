@@ -93,8 +93,8 @@ async fn runs_and_cursors(store: &Store) {
     assert_eq!(store.cursor(&members).await.unwrap(), None);
     let mut page = commit("r1", Some(10));
     page.counts = Counts { read: 5, created: 3, updated: 1, rejected: 1, ..Counts::default() };
-    store.commit(&page).await.unwrap();
-    store.commit(&commit("r1", Some(20))).await.unwrap();
+    store.commit(&Arc::new(page.clone())).await.unwrap();
+    store.commit(&Arc::new(commit("r1", Some(20)))).await.unwrap();
     assert_eq!(store.cursor(&members).await.unwrap(), Some(Cursor(json!({"at": 20}))));
     store.finish_run("r1", syncline_core::RunEnd::new(syncline_core::RunStatus::Rejects)).await.unwrap();
     let run = store.run("r1").await.unwrap();
@@ -118,11 +118,11 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     store.start_run("d1", "members", "full").await.unwrap();
     let mut page = commit("d1", None);
     page.dead_letters = vec![dead_letter("a", "first"), dead_letter("b", "first")];
-    store.commit(&page).await.unwrap();
+    store.commit(&Arc::new(page.clone())).await.unwrap();
     // the same record rejected again (a re-read after a crash): still one open row
     let mut again = commit("d1", None);
     again.dead_letters = vec![dead_letter("a", "second")];
-    store.commit(&again).await.unwrap();
+    store.commit(&Arc::new(again.clone())).await.unwrap();
     let open = store
         .dead_letters(&DeadLetterFilter { pipeline: Some("members".into()), status: Some("open".into()), ..Default::default() })
         .await
@@ -134,7 +134,7 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     // a later pass of "a" resolves it; "b" is ignored; both keep their rows
     let mut pass = commit("d1", None);
     pass.passed_keys = vec!["a".into()];
-    store.commit(&pass).await.unwrap();
+    store.commit(&Arc::new(pass.clone())).await.unwrap();
     let b = open.iter().find(|d| d.record_key == "b").unwrap();
     assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 1);
     assert_eq!(store.ignore_dead_letters(&[b.id]).await.unwrap(), 0, "only open ones change");
@@ -144,7 +144,7 @@ async fn dead_letters_are_unique_while_open(store: &Store) {
     // rejected once more after being resolved: a new open row, the history stays
     let mut third = commit("d1", None);
     third.dead_letters = vec![dead_letter("a", "third")];
-    store.commit(&third).await.unwrap();
+    store.commit(&Arc::new(third.clone())).await.unwrap();
     let by_id = store.dead_letters(&DeadLetterFilter { ids: vec![a.id], ..Default::default() }).await.unwrap();
     assert_eq!(by_id.len(), 1);
     assert_eq!(store.dead_letter(a.id).await.unwrap().status, "resolved");
@@ -158,13 +158,13 @@ async fn fingerprints_round_trip(store: &Store) {
     store.start_run("f1", "members", "full").await.unwrap();
     let mut page = commit("f1", None);
     page.fingerprints = (0..1200).map(|i| (format!("k{i}"), format!("h{i}"))).collect();
-    store.commit(&page).await.unwrap();
+    store.commit(&Arc::new(page.clone())).await.unwrap();
     let keys: Vec<String> = (1100..1300).map(|i| format!("k{i}")).collect();
-    let found = store.fingerprints(&page.scope, &keys).await.unwrap();
+    let found = store.fingerprints(&page.scope, keys.clone()).await.unwrap();
     assert_eq!(found.len(), 100);
     assert_eq!(found.get("k1150").map(String::as_str), Some("h1150"));
     let other = Scope { pipeline: "other".into(), ..(*page.scope).clone() };
-    assert!(store.fingerprints(&other, &keys).await.unwrap().is_empty());
+    assert!(store.fingerprints(&Arc::new(other.clone()), keys.clone()).await.unwrap().is_empty());
 }
 
 /// A cursor is the pipeline's for one source and one target; fingerprints for one target.
@@ -172,8 +172,12 @@ async fn state_belongs_to_its_source_and_target(store: &Store) {
     let (a, b) =
         (scope("sqlite:///m.db#members", "hubspot:portal/1/contacts"), scope("sqlite:///m.db#members", "hubspot:portal/2/contacts"));
     let keys = vec!["k1".to_string()];
-    assert_eq!(store.fingerprints(&a, &keys).await.unwrap().len(), 1, "written to portal 1 by fingerprints_round_trip");
-    assert!(store.fingerprints(&b, &keys).await.unwrap().is_empty(), "portal 2 has none of them");
+    assert_eq!(
+        store.fingerprints(&Arc::new(a.clone()), keys.clone()).await.unwrap().len(),
+        1,
+        "written to portal 1 by fingerprints_round_trip"
+    );
+    assert!(store.fingerprints(&Arc::new(b.clone()), keys.clone()).await.unwrap().is_empty(), "portal 2 has none of them");
     assert_eq!(store.cursor(&b).await.unwrap(), None, "portal 2 starts from nothing");
     let other_source = scope("postgres://db:5432/prod#members", "hubspot:portal/1/contacts");
     assert_eq!(store.cursor(&other_source).await.unwrap(), None, "another source starts from nothing");
@@ -196,11 +200,11 @@ async fn unscoped_state_is_adopted_once(store: &Store) {
     let mut page = commit("u1", Some(99));
     page.scope = Arc::new(legacy.clone());
     page.fingerprints = vec![("k1".into(), "h1".into()), ("k2".into(), "h2".into())];
-    store.commit(&page).await.unwrap();
+    store.commit(&Arc::new(page.clone())).await.unwrap();
     let first = scope("sqlite:///m.db#members", "hubspot:portal/9/contacts");
     assert_eq!(store.adopt_unscoped_state(&first).await.unwrap(), (1, 2));
     assert_eq!(store.cursor(&first).await.unwrap(), Some(Cursor(json!({"at": 99}))));
-    assert_eq!(store.fingerprints(&first, &["k1".to_string()]).await.unwrap().len(), 1);
+    assert_eq!(store.fingerprints(&Arc::new(first.clone()), vec!["k1".to_string()]).await.unwrap().len(), 1);
     assert_eq!(store.cursor(&legacy).await.unwrap(), None);
     let second = scope("sqlite:///m.db#members", "hubspot:portal/10/contacts");
     assert_eq!(store.adopt_unscoped_state(&second).await.unwrap(), (0, 0), "adopted once");

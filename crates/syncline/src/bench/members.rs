@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 use syncline_core::RunReport;
 
-use super::{MemoryProbe, print_stage_times, rss_kib, run_full, start_sandbox};
+use super::{MemoryProbe, cpu_seconds, print_stage_times, rss_kib, run_full, start_sandbox};
 
 /// The members example config, shipped in the binary so the bench needs nothing else.
 const MEMBERS_YAML: &str = include_str!("../../../../examples/members.yaml");
@@ -40,22 +40,24 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let config = config::parse(file, &yaml, dir, &env)?;
     // the peak printed is the run's, not the generator's (Linux: "5" resets VmHWM to VmRSS)
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds("self"));
     let mut probe = MemoryProbe { started, next_mark: 1_000, marks: Vec::new() };
     let report = run_full(&config, "members", dir, &mut probe).await?;
-    let took = started.elapsed().as_secs_f64();
+    let (took, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds("self") - cpu_before);
     print_figures(args, &report, took, &probe);
     match &sandbox {
         Some(sandbox) => super::print_budget_use(&sandbox.url, args.hubspot.map_or(100, |t| t.per_ten_seconds())).await?,
-        None => print_bare_copy(dir, report.counts.read as f64 / took).await?,
+        None => print_bare_copy(dir, report.counts.read as f64 / took, cpu).await?,
     }
     Ok(Exit::Ok)
 }
 
-/// The same table copied with nothing but SQLite, and syncline's pace as a share of it.
-async fn print_bare_copy(dir: &Path, records_per_second: f64) -> Result<(), CliError> {
+/// The same table copied with nothing but SQLite, and syncline's pace as a share of it; and the
+/// CPU time of both (`cpu`: the run's), the steadier figure on a shared machine.
+async fn print_bare_copy(dir: &Path, records_per_second: f64, cpu: f64) -> Result<(), CliError> {
     eprintln!("measuring the bare copy of the same table …");
     let (source, target) = (dir.join("members.db"), dir.join("members-bare.db"));
+    let cpu_before = cpu_seconds("self");
     let (rows, took) = tokio::task::spawn_blocking(move || super::bare::copy_members(&source, &target))
         .await
         .map_err(CliError::failed)?
@@ -65,6 +67,8 @@ async fn print_bare_copy(dir: &Path, records_per_second: f64) -> Result<(), CliE
         "bare copy        {rows} rows in {took:.2} s = {bare:.0} rows/s (same SQLite, one prepared upsert, commits of 1,000, no rules, no state)"
     );
     println!("ratio            {:.2} × the bare copy", records_per_second / bare);
+    let bare_cpu = cpu_seconds("self") - cpu_before;
+    println!("cpu              syncline {cpu:.1} s (on all threads) · bare copy {bare_cpu:.1} s (one thread): {:.1} ×", cpu / bare_cpu);
     Ok(())
 }
 
