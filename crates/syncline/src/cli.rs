@@ -507,9 +507,18 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["intake", "flow", "timing"])]
     pub warehouse: bool,
     /// The warehouse database for `--warehouse` (default: SQLite in `--dir`), e.g.
-    /// `postgres://127.0.0.1/test`.
-    #[arg(long, requires = "warehouse")]
+    /// `postgres://127.0.0.1/test`; for `--sql`, the PostgreSQL database copied into (default
+    /// postgres://postgres@127.0.0.1:5432/test).
+    #[arg(long)]
     pub warehouse_url: Option<String>,
+    /// Measure a SQL → PostgreSQL copy instead: `--rows` generated rows of eight columns in
+    /// `--source-url`, by one full run, against a bare `COPY` of the same rows in the same sitting.
+    #[arg(long, conflicts_with_all = ["hubspot", "intake", "flow", "timing", "warehouse", "stripe", "quickbooks", "shared_budget", "console"])]
+    pub sql: bool,
+    /// The source database for `--sql`: MariaDB/MySQL or PostgreSQL (default
+    /// mysql://root@127.0.0.1:3306/test). Tables named `bench_sql_*` are made and dropped.
+    #[arg(long, requires = "sql")]
+    pub source_url: Option<String>,
     /// Measure reading Stripe instead: `--rows` products, each with its default price, listed
     /// from a Stripe sandbox without rate limits (its own process) into a SQLite table, by a
     /// full run; records/s and resident memory.

@@ -88,9 +88,11 @@ impl Dialect {
     /// CONFLICT …`, each column one array parameter of its family's type. One statement for any
     /// number of rows, the same text for every batch (so it is prepared once), and far less for
     /// the server to parse and plan than a `VALUES` list of thousands of placeholders. It
-    /// returns each row it wrote as its key (text) and whether it was inserted: a row inserted
-    /// has no `xmax` yet, one updated has the updating transaction's (so no query beforehand
-    /// has to tell created from updated rows).
+    /// returns one row: the keys it inserted, as a JSON array of texts (`NULL` for none). A row
+    /// inserted has no `xmax` yet, one updated has the updating transaction's, so no query
+    /// beforehand has to tell created from updated rows; and one aggregate costs the server
+    /// far less than a row back for each row written (measured on 300,000 rows: the plain
+    /// upsert 1.30 s, with this 1.53 s, returning every row 2.14 s).
     pub fn upsert_columns(self, table: &str, key: &str, columns: &[(String, FieldType)]) -> String {
         let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
         let arrays: Vec<String> = columns
@@ -100,7 +102,12 @@ impl Dialect {
             .collect();
         let cols: Vec<String> = names.iter().map(|c| self.quote(c)).collect();
         let head = format!("INSERT INTO {} ({}) SELECT * FROM UNNEST({})", self.quote(table), cols.join(", "), arrays.join(", "));
-        format!("{} RETURNING {}::text, xmax = 0", self.on_conflict(head, key, &names), self.quote(key))
+        let upsert = self.on_conflict(head, key, &names);
+        format!(
+            "WITH written AS ({upsert} RETURNING {}::text AS key, xmax = 0 AS new) \
+             SELECT json_agg(key) FILTER (WHERE new)::text FROM written",
+            self.quote(key)
+        )
     }
 
     /// `INSERT … VALUES (…), (…) <upsert clause>` updating every non-key column.
@@ -255,7 +262,7 @@ mod tests {
         let typed = [("id".to_string(), FieldType::Int), ("name".to_string(), FieldType::Text)];
         assert_eq!(
             Dialect::Postgres.upsert_columns("t", "id", &typed),
-            "INSERT INTO \"t\" (\"id\", \"name\") SELECT * FROM UNNEST($1::int8[], $2::text[]) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\" RETURNING \"id\"::text, xmax = 0"
+            "WITH written AS (INSERT INTO \"t\" (\"id\", \"name\") SELECT * FROM UNNEST($1::int8[], $2::text[]) ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\" RETURNING \"id\"::text AS key, xmax = 0 AS new) SELECT json_agg(key) FILTER (WHERE new)::text FROM written"
         );
         assert_eq!(
             Dialect::MySql.upsert("db.t", "id", &cols, 1),

@@ -358,12 +358,16 @@ impl SqlSink {
         let mut statements = self.upserts(names, rows);
         statements.extend(after);
         let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
-        let inserted: HashSet<String> = returned
-            .iter()
-            .filter(|row| matches!(row.get(1), Some(Value::Bool(true))))
-            .filter_map(|row| row.first())
-            .map(Value::to_string)
-            .collect();
+        // PostgreSQL's upsert returns the keys it inserted as one JSON array
+        let mut inserted = HashSet::new();
+        for json in returned.iter().filter_map(|row| match row.first() {
+            Some(Value::Text(json)) => Some(json),
+            _ => None,
+        }) {
+            let keys: Vec<String> = serde_json::from_str(json)
+                .map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("the upsert's list of inserted keys: {e}")))?;
+            inserted.extend(keys);
+        }
         Ok(keys.into_iter().map(|key| if says_itself { inserted.contains(key) } else { !existing.contains(key) }).collect())
     }
 }

@@ -5,7 +5,8 @@
 //! - `flow`: the lead → ManyChat flow through intake, inbox and workers;
 //! - `timing`: that refusing a forged signature takes the same time however much of it matches;
 //! - `warehouse`: HubSpot → warehouse ingestion from a sandbox without limits;
-//! - `shared_budget`: what a rate budget shared through PostgreSQL costs per call.
+//! - `shared_budget`: what a rate budget shared through PostgreSQL costs per call;
+//! - `sql`: a SQL → PostgreSQL copy against a bare `COPY` of the same rows.
 
 mod bare;
 mod console;
@@ -14,6 +15,7 @@ mod intake;
 mod members;
 mod quickbooks;
 mod shared_budget;
+mod sql;
 mod stripe;
 mod timing;
 mod warehouse;
@@ -55,6 +57,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
         console::run(&args, &dir).await
     } else if args.shared_budget {
         shared_budget::run(&args).await
+    } else if args.sql {
+        sql::run(&args, &dir).await
     } else {
         members::run(&args, &dir).await
     }
@@ -83,22 +87,18 @@ impl Progress for MemoryProbe {
 }
 
 /// How long each of the runner's stages was busy (they overlap, so the sum exceeds the run).
-/// A read bench's figures: records, time, throughput, each process's CPU time (syncline's, the
-/// sandbox's), resident memory as the run went and at its peak, and each stage's busy time.
-fn print_read_figures(report: &RunReport, took: f64, cpu: (f64, f64), probe: &MemoryProbe) {
+/// A read bench's figures: records, time, throughput, each process's CPU time (syncline's, and
+/// the sandbox's where there is one), resident memory as the run went and at its peak, and each
+/// stage's busy time.
+fn print_read_figures(report: &RunReport, took: f64, cpu: (f64, Option<f64>), probe: &MemoryProbe) {
     let counts = &report.counts;
     println!("records read     {}", counts.read);
     println!("written          {}", counts.created + counts.updated);
     println!("elapsed          {took:.2} s");
     println!("throughput       {:.0} records/s", counts.read as f64 / took);
     let per_1k = |seconds: f64| seconds * 1000.0 / counts.read.max(1) as f64 * 1000.0;
-    println!(
-        "cpu              syncline {:.2} s ({:.1} ms per 1,000 records) · sandbox {:.2} s ({:.1} ms per 1,000)",
-        cpu.0,
-        per_1k(cpu.0),
-        cpu.1,
-        per_1k(cpu.1)
-    );
+    let sandbox = cpu.1.map(|sandbox| format!(" · sandbox {sandbox:.2} s ({:.1} ms per 1,000)", per_1k(sandbox))).unwrap_or_default();
+    println!("cpu              syncline {:.2} s ({:.1} ms per 1,000 records){sandbox}", cpu.0, per_1k(cpu.0));
     for (read, rss, at) in &probe.marks {
         println!("rss at {read:>9} rows  {:>6.1} MiB  ({at:.1} s)", *rss as f64 / 1024.0);
     }

@@ -52,7 +52,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let took = started.elapsed().as_secs_f64();
     let cpu = (cpu_seconds("self") - cpu_before.0, cpu_seconds(&sandbox_pid) - cpu_before.1);
     println!("bench: Stripe → table, {} products with their default price, sandbox without limits → sqlite://stripe-bench.db", args.rows);
-    print_read_figures(&report, took, cpu, &probe);
+    print_read_figures(&report, took, (cpu.0, Some(cpu.1)), &probe);
     if report.counts.read != args.rows {
         return Err(CliError::failed(format!("read {} of {} products", report.counts.read, args.rows)));
     }

@@ -79,7 +79,7 @@ pub async fn run(args: &BenchArgs, dir: &Path) -> CliResult {
     let portal = args.hubspot.map_or("sandbox without limits".to_owned(), |tier| format!("sandbox of the {} tier", tier.name()));
     println!("bench: HubSpot → warehouse, {} contacts × 10 properties (+ id, times, _raw), {portal} → {warehouse}", args.rows);
     let counts = &report.counts;
-    print_read_figures(&report, took, cpu, &probe);
+    print_read_figures(&report, took, (cpu.0, Some(cpu.1)), &probe);
     if let Some(tier) = args.hubspot {
         super::print_budget_use(&sandbox.url, tier.per_ten_seconds()).await?;
     }

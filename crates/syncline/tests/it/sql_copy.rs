@@ -99,7 +99,7 @@ async fn mariadb_to_postgres_full_then_incremental() {
     std::fs::write(d.join("syncline.yaml"), config(&source.url, &target.url)).unwrap();
     let out = syncline(d, "syncline.yaml", &["-q", "run", "copy"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    // PostgreSQL's upsert tells inserted rows from updated ones itself (`RETURNING … xmax = 0`)
+    // PostgreSQL's upsert tells inserted rows from updated ones itself (`xmax = 0`, aggregated)
     let full = last_run(d, "syncline.yaml");
     assert_eq!((full["created_count"].as_i64(), full["updated_count"].as_i64()), (Some(ROWS), Some(0)), "{full}");
     let (n, checksum) = postgres_checksum(&target.url).await;
