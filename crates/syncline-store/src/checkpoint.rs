@@ -103,7 +103,8 @@ fn close_sql(keys: usize) -> String {
     )
 }
 
-/// Ten values per dead letter, in the order `dead_letter_values` gives them.
+/// Ten values per dead letter: pipeline, key, class, field, rule, message, payload, run id,
+/// first and last seen.
 fn dead_letters_sql(rows: usize) -> String {
     let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
     format!(

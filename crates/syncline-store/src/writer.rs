@@ -35,45 +35,37 @@ impl SqliteWriter {
         Ok(Some(SqliteWriter { conn: Mutex::new(Some(conn)) }))
     }
 
-    /// Runs `work` in one immediate transaction and commits it.
-    pub(crate) fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        self.on_connection(|conn| immediate(conn, work))
-    }
-
-    /// Runs `work` (a read, or one statement) on the connection. The caller's task waits on
+    /// Runs `work` in one immediate transaction and commits it. The caller's task waits on
     /// this thread (SQLite work is short, and the data stays borrowed rather than copied): on a
     /// multi-threaded runtime the other tasks move to another thread meanwhile.
-    pub(crate) fn on_connection<T>(&self, work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let run = || {
-            let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
-            work(conn).map_err(StoreError::Write)
-        };
+    pub(crate) fn transaction<T>(&self, work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let run = || self.with_connection(|conn| immediate(conn, work));
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
             _ => run(),
         }
     }
 
-    /// [`on_connection`](Self::on_connection) on a blocking thread, for work that owns its
-    /// data. The runner's stages are futures of one task: a commit that held that task's thread
-    /// through its fsync would stall the reader and the writer with it.
+    /// Runs `work` on the connection on a blocking thread, for work that owns its data. The
+    /// runner's stages are futures of one task: a commit that held that task's thread through
+    /// its fsync would stall the reader and the writer with it.
     pub(crate) async fn apart<T: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writer = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = writer.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let conn = guard.as_mut().ok_or(StoreError::Closed)?;
-            work(conn).map_err(StoreError::Write)
-        })
-        .await
-        .unwrap_or_else(|stopped| match stopped.try_into_panic() {
+        tokio::task::spawn_blocking(move || writer.with_connection(work)).await.unwrap_or_else(|stopped| match stopped.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
             // the runtime is shutting down
             Err(_) => Err(StoreError::Closed),
         })
+    }
+
+    /// `work` on the connection, here and now; `Closed` once the store is closed.
+    fn with_connection<T>(&self, work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        work(conn).map_err(StoreError::Write)
     }
 
     pub(crate) fn close(&self) {

@@ -25,8 +25,7 @@ pub enum SqlPool {
     Mssql(MssqlClient),
 }
 
-/// One statement and its parameters. Statements of one text share one `Arc`, so SQLite runs
-/// such a statement again as prepared.
+/// One statement and its parameters; the text is shared, as a sink makes each text once.
 pub type Statement = (Arc<str>, Vec<Param>);
 
 /// A parameter converted to the type of the column it is bound to (`None` is a typed NULL).

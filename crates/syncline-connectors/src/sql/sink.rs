@@ -27,8 +27,7 @@ pub struct SqlSink {
     shape: Shape,
 }
 
-/// The statements for records of these field names, each made once: the same text is the same
-/// `Arc`, which the SQLite connection runs again without looking it up.
+/// The statements for records of these field names, each made once.
 #[derive(Default)]
 struct Shape {
     names: Vec<String>,

@@ -97,8 +97,7 @@ impl SqliteDb {
         .await
     }
 
-    /// Runs statements in one transaction. A statement whose text is the very `Arc` of the one
-    /// before it runs again as prepared, without a lookup in the statement cache.
+    /// Runs statements in one transaction.
     pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<(), ConnectorError> {
         let conn = Arc::clone(&self.conn);
         blocking(move || {
@@ -177,19 +176,11 @@ impl SqliteDb {
     }
 }
 
-/// Runs `statements` in order; one whose text is the very `Arc` of the one before runs again
-/// as prepared, without a lookup in the statement cache.
+/// Runs `statements` in order, each prepared once per connection (the statement cache).
 fn run_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>) -> Result<(), ConnectorError> {
-    let mut current: Option<(Arc<str>, rusqlite::CachedStatement<'_>)> = None;
     for (sql, params) in statements {
-        let statement = match current.take() {
-            Some((text, statement)) if Arc::ptr_eq(&text, &sql) => current.insert((text, statement)),
-            _ => {
-                let statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
-                current.insert((sql, statement))
-            }
-        };
-        execute(&mut statement.1, &params).map_err(|e| error(&statement.0, e))?;
+        let mut statement = tx.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
+        execute(&mut statement, &params).map_err(|e| error(&sql, e))?;
     }
     Ok(())
 }
