@@ -128,7 +128,15 @@ impl SqlPool {
             Dialect::Postgres => {
                 sqlx::PgConnection::connect(url).await.map_err(failed)?.close().await.map_err(failed)?;
                 SqlPool::Postgres(
-                    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(timeout).connect(url).await.map_err(failed)?,
+                    PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(timeout)
+                        // no ping before each use (a round trip per statement): a connection that
+                        // broke fails its statement, which is retried on another
+                        .test_before_acquire(false)
+                        .connect(url)
+                        .await
+                        .map_err(failed)?,
                 )
             }
             Dialect::MySql => {
@@ -194,6 +202,16 @@ impl SqlPool {
         match self {
             SqlPool::Sqlite(db) => db.execute_all(statements).await.map(|()| Vec::new()),
             SqlPool::Postgres(pool) => {
+                // a lone statement is a transaction of its own: no BEGIN and COMMIT round trips
+                if statements.len() == 1 {
+                    let (sql, params) = statements.into_iter().next().expect("one statement");
+                    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
+                    for p in params {
+                        query = bind_postgres(query, p);
+                    }
+                    let rows = query.fetch_all(pool).await.map_err(|e| query_error(&sql, e))?;
+                    return rows.iter().map(|row| (0..row.columns().len()).map(|i| decode_postgres(row, i)).collect()).collect();
+                }
                 let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
                 let mut returned = Vec::new();
                 for (sql, params) in statements {

