@@ -383,6 +383,10 @@ pub enum DlqCommand {
         pipeline: Option<String>,
         /// Only these ids (default: every open one, of --pipeline if given).
         ids: Vec<i64>,
+        /// Serve the built-in HubSpot sandbox at the HubSpot sink's loopback `base_url` for
+        /// this replay, as `run --sandbox` does (a new, empty one: the run's stopped with it).
+        #[arg(long)]
+        sandbox: bool,
     },
     /// Mark dead letters as ignored (they stay as history).
     Ignore {

@@ -2,12 +2,12 @@
 
 use crate::cli::DlqCommand;
 use crate::cmd::Session;
-use crate::config::Config;
+use crate::config::{Config, Pipeline};
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output;
 use crate::pipeline;
 use crate::progress::{Reporter, RunRow, summary};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 use syncline_connectors::AnySource;
@@ -129,7 +129,14 @@ async fn ignore(store: &Store, ids: &[i64], session: &Session) -> CliResult {
 
 /// Runs open dead letters through the current transforms and sink, pipeline by pipeline; a
 /// flow's go back to the inbox for `serve`.
-pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, ids: Vec<i64>, session: &Session) -> CliResult {
+/// What `dlq replay` is asked to replay, and whether to serve the sandbox meanwhile.
+pub struct Replay {
+    pub pipeline: Option<String>,
+    pub ids: Vec<i64>,
+    pub sandbox: bool,
+}
+
+pub async fn replay(config: &Config, store: &Store, Replay { pipeline, ids, sandbox }: Replay, session: &Session) -> CliResult {
     if let Some(name) = &pipeline
         && config.pipeline(name).is_none()
         && !config.flows.iter().any(|f| &f.name == name)
@@ -150,6 +157,13 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
         output::line("no open dead letters to replay");
         return Ok(Exit::Ok);
     }
+    let sandbox = if sandbox {
+        let names: BTreeSet<&str> = rows.iter().map(|d| d.pipeline.as_str()).collect();
+        let pipelines: Vec<&Pipeline> = config.pipelines.iter().filter(|p| names.contains(p.name.as_str())).collect();
+        Some(super::run::start_sandbox(&pipelines).await?)
+    } else {
+        None
+    };
     let replayed = replay_open(config, store, &rows, session).await?;
     for (flow, requeued) in &replayed.requeued {
         output::line(format!("flow {flow}: {requeued} event(s) back in the inbox; `{}` runs them", session.hint("serve")));
@@ -162,6 +176,11 @@ pub async fn replay(config: &Config, store: &Store, pipeline: Option<String>, id
         .unwrap_or_else(|| if summaries.iter().any(|r| r.exit() == Exit::Rejects) { Exit::Rejects } else { Exit::Ok });
     if !session.quiet && !summaries.is_empty() {
         output::print_table(&summary(&summaries));
+    }
+    if let Some((sandbox, address)) = &sandbox
+        && !session.quiet
+    {
+        super::run::print_ledger(sandbox, address);
     }
     Ok(exit)
 }

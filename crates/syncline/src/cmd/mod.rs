@@ -102,9 +102,9 @@ async fn command(command: Command, session: &Session) -> CliResult {
         Command::Runs(args) => runs::run(&store_only(session).await?, args).await,
         Command::Inbox(args) => inbox::run(&store_only(session).await?, args).await,
         Command::Events(args) => events::run(&store_only(session).await?, args).await,
-        Command::Dlq(DlqCommand::Replay { pipeline, ids }) => {
+        Command::Dlq(DlqCommand::Replay { pipeline, ids, sandbox }) => {
             let (config, store) = whole(session).await?;
-            dlq::replay(&config, &store, pipeline, ids, session).await
+            dlq::replay(&config, &store, dlq::Replay { pipeline, ids, sandbox }, session).await
         }
         Command::Dlq(dlq) => dlq::run(&store_only(session).await?, dlq, session).await,
         Command::State(StateCommand::Set(args)) => {

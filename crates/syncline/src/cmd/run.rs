@@ -69,7 +69,9 @@ pub async fn run(config: &Config, store: &Store, args: RunArgs, session: &Sessio
                 session.hint("dlq list"),
                 session.hint("dlq summary")
             ));
-            output::line("  fix the data or the mapping, then replay them: ".to_owned() + &format!("`{}`", session.hint("dlq replay")));
+            // the run's sandbox stops with it: a replay needs its own
+            let replay = if args.sandbox { "dlq replay --sandbox" } else { "dlq replay" };
+            output::line(format!("  fix the data or the mapping, then replay them: `{}`", session.hint(replay)));
         }
         output::line(format!("history: `{}`", session.hint("runs")));
         if let Some((sandbox, address)) = &sandbox {
@@ -156,7 +158,7 @@ fn select<'c>(config: &'c Config, args: &RunArgs) -> Result<Vec<&'c Pipeline>, C
 }
 
 /// Serves the sandbox's demo portal where the pipelines' HubSpot sinks point (a loopback URL).
-async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), CliError> {
+pub(super) async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), CliError> {
     let urls: Vec<&str> = pipelines
         .iter()
         .flat_map(|p| {
@@ -196,7 +198,7 @@ async fn start_sandbox(pipelines: &[&Pipeline]) -> Result<(Sandbox, String), Cli
 }
 
 /// What the sandbox received during the run: calls by endpoint and status, budget use, effects.
-fn print_ledger(sandbox: &Sandbox, address: &str) {
+pub(super) fn print_ledger(sandbox: &Sandbox, address: &str) {
     let ledger = sandbox.ledger();
     let mut calls: BTreeMap<(String, String, u16), usize> = BTreeMap::new();
     for r in &ledger.requests {

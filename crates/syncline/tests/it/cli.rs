@@ -389,6 +389,16 @@ fn the_readme_walk_works_as_written() {
     assert!(summary.contains("open"), "{summary}");
     let history = stdout(&run(&runs));
     assert!(history.contains("rejects"), "{history}");
+    // the replay hint works as printed: the run's sandbox stopped with it, so the hint starts
+    // one of its own; nothing was fixed, so the 500 are rejected again and stay open
+    let replay = hint(&output, "dlq replay --sandbox");
+    let replayed = run(&replay);
+    assert_eq!(code(&replayed), 3, "{}{}", stdout(&replayed), stderr(&replayed));
+    let replayed = stdout(&replayed);
+    assert!(replayed.contains("replay") && replayed.contains("500"), "{replayed}");
+    assert!(replayed.contains("sandbox at http://127.0.0.1:"), "{replayed}");
+    let open = stdout(&run(&hint(&output, "dlq list")));
+    assert!(open.contains("500 open in all"), "the 500 are still open: {open}");
     // the dry run, as the README writes it
     let dry = readme
         .split('`')
