@@ -136,19 +136,25 @@ pub async fn run(dir: &Path) -> CliResult {
         tasks.spawn(async move { send(&client, &url, body).await });
     }
     let mut latencies = Vec::new();
-    let mut failures = 0;
+    let mut failures: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     while let Some(result) = tasks.join_next().await {
         match result.map_err(CliError::failed)? {
             Ok(latency) => latencies.push(latency),
-            Err(_) => failures += 1,
+            Err(why) => *failures.entry(why).or_default() += 1,
         }
     }
+    // what the failures were: a 503 is intake shedding load (a sender past its cap of
+    // connections, e.g. when a slow fsync held answers back), which a sender retries
+    let failures = match failures.values().sum::<usize>() {
+        0 => "0 failed".to_owned(),
+        n => format!("{n} failed ({})", failures.iter().map(|(why, k)| format!("{k} × {why}")).collect::<Vec<_>>().join(", ")),
+    };
     latencies.sort();
     if latencies.is_empty() {
         return Err(CliError::failed("every steady delivery failed"));
     }
     println!(
-        "time to 2xx at {STEADY_RATE}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {failures} failed",
+        "time to 2xx at {STEADY_RATE}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {failures}",
         ms(&latencies, 0.50),
         ms(&latencies, 0.99),
         ms(&latencies, 1.0),
