@@ -131,8 +131,9 @@ impl SqlPool {
                     PgPoolOptions::new()
                         .max_connections(max_connections)
                         .acquire_timeout(timeout)
-                        // no ping before each use (a round trip per statement): a connection that
-                        // broke fails its statement, which is retried on another
+                        // no ping before each use (a round trip per statement): a connection the
+                        // server dropped fails one statement as transient, which is retried with
+                        // backoff, and is replaced
                         .test_before_acquire(false)
                         .connect(url)
                         .await

@@ -629,6 +629,42 @@ mod tests {
         db.drop().await;
     }
 
+    /// The pool does not ping a connection before each use, so each connection the server
+    /// dropped fails one write, as a transient error (which the runner retries with backoff),
+    /// and is replaced: with both of the sink's connections dropped, the third attempt writes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_connections_dropped_by_the_server_fail_once_each_as_transient() {
+        let Some(db) = syncline_testkit::postgres().await else { return };
+        let settings = SqlSinkSettings { url: db.url.clone(), table: "people".into(), key: "id".into(), create_table: true };
+        let mut sink = SqlSink::open(settings).await.unwrap();
+        let batch = |version: i64| -> Vec<Record> {
+            (0..600).map(|id| Record::new(id.to_string()).with("id", id).with("version", version)).collect()
+        };
+        assert!(sink.write(&batch(1)).await.unwrap().iter().all(|o| *o == Outcome::Created));
+        let killer = SqlPool::connect(&db.url, 1).await.unwrap();
+        let killed = killer
+            .fetch("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .rows;
+        assert_eq!(killed, vec![vec![Value::Int(2)]], "the sink's two connections");
+        let mut attempts = 0;
+        let outcomes = loop {
+            attempts += 1;
+            match sink.write(&batch(2)).await {
+                Ok(outcomes) => break outcomes,
+                Err(e) => {
+                    assert!(matches!(e.class, ErrorClass::Transient { .. }), "a dropped connection is transient: {e}");
+                    assert!(attempts < 3, "a third failure, after both connections were replaced: {e}");
+                }
+            }
+        };
+        assert!(outcomes.iter().all(|o| *o == Outcome::Updated));
+        let rows = killer.fetch("SELECT count(*), min(version) FROM people", &[]).await.unwrap().rows;
+        assert_eq!(rows, vec![vec![Value::Int(600), Value::Int(2)]]);
+        db.drop().await;
+    }
+
     /// SQLite's sink tells new rows from updated ones by its change count (no query first):
     /// the counts and the stored values agree, a later record of a key supersedes an earlier
     /// one, and a value that does not fit rejects its record alone.
