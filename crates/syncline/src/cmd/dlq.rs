@@ -127,8 +127,6 @@ async fn ignore(store: &Store, ids: &[i64], session: &Session) -> CliResult {
     Ok(Exit::Ok)
 }
 
-/// Runs open dead letters through the current transforms and sink, pipeline by pipeline; a
-/// flow's go back to the inbox for `serve`.
 /// What `dlq replay` is asked to replay, and whether to serve the sandbox meanwhile.
 pub struct Replay {
     pub pipeline: Option<String>,
@@ -136,6 +134,9 @@ pub struct Replay {
     pub sandbox: bool,
 }
 
+/// Runs open dead letters through the current transforms and sink, pipeline by pipeline; a
+/// flow's go back to the inbox for `serve`. With `sandbox`, the demo portal is served where the
+/// pipelines' HubSpot sinks point for the length of the replay, and what it received is printed.
 pub async fn replay(config: &Config, store: &Store, Replay { pipeline, ids, sandbox }: Replay, session: &Session) -> CliResult {
     if let Some(name) = &pipeline
         && config.pipeline(name).is_none()
