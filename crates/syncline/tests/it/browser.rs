@@ -206,12 +206,14 @@ async fn drive(browser: &Client, url: &str, d: &Path, state: &sqlx::SqlitePool, 
             && seen.last() != Some(&read)
         {
             seen.push(read);
-            if seen.len() == 3 {
+            if seen.len() == 2 {
                 screenshot(browser, shots, "live").await;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.wait().unwrap();
-    assert!(seen.len() >= 3 && seen.windows(2).all(|w| w[0] < w[1]), "the live count rose: {seen:?}");
+    // two readings that differ show the page following the run; a third is not always there
+    // to see when the machine runs the 40,000 rows fast (one CI run saw [14750, 28750])
+    assert!(seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]), "the live count rose: {seen:?}");
 }
