@@ -206,23 +206,12 @@ impl SqlPool {
                 // a lone statement is a transaction of its own: no BEGIN and COMMIT round trips
                 if statements.len() == 1 {
                     let (sql, params) = statements.into_iter().next().expect("one statement");
-                    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-                    for p in params {
-                        query = bind_postgres(query, p);
-                    }
-                    let rows = query.fetch_all(pool).await.map_err(|e| query_error(&sql, e))?;
-                    return rows.iter().map(|row| (0..row.columns().len()).map(|i| decode_postgres(row, i)).collect()).collect();
+                    return run_postgres(pool, &sql, params).await;
                 }
                 let mut tx = pool.begin().await.map_err(|e| query_error("BEGIN", e))?;
                 let mut returned = Vec::new();
                 for (sql, params) in statements {
-                    let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-                    for p in params {
-                        query = bind_postgres(query, p);
-                    }
-                    for row in query.fetch_all(&mut *tx).await.map_err(|e| query_error(&sql, e))? {
-                        returned.push((0..row.columns().len()).map(|i| decode_postgres(&row, i)).collect::<Result<_, _>>()?);
-                    }
+                    returned.extend(run_postgres(&mut *tx, &sql, params).await?);
                 }
                 tx.commit().await.map_err(|e| query_error("COMMIT", e))?;
                 Ok(returned)
@@ -331,6 +320,16 @@ macro_rules! bind {
     }};
 }
 use bind;
+
+/// Runs one statement on PostgreSQL (on the pool, or in a transaction); the rows it returns.
+async fn run_postgres<'c>(on: impl sqlx::PgExecutor<'c>, sql: &str, params: Vec<Param>) -> Result<Vec<Vec<Value>>, ConnectorError> {
+    let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    for p in params {
+        query = bind_postgres(query, p);
+    }
+    let rows = query.fetch_all(on).await.map_err(|e| query_error(sql, e))?;
+    rows.iter().map(|row| (0..row.columns().len()).map(|i| decode_postgres(row, i)).collect()).collect()
+}
 
 /// [`bind!`] for PostgreSQL, which also binds a whole column as one array.
 fn bind_postgres<'q>(

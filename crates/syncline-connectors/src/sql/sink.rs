@@ -37,8 +37,8 @@ struct Shape {
     insert: Option<Arc<str>>,
 }
 
-/// PostgreSQL batches of at least twice this many rows are written as two halves at once.
-const HALF_FROM: usize = 256;
+/// PostgreSQL batches of at least this many rows are written as two halves at once.
+const HALVES_FROM: usize = 512;
 
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
@@ -357,11 +357,11 @@ impl SqlSink {
         // PostgreSQL's upsert says itself which rows it inserted; elsewhere a query first
         let says_itself = self.dialect().binds_columns();
         let existing = if keys.is_empty() || says_itself { HashSet::new() } else { self.existing(&keys).await? };
-        let returned = if says_itself && after.is_empty() && rows.len() >= 2 * HALF_FROM {
+        let returned = if says_itself && after.is_empty() && rows.len() >= HALVES_FROM {
             // two halves at once, each a statement on its own connection: the server upserts
             // one while the other is still being sent or waits for its commit's WAL flush
-            // (measured: about 12 % more records/s than one statement on 1M rows; four parts
-            // were slower than two on two cores). The batch's keys are distinct (superseded
+            // (measured on 1M rows: 144,000–148,000 records/s against 130,000 for one statement
+            // in the same sitting; four parts were slower than two on two cores). The batch's keys are distinct (superseded
             // records are not written), so the halves never touch the same row. When one half
             // fails after the other committed, the batch is written again, and the rows of
             // the committed half count as updated then.

@@ -66,9 +66,7 @@ impl SqliteDb {
         blocking(move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let mut statement = conn.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
-            for (i, p) in params.iter().enumerate() {
-                bind(&mut statement, i + 1, p).map_err(|e| error(&sql, e))?;
-            }
+            bind_all(&mut statement, &params).map_err(|e| error(&sql, e))?;
             let names: Arc<[Arc<str>]> = statement.column_names().into_iter().map(Arc::from).collect();
             let width = names.len();
             let mut rows = statement.raw_query();
@@ -187,10 +185,16 @@ fn run_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>) -> Result
 
 /// Binds `params` in order and runs the statement; the rows it changed.
 fn execute(statement: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusqlite::Result<usize> {
+    bind_all(statement, params)?;
+    statement.raw_execute()
+}
+
+/// Binds `params` as placeholders 1, 2, …
+fn bind_all(statement: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusqlite::Result<()> {
     for (i, p) in params.iter().enumerate() {
         bind(statement, i + 1, p)?;
     }
-    statement.raw_execute()
+    Ok(())
 }
 
 fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: &Param) -> rusqlite::Result<()> {
