@@ -49,10 +49,11 @@ impl SqliteDb {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
             } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let conn = Connection::open_with_flags(&path, flags).map_err(|e| error(&format!("cannot open SQLite at {shown}"), e))?;
-            conn.busy_timeout(Duration::from_secs(10)).map_err(|e| error("busy_timeout", e))?;
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| error("busy_timeout", e))?;
             if !read_only {
+                use_wal(&conn).map_err(|e| error("PRAGMA journal_mode = WAL", e))?;
                 // FULL: a committed batch survives power loss before its cursor commits
-                conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(|e| error("pragmas", e))?;
+                conn.execute_batch("PRAGMA synchronous = FULL;").map_err(|e| error("pragmas", e))?;
             }
             conn.set_prepared_statement_cache_capacity(64);
             Ok(SqliteDb { conn: Arc::new(Mutex::new(conn)) })
@@ -215,6 +216,25 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: &Param)
     }
 }
 
+/// How long a connection waits for another one's lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Puts the file in WAL mode (it stays so). Pipelines run at once open a new warehouse file at
+/// once, and each connection asks for the switch: SQLite refuses all but one with SQLITE_BUSY
+/// at once, without waiting out `busy_timeout` (waiting there could deadlock), so the refused
+/// ones try again here until the timeout. A file already in WAL mode answers at once.
+fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())) {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static) -> Result<T, ConnectorError> {
     tokio::task::spawn_blocking(work)
         .await
@@ -286,5 +306,29 @@ mod tests {
         );
         let err = db.fetch("SELECT * FROM nope", &[]).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::Config);
+    }
+
+    /// Pipelines run at once open a new file at once, each creating its tables and writing:
+    /// every one gets its connection (none refused with "database is locked"), in many rounds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn connections_opened_at_once_on_a_new_file_all_open() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let opening = (0..8).map(|i| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let db = SqliteDb::open(&url).await?;
+                    db.execute(&format!("CREATE TABLE IF NOT EXISTS t{i} (id INTEGER PRIMARY KEY)")).await?;
+                    db.execute_all(vec![(format!("INSERT INTO t{i} VALUES (?)").into(), vec![Param::Int(Some(i))])]).await
+                })
+            });
+            for opened in opening.collect::<Vec<_>>() {
+                opened.await.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            let db = SqliteDb::open(&url).await.unwrap();
+            let mode = db.fetch("PRAGMA journal_mode", &[]).await.unwrap();
+            assert_eq!(mode.rows, vec![vec![Value::Text("wal".into())]]);
+        }
     }
 }
