@@ -117,7 +117,7 @@ pub fn is_invalid(i: u64, share: f64) -> bool {
 }
 
 /// Appends `rows` members after the highest existing number; returns (rows, invalid rows).
-pub async fn generate(db: &Path, rows: u64, share: f64, seed: u64) -> Result<(u64, u64), String> {
+async fn generate(db: &Path, rows: u64, share: f64, seed: u64) -> Result<(u64, u64), String> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }

@@ -18,8 +18,6 @@ mod serve;
 mod state;
 mod verify;
 
-pub(crate) use example::generate as generate_members;
-
 use crate::cli::{Cli, Command, DlqCommand, StateCommand};
 use crate::config::{self, StateSettings};
 use crate::exit::{CliError, CliResult, Exit};
