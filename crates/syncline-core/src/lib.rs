@@ -12,6 +12,7 @@ pub mod suggest;
 pub mod traits;
 pub mod transform;
 pub mod value;
+pub mod worker;
 
 pub use error::{ConnectorError, ErrorClass, RecordError};
 pub use execute::{History, Input, RunEnd, RunParts, RunReport, RunStatus, execute};
@@ -19,4 +20,4 @@ pub use record::{Cursor, Page, Record, Replaces};
 pub use runner::{Checkpoint, Progress, RunMode, RunOptions, RunSummary, Runner};
 pub use suggest::did_you_mean;
 pub use traits::{Outcome, Sink, Source, Transform};
-pub use value::{FieldType, Value};
+pub use value::{FieldType, Text, Value};

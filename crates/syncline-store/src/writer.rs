@@ -13,10 +13,13 @@ use crate::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use syncline_core::worker::WorkerThread;
 
 pub(crate) struct SqliteWriter {
     /// `None` once the store is closed: later writes fail, as the pool's do.
     conn: Mutex<Option<Connection>>,
+    /// Where [`SqliteWriter::apart`] runs its work.
+    thread: WorkerThread,
 }
 
 impl SqliteWriter {
@@ -32,7 +35,8 @@ impl SqliteWriter {
         conn.busy_timeout(Duration::from_secs(10)).map_err(StoreError::Write)?;
         // as the pool's connections: every commit survives power loss
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(StoreError::Write)?;
-        Ok(Some(SqliteWriter { conn: Mutex::new(Some(conn)) }))
+        let thread = WorkerThread::start("syncline-store").map_err(|_| StoreError::Closed)?;
+        Ok(Some(SqliteWriter { conn: Mutex::new(Some(conn)), thread }))
     }
 
     /// Runs `work` in one immediate transaction and commits it. The caller's task waits on
@@ -46,19 +50,16 @@ impl SqliteWriter {
         }
     }
 
-    /// Runs `work` on the connection on a blocking thread, for work that owns its data. The
-    /// runner's stages are futures of one task: a commit that held that task's thread through
-    /// its fsync would stall the reader and the writer with it.
+    /// Runs `work` on the connection on the writer's own thread, for work that owns its data.
+    /// The runner's stages are futures of one task: a commit that held that task's thread
+    /// through its fsync would stall the reader and the writer with it.
     pub(crate) async fn apart<T: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writer = Arc::clone(self);
-        tokio::task::spawn_blocking(move || writer.with_connection(work)).await.unwrap_or_else(|stopped| match stopped.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            // the runtime is shutting down
-            Err(_) => Err(StoreError::Closed),
-        })
+        // a panic in `work` is raised here again; a thread that is gone is a closed store
+        self.thread.run(move || writer.with_connection(work)).await.unwrap_or(Err(StoreError::Closed))
     }
 
     /// `work` on the connection, here and now; `Closed` once the store is closed.

@@ -44,7 +44,7 @@ fn build(step: &RawTransform, base_dir: &Path) -> Result<Box<dyn Transform>, Str
         R::Coerce(fields) => Box::new(Coerce { fields: fields.iter().map(|(f, t)| (f.clone(), target_type(*t))).collect() }),
         R::MapValues { field, values, otherwise } => Box::new(MapValues {
             field: field.clone(),
-            values: values.iter().map(|(k, v)| (k.clone(), Value::Text(v.clone()))).collect::<HashMap<_, _>>(),
+            values: values.iter().map(|(k, v)| (k.clone(), Value::Text(v.as_str().into()))).collect::<HashMap<_, _>>(),
             otherwise: match otherwise {
                 RawOtherwise::Reject => Otherwise::Reject,
                 RawOtherwise::Keep => Otherwise::Keep,

@@ -223,19 +223,19 @@ impl DetailSource {
 
 /// An id as a number where it is one.
 fn number(id: &str) -> Value {
-    id.parse::<i64>().map_or_else(|_| Value::Text(id.to_owned()), Value::Int)
+    id.parse::<i64>().map_or_else(|_| Value::Text(id.into()), Value::Int)
 }
 
 /// A row of one link, or (`link` none) one clearing the object's links.
 fn link_row(from: &str, link: Option<&Link>, read_at: i64) -> Record {
     let key = link.map_or_else(|| from.to_owned(), |l| format!("{from}-{}-{}", l.to, l.type_id));
     let mut record = Record::new(key.clone());
-    record.set(ASSOCIATION_KEY, Value::Text(key));
+    record.set(ASSOCIATION_KEY, Value::Text(key.into()));
     record.set("from_id", number(from));
     record.set("to_id", link.map_or(Value::Null, |l| number(&l.to)));
     record.set("type_id", link.map_or(Value::Null, |l| Value::Int(l.type_id)));
-    record.set("category", link.map_or(Value::Null, |l| Value::Text(l.category.clone())));
-    record.set("label", link.and_then(|l| l.label.clone()).map_or(Value::Null, Value::Text));
+    record.set("category", link.map_or(Value::Null, |l| Value::Text(l.category.as_str().into())));
+    record.set("label", link.and_then(|l| l.label.clone()).map_or(Value::Null, Value::from));
     record.set(VERSION, Value::Int(read_at));
     record
 }
@@ -244,11 +244,11 @@ fn link_row(from: &str, link: Option<&Link>, read_at: i64) -> Record {
 /// object's history.
 fn history_row(object: &str, value: Option<(&str, usize, &HistoryValue)>, read_at: i64) -> Record {
     let key = value.map_or_else(|| object.to_owned(), |(property, n, _)| format!("{object}:{property}:{n}"));
-    let text = |v: Option<&String>| v.cloned().map_or(Value::Null, Value::Text);
+    let text = |v: Option<&String>| v.cloned().map_or(Value::Null, Value::from);
     let mut record = Record::new(key.clone());
-    record.set(ROW_KEY, Value::Text(key));
+    record.set(ROW_KEY, Value::Text(key.into()));
     record.set("object_id", number(object));
-    record.set("property", value.map_or(Value::Null, |(property, ..)| Value::Text(property.to_owned())));
+    record.set("property", value.map_or(Value::Null, |(property, ..)| Value::Text(property.into())));
     record.set("value", text(value.map(|(_, _, v)| &v.value)));
     record.set("changed_at", text(value.map(|(_, _, v)| &v.timestamp)));
     record.set("source_type", text(value.and_then(|(_, _, v)| v.source_type.as_ref())));

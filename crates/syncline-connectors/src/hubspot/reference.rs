@@ -123,19 +123,19 @@ impl ReferenceSource {
         if self.after.is_none() {
             self.stage = if archived { Stage::Done } else { Stage::Archived };
         }
-        let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::from);
         Ok(page
             .results
             .into_iter()
             .map(|o| {
                 let mut record = Record::new(o.id.clone());
-                record.set("id", o.id.parse::<i64>().map_or(Value::Text(o.id), Value::Int));
+                record.set("id", o.id.parse::<i64>().map_or(Value::Text(o.id.into()), Value::Int));
                 record.set("email", text(o.email));
                 record.set("first_name", text(o.first_name));
                 record.set("last_name", text(o.last_name));
                 record.set("user_id", o.user_id.map_or(Value::Null, Value::Int));
                 let teams: Vec<String> = o.teams.iter().map(|t| format!("{} ({})", t.name, t.id)).collect();
-                record.set("teams", Value::Text(teams.join("; ")));
+                record.set("teams", Value::Text(teams.join("; ").into()));
                 record.set("archived", Value::Bool(o.archived || archived));
                 record.set("created_at", text(o.created_at));
                 record.set("updated_at", text(o.updated_at));
@@ -153,18 +153,18 @@ impl ReferenceSource {
                 let key = format!("{}:{}", pipeline.id, stage.id);
                 let meta = |name: &str| stage.metadata.get(name).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
                 let mut record = Record::new(key.clone());
-                record.set("id", Value::Text(key));
-                record.set("object_type", Value::Text(object.to_owned()));
-                record.set("pipeline_id", Value::Text(pipeline.id.clone()));
-                record.set("pipeline_label", Value::Text(pipeline.label.clone()));
+                record.set("id", Value::Text(key.into()));
+                record.set("object_type", Value::Text(object.into()));
+                record.set("pipeline_id", Value::Text(pipeline.id.as_str().into()));
+                record.set("pipeline_label", Value::Text(pipeline.label.as_str().into()));
                 record.set("pipeline_display_order", Value::Int(pipeline.display_order));
-                record.set("stage_id", Value::Text(stage.id.clone()));
-                record.set("stage_label", Value::Text(stage.label.clone()));
+                record.set("stage_id", Value::Text(stage.id.as_str().into()));
+                record.set("stage_label", Value::Text(stage.label.as_str().into()));
                 record.set("stage_display_order", Value::Int(stage.display_order));
-                record.set("probability", meta("probability").map_or(Value::Null, Value::Text));
-                record.set("is_closed", meta("isClosed").map_or(Value::Null, Value::Text));
-                record.set("metadata", Value::Text(serde_json::Value::Object(stage.metadata.clone()).to_string()));
-                record.set("updated_at", pipeline.updated_at.clone().map_or(Value::Null, Value::Text));
+                record.set("probability", meta("probability").map_or(Value::Null, Value::from));
+                record.set("is_closed", meta("isClosed").map_or(Value::Null, Value::from));
+                record.set("metadata", Value::Text(serde_json::Value::Object(stage.metadata.clone()).to_string().into()));
+                record.set("updated_at", pipeline.updated_at.clone().map_or(Value::Null, Value::from));
                 record.set("_read_at_ms", Value::Int(self.read_at));
                 records.push(record);
             }
@@ -175,8 +175,8 @@ impl ReferenceSource {
             for (name, _) in self.fields() {
                 record.set(&name, Value::Null);
             }
-            record.set("id", Value::Text(format!("{object}:")));
-            record.set("object_type", Value::Text(object.to_owned()));
+            record.set("id", Value::Text(compact_str::format_compact!("{object}:")));
+            record.set("object_type", Value::Text(object.into()));
             record.set("_read_at_ms", Value::Int(self.read_at));
             records.push(record);
         }

@@ -150,7 +150,7 @@ impl Sink for HubSpotSink {
         let mut current = Vec::new();
         for object in answers.into_iter().flat_map(|a| a.results) {
             let value = |name: &str| match object.properties.get(name) {
-                Some(Some(text)) if !text.is_empty() => Value::Text(text.clone()),
+                Some(Some(text)) if !text.is_empty() => Value::Text(text.as_str().into()),
                 _ => Value::Null,
             };
             let key = value(&target.id_property).as_text().map(|k| k.into_owned()).unwrap_or_default();

@@ -207,7 +207,7 @@ impl HubSpotSource {
                 let page = self.api.list_archived(&self.stream.object, tail.archived_after.as_deref()).await?;
                 tail.archived_after = page.next_after().map(str::to_owned);
                 tail.archived_done = tail.archived_after.is_none();
-                let archived = |o: SimpleObject| o.archived_at.or(o.updated_at).map_or(Value::Null, Value::Text);
+                let archived = |o: SimpleObject| o.archived_at.or(o.updated_at).map_or(Value::Null, Value::from);
                 page.results
                     .into_iter()
                     .map(|o| (o.value.id.clone(), archived(o.value)))
@@ -475,10 +475,10 @@ impl HubSpotSource {
         let mut fields = Vec::with_capacity(self.field_names.len());
         for name in &self.field_names {
             let value = match &**name {
-                "hs_object_id" => Value::Text(object.id.clone()),
-                RAW_FIELD => raw.take().map_or(Value::Null, Value::Text),
+                "hs_object_id" => Value::Text(object.id.as_str().into()),
+                RAW_FIELD => raw.take().map_or(Value::Null, Value::from),
                 DELETED_FIELD | MERGED_FIELD => Value::Null,
-                name => properties.remove(name).flatten().map_or(Value::Null, Value::Text),
+                name => properties.remove(name).flatten().map_or(Value::Null, Value::from),
             };
             fields.push((Arc::clone(name), value));
         }
@@ -563,7 +563,7 @@ const MERGES: &str = "hs_merged_object_ids";
 /// A record marking object `id` as gone: its id and `field` (when archived, or into which object).
 fn gone(id: String, field: &str, value: Value) -> Record {
     let mut record = Record::new(id.clone());
-    record.set("hs_object_id", Value::Text(id));
+    record.set("hs_object_id", Value::Text(id.into()));
     record.set(field, value);
     record
 }

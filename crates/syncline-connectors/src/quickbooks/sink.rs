@@ -459,7 +459,7 @@ impl ItemSink {
 /// An item as the record that made it (for dry runs and `reconcile`): its fields under the
 /// record's names, the price in minor units, the key's suffix taken off the name.
 fn record_of(item: &Value, key: &str, currency: &str) -> Record {
-    let text = |value: &Value| value.as_str().map_or(syncline_core::Value::Null, |t| syncline_core::Value::Text(t.to_owned()));
+    let text = |value: &Value| value.as_str().map_or(syncline_core::Value::Null, |t| syncline_core::Value::Text(t.into()));
     let name = item["Name"].as_str().unwrap_or_default();
     let name = name.strip_suffix(&format!(" ({key})")).unwrap_or(name);
     let exponent = if ZERO_DECIMAL.contains(&currency) { 0 } else { 2 };

@@ -7,6 +7,7 @@
 
 use super::pool::{Param, Rows};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use compact_str::ToCompactString;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use syncline_core::FieldType;
@@ -128,7 +129,7 @@ fn bind(query: &mut Query<'_>, param: Param) {
         Param::Int(v) => query.bind(v),
         Param::Float(v) => query.bind(v),
         Param::Bool(v) => query.bind(v),
-        Param::Text(v) => query.bind(v),
+        Param::Text(v) => query.bind(v.map(String::from)),
         Param::Decimal(v) => query.bind(v),
         Param::Date(v) => query.bind(v),
         Param::Timestamp(v) => query.bind(v),
@@ -147,14 +148,14 @@ pub fn decode(data: &ColumnData<'static>) -> Result<Value, tiberius::error::Erro
         ColumnData::F32(v) => v.map(|v| Value::Float(v.into())).unwrap_or(Value::Null),
         ColumnData::F64(v) => v.map(Value::Float).unwrap_or(Value::Null),
         ColumnData::Bit(v) => v.map(Value::Bool).unwrap_or(Value::Null),
-        ColumnData::String(v) => v.as_ref().map(|s| Value::Text(s.to_string())).unwrap_or(Value::Null),
-        ColumnData::Guid(v) => v.map(|g| Value::Text(g.to_string())).unwrap_or(Value::Null),
-        ColumnData::Binary(v) => v.as_ref().map(|b| Value::Text(String::from_utf8_lossy(b).into_owned())).unwrap_or(Value::Null),
-        ColumnData::Numeric(_) => Decimal::from_sql(data)?.map(|d| Value::Decimal(d.to_string())).unwrap_or(Value::Null),
-        ColumnData::Xml(v) => v.as_ref().map(|x| Value::Text(x.to_string())).unwrap_or(Value::Null),
+        ColumnData::String(v) => v.as_ref().map(|s| Value::Text(s.to_compact_string())).unwrap_or(Value::Null),
+        ColumnData::Guid(v) => v.map(|g| Value::Text(g.to_compact_string())).unwrap_or(Value::Null),
+        ColumnData::Binary(v) => v.as_ref().map(|b| Value::Text(String::from_utf8_lossy(b).into_owned().into())).unwrap_or(Value::Null),
+        ColumnData::Numeric(_) => Decimal::from_sql(data)?.map(|d| Value::Decimal(d.to_compact_string())).unwrap_or(Value::Null),
+        ColumnData::Xml(v) => v.as_ref().map(|x| Value::Text(x.to_compact_string())).unwrap_or(Value::Null),
         ColumnData::Date(_) => NaiveDate::from_sql(data)?.map(Value::Date).unwrap_or(Value::Null),
         ColumnData::DateTimeOffset(_) => DateTime::<Utc>::from_sql(data)?.map(Value::TimestampTz).unwrap_or(Value::Null),
-        ColumnData::Time(_) => chrono::NaiveTime::from_sql(data)?.map(|t| Value::Text(t.to_string())).unwrap_or(Value::Null),
+        ColumnData::Time(_) => chrono::NaiveTime::from_sql(data)?.map(|t| Value::Text(t.to_compact_string())).unwrap_or(Value::Null),
         ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
             NaiveDateTime::from_sql(data)?.map(Value::Timestamp).unwrap_or(Value::Null)
         }

@@ -5,6 +5,7 @@ use super::dialect::{Dialect, field_type_of};
 use super::mssql::MssqlClient;
 use super::sqlite::SqliteDb;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use compact_str::ToCompactString;
 use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -12,7 +13,7 @@ use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInf
 use std::sync::Arc;
 use std::time::Duration;
 use syncline_core::FieldType;
-use syncline_core::{ConnectorError, ErrorClass, Value};
+use syncline_core::{ConnectorError, ErrorClass, Text, Value};
 
 /// A connection to one SQL database: PostgreSQL and MySQL/MariaDB pooled by sqlx, SQLite on
 /// its own thread (rusqlite), SQL Server through tiberius.
@@ -35,7 +36,7 @@ pub enum Param {
     Float(Option<f64>),
     Decimal(Option<Decimal>),
     Bool(Option<bool>),
-    Text(Option<String>),
+    Text(Option<Text>),
     Date(Option<NaiveDate>),
     Timestamp(Option<NaiveDateTime>),
     TimestampTz(Option<DateTime<Utc>>),
@@ -50,7 +51,7 @@ pub enum ColumnValues {
     Float(Vec<Option<f64>>),
     Decimal(Vec<Option<Decimal>>),
     Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
+    Text(Vec<Option<Text>>),
     Date(Vec<Option<NaiveDate>>),
     Timestamp(Vec<Option<NaiveDateTime>>),
     TimestampTz(Vec<Option<DateTime<Utc>>>),
@@ -310,7 +311,7 @@ macro_rules! bind {
             Param::Int(v) => $query.bind(v),
             Param::Float(v) => $query.bind(v),
             Param::Bool(v) => $query.bind(v),
-            Param::Text(v) => $query.bind(v),
+            Param::Text(v) => $query.bind(v.map(String::from)),
             Param::Decimal(v) => $query.bind(v),
             Param::Date(v) => $query.bind(v),
             Param::Timestamp(v) => $query.bind(v),
@@ -341,7 +342,7 @@ fn bind_postgres<'q>(
         Param::Column(ColumnValues::Float(v)) => query.bind(v),
         Param::Column(ColumnValues::Decimal(v)) => query.bind(v),
         Param::Column(ColumnValues::Bool(v)) => query.bind(v),
-        Param::Column(ColumnValues::Text(v)) => query.bind(v),
+        Param::Column(ColumnValues::Text(v)) => query.bind(v.into_iter().map(|t| t.map(String::from)).collect::<Vec<_>>()),
         Param::Column(ColumnValues::Date(v)) => query.bind(v),
         Param::Column(ColumnValues::Timestamp(v)) => query.bind(v),
         Param::Column(ColumnValues::TimestampTz(v)) => query.bind(v),
@@ -369,12 +370,12 @@ fn decode_postgres(row: &PgRow, i: usize) -> Result<Value, ConnectorError> {
         "INT8" => row.try_get::<Option<i64>, _>(i).map_err(err)?.map(Value::Int),
         "FLOAT4" => row.try_get::<Option<f32>, _>(i).map_err(err)?.map(|v| Value::Float(v.into())),
         "FLOAT8" => row.try_get::<Option<f64>, _>(i).map_err(err)?.map(Value::Float),
-        "NUMERIC" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_string())),
+        "NUMERIC" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_compact_string())),
         "DATE" => row.try_get::<Option<NaiveDate>, _>(i).map_err(err)?.map(Value::Date),
         "TIMESTAMP" => row.try_get::<Option<NaiveDateTime>, _>(i).map_err(err)?.map(Value::Timestamp),
         "TIMESTAMPTZ" => row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(err)?.map(Value::TimestampTz),
         "JSON" | "JSONB" | "UUID" => return Err(decode_error(column.name(), &type_name, "unsupported type")),
-        _ => row.try_get::<Option<String>, _>(i).map_err(err)?.map(Value::Text),
+        _ => row.try_get::<Option<&str>, _>(i).map_err(err)?.map(Value::from),
     };
     Ok(value.unwrap_or(Value::Null))
 }
@@ -389,17 +390,17 @@ fn decode_mysql(row: &MySqlRow, i: usize) -> Result<Value, ConnectorError> {
         "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" | "BIGINT UNSIGNED" => row
             .try_get::<Option<u64>, _>(i)
             .map_err(err)?
-            .map(|v| i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_string()))),
+            .map(|v| i64::try_from(v).map(Value::Int).unwrap_or_else(|_| Value::Decimal(v.to_compact_string()))),
         "FLOAT" => row.try_get::<Option<f32>, _>(i).map_err(err)?.map(|v| Value::Float(v.into())),
         "DOUBLE" => row.try_get::<Option<f64>, _>(i).map_err(err)?.map(Value::Float),
-        "DECIMAL" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_string())),
+        "DECIMAL" => row.try_get::<Option<Decimal>, _>(i).map_err(err)?.map(|d| Value::Decimal(d.to_compact_string())),
         "DATE" => row.try_get::<Option<NaiveDate>, _>(i).map_err(err)?.map(Value::Date),
         "DATETIME" => row.try_get::<Option<NaiveDateTime>, _>(i).map_err(err)?.map(Value::Timestamp),
         "TIMESTAMP" => row.try_get::<Option<DateTime<Utc>>, _>(i).map_err(err)?.map(Value::TimestampTz),
         "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "VARBINARY" | "BINARY" => {
-            row.try_get::<Option<Vec<u8>>, _>(i).map_err(err)?.map(|b| Value::Text(String::from_utf8_lossy(&b).into_owned()))
+            row.try_get::<Option<Vec<u8>>, _>(i).map_err(err)?.map(|b| Value::Text(String::from_utf8_lossy(&b).into_owned().into()))
         }
-        _ => row.try_get::<Option<String>, _>(i).map_err(err)?.map(Value::Text),
+        _ => row.try_get::<Option<&str>, _>(i).map_err(err)?.map(Value::from),
     };
     Ok(value.unwrap_or(Value::Null))
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use syncline_core::FieldType;
-use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Replaces, Sink, Value};
+use syncline_core::{ConnectorError, ErrorClass, Outcome, Record, RecordError, Replaces, Sink, Text, Value};
 
 pub struct SqlSink {
     pool: SqlPool,
@@ -271,7 +271,7 @@ impl SqlSink {
         let key_family = self.columns.as_ref().and_then(|c| c.get(&self.settings.key)).copied().unwrap_or(FieldType::Text);
         let params: Vec<Param> = keys
             .iter()
-            .map(|k| convert(&Value::Text((*k).to_owned()), key_family))
+            .map(|k| convert(&Value::Text((*k).into()), key_family))
             .collect::<Result<_, _>>()
             .map_err(|e| ConnectorError::new(ErrorClass::Data, e))?;
         self.pool.fetch(&sql, &params).await
@@ -542,7 +542,7 @@ fn convert(value: &Value, family: FieldType) -> Result<Param, String> {
     let t = text.trim();
     let bad = |what: &str| format!("{} does not fit a {what} column", RecordError::quote(t));
     Ok(match (family, value) {
-        (FieldType::Text, _) => Param::Text(Some(text.into_owned())),
+        (FieldType::Text, _) => Param::Text(Some(Text::from(text.as_ref()))),
         (FieldType::Int, Value::Bool(b)) => Param::Int(Some(*b as i64)),
         (FieldType::Int, _) => Param::Int(Some(t.parse().map_err(|_| bad("whole-number"))?)),
         (FieldType::Float, _) => Param::Float(Some(t.parse().map_err(|_| bad("number"))?)),
@@ -587,7 +587,7 @@ mod tests {
     fn conversions() {
         assert_eq!(convert(&Value::Text("42".into()), FieldType::Int), Ok(Param::Int(Some(42))));
         assert_eq!(convert(&Value::Text("".into()), FieldType::Int), Ok(Param::Int(None)));
-        assert_eq!(convert(&Value::Text("".into()), FieldType::Text), Ok(Param::Text(Some(String::new()))));
+        assert_eq!(convert(&Value::Text("".into()), FieldType::Text), Ok(Param::Text(Some(Text::default()))));
         assert!(convert(&Value::Text("abc".into()), FieldType::Int).unwrap_err().contains("whole-number"));
         assert_eq!(
             convert(&Value::Text("2024-05-01T10:00:00".into()), FieldType::Timestamp),

@@ -156,7 +156,7 @@ impl SqlSource {
     /// row becomes a dead letter, naming the field and the first byte that is wrong.
     fn apply_text_modes(&self, rows: &mut super::pool::Rows) -> std::collections::BTreeMap<usize, RecordError> {
         use base64::Engine;
-        let base64 = |bytes: &[u8]| Value::Text(base64::engine::general_purpose::STANDARD.encode(bytes));
+        let base64 = |bytes: &[u8]| Value::Text(base64::engine::general_purpose::STANDARD.encode(bytes).into());
         let mode = |column: usize| {
             let name = &rows.names[column];
             self.settings.text.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, m)| *m)
@@ -329,7 +329,7 @@ fn minus(watermark: &Value, overlap: std::time::Duration) -> Option<Value> {
             let naive = parse_datetime(s)?;
             // keep the stored text format so text comparison stays correct
             let sep = if s.contains('T') { "T" } else { " " };
-            Some(Value::Text((naive - overlap).format(&format!("%Y-%m-%d{sep}%H:%M:%S%.f")).to_string()))
+            Some(Value::Text((naive - overlap).format(&format!("%Y-%m-%d{sep}%H:%M:%S%.f")).to_string().into()))
         }
         _ => None,
     }

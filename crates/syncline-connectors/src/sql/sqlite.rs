@@ -8,17 +8,21 @@
 
 use super::dialect::field_type_of;
 use super::pool::{InvalidText, Param, Rows, Statement};
+use compact_str::ToCompactString;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use syncline_core::FieldType;
+use syncline_core::worker::WorkerThread;
 use syncline_core::{ConnectorError, ErrorClass, Value};
 
-/// One SQLite connection, used from blocking threads one call at a time.
+/// One SQLite connection, used one call at a time on a thread of its own (see
+/// [`WorkerThread`] for why not tokio's blocking pool).
 #[derive(Clone)]
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
+    thread: WorkerThread,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -42,7 +46,9 @@ impl SqliteDb {
     pub async fn open(url: &str) -> Result<SqliteDb, ConnectorError> {
         let (path, read_only) = path_of(url).map_err(|why| ConnectorError::new(ErrorClass::Config, format!("{url}: {why}")))?;
         let shown = url.to_owned();
-        blocking(move || {
+        let thread = WorkerThread::start("syncline-sqlite").map_err(|e| ConnectorError::new(ErrorClass::Internal, e.to_string()))?;
+        let opened = thread.clone();
+        on(&opened, move || {
             let flags = if read_only {
                 OpenFlags::SQLITE_OPEN_READ_ONLY
             } else {
@@ -56,7 +62,7 @@ impl SqliteDb {
                 conn.execute_batch("PRAGMA synchronous = FULL;").map_err(|e| error("pragmas", e))?;
             }
             conn.set_prepared_statement_cache_capacity(64);
-            Ok(SqliteDb { conn: Arc::new(Mutex::new(conn)) })
+            Ok(SqliteDb { conn: Arc::new(Mutex::new(conn)), thread })
         })
         .await
     }
@@ -64,7 +70,7 @@ impl SqliteDb {
     /// Runs a query and decodes every row.
     pub async fn fetch(&self, sql: &str, params: &[Param]) -> Result<Rows, ConnectorError> {
         let (conn, sql, params) = (Arc::clone(&self.conn), sql.to_owned(), params.to_vec());
-        blocking(move || {
+        on(&self.thread, move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let mut statement = conn.prepare_cached(&sql).map_err(|e| error(&sql, e))?;
             bind_all(&mut statement, &params).map_err(|e| error(&sql, e))?;
@@ -80,11 +86,11 @@ impl SqliteDb {
                         ValueRef::Integer(n) => Value::Int(n),
                         ValueRef::Real(x) => Value::Float(x),
                         ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
-                            Ok(text) => Value::Text(text.to_owned()),
+                            Ok(text) => Value::Text(text.into()),
                             // SQLite keeps any bytes in TEXT: never altered without a word
                             Err(_) => {
                                 invalid.push(InvalidText { row: out.len(), column: i, bytes: t.to_vec() });
-                                Value::Text(String::from_utf8_lossy(t).into_owned())
+                                Value::Text(String::from_utf8_lossy(t).into_owned().into())
                             }
                         },
                     });
@@ -99,7 +105,7 @@ impl SqliteDb {
     /// Runs statements in one transaction.
     pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<(), ConnectorError> {
         let conn = Arc::clone(&self.conn);
-        blocking(move || {
+        on(&self.thread, move || {
             let mut conn = conn.lock().map_err(|_| poisoned())?;
             let tx = conn.transaction().map_err(|e| error("BEGIN", e))?;
             run_all(&tx, statements)?;
@@ -119,7 +125,7 @@ impl SqliteDb {
         after: Vec<Statement>,
     ) -> Result<Vec<bool>, ConnectorError> {
         let conn = Arc::clone(&self.conn);
-        blocking(move || {
+        on(&self.thread, move || {
             let mut conn = conn.lock().map_err(|_| poisoned())?;
             let tx = conn.transaction().map_err(|e| error("BEGIN", e))?;
             let mut created = Vec::with_capacity(rows.len());
@@ -144,14 +150,14 @@ impl SqliteDb {
 
     pub async fn execute(&self, sql: &str) -> Result<(), ConnectorError> {
         let (conn, sql) = (Arc::clone(&self.conn), sql.to_owned());
-        blocking(move || conn.lock().map_err(|_| poisoned())?.execute_batch(&sql).map_err(|e| error(&sql, e))).await
+        on(&self.thread, move || conn.lock().map_err(|_| poisoned())?.execute_batch(&sql).map_err(|e| error(&sql, e))).await
     }
 
     /// The columns of a table and their families, or `None` when it does not exist.
     /// The columns `sql` returns, by their declared types (without running it).
     pub async fn describe(&self, sql: &str) -> Result<Vec<(String, FieldType)>, ConnectorError> {
         let (conn, sql) = (Arc::clone(&self.conn), sql.to_owned());
-        blocking(move || {
+        on(&self.thread, move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let statement = conn.prepare(&sql).map_err(|e| error(&sql, e))?;
             Ok(statement.columns().iter().map(|c| (c.name().to_owned(), c.decl_type().map_or(FieldType::Text, field_type_of))).collect())
@@ -161,7 +167,7 @@ impl SqliteDb {
 
     pub async fn columns(&self, table: &str) -> Result<Option<Vec<(String, FieldType)>>, ConnectorError> {
         let (conn, table) = (Arc::clone(&self.conn), table.to_owned());
-        blocking(move || {
+        on(&self.thread, move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
             let sql = "SELECT name, type FROM pragma_table_info(?1)";
             let mut statement = conn.prepare_cached(sql).map_err(|e| error(sql, e))?;
@@ -205,12 +211,13 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, at: usize, param: &Param)
         Param::Int(v) => statement.raw_bind_parameter(at, v),
         Param::Float(v) => statement.raw_bind_parameter(at, v),
         Param::Bool(v) => statement.raw_bind_parameter(at, v),
-        Param::Text(v) => statement.raw_bind_parameter(at, v),
-        Param::Decimal(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_string())),
+        Param::Text(v) => statement.raw_bind_parameter(at, v.as_deref()),
+        // written inline (no allocation: each is under 24 bytes), and copied by SQLite as bound
+        Param::Decimal(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_compact_string()).as_deref()),
         // chrono's own ISO writers (`%Y-%m-%d`, `%Y-%m-%d %H:%M:%S%.f` and the same with `T` and
         // `Z`), several times faster than formatting by a pattern
-        Param::Date(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_string())),
-        Param::Timestamp(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_string())),
+        Param::Date(v) => statement.raw_bind_parameter(at, v.map(|d| d.to_compact_string()).as_deref()),
+        Param::Timestamp(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_compact_string()).as_deref()),
         Param::TimestampTz(v) => statement.raw_bind_parameter(at, v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
         Param::Column(_) => unreachable!("only PostgreSQL binds whole columns"),
     }
@@ -235,10 +242,12 @@ fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static) -> Result<T, ConnectorError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("the SQLite task stopped: {e}")))?
+/// `work` on the connection's thread.
+async fn on<T: Send + 'static>(
+    thread: &WorkerThread,
+    work: impl FnOnce() -> Result<T, ConnectorError> + Send + 'static,
+) -> Result<T, ConnectorError> {
+    thread.run(work).await.map_err(|e| ConnectorError::new(ErrorClass::Internal, format!("the SQLite task stopped: {e}")))?
 }
 
 fn poisoned() -> ConnectorError {

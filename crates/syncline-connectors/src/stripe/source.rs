@@ -287,7 +287,7 @@ fn timestamp(seconds: i64) -> Value {
 }
 
 fn text(value: &Option<String>) -> Value {
-    value.as_deref().map_or(Value::Null, |v| Value::Text(v.to_owned()))
+    value.as_deref().map_or(Value::Null, |v| Value::Text(v.into()))
 }
 
 /// A product as a record: its fields, its default price's, and each metadata key as
@@ -315,15 +315,18 @@ fn record(product: &Product) -> Record {
     };
     record = record
         .with("default_price", text(&price_id))
-        .with("currency", price.map_or(Value::Null, |p| Value::Text(p.currency.clone())))
+        .with("currency", price.map_or(Value::Null, |p| Value::Text(p.currency.as_str().into())))
         .with("unit_amount", price.and_then(|p| p.unit_amount).map_or(Value::Null, Value::Int))
-        .with("unit_amount_decimal", price.and_then(|p| p.unit_amount_decimal.clone()).map_or(Value::Null, Value::Decimal))
-        .with("price_type", price.map_or(Value::Null, |p| Value::Text(p.kind.clone())))
-        .with("recurring_interval", price.and_then(|p| p.recurring.as_ref()).map_or(Value::Null, |r| Value::Text(r.interval.clone())))
+        .with("unit_amount_decimal", price.and_then(|p| p.unit_amount_decimal.clone()).map_or(Value::Null, |d| Value::Decimal(d.into())))
+        .with("price_type", price.map_or(Value::Null, |p| Value::Text(p.kind.as_str().into())))
+        .with(
+            "recurring_interval",
+            price.and_then(|p| p.recurring.as_ref()).map_or(Value::Null, |r| Value::Text(r.interval.as_str().into())),
+        )
         .with("recurring_interval_count", price.and_then(|p| p.recurring.as_ref()?.interval_count).map_or(Value::Null, Value::Int))
         .with("metadata", serde_json::to_string(&product.metadata).unwrap_or_default());
     for (key, value) in &product.metadata {
-        record.set(&format!("metadata_{key}"), Value::Text(value.clone()));
+        record.set(&format!("metadata_{key}"), Value::Text(value.as_str().into()));
     }
     record
 }

@@ -4,7 +4,8 @@ use super::present_text;
 use crate::error::RecordError;
 use crate::record::Record;
 use crate::traits::Transform;
-use crate::value::Value;
+use crate::value::{Text, Value};
+use compact_str::format_compact;
 
 /// The kinds of Costa Rican identification numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +33,7 @@ impl CedulaKind {
 /// Normalizes a cédula to its digits and tells its kind. Accepts `1-0234-0567`,
 /// `1 0234 0567`, `102340567` and the short written form `1-234-567` (tomo and asiento
 /// zero-padded to four digits).
-pub fn normalize_cedula(input: &str) -> Result<(String, CedulaKind), String> {
+pub fn normalize_cedula(input: &str) -> Result<(Text, CedulaKind), String> {
     let parts: Vec<&str> = input.split(|c: char| c == '-' || c.is_whitespace()).filter(|p| !p.is_empty()).collect();
     if parts.iter().any(|p| !p.bytes().all(|b| b.is_ascii_digit())) {
         return Err("may contain only digits, spaces and dashes".into());
@@ -40,9 +41,9 @@ pub fn normalize_cedula(input: &str) -> Result<(String, CedulaKind), String> {
     let digits = match parts.as_slice() {
         // provincia-tomo-asiento, as written on the card: pad tomo and asiento to four digits
         [prov, tomo, asiento] if prov.len() == 1 && (1..=4).contains(&tomo.len()) && (1..=4).contains(&asiento.len()) => {
-            format!("{prov}{tomo:0>4}{asiento:0>4}")
+            format_compact!("{prov}{tomo:0>4}{asiento:0>4}")
         }
-        _ => parts.concat(),
+        _ => parts.iter().copied().collect(),
     };
     let kind = match digits.len() {
         9 if !digits.starts_with('0') => CedulaKind::National,
@@ -77,7 +78,9 @@ impl Transform for Cedula {
                     format!("{} is a {} number; allowed: {}", RecordError::quote(&text), kind.name(), allowed.join(", ")),
                 ));
             }
-            record.set(field, Value::Text(digits));
+            if !matches!(record.get(field), Some(Value::Text(t)) if *t == digits) {
+                record.set(field, Value::Text(digits));
+            }
         }
         Ok(record)
     }
@@ -85,8 +88,8 @@ impl Transform for Cedula {
 
 /// Normalizes a Costa Rican phone number to E.164 (`+506XXXXXXXX`): eight digits whose first is
 /// 2, 4, 6, 7 or 8, with an optional `+506`/`506` prefix, spaces, dashes, dots or parentheses.
-pub fn normalize_phone(input: &str) -> Result<String, String> {
-    let mut digits = String::with_capacity(12);
+pub fn normalize_phone(input: &str) -> Result<Text, String> {
+    let mut digits = Text::with_capacity(12);
     for (i, c) in input.chars().enumerate() {
         match c {
             '0'..='9' => digits.push(c),
@@ -103,14 +106,14 @@ pub fn normalize_phone(input: &str) -> Result<String, String> {
     if !matches!(local.as_bytes()[0], b'2' | b'4' | b'6' | b'7' | b'8') {
         return Err("must start with 2, 4, 6, 7 or 8".into());
     }
-    Ok(format!("+506{local}"))
+    Ok(format_compact!("+506{local}"))
 }
 
 /// Validates and normalizes phone fields; configured placeholder numbers become null.
 pub struct Phone {
     pub fields: Vec<String>,
     /// Known fake numbers (e.g. `22120000`), compared after normalization.
-    pub placeholders: Vec<String>,
+    pub placeholders: Vec<Text>,
 }
 
 impl Phone {
@@ -169,7 +172,7 @@ mod tests {
     fn cedula(input: &str, expect: Result<(&str, CedulaKind), &str>) {
         let got = normalize_cedula(input);
         match expect {
-            Ok((digits, kind)) => assert_eq!(got, Ok((digits.to_owned(), kind)), "{input}"),
+            Ok((digits, kind)) => assert_eq!(got, Ok((digits.into(), kind)), "{input}"),
             Err(fragment) => {
                 let err = got.expect_err(input);
                 assert!(err.contains(fragment), "{input}: {err}");

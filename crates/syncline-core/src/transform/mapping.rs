@@ -3,7 +3,7 @@
 use crate::error::RecordError;
 use crate::record::Record;
 use crate::traits::Transform;
-use crate::value::Value;
+use crate::value::{Text, Value};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,10 +106,10 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
     if let Value::Text(s) = &value {
         let trimmed = s.trim();
         if trimmed.is_empty() {
-            return Ok(if target == TargetType::String { Value::Text(String::new()) } else { Value::Null });
+            return Ok(if target == TargetType::String { Value::Text(Text::default()) } else { Value::Null });
         }
         if trimmed.len() != s.len() {
-            return coerce(Value::Text(trimmed.to_owned()), target);
+            return coerce(Value::Text(trimmed.into()), target);
         }
     }
     if value.is_null() {
@@ -117,7 +117,10 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
     }
     let quoted = || RecordError::quote(&value.to_string());
     Ok(match target {
-        TargetType::String => Value::Text(value.to_string()),
+        TargetType::String => match value {
+            Value::Text(s) => Value::Text(s),
+            other => Value::Text(compact_str::ToCompactString::to_compact_string(&other)),
+        },
         TargetType::Int => Value::Int(match &value {
             Value::Int(i) => *i,
             Value::Bool(b) => *b as i64,
@@ -132,8 +135,8 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
             _ => return Err(format!("{} is not a number", quoted())),
         }),
         TargetType::Decimal => Value::Decimal(match &value {
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) if f.is_finite() => f.to_string(),
+            Value::Int(i) => compact_str::format_compact!("{i}"),
+            Value::Float(f) if f.is_finite() => compact_str::format_compact!("{f}"),
             Value::Text(s) | Value::Decimal(s) => canonical_decimal(s).ok_or_else(|| format!("{} is not a decimal number", quoted()))?,
             _ => return Err(format!("{} is not a decimal number", quoted())),
         }),
@@ -149,14 +152,16 @@ pub fn coerce(value: Value, target: TargetType) -> Result<Value, String> {
             _ => return Err(format!("{} is not a boolean", quoted())),
         }),
         TargetType::Date => Value::Text(match &value {
-            Value::Date(d) => d.to_string(),
-            Value::Timestamp(t) => t.date().to_string(),
-            Value::TimestampTz(t) => t.date_naive().to_string(),
-            Value::Text(s) => parse_date(s).ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?.to_string(),
+            Value::Date(d) => format_date(*d),
+            Value::Timestamp(t) => format_date(t.date()),
+            Value::TimestampTz(t) => format_date(t.date_naive()),
+            // already spelled as it would be written: kept as it is
+            Value::Text(s) if s.len() == 10 && iso_shape(s).0 && s.parse::<NaiveDate>().is_ok() => return Ok(value),
+            Value::Text(s) => format_date(parse_date(s).ok_or_else(|| format!("{} is not a date (YYYY-MM-DD or DD/MM/YYYY)", quoted()))?),
             _ => return Err(format!("{} is not a date", quoted())),
         }),
         TargetType::Datetime => Value::Text(match &value {
-            Value::Date(d) => d.and_hms_opt(0, 0, 0).map(format_naive).unwrap_or_default(),
+            Value::Date(d) => format_naive(d.and_time(chrono::NaiveTime::MIN)),
             Value::Timestamp(t) => format_naive(*t),
             Value::TimestampTz(t) => format_utc(*t),
             Value::Text(s) => parse_datetime(s).ok_or_else(|| format!("{} is not a date-time (ISO 8601)", quoted()))?,
@@ -174,7 +179,7 @@ fn parse_int(s: &str) -> Option<i64> {
     frac.bytes().all(|b| b == b'0').then(|| whole.parse().ok()).flatten()
 }
 
-fn canonical_decimal(s: &str) -> Option<String> {
+fn canonical_decimal(s: &str) -> Option<Text> {
     let body = s.strip_prefix(['-', '+']).unwrap_or(s);
     let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
@@ -184,7 +189,7 @@ fn canonical_decimal(s: &str) -> Option<String> {
     let whole = whole.trim_start_matches('0');
     let whole = if whole.is_empty() { "0" } else { whole };
     let sign = if s.starts_with('-') && (whole != "0" || frac.bytes().any(|b| b != b'0')) { "-" } else { "" };
-    Some(if frac.is_empty() { format!("{sign}{whole}") } else { format!("{sign}{whole}.{frac}") })
+    Some(if frac.is_empty() { compact_str::format_compact!("{sign}{whole}") } else { compact_str::format_compact!("{sign}{whole}.{frac}") })
 }
 
 /// Whether `s` is spelled `YYYY-MM-DD` followed by nothing or by `T`/space and a time
@@ -213,18 +218,22 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(date_part, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(date_part, "%d/%m/%Y")).ok()
 }
 
-fn format_naive(t: NaiveDateTime) -> String {
+fn format_date(d: NaiveDate) -> Text {
+    compact_str::format_compact!("{d}")
+}
+
+fn format_naive(t: NaiveDateTime) -> Text {
     // NaiveDate and NaiveTime display as ISO 8601 (fraction only when non-zero), without the
     // cost of interpreting a format string for every value
-    format!("{}T{}", t.date(), t.time())
+    compact_str::format_compact!("{}T{}", t.date(), t.time())
 }
 
-fn format_utc(t: DateTime<Utc>) -> String {
+fn format_utc(t: DateTime<Utc>) -> Text {
     // chrono's own writer spells it as the pattern `%Y-%m-%dT%H:%M:%S%.fZ` does, faster
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into()
 }
 
-fn parse_datetime(s: &str) -> Option<String> {
+fn parse_datetime(s: &str) -> Option<Text> {
     if iso_shape(s).1 && s.len() <= 40 {
         // chrono's ISO reader wants the `T`: a copy on the stack with it
         let mut spelled = [0u8; 40];
@@ -328,7 +337,7 @@ mod tests {
     #[test]
     fn coercions() {
         use TargetType::*;
-        let t = |s: &str| Value::Text(s.to_owned());
+        let t = |s: &str| Value::Text(s.into());
         check(t(" 42 "), Int, Ok(Value::Int(42)));
         check(t("42.00"), Int, Ok(Value::Int(42)));
         check(t("4.2"), Int, Err("not a whole number"));
@@ -342,6 +351,7 @@ mod tests {
         check(t("maybe"), Bool, Err("not a boolean"));
         check(t("31/05/1980"), Date, Ok(t("1980-05-31")));
         check(t("1980-05-31 00:00:00"), Date, Ok(t("1980-05-31")));
+        check(t("1980-05-31"), Date, Ok(t("1980-05-31")));
         check(t("1980-02-30"), Date, Err("not a date"));
         check(t("2024-05-01 10:20:30"), Datetime, Ok(t("2024-05-01T10:20:30")));
         check(t("2024-05-01T10:20:30-06:00"), Datetime, Ok(t("2024-05-01T16:20:30Z")));

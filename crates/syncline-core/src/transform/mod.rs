@@ -13,6 +13,7 @@ pub use validate::{Email, Enum, JsonSchema, Name, Range, Require};
 use crate::error::RecordError;
 use crate::record::Record;
 use crate::traits::Transform;
+use crate::value::{Text, Value};
 
 /// An ordered chain of transforms, applied as one.
 #[derive(Default)]
@@ -33,8 +34,18 @@ impl Transform for Chain {
 
 /// The text of a field, trimmed, or `None` when the field is missing, null or blank: optional
 /// fields are skipped by the format rules; `require` is what makes a field mandatory.
-pub(crate) fn present_text(record: &Record, field: &str) -> Option<String> {
+/// (`Text` keeps a short one inline: no allocation for most fields.)
+pub(crate) fn present_text(record: &Record, field: &str) -> Option<Text> {
     let text = record.get(field)?.as_text()?;
     let trimmed = text.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    (!trimmed.is_empty()).then(|| Text::from(trimmed))
+}
+
+/// Whether a field is present and not blank, without copying its text.
+pub(crate) fn is_present(record: &Record, field: &str) -> bool {
+    match record.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::Text(t) | Value::Decimal(t)) => !t.trim().is_empty(),
+        Some(_) => true,
+    }
 }

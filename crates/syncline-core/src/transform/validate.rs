@@ -1,10 +1,10 @@
 //! Validation rules: presence, email, names, numeric ranges, enums and JSON Schema.
 
-use super::present_text;
+use super::{is_present, present_text};
 use crate::error::RecordError;
 use crate::record::Record;
 use crate::traits::Transform;
-use crate::value::Value;
+use crate::value::{Text, Value};
 
 /// The listed fields must be present and not blank.
 pub struct Require {
@@ -14,7 +14,7 @@ pub struct Require {
 impl Transform for Require {
     fn apply(&self, record: Record) -> Result<Record, RecordError> {
         for field in &self.fields {
-            if present_text(&record, field).is_none() {
+            if !is_present(&record, field) {
                 let what = if record.get(field).is_none() { "is missing" } else { "is empty" };
                 return Err(RecordError::data(field, "require", what));
             }
@@ -32,16 +32,30 @@ pub struct Email {
 impl Transform for Email {
     fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
         for field in &self.fields {
-            let Some(text) = present_text(&record, field) else { continue };
-            let email = text.to_lowercase();
-            let domain_ok = email.rsplit_once('@').is_some_and(|(_, d)| d.contains('.') && !d.ends_with('.'));
-            if !domain_ok || !email_address::EmailAddress::is_valid(&email) {
-                return Err(RecordError::data(field, "email", format!("{} is not a valid email address", RecordError::quote(&text))));
+            if let Some(email) = normalized_email(&record, field)? {
+                record.set(field, Value::Text(email));
             }
-            record.set(field, Value::Text(email));
         }
         Ok(record)
     }
+}
+
+/// The field's address, checked, trimmed and lowercased; `None` when the field is blank or
+/// already spelled so (most addresses are: they are then left as they are, with no copy made).
+fn normalized_email(record: &Record, field: &str) -> Result<Option<Text>, RecordError> {
+    let Some(stored) = record.get(field) else { return Ok(None) };
+    let Some(spelled) = stored.as_text() else { return Ok(None) };
+    let text = spelled.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let lowered = text.chars().any(char::is_uppercase).then(|| text.to_lowercase());
+    let email = lowered.as_deref().unwrap_or(text);
+    let domain_ok = email.rsplit_once('@').is_some_and(|(_, d)| d.contains('.') && !d.ends_with('.'));
+    if !domain_ok || !email_address::EmailAddress::is_valid(email) {
+        return Err(RecordError::data(field, "email", format!("{} is not a valid email address", RecordError::quote(text))));
+    }
+    Ok((!matches!(stored, Value::Text(t) if t == email)).then(|| Text::from(email)))
 }
 
 /// Person names: trimmed, inner whitespace collapsed, and not empty.
@@ -53,7 +67,7 @@ impl Transform for Name {
     fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
         for field in &self.fields {
             let text = record.get(field).and_then(Value::as_text).unwrap_or_default();
-            let clean = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let clean = collapse_whitespace(&text);
             if clean.is_empty() {
                 return Err(RecordError::data(field, "name", "is empty"));
             }
@@ -64,10 +78,25 @@ impl Transform for Name {
                     format!("{} contains digits or control characters", RecordError::quote(&clean)),
                 ));
             }
-            record.set(field, Value::Text(clean));
+            // most names are spelled cleanly already: those are left as they are
+            if !matches!(record.get(field), Some(Value::Text(t)) if *t == clean) {
+                record.set(field, Value::Text(clean));
+            }
         }
         Ok(record)
     }
+}
+
+/// `text` trimmed, with each run of inner whitespace made one space.
+fn collapse_whitespace(text: &str) -> Text {
+    let mut clean = Text::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !clean.is_empty() {
+            clean.push(' ');
+        }
+        clean.push_str(word);
+    }
+    clean
 }
 
 /// A numeric field within `[min, max]` (either bound optional).
@@ -104,14 +133,17 @@ impl Transform for Enum {
     fn apply(&self, mut record: Record) -> Result<Record, RecordError> {
         let Some(text) = present_text(&record, &self.field) else { return Ok(record) };
         let found = if self.ignore_case {
-            let folded = text.to_lowercase();
-            self.values.iter().find(|v| v.to_lowercase() == folded)
+            let folded = || text.chars().flat_map(char::to_lowercase);
+            self.values.iter().find(|v| **v == *text || v.chars().flat_map(char::to_lowercase).eq(folded()))
         } else {
             self.values.iter().find(|v| **v == text)
         };
         match found {
             Some(canonical) => {
-                record.set(&self.field, Value::Text(canonical.clone()));
+                // most values have the list's spelling already: they are left as they are
+                if !matches!(record.get(&self.field), Some(Value::Text(t)) if t == canonical) {
+                    record.set(&self.field, Value::Text(canonical.as_str().into()));
+                }
                 Ok(record)
             }
             None => {

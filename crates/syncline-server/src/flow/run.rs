@@ -379,7 +379,7 @@ fn normalize_phones(state: &mut State, fields: &[String]) {
         let Some(raw) = text(&state.contact, field) else { continue };
         match syncline_core::transform::normalize_phone(&raw) {
             Ok(phone) => {
-                state.contact.insert(field.clone(), Value::String(phone));
+                state.contact.insert(field.clone(), Value::String(phone.into()));
             }
             Err(why) => {
                 tracing::info!(%field, %why, "dropped a phone that is not a Costa Rica number");

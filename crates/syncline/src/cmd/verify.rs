@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn values_compare_by_type_not_spelling() {
-        let text = |t: &str| Value::Text(t.to_owned());
+        let text = |t: &str| Value::Text(t.into());
         assert!(same(&text("750000.25"), &Value::Float(750000.25), FieldType::Decimal));
         assert!(same(&text("3"), &Value::Decimal("3.00000000".into()), FieldType::Decimal));
         assert!(!same(&text("3"), &Value::Int(4), FieldType::Decimal));
