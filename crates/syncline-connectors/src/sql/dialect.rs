@@ -95,19 +95,24 @@ impl Dialect {
     /// upsert 1.30 s, with this 1.53 s, returning every row 2.14 s).
     pub fn upsert_columns(self, table: &str, key: &str, columns: &[(String, FieldType)]) -> String {
         let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-        let arrays: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, family))| format!("{}::{}[]", self.placeholder(i + 1), pg_array_type(*family)))
-            .collect();
-        let cols: Vec<String> = names.iter().map(|c| self.quote(c)).collect();
-        let head = format!("INSERT INTO {} ({}) SELECT * FROM UNNEST({})", self.quote(table), cols.join(", "), arrays.join(", "));
-        let upsert = self.on_conflict(head, key, &names);
+        let upsert = self.on_conflict(self.insert_columns(table, columns), key, &names);
         format!(
             "WITH written AS ({upsert} RETURNING {}::text AS key, xmax = 0 AS new) \
              SELECT json_agg(key) FILTER (WHERE new)::text FROM written",
             self.quote(key)
         )
+    }
+
+    /// `INSERT … SELECT * FROM UNNEST($1::type[], …)`: rows as one array per column
+    /// (PostgreSQL), inserted with no conflict clause.
+    pub fn insert_columns(self, table: &str, columns: &[(String, FieldType)]) -> String {
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, family))| format!("{}::{}[]", self.placeholder(i + 1), pg_array_type(*family)))
+            .collect();
+        let cols: Vec<String> = columns.iter().map(|(c, _)| self.quote(c)).collect();
+        format!("INSERT INTO {} ({}) SELECT * FROM UNNEST({})", self.quote(table), cols.join(", "), arrays.join(", "))
     }
 
     /// `INSERT … VALUES (…), (…) <upsert clause>` updating every non-key column.

@@ -25,6 +25,12 @@ pub struct SqlSink {
     replaces: Option<Replaces>,
     /// The statements made so far for one shape of record.
     shape: Shape,
+    /// PostgreSQL: whether every row this sink writes is new, as far as it knows (the table
+    /// was empty at its first write, and no insert since was refused). Those rows go in by a
+    /// plain insert rather than an upsert: a first full run into a new table, the largest one,
+    /// without the server's cost of checking each row for a conflict and reporting it back.
+    /// `None` until the first write.
+    all_new: Option<bool>,
 }
 
 /// The statements for records of these field names, each made once.
@@ -43,7 +49,7 @@ const HALVES_FROM: usize = 512;
 impl SqlSink {
     pub async fn open(settings: SqlSinkSettings) -> Result<SqlSink, ConnectorError> {
         let pool = SqlPool::connect(&settings.url, 2).await?;
-        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None, shape: Shape::default() })
+        Ok(SqlSink { pool, settings, columns: None, declared: HashMap::new(), replaces: None, shape: Shape::default(), all_new: None })
     }
 
     fn dialect(&self) -> Dialect {
@@ -280,24 +286,14 @@ impl SqlSink {
     /// The statements that upsert `rows` (each a record's values, in `names`' order): on
     /// PostgreSQL one statement binding each column as an array, elsewhere multi-row `VALUES`,
     /// each row's values moved into its statement's parameters.
-    fn upserts(&mut self, names: &[String], mut rows: Vec<Vec<Param>>) -> Vec<Statement> {
+    fn upserts(&mut self, names: &[String], rows: Vec<Vec<Param>>) -> Vec<Statement> {
         let d = self.dialect();
         if rows.is_empty() {
             return Vec::new();
         }
         if d.binds_columns() {
-            let columns = self.columns.as_ref().expect("known after ensure_table");
-            let typed: Vec<(String, FieldType)> =
-                names.iter().map(|n| (n.clone(), columns.get(n).copied().unwrap_or(FieldType::Text))).collect();
-            // each row's values moved into the columns, the last column first
-            let mut arrays: Vec<Param> = typed
-                .iter()
-                .rev()
-                .map(|(_, family)| {
-                    Param::Column(ColumnValues::of(rows.iter_mut().map(|row| row.pop().expect("a value per column")), *family))
-                })
-                .collect();
-            arrays.reverse();
+            let typed = self.typed(names);
+            let arrays = column_arrays(&typed, rows);
             return vec![(d.upsert_columns(&self.settings.table, &self.settings.key, &typed).into(), arrays)];
         }
         let per_statement = d.rows_per_statement(names.len());
@@ -313,6 +309,36 @@ impl SqlSink {
             statements.push((self.upsert_sql(names, n), params));
         }
         statements
+    }
+
+    /// Whether rows are inserted as new ones, with no upsert: PostgreSQL, and a table that was
+    /// empty at this sink's first write (see the field `all_new`).
+    async fn all_new(&mut self) -> Result<bool, ConnectorError> {
+        if !self.dialect().binds_columns() {
+            return Ok(false);
+        }
+        if self.all_new.is_none() {
+            let table = self.dialect().quote(&self.settings.table);
+            let rows = self.pool.fetch(&format!("SELECT 1 FROM {table} LIMIT 1"), &[]).await?.rows;
+            self.all_new = Some(rows.is_empty());
+        }
+        Ok(self.all_new == Some(true))
+    }
+
+    /// The plain insert of `rows` as one statement of one array per column (PostgreSQL).
+    fn inserts(&self, names: &[String], rows: Vec<Vec<Param>>) -> Vec<Statement> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let typed = self.typed(names);
+        let arrays = column_arrays(&typed, rows);
+        vec![(self.dialect().insert_columns(&self.settings.table, &typed).into(), arrays)]
+    }
+
+    /// `names` with their columns' types.
+    fn typed(&self, names: &[String]) -> Vec<(String, FieldType)> {
+        let columns = self.columns.as_ref().expect("known after ensure_table");
+        names.iter().map(|n| (n.clone(), columns.get(n).copied().unwrap_or(FieldType::Text))).collect()
     }
 
     /// The statements for records of `names`, made again only when the names change.
@@ -353,6 +379,23 @@ impl SqlSink {
             let db = db.clone();
             let statements = (self.insert_sql(names), self.upsert_sql(names, 1));
             return db.write_rows(statements, rows, after).await;
+        }
+        if after.is_empty() && self.all_new().await? {
+            // two halves at once on the sink's two connections, as the upsert does below
+            let mut first = rows.clone();
+            let second = first.split_off(if first.len() >= HALVES_FROM { first.len() / 2 } else { first.len() });
+            let (first, second) = (self.inserts(names, first), self.inserts(names, second));
+            match tokio::try_join!(self.pool.execute_all(first), self.pool.execute_all(second)) {
+                Ok(_) => return Ok(vec![true; keys.len()]),
+                // a row was refused (its key is stored already, or a value does not fit): the
+                // upsert below writes the batch and tells which (rows of a half that went in
+                // count as updated then); later batches go that way too
+                Err(e) if e.class == ErrorClass::Data => {
+                    tracing::debug!(table = %self.settings.table, error = %e, "an insert of new rows was refused; upserting from here on");
+                    self.all_new = Some(false);
+                }
+                Err(e) => return Err(e),
+            }
         }
         // PostgreSQL's upsert says itself which rows it inserted; elsewhere a query first
         let says_itself = self.dialect().binds_columns();
@@ -476,6 +519,18 @@ impl Sink for SqlSink {
         }
         Ok(Some(out))
     }
+}
+
+/// Rows as one array parameter per column (PostgreSQL's `UNNEST`), each row's values moved in.
+fn column_arrays(typed: &[(String, FieldType)], mut rows: Vec<Vec<Param>>) -> Vec<Param> {
+    // the last column first, popped off each row
+    let mut arrays: Vec<Param> = typed
+        .iter()
+        .rev()
+        .map(|(_, family)| Param::Column(ColumnValues::of(rows.iter_mut().map(|row| row.pop().expect("a value per column")), *family)))
+        .collect();
+    arrays.reverse();
+    arrays
 }
 
 /// Whether a column of type `column` holds every value of a field of type `field`: text holds
@@ -626,6 +681,58 @@ mod tests {
         }
         let rows = sink.pool().fetch("SELECT count(*), min(version), max(version) FROM people", &[]).await.unwrap().rows;
         assert_eq!(rows, vec![vec![Value::Int(700), Value::Int(2), Value::Int(2)]]);
+        db.drop().await;
+    }
+
+    /// Into an empty PostgreSQL table the rows go by a plain insert, and are stored exactly as
+    /// the upsert stores them (text with tabs, newlines and backslashes, nulls, decimals, times
+    /// to the nanosecond given, floats); a batch holding a stored key is refused by the insert
+    /// and written by upsert, which tells updated rows from new ones.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_inserts_into_an_empty_table_as_the_upsert_would() {
+        let Some(db) = syncline_testkit::postgres().await else { return };
+        let at = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap().and_hms_nano_opt(10, 20, 30, 123_456_789).unwrap();
+        let row = |id: i64, version: i64| {
+            Record::new(id.to_string())
+                .with("id", id)
+                .with("version", version)
+                .with("note", if id % 3 == 0 { Value::Null } else { Value::Text(format!("a\tb\nc\\d \r {id}").into()) })
+                .with("amount", Value::Decimal(format!("{id}.05").into()))
+                .with("ratio", Value::Float(id as f64 / 7.0))
+                .with("flag", Value::Bool(id % 2 == 0))
+                .with("at", Value::Timestamp(at))
+                .with("at_utc", Value::TimestampTz(at.and_utc()))
+        };
+        let columns = "id, version, note, amount, ratio, flag, at, at_utc";
+        let mut stored = Vec::new();
+        for (table, seeded) in [("by_insert", false), ("by_upsert", true)] {
+            let settings = SqlSinkSettings { url: db.url.clone(), table: table.into(), key: "id".into(), create_table: true };
+            if seeded {
+                // a row already there, written by an earlier run: this sink upserts from its
+                // first batch on
+                let mut earlier = SqlSink::open(settings.clone()).await.unwrap();
+                assert_eq!(earlier.write(&[row(1000, 0)]).await.unwrap(), vec![Outcome::Created]);
+            }
+            let mut sink = SqlSink::open(settings).await.unwrap();
+            let batch: Vec<Record> = (0..300).map(|id| row(id, 1)).collect();
+            assert!(sink.write(&batch).await.unwrap().iter().all(|o| *o == Outcome::Created), "{table}");
+            assert_eq!(sink.all_new, Some(!seeded), "{table}");
+            let sql = format!("SELECT {columns} FROM {table} WHERE id < 1000 ORDER BY id");
+            stored.push(sink.pool().fetch(&sql, &[]).await.unwrap().rows);
+            if !seeded {
+                // 100 of these keys are stored: the insert is refused and the upsert tells them
+                let next: Vec<Record> = (200..400).map(|id| row(id, 2)).collect();
+                let outcomes = sink.write(&next).await.unwrap();
+                for (id, outcome) in (200..400).zip(&outcomes) {
+                    assert_eq!(*outcome, if id < 300 { Outcome::Updated } else { Outcome::Created }, "row {id}");
+                }
+                assert_eq!(sink.all_new, Some(false));
+                let counts = sink.pool().fetch("SELECT count(*), sum(version)::bigint FROM by_insert", &[]).await.unwrap().rows;
+                assert_eq!(counts, vec![vec![Value::Int(400), Value::Int(200 + 200 * 2)]]);
+            }
+        }
+        assert_eq!(stored[0].len(), 300);
+        assert_eq!(stored[0], stored[1], "the insert stores what the upsert stores");
         db.drop().await;
     }
 
