@@ -92,7 +92,7 @@ async fn the_console_in_a_real_browser() {
     let dir = members_with_console(2000);
     let d = dir.path();
     let config = std::fs::read_to_string(d.join("members.yaml")).unwrap();
-    let config = config.replace("page_size: 2000", "page_size: 250").replace("batch_size: 1000", "batch_size: 250");
+    let config = config.replace("page_size: 1000", "page_size: 250").replace("batch_size: 1000", "batch_size: 250");
     let hooks = "\nwebhooks:\n  hubspot:\n    provider: hubspot\n    secrets: [\"${HOOK_SECRET}\"]\n";
     std::fs::write(d.join("members.yaml"), format!("{config}{hooks}")).unwrap();
     let out = bin()

@@ -288,7 +288,7 @@ async fn the_live_view_shows_a_running_runs_count_rise() {
     let config = std::fs::read_to_string(d.join("members.yaml")).unwrap();
     std::fs::write(
         d.join("members.yaml"),
-        config.replace("page_size: 2000", "page_size: 250").replace("batch_size: 1000", "batch_size: 250"),
+        config.replace("page_size: 1000", "page_size: 250").replace("batch_size: 1000", "batch_size: 250"),
     )
     .unwrap();
     // the store exists before the console opens it
