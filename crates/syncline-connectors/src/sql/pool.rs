@@ -166,6 +166,20 @@ impl SqlPool {
         }
     }
 
+    /// [`SqlPool::fetch`], then `then` on the rows: on SQLite on the connection's own thread
+    /// (see [`SqliteDb::fetch_then`]), elsewhere here.
+    pub async fn fetch_then<T: Send + 'static>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        then: impl FnOnce(Rows) -> Result<T, ConnectorError> + Send + 'static,
+    ) -> Result<T, ConnectorError> {
+        match self {
+            SqlPool::Sqlite(db) => db.fetch_then(sql, params, then).await,
+            _ => then(self.fetch(sql, params).await?),
+        }
+    }
+
     /// Runs a query and decodes every row.
     pub async fn fetch(&self, sql: &str, params: &[Param]) -> Result<Rows, ConnectorError> {
         macro_rules! fetch_with {

@@ -96,11 +96,8 @@ impl SqlSource {
             None => (format!("{wm} IS NULL"), Vec::new()),
         };
         let sql = d.page_query(&self.relation(), &predicate, &key, self.settings.page_size);
-        let rows = self.pool.fetch(&sql, &params).await?;
-        if rows.rows.is_empty() {
-            return Ok(None); // past them: the rows with a watermark come next
-        }
-        Ok(Some(self.page(rows)?))
+        // `None` past them: the rows with a watermark come next
+        Ok(self.fetch_page(&sql, &params).await?.map(Some))
     }
 
     /// How many rows the source holds now (`verify_counts`).
@@ -123,6 +120,27 @@ impl SqlSource {
         Ok((n, keys))
     }
 
+    /// The rows a page query returns, as a page (`None` for none). They are made into
+    /// records where they were read (see [`SqlPool::fetch_then`]).
+    async fn fetch_page(&self, sql: &str, params: &[Param]) -> Result<Option<Page>, ConnectorError> {
+        let layout = PageLayout {
+            key: self.settings.key.clone(),
+            watermark: self.settings.watermark.clone(),
+            text: self.settings.text.clone(),
+        };
+        self.pool.fetch_then(sql, params, move |rows| layout.page(rows)).await
+    }
+}
+
+/// What turns rows into a page: the key and watermark columns, and how to read text that is
+/// not UTF-8.
+struct PageLayout {
+    key: String,
+    watermark: String,
+    text: std::collections::BTreeMap<String, TextMode>,
+}
+
+impl PageLayout {
     /// Rows as a page, with the cursor of its last row.
     fn page(&self, mut rows: super::pool::Rows) -> Result<Option<Page>, ConnectorError> {
         if rows.rows.is_empty() {
@@ -136,8 +154,8 @@ impl SqlSource {
                 format!("the source has no {what} column {name:?} (columns: {})", rows.names.join(", ")),
             )
         };
-        let key_at = find(&self.settings.key).ok_or_else(|| missing("key", &self.settings.key))?;
-        let wm_at = find(&self.settings.watermark).ok_or_else(|| missing("watermark", &self.settings.watermark))?;
+        let key_at = find(&self.key).ok_or_else(|| missing("key", &self.key))?;
+        let wm_at = find(&self.watermark).ok_or_else(|| missing("watermark", &self.watermark))?;
         let Some(last) = rows.rows.last() else { return Ok(None) };
         let cursor = cursor_of(&last[wm_at], &last[key_at]);
         let (mut records, mut rejected) = (Vec::with_capacity(rows.rows.len()), Vec::new());
@@ -159,7 +177,7 @@ impl SqlSource {
         let base64 = |bytes: &[u8]| Value::Text(base64::engine::general_purpose::STANDARD.encode(bytes).into());
         let mode = |column: usize| {
             let name = &rows.names[column];
-            self.settings.text.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, m)| *m)
+            self.text.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, m)| *m)
         };
         let bytes_columns: Vec<usize> = (0..rows.names.len()).filter(|c| mode(*c) == Some(TextMode::Bytes)).collect();
         for row in rows.rows.iter_mut() {
@@ -190,6 +208,9 @@ impl SqlSource {
         refused
     }
 
+}
+
+impl SqlSource {
     /// How many rows a run starting at `after` will read (for progress and ETA).
     pub async fn estimate(&mut self, after: Option<&Cursor>) -> Result<u64, ConnectorError> {
         let pending = self.overlap_pending;
@@ -260,8 +281,7 @@ impl Source for SqlSource {
         let (predicate, params) = self.predicate(after)?;
         let (wm, key) = (d.quote(&self.settings.watermark), d.quote(&self.settings.key));
         let sql = d.page_query(&self.relation(), &predicate, &format!("{wm}, {key}"), self.settings.page_size);
-        let rows = self.pool.fetch(&sql, &params).await?;
-        self.page(rows)
+        self.fetch_page(&sql, &params).await
     }
 
     fn cursor_after(&self, record: &Record) -> Option<Cursor> {
