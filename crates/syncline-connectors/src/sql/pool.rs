@@ -80,6 +80,10 @@ impl ColumnValues {
     }
 }
 
+/// What [`SqlPool::fetch_then`] does with the rows, where they were read.
+pub trait WithRows<T>: FnOnce(Rows) -> Result<T, ConnectorError> + Send + 'static {}
+impl<T, F: FnOnce(Rows) -> Result<T, ConnectorError> + Send + 'static> WithRows<T> for F {}
+
 /// Rows as read: shared column names, then one value per column.
 #[derive(Debug)]
 pub struct Rows {
@@ -168,12 +172,7 @@ impl SqlPool {
 
     /// [`SqlPool::fetch`], then `then` on the rows: on SQLite on the connection's own thread
     /// (see [`SqliteDb::fetch_then`]), elsewhere here.
-    pub async fn fetch_then<T: Send + 'static>(
-        &self,
-        sql: &str,
-        params: &[Param],
-        then: impl FnOnce(Rows) -> Result<T, ConnectorError> + Send + 'static,
-    ) -> Result<T, ConnectorError> {
+    pub async fn fetch_then<T: Send + 'static>(&self, sql: &str, params: &[Param], then: impl WithRows<T>) -> Result<T, ConnectorError> {
         match self {
             SqlPool::Sqlite(db) => db.fetch_then(sql, params, then).await,
             _ => then(self.fetch(sql, params).await?),

@@ -123,11 +123,8 @@ impl SqlSource {
     /// The rows a page query returns, as a page (`None` for none). They are made into
     /// records where they were read (see [`SqlPool::fetch_then`]).
     async fn fetch_page(&self, sql: &str, params: &[Param]) -> Result<Option<Page>, ConnectorError> {
-        let layout = PageLayout {
-            key: self.settings.key.clone(),
-            watermark: self.settings.watermark.clone(),
-            text: self.settings.text.clone(),
-        };
+        let layout =
+            PageLayout { key: self.settings.key.clone(), watermark: self.settings.watermark.clone(), text: self.settings.text.clone() };
         self.pool.fetch_then(sql, params, move |rows| layout.page(rows)).await
     }
 }
@@ -207,7 +204,6 @@ impl PageLayout {
         }
         refused
     }
-
 }
 
 impl SqlSource {

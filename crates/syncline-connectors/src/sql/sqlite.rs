@@ -7,7 +7,7 @@
 //! (libsqlite3-sys), so there is one SQLite in the binary.
 
 use super::dialect::field_type_of;
-use super::pool::{InvalidText, Param, Rows, Statement};
+use super::pool::{InvalidText, Param, Rows, Statement, WithRows};
 use compact_str::ToCompactString;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -75,12 +75,7 @@ impl SqliteDb {
     /// Runs a query, decodes every row, and hands them to `then` on the connection's thread:
     /// rows made into records there are freed by the thread that made them, which takes the
     /// memory back at once (mimalloc), and the work is off the thread the run's stages share.
-    pub async fn fetch_then<T: Send + 'static>(
-        &self,
-        sql: &str,
-        params: &[Param],
-        then: impl FnOnce(Rows) -> Result<T, ConnectorError> + Send + 'static,
-    ) -> Result<T, ConnectorError> {
+    pub async fn fetch_then<T: Send + 'static>(&self, sql: &str, params: &[Param], then: impl WithRows<T>) -> Result<T, ConnectorError> {
         let (conn, sql, params) = (Arc::clone(&self.conn), sql.to_owned(), params.to_vec());
         on(&self.thread, move || {
             let conn = conn.lock().map_err(|_| poisoned())?;
