@@ -26,14 +26,24 @@ impl std::fmt::Debug for WorkerThread {
     }
 }
 
-/// The worker thread could not be started, or is gone.
+/// Why work given to a [`WorkerThread`] did not return.
 #[derive(Debug, thiserror::Error)]
-#[error("the worker thread is not running")]
-pub struct WorkerGone;
+pub enum WorkerError {
+    /// The thread could not be started, or is gone.
+    #[error("the worker thread is not running")]
+    Gone,
+    /// The work panicked (the payload, to raise it again where that is wanted).
+    #[error("the work panicked: {}", panic_message(.0.as_ref()))]
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message")
+}
 
 impl WorkerThread {
     /// Starts the thread, named `name` (as `top` and `perf` show it).
-    pub fn start(name: &str) -> Result<WorkerThread, WorkerGone> {
+    pub fn start(name: &str) -> Result<WorkerThread, WorkerError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name(name.to_owned())
@@ -42,23 +52,20 @@ impl WorkerThread {
                     job();
                 }
             })
-            .map_err(|_| WorkerGone)?;
+            .map_err(|_| WorkerError::Gone)?;
         Ok(WorkerThread { jobs })
     }
 
     /// Runs `work` on the thread and waits for its result, without holding the caller's
-    /// thread. A panic in `work` is raised again here. If the caller stops waiting, `work`
-    /// still runs to its end (as with `spawn_blocking`).
-    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, WorkerGone> {
+    /// thread. A panic in `work` comes back as [`WorkerError::Panicked`], and the thread goes
+    /// on. If the caller stops waiting, `work` still runs to its end (as with `spawn_blocking`).
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, WorkerError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
         });
-        self.jobs.send(job).map_err(|_| WorkerGone)?;
-        match result.await.map_err(|_| WorkerGone)? {
-            Ok(value) => Ok(value),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        self.jobs.send(job).map_err(|_| WorkerError::Gone)?;
+        result.await.map_err(|_| WorkerError::Gone)?.map_err(WorkerError::Panicked)
     }
 
     /// Queues `work` without waiting for it (freeing what a page leaves behind).
@@ -75,7 +82,8 @@ impl WorkerThread {
 mod tests {
     use super::*;
 
-    /// Jobs run in order on the one named thread; results and panics come back to the caller.
+    /// Jobs run in order on the one named thread; results and panics come back to the caller,
+    /// and the thread goes on after a panic.
     #[tokio::test]
     async fn jobs_run_in_order_on_one_thread() {
         let worker = WorkerThread::start("syncline-test-worker").unwrap();
@@ -87,12 +95,8 @@ mod tests {
         let name = worker.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert_eq!(name.as_deref(), Some("syncline-test-worker"));
         assert_eq!(*log.lock().unwrap(), vec![0, 1, 2, 3, 4], "queued jobs ran first, in order");
-        let panicked = tokio::spawn({
-            let worker = worker.clone();
-            async move { worker.run(|| panic!("boom")).await }
-        })
-        .await;
-        assert!(panicked.unwrap_err().is_panic(), "the panic is raised in the caller");
+        let panicked = worker.run(|| panic!("boom")).await.unwrap_err();
+        assert_eq!(panicked.to_string(), "the work panicked: boom");
         assert_eq!(worker.run(|| 2 + 2).await.unwrap(), 4, "the thread survives a job's panic");
     }
 }

@@ -13,7 +13,7 @@ use crate::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use syncline_core::worker::WorkerThread;
+use syncline_core::worker::{WorkerError, WorkerThread};
 
 pub(crate) struct SqliteWriter {
     /// `None` once the store is closed: later writes fail, as the pool's do.
@@ -58,8 +58,12 @@ impl SqliteWriter {
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writer = Arc::clone(self);
-        // a panic in `work` is raised here again; a thread that is gone is a closed store
-        self.thread.run(move || writer.with_connection(work)).await.unwrap_or(Err(StoreError::Closed))
+        match self.thread.run(move || writer.with_connection(work)).await {
+            Ok(done) => done,
+            // a panic in `work` is raised here again; a thread that is gone is a closed store
+            Err(WorkerError::Panicked(panic)) => std::panic::resume_unwind(panic),
+            Err(WorkerError::Gone) => Err(StoreError::Closed),
+        }
     }
 
     /// `work` on the connection, here and now; `Closed` once the store is closed.
