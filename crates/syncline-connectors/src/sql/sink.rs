@@ -381,11 +381,17 @@ impl SqlSink {
             return db.write_rows(statements, rows, after).await;
         }
         if after.is_empty() && self.all_new().await? {
-            // two halves at once on the sink's two connections, as the upsert does below
+            // two halves at once on the sink's two connections, as the upsert does below; the
+            // rows are copied (their text mostly inline) in case the upsert has to write them
             let mut first = rows.clone();
             let second = first.split_off(if first.len() >= HALVES_FROM { first.len() / 2 } else { first.len() });
             let (first, second) = (self.inserts(names, first), self.inserts(names, second));
-            match tokio::try_join!(self.pool.execute_all(first), self.pool.execute_all(second)) {
+            let inserted = if second.is_empty() {
+                self.pool.execute_all(first).await
+            } else {
+                tokio::try_join!(self.pool.execute_all(first), self.pool.execute_all(second)).map(|(first, _)| first)
+            };
+            match inserted {
                 Ok(_) => return Ok(vec![true; keys.len()]),
                 // a row was refused (its key is stored already, or a value does not fit): the
                 // upsert below writes the batch and tells which (rows of a half that went in
