@@ -78,9 +78,7 @@ impl Transform for Cedula {
                     format!("{} is a {} number; allowed: {}", RecordError::quote(&text), kind.name(), allowed.join(", ")),
                 ));
             }
-            if !matches!(record.get(field), Some(Value::Text(t)) if *t == digits) {
-                record.set(field, Value::Text(digits));
-            }
+            record.set(field, Value::Text(digits));
         }
         Ok(record)
     }

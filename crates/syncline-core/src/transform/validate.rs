@@ -78,10 +78,7 @@ impl Transform for Name {
                     format!("{} contains digits or control characters", RecordError::quote(&clean)),
                 ));
             }
-            // most names are spelled cleanly already: those are left as they are
-            if !matches!(record.get(field), Some(Value::Text(t)) if *t == clean) {
-                record.set(field, Value::Text(clean));
-            }
+            record.set(field, Value::Text(clean));
         }
         Ok(record)
     }
@@ -140,10 +137,7 @@ impl Transform for Enum {
         };
         match found {
             Some(canonical) => {
-                // most values have the list's spelling already: they are left as they are
-                if !matches!(record.get(&self.field), Some(Value::Text(t)) if t == canonical) {
-                    record.set(&self.field, Value::Text(canonical.as_str().into()));
-                }
+                record.set(&self.field, Value::Text(canonical.as_str().into()));
                 Ok(record)
             }
             None => {
